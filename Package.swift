@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+//
+// nnseg — nnU-Net rebuilt in Swift as a DICOM-native clinical batch processor.
+//
+// Module map (see ../shared/STYLE.md): imports point down only.
+//   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CZlib   — C / system libraries
+//   L1  VolumeGeometry                                                           — Volume, geometry, transforms
+//   L2  NIfTI (CZlib), DICOMImport (CDCMTK)                                       — image I/O
+//   L7  nnseg (executable)                                                       — CLI; sole reader of env/args
+import PackageDescription
+
+let package = Package(
+    name: "nnseg",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "nnseg", targets: ["nnseg"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "COpenJPEG", path: "Sources/COpenJPEG"),
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        // DCMTK behind a plain C API (no Swift C++ interop anywhere).
+        .target(
+            name: "CDCMTK",
+            dependencies: ["COpenJPEG"],
+            path: "Sources/CDCMTK",
+            cxxSettings: [.define("NNSEG_DCMTK_SHIM")],
+            linkerSettings: [
+                .linkedLibrary("dcmjpls"), .linkedLibrary("dcmtkcharls"),
+                .linkedLibrary("dcmjpeg"), .linkedLibrary("ijg8"), .linkedLibrary("ijg12"), .linkedLibrary("ijg16"),
+                .linkedLibrary("dcmimgle"), .linkedLibrary("dcmdata"), .linkedLibrary("oflog"), .linkedLibrary("ofstd"),
+                .linkedLibrary("openjp2"), .linkedLibrary("z"),
+            ]
+        ),
+
+        // MARK: L1
+        .target(name: "VolumeGeometry"),
+        .target(name: "Digest"),
+
+        // MARK: L2
+        .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CZlib"]),
+        .target(name: "DICOMImport", dependencies: [
+            "VolumeGeometry", "CDCMTK",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: L7 — CLI
+        .executableTarget(name: "nnseg", dependencies: [
+            "VolumeGeometry", "NIfTI", "DICOMImport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        // MARK: Tests
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "VolumeGeometryTests", dependencies: ["VolumeGeometry", "TestSupport"]),
+        .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
+        .testTarget(name: "DICOMImportTests", dependencies: ["DICOMImport", "NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+    ],
+    cxxLanguageStandard: .cxx17
+)

@@ -1,0 +1,394 @@
+// DcmtkShim.cpp — implementation of nnseg_dcmtk.h on top of DCMTK 3.6.7.
+//
+// Every DCMTK call of nnseg goes through this file (STYLE.md §3, one choke point per C boundary).
+// Messages carry tags, transfer syntaxes and DCMTK conditions, never attribute values.
+
+#include "nnseg_dcmtk.h"
+#include "J2KDecoder.hpp"
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dccodec.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+struct nnseg_dcm_file {
+    DcmFileFormat format;
+    bool hasMeta = false;
+    std::string path;
+};
+
+namespace {
+
+void writeMessage(char *message, size_t capacity, const std::string &text) {
+    if (message == nullptr || capacity == 0) return;
+    size_t n = text.size() < capacity - 1 ? text.size() : capacity - 1;
+    std::memcpy(message, text.data(), n);
+    message[n] = '\0';
+}
+
+long copyOut(const std::string &value, char *buffer, size_t capacity) {
+    if (buffer != nullptr && capacity > 0) {
+        size_t n = value.size() < capacity - 1 ? value.size() : capacity - 1;
+        std::memcpy(buffer, value.data(), n);
+        buffer[n] = '\0';
+    }
+    return static_cast<long>(value.size());
+}
+
+// One step of an attribute path: a tag and, for sequences, an item index (-1 when absent).
+struct PathStep {
+    DcmTagKey tag;
+    long item = -1;
+};
+
+bool parsePath(const char *path, std::vector<PathStep> &steps) {
+    if (path == nullptr) return false;
+    std::string p(path);
+    size_t start = 0;
+    while (start <= p.size()) {
+        size_t end = p.find('/', start);
+        std::string part = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        unsigned int g = 0, e = 0;
+        long item = -1;
+        char trailing = 0;
+        int n = std::sscanf(part.c_str(), "%4x,%4x[%ld]%c", &g, &e, &item, &trailing);
+        if (n == 2) {
+            item = -1;
+        } else if (n != 3 || item < 0) {
+            return false;
+        }
+        steps.push_back({DcmTagKey(static_cast<Uint16>(g), static_cast<Uint16>(e)), item});
+        if (end == std::string::npos) break;
+        start = end + 1;
+    }
+    return !steps.empty();
+}
+
+// Walks all but the last step (each of which must name an item) and returns the item holding the last.
+DcmItem *resolveParent(const nnseg_dcm_file *file, const std::vector<PathStep> &steps) {
+    auto *f = const_cast<nnseg_dcm_file *>(file);
+    DcmItem *item = (steps.front().tag.getGroup() == 0x0002 && steps.size() == 1)
+                        ? static_cast<DcmItem *>(f->format.getMetaInfo())
+                        : static_cast<DcmItem *>(f->format.getDataset());
+    for (size_t i = 0; i + 1 < steps.size(); ++i) {
+        if (steps[i].item < 0) return nullptr;
+        DcmItem *next = nullptr;
+        if (item->findAndGetSequenceItem(steps[i].tag, next, steps[i].item).bad() || next == nullptr) return nullptr;
+        item = next;
+    }
+    return item;
+}
+
+Uint16 uint16Attribute(DcmDataset *ds, const DcmTagKey &tag, Uint16 fallback) {
+    Uint16 v = 0;
+    return ds->findAndGetUint16(tag, v).good() ? v : fallback;
+}
+
+long framesOf(DcmDataset *ds) {
+    Sint32 frames = 1;
+    if (ds->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) frames = 1;
+    return frames;
+}
+
+std::string xferDescription(E_TransferSyntax xfer) {
+    DcmXfer x(xfer);
+    return std::string(x.getXferName()) + " (" + x.getXferID() + ")";
+}
+
+bool isJPEG2000(E_TransferSyntax xfer) {
+    return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 ||
+           xfer == EXS_JPEG2000MulticomponentLosslessOnly || xfer == EXS_JPEG2000Multicomponent;
+}
+
+// Fragments of an encapsulated Pixel Data element grouped per frame (Basic Offset Table when present,
+// one fragment per frame when the counts match, else split at JPEG 2000 codestream starts).
+bool fragmentsPerFrame(DcmPixelSequence *seq, long frames, std::vector<std::vector<uint8_t>> &out,
+                       std::string &error) {
+    unsigned long count = seq->card();
+    if (count < 2) {
+        error = "encapsulated Pixel Data has no fragments";
+        return false;
+    }
+    std::vector<std::pair<Uint8 *, Uint32>> fragments;
+    for (unsigned long i = 1; i < count; ++i) {
+        DcmPixelItem *item = nullptr;
+        if (seq->getItem(item, i).bad() || item == nullptr) {
+            error = "cannot read fragment " + std::to_string(i);
+            return false;
+        }
+        Uint8 *data = nullptr;
+        Uint32 len = item->getLength();
+        if (len > 0 && (item->getUint8Array(data).bad() || data == nullptr)) {
+            error = "cannot load fragment " + std::to_string(i) + " (file truncated?)";
+            return false;
+        }
+        fragments.emplace_back(data, len);
+    }
+    out.assign(static_cast<size_t>(frames), {});
+    auto append = [&](size_t frame, size_t fragment) {
+        auto &dst = out[frame];
+        dst.insert(dst.end(), fragments[fragment].first, fragments[fragment].first + fragments[fragment].second);
+    };
+
+    DcmPixelItem *bot = nullptr;
+    Uint32 botLength = (seq->getItem(bot, 0).good() && bot != nullptr) ? bot->getLength() : 0;
+    if (botLength == static_cast<Uint32>(4 * frames) && frames > 1) {
+        Uint8 *raw = nullptr;
+        if (bot->getUint8Array(raw).good() && raw != nullptr) {
+            std::vector<Uint32> offsets(static_cast<size_t>(frames));
+            for (long f = 0; f < frames; ++f) {
+                offsets[f] = Uint32(raw[4 * f]) | (Uint32(raw[4 * f + 1]) << 8) | (Uint32(raw[4 * f + 2]) << 16) |
+                             (Uint32(raw[4 * f + 3]) << 24);
+            }
+            Uint32 position = 0;
+            size_t frame = 0;
+            for (size_t i = 0; i < fragments.size(); ++i) {
+                while (frame + 1 < offsets.size() && position >= offsets[frame + 1]) ++frame;
+                append(frame, i);
+                position += 8 + fragments[i].second;
+            }
+            return true;
+        }
+    }
+    if (fragments.size() == static_cast<size_t>(frames)) {
+        for (size_t i = 0; i < fragments.size(); ++i) append(i, i);
+        return true;
+    }
+    if (frames == 1) {
+        for (size_t i = 0; i < fragments.size(); ++i) append(0, i);
+        return true;
+    }
+    long frame = -1;
+    for (size_t i = 0; i < fragments.size(); ++i) {
+        const Uint8 *d = fragments[i].first;
+        bool starts = fragments[i].second >= 4 && ((d[0] == 0xFF && d[1] == 0x4F && d[2] == 0xFF && d[3] == 0x51) ||
+                                                  (d[0] == 0x00 && d[1] == 0x00 && d[2] == 0x00 && d[3] == 0x0C));
+        if (starts || frame < 0) ++frame;
+        if (frame >= frames) {
+            error = "more JPEG 2000 codestreams than frames";
+            return false;
+        }
+        append(static_cast<size_t>(frame), i);
+    }
+    if (frame + 1 != frames) {
+        error = "found " + std::to_string(frame + 1) + " JPEG 2000 codestreams for " + std::to_string(frames) + " frames";
+        return false;
+    }
+    return true;
+}
+
+nnseg_dcm_status decodeJPEG2000(DcmDataset *ds, DcmPixelData *pixel, E_TransferSyntax xfer, std::vector<uint8_t> &out,
+                                std::string &error) {
+    DcmPixelSequence *seq = nullptr;
+    if (pixel->getEncapsulatedRepresentation(xfer, nullptr, seq).bad() || seq == nullptr) {
+        error = "cannot access encapsulated Pixel Data";
+        return NNSEG_DCM_DECODE_FAILED;
+    }
+    const long frames = framesOf(ds);
+    const Uint16 rows = uint16Attribute(ds, DCM_Rows, 0), cols = uint16Attribute(ds, DCM_Columns, 0);
+    const Uint16 spp = uint16Attribute(ds, DCM_SamplesPerPixel, 1);
+    const Uint16 bitsAllocated = uint16Attribute(ds, DCM_BitsAllocated, 0);
+    if (rows == 0 || cols == 0 || (bitsAllocated != 8 && bitsAllocated != 16 && bitsAllocated != 32)) {
+        error = "Rows, Columns or BitsAllocated missing or unsupported for JPEG 2000";
+        return NNSEG_DCM_DECODE_FAILED;
+    }
+    std::vector<std::vector<uint8_t>> codestreams;
+    if (!fragmentsPerFrame(seq, frames, codestreams, error)) return NNSEG_DCM_DECODE_FAILED;
+    const size_t bytesPerSample = bitsAllocated / 8;
+    const size_t frameBytes = size_t(rows) * cols * spp * bytesPerSample;
+    out.assign(frameBytes * static_cast<size_t>(frames), 0);
+    for (long f = 0; f < frames; ++f) {
+        std::string frameError;
+        if (!nnseg::decodeJ2KFrame(codestreams[f], rows, cols, spp, bytesPerSample, out.data() + frameBytes * f,
+                                   frameError)) {
+            error = "JPEG 2000 frame " + std::to_string(f) + ": " + frameError;
+            return NNSEG_DCM_DECODE_FAILED;
+        }
+    }
+    return NNSEG_DCM_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+void nnseg_dcm_initialize(void) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
+        DcmRLEDecoderRegistration::registerCodecs();
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+    });
+}
+
+nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *message, size_t message_capacity) {
+    if (path == nullptr || out == nullptr) return NNSEG_DCM_BAD_ARGUMENT;
+    *out = nullptr;
+    nnseg_dcm_initialize();
+
+    unsigned char head[132] = {0};
+    FILE *fp = std::fopen(path, "rb");
+    if (fp == nullptr) {
+        writeMessage(message, message_capacity, std::string("cannot open file: ") + std::strerror(errno));
+        return NNSEG_DCM_READ_FAILED;
+    }
+    size_t got = std::fread(head, 1, sizeof head, fp);
+    std::fclose(fp);
+
+    bool part10 = got == 132 && std::memcmp(head + 128, "DICM", 4) == 0;
+    // A raw dataset (no preamble) starts with a low group tag, little endian: group 0x0008 or 0x0002.
+    bool rawDataset = !part10 && got >= 8 && (head[1] == 0x00) && (head[0] == 0x08 || head[0] == 0x02) &&
+                      head[3] == 0x00;
+    if (!part10 && !rawDataset) {
+        writeMessage(message, message_capacity, "not a DICOM file (no DICM preamble and no recognisable dataset)");
+        return NNSEG_DCM_NOT_DICOM;
+    }
+
+    auto *file = new nnseg_dcm_file();
+    file->path = path;
+    file->hasMeta = part10;
+    OFCondition cond = file->format.loadFile(OFFilename(path), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
+                                             part10 ? ERM_fileOnly : ERM_dataset);
+    if (cond.bad()) {
+        writeMessage(message, message_capacity, std::string("DCMTK cannot parse the file: ") + cond.text());
+        delete file;
+        return part10 ? NNSEG_DCM_READ_FAILED : NNSEG_DCM_NOT_DICOM;
+    }
+    *out = file;
+    return NNSEG_DCM_OK;
+}
+
+void nnseg_dcm_close(nnseg_dcm_file *file) { delete file; }
+
+int nnseg_dcm_has_meta_header(const nnseg_dcm_file *file) { return file != nullptr && file->hasMeta ? 1 : 0; }
+
+long nnseg_dcm_transfer_syntax_uid(const nnseg_dcm_file *file, char *buffer, size_t capacity) {
+    if (file == nullptr) return -1;
+    auto *f = const_cast<nnseg_dcm_file *>(file);
+    DcmXfer x(f->format.getDataset()->getOriginalXfer());
+    return copyOut(x.getXferID(), buffer, capacity);
+}
+
+long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *buffer, size_t capacity) {
+    if (file == nullptr) return -1;
+    std::vector<PathStep> steps;
+    if (!parsePath(path, steps) || steps.back().item >= 0) return -1;
+    DcmItem *parent = resolveParent(file, steps);
+    if (parent == nullptr) return -1;
+    DcmElement *element = nullptr;
+    if (parent->findAndGetElement(steps.back().tag, element).bad() || element == nullptr) return -1;
+    if (element->ident() == EVR_SQ || element->ident() == EVR_pixelSQ) return -1;
+    OFString value;
+    if (element->getLength() == 0) return copyOut("", buffer, capacity);
+    if (element->getOFStringArray(value, OFTrue).bad()) return -1;
+    return copyOut(std::string(value.c_str(), value.length()), buffer, capacity);
+}
+
+int nnseg_dcm_has(const nnseg_dcm_file *file, const char *path) {
+    if (file == nullptr) return 0;
+    std::vector<PathStep> steps;
+    if (!parsePath(path, steps) || steps.back().item >= 0) return 0;
+    DcmItem *parent = resolveParent(file, steps);
+    DcmElement *element = nullptr;
+    return parent != nullptr && parent->findAndGetElement(steps.back().tag, element).good() && element != nullptr;
+}
+
+long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path) {
+    if (file == nullptr) return -1;
+    std::vector<PathStep> steps;
+    if (!parsePath(path, steps) || steps.back().item >= 0) return -1;
+    DcmItem *parent = resolveParent(file, steps);
+    if (parent == nullptr) return -1;
+    DcmSequenceOfItems *sequence = nullptr;
+    if (parent->findAndGetSequence(steps.back().tag, sequence).bad() || sequence == nullptr) return -1;
+    return static_cast<long>(sequence->card());
+}
+
+nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_bytes, size_t *out_length,
+                                         char *message, size_t message_capacity) {
+    if (file == nullptr || out_bytes == nullptr || out_length == nullptr) return NNSEG_DCM_BAD_ARGUMENT;
+    *out_bytes = nullptr;
+    *out_length = 0;
+    DcmDataset *ds = file->format.getDataset();
+    DcmElement *element = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) {
+        writeMessage(message, message_capacity, "no Pixel Data (7FE0,0010) in this object");
+        return NNSEG_DCM_NO_PIXEL_DATA;
+    }
+    auto *pixel = OFstatic_cast(DcmPixelData *, element);
+    const E_TransferSyntax xfer = ds->getOriginalXfer();
+    const Uint16 bitsAllocated = uint16Attribute(ds, DCM_BitsAllocated, 0);
+    std::vector<uint8_t> decoded;
+    std::string error;
+
+    if (DcmXfer(xfer).isEncapsulated()) {
+        if (isJPEG2000(xfer)) {
+            nnseg_dcm_status status = decodeJPEG2000(ds, pixel, xfer, decoded, error);
+            if (status != NNSEG_DCM_OK) {
+                writeMessage(message, message_capacity, error);
+                return status;
+            }
+        } else {
+            OFCondition cond = ds->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+            if (cond.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit)) {
+                bool known = DcmCodecList::canChangeCoding(xfer, EXS_LittleEndianExplicit);
+                writeMessage(message, message_capacity,
+                             std::string(known ? "cannot decode " : "no decoder for transfer syntax ") +
+                                 xferDescription(xfer) + (cond.bad() ? std::string(": ") + cond.text() : ""));
+                return known ? NNSEG_DCM_DECODE_FAILED : NNSEG_DCM_UNSUPPORTED_TRANSFER_SYNTAX;
+            }
+        }
+    }
+    if (decoded.empty()) {
+        // Native (or just decompressed) Pixel Data, in local (little-endian) byte order once loaded.
+        const Uint32 length = pixel->getLength();
+        if (length == 0 || length == DCM_UndefinedLength) {
+            writeMessage(message, message_capacity, "Pixel Data is empty");
+            return NNSEG_DCM_NO_PIXEL_DATA;
+        }
+        OFCondition cond;
+        const void *data = nullptr;
+        if (bitsAllocated > 8) {
+            Uint16 *words = nullptr;
+            cond = pixel->getUint16Array(words);
+            data = words;
+        } else {
+            Uint8 *bytes = nullptr;
+            cond = pixel->getUint8Array(bytes);
+            data = bytes;
+        }
+        if (cond.bad() || data == nullptr) {
+            writeMessage(message, message_capacity,
+                         std::string("cannot load Pixel Data (file truncated?): ") + cond.text());
+            return NNSEG_DCM_DECODE_FAILED;
+        }
+        decoded.assign(static_cast<const uint8_t *>(data), static_cast<const uint8_t *>(data) + length);
+    }
+    auto *buffer = static_cast<uint8_t *>(std::malloc(decoded.size()));
+    if (buffer == nullptr) {
+        writeMessage(message, message_capacity, "out of memory for decoded pixels");
+        return NNSEG_DCM_DECODE_FAILED;
+    }
+    std::memcpy(buffer, decoded.data(), decoded.size());
+    *out_bytes = buffer;
+    *out_length = decoded.size();
+    return NNSEG_DCM_OK;
+}
+
+void nnseg_dcm_free(void *pointer) { std::free(pointer); }
+
+const char *nnseg_dcm_dcmtk_version(void) { return OFFIS_DCMTK_VERSION_STRING; }
+
+}  // extern "C"

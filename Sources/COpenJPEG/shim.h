@@ -1,0 +1,2 @@
+#pragma once
+#include <openjpeg-2.5/openjpeg.h>

@@ -1,0 +1,114 @@
+import CDCMTK
+
+/// One parsed DICOM file. Attribute values stay in DCMTK; pixel data is decoded on request.
+///
+/// Not thread-safe: use one `DICOMFile` per thread (different files may be read in parallel).
+public final class DICOMFile {
+    public let path: String
+    private let handle: OpaquePointer
+
+    /// Parses the file's header (large values such as Pixel Data are read later, on demand).
+    public init(path: String) throws {
+        self.path = path
+        var file: OpaquePointer?
+        var message = [CChar](repeating: 0, count: 512)
+        let status = nnseg_dcm_open(path, &file, &message, message.count)
+        guard status == NNSEG_DCM_OK, let file else {
+            throw DICOMImportError(status.code, path, String(cString: message))
+        }
+        handle = file
+    }
+
+    deinit { nnseg_dcm_close(handle) }
+
+    /// True when the file had a Part 10 preamble and meta header (false: raw dataset).
+    public var hasMetaHeader: Bool { nnseg_dcm_has_meta_header(handle) != 0 }
+
+    public var transferSyntaxUID: String {
+        var buffer = [CChar](repeating: 0, count: 80)
+        _ = nnseg_dcm_transfer_syntax_uid(handle, &buffer, buffer.count)
+        return String(cString: buffer)
+    }
+
+    /// The value at an attribute path (see nnseg_dcmtk.h), trimmed; nil when absent.
+    public func string(atPath path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        var n = nnseg_dcm_get_string(handle, path, &buffer, buffer.count)
+        if n < 0 { return nil }
+        if n >= buffer.count {
+            buffer = [CChar](repeating: 0, count: n + 1)
+            n = nnseg_dcm_get_string(handle, path, &buffer, buffer.count)
+        }
+        return String(cString: buffer).dicomTrimmed()
+    }
+
+    public func string(_ tag: DICOMTag) -> String? { string(atPath: tag.path) }
+
+    /// All values of a multi-valued attribute as numbers; nil when absent or not numeric.
+    public func doubles(atPath path: String) -> [Double]? {
+        guard let s = string(atPath: path), !s.isEmpty else { return nil }
+        let values = s.split(separator: "\\", omittingEmptySubsequences: false)
+            .map { Double(String($0).dicomTrimmed()) }
+        guard values.allSatisfy({ $0 != nil }) else { return nil }
+        return values.map { $0! }
+    }
+
+    public func doubles(_ tag: DICOMTag) -> [Double]? { doubles(atPath: tag.path) }
+    public func double(_ tag: DICOMTag) -> Double? { doubles(tag)?.first }
+    public func int(_ tag: DICOMTag) -> Int? { double(tag).flatMap { $0.isFinite ? Int(exactly: $0.rounded()) : nil } }
+
+    /// True when the attribute exists (its value is not loaded).
+    public func has(_ tag: DICOMTag) -> Bool { nnseg_dcm_has(handle, tag.path) != 0 }
+
+    /// Items in the sequence at `path`; nil when absent.
+    public func itemCount(atPath path: String) -> Int? {
+        let n = nnseg_dcm_item_count(handle, path)
+        return n < 0 ? nil : n
+    }
+
+    /// Raw decoded Pixel Data of all frames (layout: nnseg_dcmtk.h), before masking and sign extension.
+    public func decodedPixelBytes() throws -> [UInt8] {
+        var bytes: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        var message = [CChar](repeating: 0, count: 512)
+        let status = nnseg_dcm_decode_pixels(handle, &bytes, &length, &message, message.count)
+        guard status == NNSEG_DCM_OK, let bytes else {
+            throw DICOMImportError(status.code, path, String(cString: message))
+        }
+        defer { nnseg_dcm_free(bytes) }
+        return Array(UnsafeBufferPointer(start: bytes, count: length))
+    }
+
+    /// The header fields nnseg uses (identity, pixel format, per-frame geometry).
+    public func header() -> InstanceHeader { InstanceHeader(file: self) }
+
+    /// Stored values of every frame, masked to BitsStored and sign-extended.
+    public func decodePixels() throws -> DecodedPixels {
+        try DecodedPixels(rawBytes: decodedPixelBytes(), format: header().pixelFormat, source: path)
+    }
+
+    /// The DCMTK version nnseg is linked against.
+    public static var dcmtkVersion: String { String(cString: nnseg_dcm_dcmtk_version()) }
+}
+
+extension String {
+    /// Without leading/trailing spaces and NULs (DICOM padding).
+    func dicomTrimmed() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\0" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\0" { s.removeLast() }
+        return String(s)
+    }
+}
+
+extension nnseg_dcm_status {
+    var code: DICOMImportError.Code {
+        switch self {
+        case NNSEG_DCM_NOT_DICOM: return .notDICOM
+        case NNSEG_DCM_NO_PIXEL_DATA: return .noPixelData
+        case NNSEG_DCM_UNSUPPORTED_TRANSFER_SYNTAX: return .unsupportedTransferSyntax
+        case NNSEG_DCM_DECODE_FAILED: return .decodeFailed
+        default: return .readFailed
+        }
+    }
+}

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+struct NNSeg: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nnseg",
+        abstract: "nnU-Net as a DICOM-native clinical batch processor.",
+        version: "0.1.0",
+        subcommands: [Inspect.self]
+    )
+}

@@ -1,0 +1,40 @@
+import Foundation
+
+/// Locates test data: `../shared` next to the repository (as CI lays it out) and the repo's `Fixtures/`.
+public enum SharedData {
+    /// The repository root (the folder holding Package.swift), found from this source file's location.
+    public static let repositoryRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    /// `../shared`, or `NNSEG_SHARED` when set (tests only; the product never reads it).
+    public static let sharedRoot: URL = {
+        if let env = ProcessInfo.processInfo.environment["NNSEG_SHARED"], !env.isEmpty {
+            return URL(fileURLWithPath: env)
+        }
+        return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+    }()
+
+    public static var data: URL { sharedRoot.appendingPathComponent("data") }
+    public static var reference: URL { sharedRoot.appendingPathComponent("reference") }
+    public static var fixtures: URL { repositoryRoot.appendingPathComponent("Fixtures") }
+
+    public static func dataFile(_ relative: String) -> URL { data.appendingPathComponent(relative) }
+
+    /// Decoded JSON from a file.
+    public static func json(_ url: URL) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+    }
+
+    /// A fresh temporary directory, removed by the caller (or left for inspection on failure).
+    public static func temporaryDirectory(_ name: String = "nnseg-test") throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+}
