@@ -90,7 +90,7 @@ public struct DICOMSeriesLoader: Sendable {
         let sources = stack.slices.map { s in
             (stack.instances[s.instanceIndex].sopInstanceUID, s.frameIndex, stack.instances[s.instanceIndex].path)
         }
-        var warnings = geometry.warnings
+        var warnings = stack.warnings + geometry.warnings
         if stack.isLossy { warnings.append("lossy compressed source images") }
         if stack.hasEmptySOPInstanceUIDs {
             warnings.append("SOP Instance UIDs are empty in the datasets (anonymised?): outputs cannot reference them")

@@ -2,8 +2,11 @@ import VolumeGeometry
 
 /// The attributes that must agree for frames to form one volume (spec §1.2). Orientation is compared
 /// with a tolerance, so it is kept as a representative value and matched by ``StackBuilder``.
+///
+/// StudyInstanceUID is not part of the key: a Series Instance UID is globally unique, and writers that
+/// give one series several study UIDs (seen in the rt-utils oblique fixture, made by SimpleITK) are
+/// reported in ``ImageStack/warnings`` instead of being split into single slices.
 public struct StackKey: Hashable, Sendable {
-    public var studyInstanceUID: String
     public var seriesInstanceUID: String
     public var frameOfReferenceUID: String
     public var sopClassUID: String
@@ -21,13 +24,13 @@ public struct StackKey: Hashable, Sendable {
 
     /// Attribute names, in the order reports list them.
     static let fieldNames = [
-        "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "Modality", "SeriesNumber",
+        "SeriesInstanceUID", "FrameOfReferenceUID", "SOPClassUID", "Modality", "SeriesNumber",
         "Rows/Columns", "PixelSpacing", "ImageType LOCALIZER", "EchoNumbers", "SequenceName",
         "TemporalPositionIdentifier", "pixel format", "StackID",
     ]
 
     var fieldValues: [String] {
-        [studyInstanceUID, seriesInstanceUID, frameOfReferenceUID, sopClassUID, modality,
+        [seriesInstanceUID, frameOfReferenceUID, sopClassUID, modality,
          seriesNumber.map(String.init) ?? "", "\(rows)x\(columns)", pixelSpacing.map { "\($0)" }.joined(separator: "\\"),
          "\(isLocalizer)", echoNumbers, sequenceName, temporalPosition, pixelFormat, stackID]
     }
@@ -57,6 +60,11 @@ public struct ImageStack: Sendable {
     public var geometry: StackGeometry?
     /// Why `geometry` is nil.
     public var missingGeometry: String?
+    /// Header inconsistencies that did not split the stack (e.g. several Study Instance UIDs).
+    public var warnings: [String] = []
+
+    /// Study Instance UID of the first instance.
+    public var studyInstanceUID: String { instances.first?.studyInstanceUID ?? "" }
 
     public var modality: String { key.modality }
     public var seriesInstanceUID: String { key.seriesInstanceUID }
@@ -134,8 +142,10 @@ public struct StackBuilder: Sendable {
                 slices.append(StackSlice(instanceIndex: local, frameIndex: member.frame, position: position,
                                          projection: projection))
             }
-            slices.sort { ($0.projection, stackInstances[$0.instanceIndex].instanceNumber ?? 0, $0.frameIndex)
-                < ($1.projection, stackInstances[$1.instanceIndex].instanceNumber ?? 0, $1.frameIndex) }
+            slices.sort {
+                ($0.projection, stackInstances[$0.instanceIndex].instanceNumber ?? 0, $0.frameIndex, stackInstances[$0.instanceIndex].path)
+                    < ($1.projection, stackInstances[$1.instanceIndex].instanceNumber ?? 0, $1.frameIndex, stackInstances[$1.instanceIndex].path)
+            }
             // Exact duplicates: same SOP Instance UID and frame at the same position.
             var kept: [StackSlice] = []
             for slice in slices {
@@ -150,9 +160,24 @@ public struct StackBuilder: Sendable {
                 }
                 kept.append(slice)
             }
-            var stack = ImageStack(key: bucket.key, instances: stackInstances, slices: kept,
+            // Keep only the instances that still contribute a slice, renumbered.
+            var renumber: [Int: Int] = [:]
+            var usedInstances: [InstanceHeader] = []
+            for i in kept.indices {
+                let old = kept[i].instanceIndex
+                if renumber[old] == nil {
+                    renumber[old] = usedInstances.count
+                    usedInstances.append(stackInstances[old])
+                }
+                kept[i].instanceIndex = renumber[old]!
+            }
+            var stack = ImageStack(key: bucket.key, instances: usedInstances, slices: kept,
                                    orientation: bucket.orientation, splitReasons: [], geometry: nil,
                                    missingGeometry: nil)
+            let studies = Set(usedInstances.map(\.studyInstanceUID))
+            if studies.count > 1 {
+                stack.warnings.append("\(studies.count) different Study Instance UIDs in one series")
+            }
             do throws(DICOMImportError) {
                 stack.geometry = try StackGeometry(stack: stack)
             } catch {
@@ -163,8 +188,7 @@ public struct StackBuilder: Sendable {
         // 3. Split reasons: what differs from the other stacks of the same series.
         for i in stacks.indices {
             var reasons: Set<String> = []
-            for j in stacks.indices where j != i && stacks[j].key.seriesInstanceUID == stacks[i].key.seriesInstanceUID
-                && stacks[j].key.studyInstanceUID == stacks[i].key.studyInstanceUID {
+            for j in stacks.indices where j != i && stacks[j].key.seriesInstanceUID == stacks[i].key.seriesInstanceUID {
                 let a = stacks[i].key.fieldValues, b = stacks[j].key.fieldValues
                 for (n, name) in StackKey.fieldNames.enumerated() where a[n] != b[n] { reasons.insert(name) }
                 if stacks[i].key == stacks[j].key { reasons.insert("ImageOrientationPatient") }
@@ -174,8 +198,8 @@ public struct StackBuilder: Sendable {
         }
         // Deterministic order: study, series number, series UID, then larger stacks first.
         stacks.sort {
-            ($0.key.studyInstanceUID, $0.key.seriesNumber ?? Int.max, $0.key.seriesInstanceUID, -$0.slices.count)
-                < ($1.key.studyInstanceUID, $1.key.seriesNumber ?? Int.max, $1.key.seriesInstanceUID, -$1.slices.count)
+            ($0.studyInstanceUID, $0.key.seriesNumber ?? Int.max, $0.key.seriesInstanceUID, -$0.slices.count)
+                < ($1.studyInstanceUID, $1.key.seriesNumber ?? Int.max, $1.key.seriesInstanceUID, -$1.slices.count)
         }
         return Result(stacks: stacks, droppedDuplicates: dropped)
     }
@@ -183,7 +207,7 @@ public struct StackBuilder: Sendable {
     static func key(_ instance: InstanceHeader, _ frame: FrameHeader) -> StackKey {
         let f = instance.pixelFormat
         return StackKey(
-            studyInstanceUID: instance.studyInstanceUID, seriesInstanceUID: instance.seriesInstanceUID,
+            seriesInstanceUID: instance.seriesInstanceUID,
             frameOfReferenceUID: instance.frameOfReferenceUID, sopClassUID: instance.sopClassUID,
             modality: instance.modality, seriesNumber: instance.seriesNumber, rows: f.rows, columns: f.columns,
             pixelSpacing: frame.pixelSpacing.map { [$0.x, $0.y] } ?? [],

@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// Log options shared by every command. Logs are structured (swift-log, key=value metadata) on stderr.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "notice"
+
+    func bootstrap() {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Progress for long work: a redrawn bar on a terminal, plain lines (every 10 %) otherwise. Thread-safe.
+final class ProgressReporter: @unchecked Sendable {
+    private let title: String
+    private let isTerminal = isatty(STDERR_FILENO) != 0
+    private let lock = NSLock()
+    private var lastDecile = -1
+    private var active = false
+
+    init(title: String) { self.title = title }
+
+    func update(_ done: Int, _ total: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard total > 0 else { return }
+        active = true
+        if isTerminal {
+            let width = 30
+            let filled = width * done / total
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            FileHandle.standardError.write(Data("\r\(title) \(bar) \(done)/\(total)".utf8))
+        } else {
+            let decile = 10 * done / total
+            if decile != lastDecile {
+                lastDecile = decile
+                FileHandle.standardError.write(Data("\(title): \(done)/\(total) (\(decile * 10)%)\n".utf8))
+            }
+        }
+    }
+
+    func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if isTerminal && active { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
