@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "DICOMImportTests", dependencies: ["DICOMImport", "NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -17,7 +17,8 @@ struct LoggingOptions: ParsableArguments {
     }
 }
 
-/// Progress for long work: a redrawn bar on a terminal, plain lines (every 10 %) otherwise. Thread-safe.
+/// Progress for long work: a redrawn bar on a terminal, plain lines (every 10 %) otherwise; silent for
+/// fewer than `minimumTotal` items, where it would only be noise. Thread-safe.
 final class ProgressReporter: @unchecked Sendable {
     private let title: String
     private let isTerminal = isatty(STDERR_FILENO) != 0
@@ -25,12 +26,17 @@ final class ProgressReporter: @unchecked Sendable {
     private var lastDecile = -1
     private var active = false
 
-    init(title: String) { self.title = title }
+    private let minimumTotal: Int
+
+    init(title: String, minimumTotal: Int = 100) {
+        self.title = title
+        self.minimumTotal = minimumTotal
+    }
 
     func update(_ done: Int, _ total: Int) {
         lock.lock()
         defer { lock.unlock() }
-        guard total > 0 else { return }
+        guard total >= minimumTotal, total > 0 else { return }
         active = true
         if isTerminal {
             let width = 30

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs every Debian package nnseg needs to build, run and test. Idempotent: quiet when all are present.
+#
+#   bash Ops/setup.sh          # build + runtime packages
+#   bash Ops/setup.sh --test   # also the independent tools the tests call (dcmtk CLI, dicom3tools)
+set -euo pipefail
+
+BUILD_PACKAGES=(
+  libdcmtk-dev        # DICOM reading/writing (C++ shim in Sources/CDCMTK)
+  libopenjp2-7-dev    # JPEG 2000 decoding (not in DCMTK's free build)
+  libdnnl-dev         # oneDNN 2.6 convolution kernels
+  libopenblas-dev     # GEMM
+  libsqlite3-dev      # audit log
+  zlib1g-dev          # .nii.gz
+)
+TEST_PACKAGES=(
+  dcmtk               # dcmdjpeg/dcmdump: independent decoders and dumps used by the tests
+  dicom3tools         # dciodvfy: DICOM conformance checks of our outputs
+)
+
+packages=("${BUILD_PACKAGES[@]}")
+if [[ "${1:-}" == "--test" ]]; then packages+=("${TEST_PACKAGES[@]}"); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1; then
+  if [[ -x /opt/swift/usr/bin/swift ]]; then
+    echo "setup: swift is at /opt/swift/usr/bin but not on PATH; add it: export PATH=/opt/swift/usr/bin:\$PATH" >&2
+  else
+    echo "setup: the Swift 6.3 toolchain is missing (expected at /opt/swift); install it from swift.org first" >&2
+  fi
+  exit 1
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, and runs the whole test suite.
+# Needs ../shared (the project's shared data) next to the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source Ops/env.sh
+bash Ops/setup.sh --test
+if [[ ! -d ../shared/data ]]; then
+  echo "test: ../shared/data is missing; the tests read the shared datasets from there" >&2
+  exit 1
+fi
+swift build --build-tests
+swift test
