@@ -219,6 +219,49 @@ nnseg_dcm_status decodeJPEG2000(DcmDataset *ds, DcmPixelData *pixel, E_TransferS
     return NNSEG_DCM_OK;
 }
 
+// Reads (0002,0010) Transfer Syntax UID straight from a Part 10 meta header (always explicit VR little
+// endian), for files DCMTK refuses to parse because it does not know their transfer syntax.
+std::string metaTransferSyntax(const char *path) {
+    FILE *fp = std::fopen(path, "rb");
+    if (fp == nullptr) return "";
+    std::vector<unsigned char> buf(4096);
+    size_t n = std::fread(buf.data(), 1, buf.size(), fp);
+    std::fclose(fp);
+    size_t pos = 132;
+    while (pos + 8 <= n) {
+        unsigned group = buf[pos] | (buf[pos + 1] << 8), element = buf[pos + 2] | (buf[pos + 3] << 8);
+        if (group != 0x0002) break;
+        std::string vr(reinterpret_cast<char *>(&buf[pos + 4]), 2);
+        size_t length, header;
+        if (vr == "OB" || vr == "OW" || vr == "UN" || vr == "SQ" || vr == "UT") {
+            if (pos + 12 > n) break;
+            length = buf[pos + 8] | (buf[pos + 9] << 8) | (buf[pos + 10] << 16) | (size_t(buf[pos + 11]) << 24);
+            header = 12;
+        } else {
+            length = buf[pos + 6] | (buf[pos + 7] << 8);
+            header = 8;
+        }
+        if (pos + header + length > n) break;
+        if (element == 0x0010) {
+            std::string uid(reinterpret_cast<char *>(&buf[pos + header]), length);
+            while (!uid.empty() && (uid.back() == '\0' || uid.back() == ' ')) uid.pop_back();
+            return uid;
+        }
+        pos += header + length;
+    }
+    return "";
+}
+
+// Names of transfer syntaxes newer than DCMTK 3.6.7, for clearer refusals.
+std::string knownName(const std::string &uid) {
+    if (uid == "1.2.840.10008.1.2.4.201") return "HTJ2K Lossless";
+    if (uid == "1.2.840.10008.1.2.4.202") return "HTJ2K Lossless RPCL";
+    if (uid == "1.2.840.10008.1.2.4.203") return "HTJ2K";
+    if (uid == "1.2.840.10008.1.2.4.110" || uid == "1.2.840.10008.1.2.4.111" || uid == "1.2.840.10008.1.2.4.112")
+        return "JPEG XL";
+    return "unknown";
+}
+
 }  // namespace
 
 extern "C" {
@@ -262,6 +305,15 @@ nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *me
     OFCondition cond = file->format.loadFile(OFFilename(path), EXS_Unknown, EGL_noChange, DCM_MaxReadLength,
                                              part10 ? ERM_fileOnly : ERM_dataset);
     if (cond.bad()) {
+        if (part10) {
+            std::string uid = metaTransferSyntax(path);
+            if (!uid.empty() && DcmXfer(uid.c_str()).getXfer() == EXS_Unknown) {
+                writeMessage(message, message_capacity,
+                             "transfer syntax " + uid + " (" + knownName(uid) + ") is not supported by this build");
+                delete file;
+                return NNSEG_DCM_UNSUPPORTED_TRANSFER_SYNTAX;
+            }
+        }
         writeMessage(message, message_capacity, std::string("DCMTK cannot parse the file: ") + cond.text());
         delete file;
         return part10 ? NNSEG_DCM_READ_FAILED : NNSEG_DCM_NOT_DICOM;

@@ -4,6 +4,7 @@ import Testing
 import TestSupport
 import VolumeGeometry
 @testable import DICOMImport
+import NIfTI
 
 /// Series grouping, sorting and geometry against SimpleITK on the real series in `shared/data`.
 struct SeriesImportTests {
@@ -210,6 +211,44 @@ struct SeriesImportTests {
         #expect(dropped.filter { $0.path.contains("693_") }.count == 1)
         #expect(dropped.filter { $0.path.contains("MR_small") }.count == 5)
         #expect(result.instances.count + result.skipped.count + result.nonVolumeObjects.count - dropped.count == result.filesSeen)
+    }
+
+    @Test func unsupportedTransferSyntaxesAreRefusedByName() throws {
+        let unknown = SharedData.fixtures.appendingPathComponent("dicom/htj2k_relabelled_MR_small.dcm").path
+        let e1 = #expect(throws: DICOMImportError.self) { try DICOMFile(path: unknown) }
+        #expect(e1?.code == .unsupportedTransferSyntax)
+        #expect(e1?.detail.contains("1.2.840.10008.1.2.4.201 (HTJ2K Lossless)") == true)
+
+        let known = SharedData.fixtures.appendingPathComponent("dicom/mpeg2_relabelled_MR_small.dcm").path
+        let file = try DICOMFile(path: known)
+        let e2 = #expect(throws: DICOMImportError.self) { try file.decodePixels() }
+        #expect(e2?.code == .unsupportedTransferSyntax)
+        #expect(e2?.detail.contains("1.2.840.10008.1.2.4.100") == true)
+        #expect(e2?.subject == known)
+    }
+
+    /// Our DICOM geometry and our NIfTI geometry agree in patient space: TotalSegmentator's segmentation
+    /// of the series (written by dcm2niix conventions) maps DICOM voxel (i, j, k) to NIfTI (i, 511 − j, k).
+    @Test func dicomAndNIfTIGridsAgreeInPatientSpace() throws {
+        let stack = try #require(try scan("totalseg-example/example_ct_dicom").stacks.first)
+        let ct = try DICOMSeriesLoader().load(stack).volume
+        let seg = try NIfTIImage(contentsOf: SharedData.dataFile("totalseg-example/example_seg_dicom.nii.gz")).labelVolume()
+        let toPatient = VoxelToPatient(ct.geometry)
+        let toSegVoxel = try #require(PatientToVoxel(seg.geometry))
+        for (i, j, k) in [(0, 0, 0), (511, 0, 19), (100, 200, 7), (511, 511, 19)] {
+            let p = toSegVoxel(toPatient(SIMD3(Double(i), Double(j), Double(k))))
+            #expect(maxAbs(p - SIMD3(Double(i), Double(511 - j), Double(k))) < 1e-6)
+        }
+        // Sanity on content: liver (label 5) averages ~89 HU, spleen (1) ~80 HU (PROVENANCE.md).
+        func meanHU(_ label: UInt8) -> Double {
+            var sum = 0.0, n = 0
+            for k in 0..<20 { for j in 0..<512 { for i in 0..<512 where seg[k, 511 - j, i] == label {
+                sum += Double(ct[k, j, i]); n += 1
+            } } }
+            return sum / Double(n)
+        }
+        #expect(abs(meanHU(5) - 89) < 1.5)
+        #expect(abs(meanHU(1) - 80) < 1.5)
     }
 
     @Test func truncatedFileGetsANamedError() throws {
