@@ -3,9 +3,9 @@
 // nnseg — nnU-Net rebuilt in Swift as a DICOM-native clinical batch processor.
 //
 // Module map (see ../shared/STYLE.md): imports point down only.
-//   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CZlib   — C / system libraries
+//   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CLibz   — C / system libraries
 //   L1  VolumeGeometry                                                           — Volume, geometry, transforms
-//   L2  NIfTI (CZlib), DICOMImport (CDCMTK)                                       — image I/O
+//   L2  NIfTI (CLibz), DICOMImport (CDCMTK)                                       — image I/O
 //   L7  nnseg (executable)                                                       — CLI; sole reader of env/args
 import PackageDescription
 
@@ -18,6 +18,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -25,7 +26,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "COpenJPEG", path: "Sources/COpenJPEG"),
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
-        .systemLibrary(name: "CZlib", path: "Sources/CZlib"),
+        .systemLibrary(name: "CLibz", path: "Sources/CLibz"),
         // DCMTK behind a plain C API (no Swift C++ interop anywhere).
         .target(
             name: "CDCMTK",
@@ -42,10 +43,11 @@ let package = Package(
 
         // MARK: L1
         .target(name: "VolumeGeometry"),
-        .target(name: "Digest"),
+        .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L2
-        .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CZlib"]),
+        .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK",
             .product(name: "Logging", package: "swift-log"),
@@ -64,6 +66,8 @@ let package = Package(
         .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "DICOMImportTests", dependencies: ["DICOMImport", "NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
+        .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "Digest", "TestSupport",
+                                                                 .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -1,4 +1,4 @@
-import CZlib
+import CLibz
 import Foundation
 
 /// gzip (RFC 1952) through zlib, for `.nii.gz`.
