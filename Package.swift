@@ -43,6 +43,8 @@ let package = Package(
 
         // MARK: L1
         .target(name: "VolumeGeometry"),
+        // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
+        .target(name: "TensorKernels", dependencies: ["CDNNL", "CBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
@@ -68,6 +70,7 @@ let package = Package(
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "Digest", "TestSupport",
                                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17

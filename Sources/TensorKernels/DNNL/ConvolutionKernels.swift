@@ -1,0 +1,143 @@
+import CDNNL
+
+/// Convolution or transposed convolution through oneDNN, forward inference, with the layouts oneDNN
+/// prefers (`format_tag any`): weights are reordered once at construction; activations stay in the
+/// chosen blocked layout between layers.
+///
+/// Layout of the weights passed in (PyTorch's): convolution `(O, I, k…)`; transposed `(I, O, k…)`.
+public final class ConvolutionKernel: @unchecked Sendable {
+    public enum Kind: Sendable { case convolution, transposed }
+
+    public let kind: Kind
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let geometry: ConvolutionGeometry
+    let primitive: DNNLPrimitive
+    let context: DNNLContext
+    let weights: DNNLMemory
+    let bias: DNNLMemory?
+    /// Layout the kernel wants its input in, and the one it writes.
+    public let sourceDesc: dnnl_memory_desc_t
+    public let destinationDesc: dnnl_memory_desc_t
+
+    /// - Parameters:
+    ///   - inputShape: `(N, C, spatial…)`.
+    ///   - sourceDesc: a fixed input layout, or nil to let oneDNN choose.
+    public init(context: DNNLContext, kind: Kind, inputShape: [Int], weights: Tensor, bias: [Float]?,
+                geometry: ConvolutionGeometry, sourceDesc: dnnl_memory_desc_t? = nil) throws {
+        self.kind = kind
+        self.context = context
+        self.inputShape = inputShape
+        self.geometry = geometry
+        let spatialRank = inputShape.count - 2
+        let outChannels = kind == .convolution ? weights.shape[0] : weights.shape[1]
+        let inChannels = kind == .convolution ? weights.shape[1] : weights.shape[0]
+        precondition(inChannels == inputShape[1], "weights expect \(inChannels) input channels, input has \(inputShape[1])")
+        let spatialOut = kind == .convolution ? geometry.outputShape(Array(inputShape.dropFirst(2)))
+            : geometry.transposedOutputShape(Array(inputShape.dropFirst(2)))
+        outputShape = [inputShape[0], outChannels] + spatialOut
+
+        let any = dnnl_format_tag_any
+        var src = try sourceDesc ?? makeDesc(inputShape, tag: any)
+        let logicalWeights = [outChannels, inChannels] + geometry.kernel
+        var wAny = try makeDesc(logicalWeights, tag: any)
+        var dst = try makeDesc(outputShape, tag: any)
+        // A zero descriptor disables the bias term.
+        var biasDesc = bias == nil ? dnnl_memory_desc_t() : try makeDesc([outChannels], tag: dnnl_a)
+        let strides = dnnlDims(geometry.stride)
+        let padL = dnnlDims(geometry.padding)
+        let padR = dnnlDims(geometry.padding)
+        var pd: dnnl_primitive_desc_t?
+        let name: String
+        switch kind {
+        case .convolution:
+            var desc = dnnl_convolution_desc_t()
+            try dnnlCheck(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wAny,
+                                                             &biasDesc, &dst, strides, padL, padR),
+                          "dnnl_convolution_forward_desc_init")
+            try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(convolution)")
+            name = "convolution"
+        case .transposed:
+            var desc = dnnl_deconvolution_desc_t()
+            try dnnlCheck(dnnl_deconvolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_deconvolution_direct, &src, &wAny,
+                                                               &biasDesc, &dst, strides, padL, padR),
+                          "dnnl_deconvolution_forward_desc_init")
+            try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(deconvolution)")
+            name = "deconvolution"
+        }
+        primitive = try DNNLPrimitive(descriptor: pd!, name: name)
+        self.sourceDesc = primitive.queryDesc(dnnl_query_src_md)
+        destinationDesc = primitive.queryDesc(dnnl_query_dst_md)
+
+        // User weights in PyTorch order: (O, I, k…) is "oidhw"; transposed (I, O, k…) is "iodhw".
+        let userTag: dnnl_format_tag_t
+        switch (kind, spatialRank) {
+        case (.convolution, 3): userTag = dnnl_oidhw
+        case (.convolution, _): userTag = dnnl_oihw
+        case (.transposed, 3): userTag = dnnl_iodhw
+        case (.transposed, _): userTag = dnnl_iohw
+        }
+        let userWeights = try DNNLMemory(context: context, desc: makeDesc(logicalWeights, tag: userTag))
+        weights.data.withUnsafeBufferPointer { userWeights.pointer.update(from: $0.baseAddress!, count: weights.count) }
+        self.weights = try DNNLMemory(context: context, desc: primitive.queryDesc(dnnl_query_weights_md))
+        try reorder(from: userWeights, to: self.weights)
+        if let bias {
+            let b = try DNNLMemory(context: context, desc: biasDesc)
+            bias.withUnsafeBufferPointer { b.pointer.update(from: $0.baseAddress!, count: bias.count) }
+            self.bias = b
+        } else {
+            self.bias = nil
+        }
+    }
+
+    /// oneDNN's implementation name ("ref" would mean the slow reference path).
+    public var implementation: String { primitive.implementation }
+
+    public func makeDestination() throws -> DNNLMemory { try DNNLMemory(context: context, desc: destinationDesc) }
+
+    public func run(source: DNNLMemory, destination: DNNLMemory) throws {
+        var args: [(Int32, DNNLMemory)] = [(nnseg_dnnl_arg_src, source), (nnseg_dnnl_arg_weights, weights),
+                                           (nnseg_dnnl_arg_dst, destination)]
+        if let bias { args.append((nnseg_dnnl_arg_bias, bias)) }
+        try context.execute(primitive, args)
+    }
+
+    /// Convenience for tests: plain tensor in, plain tensor out.
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let source = try DNNLMemory(context: context, desc: sourceDesc)
+        try source.write(x)
+        let destination = try makeDestination()
+        try run(source: source, destination: destination)
+        return try destination.read()
+    }
+}
+
+/// Channel concatenation through oneDNN, writing straight into the layout the next layer wants.
+public final class ConcatKernel: @unchecked Sendable {
+    let primitive: DNNLPrimitive
+    let context: DNNLContext
+    public let destinationDesc: dnnl_memory_desc_t
+
+    public init(context: DNNLContext, sources: [dnnl_memory_desc_t], destination: dnnl_memory_desc_t?) throws {
+        self.context = context
+        var pd: dnnl_primitive_desc_t?
+        var dims = withUnsafeBytes(of: sources[0].dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(sources[0].ndims))).map { Int($0) } }
+        dims[1] = sources.map { Int($0.dims.1) }.reduce(0, +)
+        var dst = try destination ?? makeDesc(dims, tag: dnnl_format_tag_any)
+        try sources.withUnsafeBufferPointer { srcs in
+            try dnnlCheck(dnnl_concat_primitive_desc_create(&pd, &dst, Int32(srcs.count), 1,
+                                                            srcs.baseAddress, nil, context.engine),
+                          "dnnl_concat_primitive_desc_create")
+        }
+        primitive = try DNNLPrimitive(descriptor: pd!, name: "concat")
+        destinationDesc = primitive.queryDesc(dnnl_query_dst_md)
+    }
+
+    public func makeDestination() throws -> DNNLMemory { try DNNLMemory(context: context, desc: destinationDesc) }
+
+    public func run(sources: [DNNLMemory], destination: DNNLMemory) throws {
+        var args: [(Int32, DNNLMemory)] = sources.enumerated().map { (nnseg_dnnl_arg_multiple_src(Int32($0.offset)), $0.element) }
+        args.append((nnseg_dnnl_arg_dst, destination))
+        try context.execute(primitive, args)
+    }
+}

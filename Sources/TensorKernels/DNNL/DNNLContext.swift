@@ -1,0 +1,204 @@
+import CDNNL
+
+/// A failed oneDNN call, naming the call and status (the one choke point for oneDNN errors).
+public struct DNNLError: Error, CustomStringConvertible {
+    public let call: String
+    public let status: String
+    public var description: String { "oneDNN \(call) failed: \(status)" }
+}
+
+@inline(__always)
+func dnnlCheck(_ status: dnnl_status_t, _ call: @autoclosure () -> String) throws {
+    guard status == dnnl_success else {
+        let name: String
+        switch status {
+        case dnnl_out_of_memory: name = "out of memory"
+        case dnnl_invalid_arguments: name = "invalid arguments"
+        case dnnl_unimplemented: name = "unimplemented"
+        case dnnl_iterator_ends: name = "iterator ends"
+        case dnnl_runtime_error: name = "runtime error"
+        case dnnl_not_required: name = "not required"
+        default: name = "status \(status.rawValue)"
+        }
+        throw DNNLError(call: call(), status: name)
+    }
+}
+
+/// A oneDNN CPU engine and stream. Primitives and memories are created against one context.
+public final class DNNLContext: @unchecked Sendable {
+    let engine: dnnl_engine_t
+    let stream: dnnl_stream_t
+
+    public init() throws {
+        var e: dnnl_engine_t?
+        try dnnlCheck(dnnl_engine_create(&e, dnnl_cpu, 0), "dnnl_engine_create")
+        var s: dnnl_stream_t?
+        try dnnlCheck(dnnl_stream_create(&s, e, UInt32(dnnl_stream_default_flags.rawValue)), "dnnl_stream_create")
+        engine = e!
+        stream = s!
+    }
+
+    deinit {
+        dnnl_stream_destroy(stream)
+        dnnl_engine_destroy(engine)
+    }
+
+    /// Runs a primitive with (argument, memory) pairs and waits for it.
+    func execute(_ primitive: DNNLPrimitive, _ arguments: [(Int32, DNNLMemory)]) throws {
+        let args = arguments.map { dnnl_exec_arg_t(arg: $0.0, memory: $0.1.handle) }
+        try args.withUnsafeBufferPointer { buffer in
+            try dnnlCheck(dnnl_primitive_execute(primitive.handle, stream, Int32(buffer.count), buffer.baseAddress),
+                          "dnnl_primitive_execute(\(primitive.name))")
+        }
+        try dnnlCheck(dnnl_stream_wait(stream), "dnnl_stream_wait")
+    }
+
+    /// The instruction set oneDNN dispatches to, e.g. "avx512_core".
+    public static var effectiveISA: String {
+        switch dnnl_get_effective_cpu_isa() {
+        case dnnl_cpu_isa_sse41: return "sse41"
+        case dnnl_cpu_isa_avx: return "avx"
+        case dnnl_cpu_isa_avx2: return "avx2"
+        case dnnl_cpu_isa_avx512_core: return "avx512_core"
+        case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni"
+        case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16"
+        case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx"
+        default: return "isa \(dnnl_get_effective_cpu_isa().rawValue)"
+        }
+    }
+}
+
+/// A primitive and its descriptor; destroyed with the object.
+final class DNNLPrimitive {
+    let handle: dnnl_primitive_t
+    let descriptor: dnnl_primitive_desc_t
+    let name: String
+
+    /// Takes ownership of `descriptor`.
+    init(descriptor: dnnl_primitive_desc_t, name: String) throws {
+        var p: dnnl_primitive_t?
+        do {
+            try dnnlCheck(dnnl_primitive_create(&p, descriptor), "dnnl_primitive_create(\(name))")
+        } catch {
+            dnnl_primitive_desc_destroy(descriptor)
+            throw error
+        }
+        handle = p!
+        self.descriptor = descriptor
+        self.name = name
+    }
+
+    deinit {
+        dnnl_primitive_destroy(handle)
+        dnnl_primitive_desc_destroy(descriptor)
+    }
+
+    func queryDesc(_ what: dnnl_query_t, index: Int32 = 0) -> dnnl_memory_desc_t {
+        dnnl_primitive_desc_query_md(descriptor, what, index).pointee
+    }
+
+    /// The implementation oneDNN chose, e.g. "jit:avx512_core" ("ref" means the slow reference path).
+    var implementation: String {
+        var info: UnsafePointer<CChar>?
+        _ = dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
+        return info.map { String(cString: $0) } ?? "?"
+    }
+}
+
+/// A oneDNN memory object (its own allocation) with its descriptor.
+public final class DNNLMemory: @unchecked Sendable {
+    let handle: dnnl_memory_t
+    public let desc: dnnl_memory_desc_t
+    let context: DNNLContext
+
+    init(context: DNNLContext, desc: dnnl_memory_desc_t) throws {
+        var d = desc
+        var m: dnnl_memory_t?
+        try dnnlCheck(dnnl_memory_create(&m, &d, context.engine, nnseg_dnnl_memory_allocate()), "dnnl_memory_create")
+        handle = m!
+        self.desc = desc
+        self.context = context
+    }
+
+    deinit { dnnl_memory_destroy(handle) }
+
+    var pointer: UnsafeMutablePointer<Float> {
+        var raw: UnsafeMutableRawPointer?
+        dnnl_memory_get_data_handle(handle, &raw)
+        return raw!.assumingMemoryBound(to: Float.self)
+    }
+
+    /// Bytes, including any block padding.
+    var byteSize: Int { var d = desc; return dnnl_memory_desc_get_size(&d) }
+
+    /// Logical dimensions.
+    public var dims: [Int] { withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } } }
+
+    /// A memory in the plain (row-major) layout for `shape`.
+    public static func plain(_ context: DNNLContext, shape: [Int]) throws -> DNNLMemory {
+        try DNNLMemory(context: context, desc: makeDesc(shape, tag: plainTag(rank: shape.count)))
+    }
+
+    /// Copies a plain tensor in, converting to this memory's layout.
+    public func write(_ tensor: Tensor) throws {
+        precondition(tensor.shape == dims, "tensor shape \(tensor.shape) vs memory \(dims)")
+        if isPlain {
+            tensor.data.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: tensor.count) }
+            return
+        }
+        let staging = try DNNLMemory.plain(context, shape: tensor.shape)
+        try staging.write(tensor)
+        try reorder(from: staging, to: self)
+    }
+
+    /// Reads the contents as a plain tensor.
+    public func read() throws -> Tensor {
+        let shape = dims
+        if isPlain {
+            return Tensor(shape: shape, data: Array(UnsafeBufferPointer(start: pointer, count: shape.reduce(1, *))))
+        }
+        let staging = try DNNLMemory.plain(context, shape: shape)
+        try reorder(from: self, to: staging)
+        return try staging.read()
+    }
+
+    /// True when the layout is the dense row-major one.
+    public var isPlain: Bool {
+        var mine = desc
+        guard var plain = try? makeDesc(dims, tag: plainTag(rank: dims.count)) else { return false }
+        return dnnl_memory_desc_equal(&mine, &plain) != 0
+    }
+}
+
+/// Reorders (converts layout) between two memories of the same logical shape.
+func reorder(from source: DNNLMemory, to destination: DNNLMemory) throws {
+    var s = source.desc, d = destination.desc
+    var pd: dnnl_primitive_desc_t?
+    try dnnlCheck(dnnl_reorder_primitive_desc_create(&pd, &s, source.context.engine, &d, destination.context.engine, nil),
+                  "dnnl_reorder_primitive_desc_create")
+    let primitive = try DNNLPrimitive(descriptor: pd!, name: "reorder")
+    try source.context.execute(primitive, [(nnseg_dnnl_arg_from, source), (nnseg_dnnl_arg_to, destination)])
+}
+
+func plainTag(rank: Int) -> dnnl_format_tag_t {
+    switch rank {
+    case 1: return dnnl_a
+    case 2: return dnnl_ab
+    case 3: return dnnl_abc
+    case 4: return dnnl_abcd
+    case 5: return dnnl_abcde
+    default: return dnnl_abcdef
+    }
+}
+
+func makeDesc(_ dims: [Int], tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
+    var md = dnnl_memory_desc_t()
+    let d = dims.map { Int64($0) }
+    try dnnlCheck(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag), "dnnl_memory_desc_init_by_tag(\(dims))")
+    return md
+}
+
+/// A `dnnl_dims_t` argument (12 int64 values) from an array, zero-filled.
+func dnnlDims(_ values: [Int]) -> [Int64] {
+    values.map { Int64($0) } + [Int64](repeating: 0, count: 12 - values.count)
+}
