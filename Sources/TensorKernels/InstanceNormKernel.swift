@@ -7,67 +7,94 @@ import Dispatch
 /// Per sample and channel: `y = (x − mean) / sqrt(var + eps) · γ + β` with the biased variance over all
 /// spatial voxels (PyTorch InstanceNorm, eval, no running stats), then `y < 0 ? slope · y : y`.
 public enum InstanceNormKernel {
-    /// How channels are laid out in a memory: `block` lanes interleaved (1 for plain).
-    struct ChannelLayout {
-        let block: Int
-        let sampleStride: Int
-        let blockStride: Int
-        let volume: Int
+    /// A run of channels whose voxels are `step` floats apart, starting `offset` floats into the buffer.
+    /// `width` is the number of floats loaded and stored per voxel (≥ lanes; the extra ones are block
+    /// padding that stays zero).
+    struct ChannelGroup {
+        let offset: Int
+        let firstChannel: Int
+        let lanes: Int
+        let width: Int
+        let step: Int
     }
 
-    static func layout(of memory: DNNLMemory) -> ChannelLayout? {
+    /// Channel groups for plain, channel-blocked (`nC…8c`/`16c`) and channels-last (`n…c`) layouts;
+    /// nil for anything else.
+    static func groups(of memory: DNNLMemory) -> (groups: [ChannelGroup], volume: Int)? {
         let desc = memory.desc
         guard desc.format_kind == dnnl_blocked else { return nil }
         let dims = memory.dims
         let rank = dims.count
+        let channels = dims[1]
         let volume = dims.dropFirst(2).reduce(1, *)
         let blocking = desc.format_desc.blocking
         let strides = withUnsafeBytes(of: blocking.strides) { Array($0.bindMemory(to: Int64.self).prefix(rank)).map { Int($0) } }
         let innerBlocks = withUnsafeBytes(of: blocking.inner_blks) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
         let innerIndices = withUnsafeBytes(of: blocking.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
-        let block: Int
-        switch innerBlocks.count {
-        case 0: block = 1
-        case 1 where innerIndices[0] == 1: block = Int(innerBlocks[0])
-        default: return nil
+        /// Spatial axes dense in row-major order with the innermost `step` floats apart.
+        func spatialDense(step: Int) -> Bool {
+            var expected = step
+            for axis in stride(from: rank - 1, through: 2, by: -1) {
+                guard strides[axis] == expected else { return false }
+                expected *= dims[axis]
+            }
+            return true
         }
-        // Spatial axes must be dense in row-major order, `block` elements apart.
-        var expected = block
-        for axis in stride(from: rank - 1, through: 2, by: -1) {
-            guard strides[axis] == expected else { return nil }
-            expected *= dims[axis]
+        var groups: [ChannelGroup] = []
+        for n in 0..<dims[0] {
+            let sample = n * strides[0]
+            if innerBlocks.count == 1, innerIndices[0] == 1, spatialDense(step: Int(innerBlocks[0])) {
+                let block = Int(innerBlocks[0])
+                for first in stride(from: 0, to: channels, by: block) {
+                    groups.append(ChannelGroup(offset: sample + (first / block) * strides[1], firstChannel: first,
+                                               lanes: min(block, channels - first), width: block, step: block))
+                }
+            } else if innerBlocks.isEmpty, strides[1] == 1, rank > 2, spatialDense(step: strides[rank - 1]) {
+                // Channels last: 16 (or 8) channels side by side per voxel, voxels `step` apart.
+                let step = strides[rank - 1]
+                var first = 0
+                while first < channels {
+                    let left = channels - first
+                    let width = left >= 16 ? 16 : left >= 8 ? 8 : 1
+                    groups.append(ChannelGroup(offset: sample + first, firstChannel: first, lanes: width, width: width, step: step))
+                    first += width
+                }
+            } else if innerBlocks.isEmpty, spatialDense(step: 1) {
+                for c in 0..<channels {
+                    groups.append(ChannelGroup(offset: sample + c * strides[1], firstChannel: c, lanes: 1, width: 1, step: 1))
+                }
+            } else {
+                return nil
+            }
         }
-        return ChannelLayout(block: block, sampleStride: strides[0], blockStride: strides[1], volume: volume)
+        return (groups, volume)
     }
 
     public static func apply(_ memory: DNNLMemory, gamma: [Float], beta: [Float], epsilon: Float = 1e-5,
                              leakyReLUSlope: Float? = 0.01) throws {
-        let dims = memory.dims
-        let channels = dims[1]
+        let channels = memory.dims[1]
         precondition(gamma.count == channels && beta.count == channels)
-        guard let layout = layout(of: memory) else {
+        guard let (groups, volume) = groups(of: memory) else {
             // Unusual layout: normalise a plain copy and write it back.
             let plain = try memory.read()
             try memory.write(ReferenceOps.instanceNorm(plain, gamma: gamma, beta: beta, epsilon: epsilon, leakyReLUSlope: leakyReLUSlope))
             return
         }
         nonisolated(unsafe) let base = memory.pointer
-        let blocks = (channels + layout.block - 1) / layout.block
-        let work = dims[0] * blocks
-        DispatchQueue.concurrentPerform(iterations: work) { item in
-            let n = item / blocks, cb = item % blocks
-            let pointer = base + n * layout.sampleStride + cb * layout.blockStride
-            let firstChannel = cb * layout.block
-            let lanes = min(layout.block, channels - firstChannel)
-            switch layout.block {
-            case 16: normalizeBlock16(pointer, volume: layout.volume, lanes: lanes, firstChannel: firstChannel,
-                                      gamma: gamma, beta: beta, epsilon: epsilon, slope: leakyReLUSlope)
-            case 8: normalizeBlock8(pointer, volume: layout.volume, lanes: lanes, firstChannel: firstChannel,
-                                    gamma: gamma, beta: beta, epsilon: epsilon, slope: leakyReLUSlope)
+        DispatchQueue.concurrentPerform(iterations: groups.count) { index in
+            let g = groups[index]
+            let pointer = base + g.offset
+            switch g.width {
+            case 16:
+                normalizeBlock(pointer, volume: volume, step: g.step, lanes: g.lanes, firstChannel: g.firstChannel, gamma: gamma,
+                               beta: beta, epsilon: epsilon, slope: leakyReLUSlope, as: SIMD16<Float>.self, wide: SIMD16<Double>.self)
+            case 8:
+                normalizeBlock(pointer, volume: volume, step: g.step, lanes: g.lanes, firstChannel: g.firstChannel, gamma: gamma,
+                               beta: beta, epsilon: epsilon, slope: leakyReLUSlope, as: SIMD8<Float>.self, wide: SIMD8<Double>.self)
             default:
-                for lane in 0..<lanes {
-                    normalizeStrided(pointer + lane, volume: layout.volume, step: layout.block, gamma: gamma[firstChannel + lane],
-                                     beta: beta[firstChannel + lane], epsilon: epsilon, slope: leakyReLUSlope)
+                for lane in 0..<g.lanes {
+                    normalizeStrided(pointer + lane, volume: volume, step: g.step, gamma: gamma[g.firstChannel + lane],
+                                     beta: beta[g.firstChannel + lane], epsilon: epsilon, slope: leakyReLUSlope)
                 }
             }
         }
@@ -90,27 +117,15 @@ public enum InstanceNormKernel {
         }
     }
 
-    static func normalizeBlock16(_ p: UnsafeMutablePointer<Float>, volume: Int, lanes: Int, firstChannel: Int,
-                                 gamma: [Float], beta: [Float], epsilon: Float, slope: Float?) {
-        normalizeBlock(p, volume: volume, lanes: lanes, firstChannel: firstChannel, gamma: gamma, beta: beta,
-                       epsilon: epsilon, slope: slope, as: SIMD16<Float>.self, wide: SIMD16<Double>.self)
-    }
-
-    static func normalizeBlock8(_ p: UnsafeMutablePointer<Float>, volume: Int, lanes: Int, firstChannel: Int,
-                                gamma: [Float], beta: [Float], epsilon: Float, slope: Float?) {
-        normalizeBlock(p, volume: volume, lanes: lanes, firstChannel: firstChannel, gamma: gamma, beta: beta,
-                       epsilon: epsilon, slope: slope, as: SIMD8<Float>.self, wide: SIMD8<Double>.self)
-    }
-
     /// Lanes of one channel block, vectorised across channels. Sums run in float over chunks of 256
     /// voxels and are accumulated in double, so the statistics stay exact to float rounding.
     @inline(__always)
-    static func normalizeBlock<V: SIMD, W: SIMD>(_ p: UnsafeMutablePointer<Float>, volume: Int, lanes: Int, firstChannel: Int,
+    static func normalizeBlock<V: SIMD, W: SIMD>(_ p: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, firstChannel: Int,
                                                  gamma: [Float], beta: [Float], epsilon: Float, slope: Float?,
                                                  as _: V.Type, wide _: W.Type) where V.Scalar == Float, W.Scalar == Double {
         let width = V.scalarCount
         let raw = UnsafeMutableRawPointer(p)
-        @inline(__always) func load(_ i: Int) -> V { raw.loadUnaligned(fromByteOffset: i &* width &* 4, as: V.self) }
+        @inline(__always) func load(_ i: Int) -> V { raw.loadUnaligned(fromByteOffset: i &* step &* 4, as: V.self) }
         @inline(__always) func widen(_ v: V) -> W { var w = W(); for l in 0..<width { w[l] = Double(v[l]) }; return w }
 
         var total = W()
@@ -143,7 +158,7 @@ public enum InstanceNormKernel {
         for j in 0..<volume {
             let v = load(j) * scale + shift
             let y = v.replacing(with: v * negative, where: v .< V())
-            raw.storeBytes(of: y, toByteOffset: j &* width &* 4, as: V.self)
+            raw.storeBytes(of: y, toByteOffset: j &* step &* 4, as: V.self)
         }
     }
 }

@@ -135,6 +135,8 @@ public final class ConcatKernel: @unchecked Sendable {
 
     public func makeDestination() throws -> DNNLMemory { try DNNLMemory(context: context, desc: destinationDesc) }
 
+    public var implementation: String { primitive.implementation }
+
     public func run(sources: [DNNLMemory], destination: DNNLMemory) throws {
         var args: [(Int32, DNNLMemory)] = sources.enumerated().map { (nnseg_dnnl_arg_multiple_src(Int32($0.offset)), $0.element) }
         args.append((nnseg_dnnl_arg_dst, destination))

@@ -111,7 +111,7 @@ public final class DNNLMemory: @unchecked Sendable {
     public let desc: dnnl_memory_desc_t
     let context: DNNLContext
 
-    init(context: DNNLContext, desc: dnnl_memory_desc_t) throws {
+    public init(context: DNNLContext, desc: dnnl_memory_desc_t) throws {
         var d = desc
         var m: dnnl_memory_t?
         try dnnlCheck(dnnl_memory_create(&m, &d, context.engine, nnseg_dnnl_memory_allocate()), "dnnl_memory_create")

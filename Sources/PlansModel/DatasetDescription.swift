@@ -1,0 +1,71 @@
+import Foundation
+
+/// `dataset.json` (nnU-Net v2; legacy `modality` accepted for `channel_names`).
+public struct DatasetDescription: Sendable {
+    /// Channel index → name, in index order.
+    public var channelNames: [String]
+    /// Label name → value(s). A list of values makes the dataset region-based.
+    public var labels: [(name: String, values: [Int])]
+    public var regionClassOrder: [Int]?
+    public var numTraining: Int?
+    public var fileEnding: String
+    public var raw: JSONValue
+    public let source: String
+
+    public init(contentsOf url: URL) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw PlansError(file: url.path, key: "", detail: "cannot read (\(error.localizedDescription))")
+        }
+        try self.init(data: data, source: url.path)
+    }
+
+    public init(data: Data, source: String) throws {
+        self.source = source
+        do { raw = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw PlansError(file: source, key: "", detail: "not valid JSON (\(error))")
+        }
+        guard let channels = (raw["channel_names"] ?? raw["modality"])?.object, !channels.isEmpty else {
+            throw PlansError(file: source, key: "channel_names", detail: "missing or empty")
+        }
+        let indexed = try channels.map { key, value -> (Int, String) in
+            guard let i = Int(key), let name = value.string else {
+                throw PlansError(file: source, key: "channel_names.\(key)", detail: "keys must be channel indices and values names")
+            }
+            return (i, name)
+        }.sorted { $0.0 < $1.0 }
+        guard indexed.map(\.0) == Array(0..<indexed.count) else {
+            throw PlansError(file: source, key: "channel_names", detail: "channel indices must be 0…\(indexed.count - 1)")
+        }
+        channelNames = indexed.map(\.1)
+        guard let labelObject = raw["labels"]?.object, !labelObject.isEmpty else {
+            throw PlansError(file: source, key: "labels", detail: "missing or empty")
+        }
+        labels = try labelObject.map { name, value -> (String, [Int]) in
+            if let v = value.int { return (name, [v]) }
+            if let vs = value.intArray { return (name, vs) }
+            throw PlansError(file: source, key: "labels.\(name)", detail: "must be an integer or a list of integers")
+        }.sorted { ($0.1.first ?? 0, $0.0) < ($1.1.first ?? 0, $1.0) }
+        regionClassOrder = raw["regions_class_order"]?.intArray
+        numTraining = raw["numTraining"]?.int
+        fileEnding = raw["file_ending"]?.string ?? ".nii.gz"
+    }
+
+    /// Any label given as a list of more than one value makes the dataset region-based.
+    public var isRegionBased: Bool { labels.contains { $0.values.count > 1 } }
+
+    /// Output channels of the network: labels incl. background (label-based), or regions excluding
+    /// background and `ignore` (region-based).
+    public var segmentationHeads: Int {
+        let withoutIgnore = labels.filter { $0.name != "ignore" }
+        if isRegionBased {
+            return withoutIgnore.filter { !($0.values == [0]) }.count
+        }
+        return withoutIgnore.count
+    }
+
+    /// Foreground label values (label-based datasets), ascending.
+    public var foregroundLabels: [Int] {
+        labels.filter { $0.name != "ignore" }.flatMap(\.values).filter { $0 != 0 }.sorted()
+    }
+}

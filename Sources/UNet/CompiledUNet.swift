@@ -1,0 +1,225 @@
+import CDNNL
+import PlansModel
+import TensorKernels
+
+/// A U-Net lowered to a straight list of oneDNN and fused kernels for one input size. Activations stay
+/// in oneDNN's blocked layouts from the first convolution to the segmentation head; only the input and
+/// the logits are converted (at the network's edges).
+public final class CompiledUNet: @unchecked Sendable {
+    enum Step {
+        case convolution(ConvolutionKernel, source: Int, destination: Int)
+        case instanceNorm(Int, gamma: [Float], beta: [Float], epsilon: Float, slope: Float?)
+        case concat(ConcatKernel, sources: [Int], destination: Int)
+        case pool(AveragePoolingKernel, source: Int, destination: Int)
+        case residual(target: Int, adding: Int, slope: Float)
+        case convert(source: Int, destination: Int)
+    }
+
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    let context: DNNLContext
+    var memories: [DNNLMemory] = []
+    var steps: [Step] = []
+    let input: Int
+    var output = 0
+    /// Multiply-accumulate count of one forward pass (convolutions and transposed convolutions).
+    public private(set) var multiplyAccumulates = 0
+    /// oneDNN implementation names used, for checking that no layer fell back to the reference path.
+    public private(set) var implementations: Set<String> = []
+
+    init(network: UNet, patch: [Int], context: DNNLContext) throws {
+        let a = network.architecture
+        precondition(patch.count == a.dimension, "patch \(patch) does not match a \(a.dimension)-D network")
+        self.context = context
+        inputShape = [1, network.inputChannels] + patch
+        outputShape = [1, network.numClasses] + patch
+        let slope = Float(a.leakyReLUSlope), eps = Float(a.normEpsilon)
+
+        // The input buffer is plain; the first convolution converts it.
+        input = 0
+        memories.append(try DNNLMemory.plain(context, shape: inputShape))
+        var shapes: [[Int]] = [inputShape]
+
+        /// conv (+ norm (+ LeakyReLU)) from memory `source`; returns the output memory index.
+        func convUnit(_ prefix: String, source: Int, kernel: [Int], stride: [Int], bias: Bool = true,
+                      norm: Bool = true, activation: Bool = true, padding: [Int]? = nil) throws -> Int {
+            let w = network.tensor("\(prefix).conv.weight")
+            let geometry = padding.map { ConvolutionGeometry(kernel: kernel, stride: stride, padding: $0) }
+                ?? .same(kernel: kernel, stride: stride)
+            let plainSource = memories[source].isPlain
+            let conv = try ConvolutionKernel(context: context, kind: .convolution, inputShape: shapes[source], weights: w,
+                                             bias: bias ? network.vector("\(prefix).conv.bias") : nil, geometry: geometry,
+                                             sourceDesc: plainSource ? nil : memories[source].desc)
+            var from = source
+            if !memories[source].sameLayout(asDesc: conv.sourceDesc) {
+                memories.append(try DNNLMemory(context: context, desc: conv.sourceDesc))
+                shapes.append(shapes[source])
+                steps.append(.convert(source: source, destination: memories.count - 1))
+                from = memories.count - 1
+            }
+            memories.append(try conv.makeDestination())
+            shapes.append(conv.outputShape)
+            let out = memories.count - 1
+            steps.append(.convolution(conv, source: from, destination: out))
+            count(conv)
+            if norm {
+                let gamma = network.vector("\(prefix).norm.weight") ?? Array(repeating: 1, count: conv.outputShape[1])
+                let beta = network.vector("\(prefix).norm.bias") ?? Array(repeating: 0, count: conv.outputShape[1])
+                steps.append(.instanceNorm(out, gamma: gamma, beta: beta, epsilon: eps, slope: activation ? slope : nil))
+            }
+            return out
+        }
+
+        // Encoder.
+        var skips: [Int] = []
+        var current = input
+        switch a.kind {
+        case .plainConvUNet:
+            for s in 0..<a.stages {
+                for i in 0..<a.blocksPerStage[s] {
+                    current = try convUnit("encoder.stages.\(s).0.convs.\(i)", source: current, kernel: a.kernelSizes[s],
+                                           stride: i == 0 ? a.strides[s] : ones(a.dimension))
+                }
+                skips.append(current)
+            }
+        case .residualEncoderUNet:
+            current = try convUnit("encoder.stem.convs.0", source: current, kernel: a.kernelSizes[0], stride: ones(a.dimension))
+            for s in 0..<a.stages {
+                for b in 0..<a.blocksPerStage[s] {
+                    let prefix = "encoder.stages.\(s).blocks.\(b)"
+                    let stride = b == 0 ? a.strides[s] : ones(a.dimension)
+                    let strided = stride.contains { $0 != 1 }
+                    let blockInput = current
+                    let inChannels = shapes[blockInput][1], outChannels = a.featuresPerStage[s]
+                    let main1 = try convUnit("\(prefix).conv1", source: blockInput, kernel: a.kernelSizes[s], stride: stride)
+                    let main = try convUnit("\(prefix).conv2", source: main1, kernel: a.kernelSizes[s], stride: ones(a.dimension),
+                                            activation: false)
+                    var skip = blockInput
+                    if strided {
+                        let pool = try AveragePoolingKernel(context: context, source: memories[skip].desc, inputShape: shapes[skip],
+                                                            window: stride)
+                        memories.append(try pool.makeDestination())
+                        shapes.append(Array(shapes[skip].prefix(2)) + zip(shapes[skip].dropFirst(2), stride).map { $0 / $1 })
+                        steps.append(.pool(pool, source: skip, destination: memories.count - 1))
+                        skip = memories.count - 1
+                    }
+                    if inChannels != outChannels {
+                        skip = try convUnit("\(prefix).skip.\(strided ? 1 : 0)", source: skip, kernel: ones(a.dimension),
+                                            stride: ones(a.dimension), bias: false, activation: false)
+                    }
+                    if !memories[skip].sameLayout(as: memories[main]) {
+                        memories.append(try DNNLMemory(context: context, desc: memories[main].desc))
+                        shapes.append(shapes[main])
+                        steps.append(.convert(source: skip, destination: memories.count - 1))
+                        skip = memories.count - 1
+                    }
+                    steps.append(.residual(target: main, adding: skip, slope: slope))
+                    current = main
+                }
+                skips.append(current)
+            }
+        }
+
+        // Decoder, deepest first.
+        let n = a.stages
+        for s in 0..<(n - 1) {
+            let skip = skips[n - 2 - s]
+            let up = try ConvolutionKernel(context: context, kind: .transposed, inputShape: shapes[current],
+                                           weights: network.tensor("decoder.transpconvs.\(s).weight"),
+                                           bias: network.vector("decoder.transpconvs.\(s).bias"),
+                                           geometry: ConvolutionGeometry(kernel: a.strides[n - 1 - s], stride: a.strides[n - 1 - s],
+                                                                         padding: zeros(a.dimension)))
+            count(up)
+            // oneDNN's fast transposed convolution wants its own input layout (with the conv layers'
+            // channels-last one it falls back to the reference kernel), so convert once here.
+            var upSource = current
+            if !memories[current].sameLayout(asDesc: up.sourceDesc) {
+                memories.append(try DNNLMemory(context: context, desc: up.sourceDesc))
+                shapes.append(shapes[current])
+                steps.append(.convert(source: current, destination: memories.count - 1))
+                upSource = memories.count - 1
+            }
+            memories.append(try up.makeDestination())
+            shapes.append(up.outputShape)
+            var upIndex = memories.count - 1
+            steps.append(.convolution(up, source: upSource, destination: upIndex))
+            // Concatenation is fast only when both inputs share a layout: bring the upsampled tensor
+            // into the skip's layout.
+            if !memories[upIndex].sameLayout(as: memories[skip]) {
+                memories.append(try DNNLMemory(context: context, desc: memories[skip].desc))
+                shapes.append(up.outputShape)
+                steps.append(.convert(source: upIndex, destination: memories.count - 1))
+                upIndex = memories.count - 1
+            }
+            guard up.outputShape == shapes[skip] else {
+                throw WeightError(tensor: "decoder.transpconvs.\(s)",
+                                  detail: "upsampled shape \(up.outputShape) does not meet skip \(shapes[skip]); input \(patch) must be divisible by the total stride")
+            }
+            // Concatenate (upsampled, skip) straight into the layout the first decoder conv prefers.
+            var catShape = shapes[skip]
+            catShape[1] *= 2
+            let firstConv = try ConvolutionKernel(context: context, kind: .convolution, inputShape: catShape,
+                                                  weights: network.tensor("decoder.stages.\(s).convs.0.conv.weight"),
+                                                  bias: network.vector("decoder.stages.\(s).convs.0.conv.bias"),
+                                                  geometry: .same(kernel: a.kernelSizes[n - 2 - s], stride: ones(a.dimension)))
+            let concat = try ConcatKernel(context: context, sources: [memories[upIndex].desc, memories[skip].desc],
+                                          destination: firstConv.sourceDesc)
+            implementations.insert(concat.implementation)
+            memories.append(try concat.makeDestination())
+            shapes.append(catShape)
+            steps.append(.concat(concat, sources: [upIndex, skip], destination: memories.count - 1))
+            current = try convUnit("decoder.stages.\(s).convs.0", source: memories.count - 1, kernel: a.kernelSizes[n - 2 - s],
+                                   stride: ones(a.dimension))
+            for i in 1..<max(1, a.convsPerDecoderStage[s]) {
+                current = try convUnit("decoder.stages.\(s).convs.\(i)", source: current, kernel: a.kernelSizes[n - 2 - s],
+                                       stride: ones(a.dimension))
+            }
+        }
+        // Full-resolution segmentation head only.
+        let head = n - 2
+        let seg = try ConvolutionKernel(context: context, kind: .convolution, inputShape: shapes[current],
+                                        weights: network.tensor("decoder.seg_layers.\(head).weight"),
+                                        bias: network.vector("decoder.seg_layers.\(head).bias"),
+                                        geometry: .same(kernel: ones(a.dimension), stride: ones(a.dimension)),
+                                        sourceDesc: memories[current].desc)
+        count(seg)
+        memories.append(try seg.makeDestination())
+        steps.append(.convolution(seg, source: current, destination: memories.count - 1))
+        output = memories.count - 1
+
+        func count(_ kernel: ConvolutionKernel) {
+            implementations.insert(kernel.implementation)
+            let w = kernel.kind == .convolution ? kernel.outputShape : kernel.inputShape
+            let perOutput = kernel.geometry.kernel.reduce(1, *) * (kernel.kind == .convolution ? kernel.inputShape[1] : kernel.outputShape[1])
+            multiplyAccumulates += w.reduce(1, *) * perOutput
+        }
+    }
+
+    /// Logits of the full-resolution head for one input, `(1, channels, patch…)` → `(1, classes, patch…)`.
+    public func forward(_ x: Tensor) throws -> Tensor {
+        precondition(x.shape == inputShape, "input \(x.shape), compiled for \(inputShape)")
+        try memories[input].write(x)
+        for step in steps {
+            switch step {
+            case .convolution(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
+            case .instanceNorm(let m, let g, let b, let e, let slope):
+                try InstanceNormKernel.apply(memories[m], gamma: g, beta: b, epsilon: e, leakyReLUSlope: slope)
+            case .concat(let k, let s, let d): try k.run(sources: s.map { memories[$0] }, destination: memories[d])
+            case .pool(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
+            case .residual(let t, let add, let slope): try ResidualAddKernel.apply(memories[t], adding: memories[add], leakyReLUSlope: slope)
+            case .convert(let s, let d): try memories[d].assign(from: memories[s])
+            }
+        }
+        return try memories[output].read()
+    }
+}
+
+func ones(_ n: Int) -> [Int] { Array(repeating: 1, count: n) }
+func zeros(_ n: Int) -> [Int] { Array(repeating: 0, count: n) }
+
+extension DNNLMemory {
+    func sameLayout(asDesc other: dnnl_memory_desc_t) -> Bool {
+        var a = desc, b = other
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+}
