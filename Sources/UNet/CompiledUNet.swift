@@ -1,4 +1,5 @@
 import CDNNL
+import Dispatch
 import PlansModel
 import TensorKernels
 
@@ -197,9 +198,30 @@ public final class CompiledUNet: @unchecked Sendable {
 
     /// Logits of the full-resolution head for one input, `(1, channels, patch…)` → `(1, classes, patch…)`.
     public func forward(_ x: Tensor) throws -> Tensor {
+        var ignored: [String: Double] = [:]
+        return try forward(x, profile: &ignored, timed: false)
+    }
+
+    /// As ``forward(_:)``, adding the seconds spent per kind of step to `profile`.
+    public func forward(_ x: Tensor, profile: inout [String: Double], timed: Bool = true) throws -> Tensor {
         precondition(x.shape == inputShape, "input \(x.shape), compiled for \(inputShape)")
         try memories[input].write(x)
         for step in steps {
+            let start = timed ? DispatchTime.now().uptimeNanoseconds : 0
+            defer {
+                if timed {
+                    let name: String
+                    switch step {
+                    case .convolution(let k, _, _): name = k.kind == .convolution ? "convolution" : "transposed convolution"
+                    case .instanceNorm: name = "instance norm + LeakyReLU"
+                    case .concat: name = "concat"
+                    case .pool: name = "pool"
+                    case .residual: name = "residual add"
+                    case .convert: name = "layout conversion"
+                    }
+                    profile[name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                }
+            }
             switch step {
             case .convolution(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
             case .instanceNorm(let m, let g, let b, let e, let slope):

@@ -52,7 +52,7 @@ public final class UNet: @unchecked Sendable {
     // MARK: Parameter layout
 
     /// Every parameter the architecture needs, with its shape, under its canonical state-dict name.
-    static func expectedTensors(_ a: NetworkArchitecture, inputChannels: Int, numClasses: Int) -> [(name: String, shape: [Int])] {
+    public static func expectedTensors(_ a: NetworkArchitecture, inputChannels: Int, numClasses: Int) -> [(name: String, shape: [Int])] {
         var list: [(String, [Int])] = []
         let f = a.featuresPerStage, n = a.stages
         func convUnit(_ prefix: String, out: Int, in inC: Int, kernel: [Int], bias: Bool = true, norm: Bool = true) {
