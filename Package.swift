@@ -50,6 +50,7 @@ let package = Package(
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L2
+        .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK",
@@ -78,6 +79,7 @@ let package = Package(
                                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "TensorKernels", "PlansModel", "TestSupport"]),
+        .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17
