@@ -59,6 +59,15 @@ let package = Package(
 
         .target(name: "UNet", dependencies: ["TensorKernels", "PlansModel", "TorchCheckpoint", "CDNNL"]),
 
+        // MARK: L3
+        .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel"], swiftSettings: [.unsafeFlags(["-O"])]),
+
+        // MARK: L4
+        .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels",
+                                                  "NIfTI", "DICOMImport", "VolumeGeometry",
+                                                  .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.unsafeFlags(["-O"])]),
+
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
             "VolumeGeometry", "NIfTI", "DICOMImport",
@@ -80,6 +89,7 @@ let package = Package(
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "TensorKernels", "PlansModel", "TestSupport"]),
         .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -1,5 +1,6 @@
 import CDNNL
 import Dispatch
+import Foundation
 import PlansModel
 import TensorKernels
 
@@ -19,6 +20,7 @@ public final class CompiledUNet: @unchecked Sendable {
     public let inputShape: [Int]
     public let outputShape: [Int]
     let context: DNNLContext
+    private let lock = NSLock()
     var memories: [DNNLMemory] = []
     var steps: [Step] = []
     let input: Int
@@ -203,8 +205,11 @@ public final class CompiledUNet: @unchecked Sendable {
     }
 
     /// As ``forward(_:)``, adding the seconds spent per kind of step to `profile`.
+    /// The activations are one workspace, so concurrent calls are serialised.
     public func forward(_ x: Tensor, profile: inout [String: Double], timed: Bool = true) throws -> Tensor {
         precondition(x.shape == inputShape, "input \(x.shape), compiled for \(inputShape)")
+        lock.lock()
+        defer { lock.unlock() }
         try memories[input].write(x)
         for step in steps {
             let start = timed ? DispatchTime.now().uptimeNanoseconds : 0

@@ -1,0 +1,73 @@
+import Dispatch
+import Foundation
+import PlansModel
+import Preprocessing
+import TensorKernels
+import UNet
+
+/// A model bundle ready to predict: every requested fold's network compiled for the patch size, plus
+/// the preprocessor and exporter its plans describe. Composes the pipeline top to bottom:
+/// preprocess → sliding window (TTA, folds) → export.
+public final class InferenceEngine: @unchecked Sendable {
+    public let bundle: ModelBundle
+    public let preprocessor: Preprocessor
+    public let exporter: PredictionExporter
+    public let networks: [CompiledUNet]
+
+    public struct Options: Sendable {
+        public var mirroring: Bool = true
+        public var stepSize: Double = 0.5
+        public var accumulation: Accumulation = .float16Reference
+        public init(mirroring: Bool = true, stepSize: Double = 0.5, accumulation: Accumulation = .float16Reference) {
+            self.mirroring = mirroring
+            self.stepSize = stepSize
+            self.accumulation = accumulation
+        }
+    }
+
+    public struct Result: Sendable {
+        public var logits: HalfLogits
+        public var properties: PreprocessingProperties
+        public var prediction: CasePrediction
+        /// Seconds per stage: preprocessing, prediction, export.
+        public var timings: [(stage: String, seconds: Double)]
+    }
+
+    public convenience init(modelFolder: URL, folds: [String]? = nil, checkpointName: String = "checkpoint_final.pth") throws {
+        try self.init(bundle: ModelBundle(folder: modelFolder, folds: folds, checkpointName: checkpointName))
+    }
+
+    public init(bundle: ModelBundle) throws {
+        self.bundle = bundle
+        preprocessor = Preprocessor(plans: bundle.plans, configuration: bundle.configuration)
+        exporter = PredictionExporter(plans: bundle.plans, configuration: bundle.configuration, dataset: bundle.dataset)
+        let context = try DNNLContext()
+        networks = try bundle.folds.map { fold in
+            try UNet(bundle: bundle, fold: fold).compile(patch: bundle.configuration.patchSize, context: context)
+        }
+    }
+
+    public var numClasses: Int { bundle.dataset.segmentationHeads }
+
+    /// The spatial axes mirroring TTA flips, from the checkpoint (none when it allows none).
+    public func mirrorAxes(_ mirroring: Bool) -> [Int] {
+        mirroring ? (bundle.inferenceAllowedMirroringAxes ?? []) : []
+    }
+
+    public func predict(_ image: ChannelArray, spacing: [Double], mirroring: Bool = true, probabilities: Bool = false,
+                        options: Options? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        let o = options ?? Options(mirroring: mirroring)
+        var timings: [(String, Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try body()
+        }
+        let (data, properties) = try timed("preprocessing") { try preprocessor.run(image, spacing: spacing) }
+        let predictor = SlidingWindowPredictor(networks: networks, patchSize: bundle.configuration.patchSize, numClasses: numClasses,
+                                               mirrorAxes: mirrorAxes(o.mirroring), stepSize: o.stepSize, accumulation: o.accumulation)
+        let logits = try timed("sliding window") { try predictor.predictLogits(data, progress: progress) }
+        let prediction = timed("export") { exporter.export(logits, properties: properties, probabilities: probabilities) }
+        return Result(logits: logits, properties: properties, prediction: prediction, timings: timings)
+    }
+}

@@ -1,0 +1,212 @@
+import Foundation
+import Preprocessing
+import TensorKernels
+import UNet
+
+/// Logits of every class over a grid, in float16 as nnU-Net keeps them (spec §8.5).
+public struct HalfLogits: Sendable {
+    public var shape: [Int]
+    public var channels: [[Float16]]
+}
+
+/// How logits are accumulated across tiles (spec §8.5). The reference accumulates in float16, rounding
+/// after every addition; that is the default so that results match nnU-Net. `.float32` accumulates in
+/// float32 and rounds once at the end (numerically nicer; differs from the reference by up to one fp16
+/// ulp at tile overlaps and corners).
+public enum Accumulation: String, Sendable, CaseIterable {
+    case float16Reference = "fp16"
+    case float32 = "fp32"
+}
+
+/// Sliding-window prediction with mirroring TTA and fold averaging, as `nnUNetPredictor` does on CPU.
+public final class SlidingWindowPredictor: @unchecked Sendable {
+    public let networks: [CompiledUNet]
+    public let patchSize: [Int]
+    public let numClasses: Int
+    /// Spatial axes to mirror (network array order), or empty for no TTA.
+    public let mirrorAxes: [Int]
+    public let stepSize: Double
+    public let accumulation: Accumulation
+    let gaussian: [Float16]
+
+    public init(networks: [CompiledUNet], patchSize: [Int], numClasses: Int, mirrorAxes: [Int], stepSize: Double = 0.5,
+                accumulation: Accumulation = .float16Reference) {
+        self.networks = networks
+        self.patchSize = patchSize
+        self.numClasses = numClasses
+        self.mirrorAxes = mirrorAxes
+        self.stepSize = stepSize
+        self.accumulation = accumulation
+        gaussian = SlidingWindow.gaussian(patchSize: patchSize)
+    }
+
+    /// The mirroring combinations in the reference's order: single axes, then pairs, then the triple,
+    /// each lexicographic.
+    public var mirrorCombinations: [[Int]] {
+        var combos: [[Int]] = []
+        func choose(_ k: Int, _ start: Int, _ current: [Int]) {
+            if current.count == k { combos.append(current); return }
+            guard start < mirrorAxes.count else { return }
+            for i in start..<mirrorAxes.count { choose(k, i + 1, current + [mirrorAxes[i]]) }
+        }
+        for k in 1...max(1, mirrorAxes.count) where !mirrorAxes.isEmpty { choose(k, 0, []) }
+        return combos
+    }
+
+    /// Fold-averaged float16 logits for a preprocessed case `(c, d0, d1, d2)`.
+    /// `progress` is called after every tile with (tiles done, tiles total).
+    public func predictLogits(_ data: ChannelArray, progress: ((Int, Int) -> Void)? = nil) throws -> HalfLogits {
+        var total: HalfLogits?
+        for (f, network) in networks.enumerated() {
+            let result = try predictOneFold(data, network: network) { done, all in
+                progress?(f * all + done, all * self.networks.count)
+            }
+            if var sum = total {
+                for k in 0..<numClasses {
+                    for i in 0..<sum.channels[k].count { sum.channels[k][i] = Float16(Float(sum.channels[k][i]) + Float(result.channels[k][i])) }
+                }
+                total = sum
+            } else {
+                total = result
+            }
+        }
+        guard var logits = total else { throw PreprocessingError(detail: "no network to predict with") }
+        if networks.count > 1 {
+            let n = Float(networks.count)
+            for k in 0..<numClasses { for i in 0..<logits.channels[k].count { logits.channels[k][i] = Float16(Float(logits.channels[k][i]) / n) } }
+        }
+        return logits
+    }
+
+    func predictOneFold(_ data: ChannelArray, network: CompiledUNet, progress: (Int, Int) -> Void) throws -> HalfLogits {
+        let is2D = patchSize.count == 2
+        let spatialPatch = is2D ? [1] + patchSize : patchSize
+        // 1. Pad to at least the patch (2-D: in-plane axes only).
+        let pads = SlidingWindow.padding(imageSize: data.shape, patchSize: spatialPatch)
+        let padded = pads.contains { $0.below + $0.above > 0 } ? Self.pad(data, pads) : data
+        let shape = padded.shape
+        // 2. Tiles.
+        let steps = SlidingWindow.steps(imageSize: is2D ? Array(shape.dropFirst()) : shape, patchSize: patchSize, stepSize: stepSize)
+        var tiles: [[Int]] = []
+        if is2D {
+            for d in 0..<shape[0] { for a in steps[0] { for b in steps[1] { tiles.append([d, a, b]) } } }
+        } else {
+            for a in steps[0] { for b in steps[1] { for c in steps[2] { tiles.append([a, b, c]) } } }
+        }
+        let voxels = shape.reduce(1, *)
+        let useHalf = accumulation == .float16Reference
+        var halfLogits = useHalf ? [[Float16]](repeating: [Float16](repeating: 0, count: voxels), count: numClasses) : []
+        var halfWeights = useHalf ? [Float16](repeating: 0, count: voxels) : []
+        var floatLogits = useHalf ? [] : [[Float]](repeating: [Float](repeating: 0, count: voxels), count: numClasses)
+        var floatWeights = useHalf ? [] : [Float](repeating: 0, count: voxels)
+        let channels = padded.channels.count
+        let (p0, p1, p2) = (spatialPatch[0], spatialPatch[1], spatialPatch[2])
+        let tileVoxels = p0 * p1 * p2
+        let gaussianFloat = gaussian.map { Float($0) }
+        for (t, start) in tiles.enumerated() {
+            // Extract the tile.
+            var input = Tensor(zeros: [1, channels] + patchSize)
+            for c in 0..<channels {
+                let source = padded.channels[c]
+                for a in 0..<p0 { for b in 0..<p1 {
+                    let from = ((start[0] + a) * shape[1] + start[1] + b) * shape[2] + start[2]
+                    let to = c * tileVoxels + (a * p1 + b) * p2
+                    for x in 0..<p2 { input.data[to + x] = source[from + x] }
+                } }
+            }
+            let prediction = try mirroredPrediction(input, network: network)
+            // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers.
+            for a in 0..<p0 { for b in 0..<p1 {
+                let base = ((start[0] + a) * shape[1] + start[1] + b) * shape[2] + start[2]
+                let tileBase = (a * p1 + b) * p2
+                for x in 0..<p2 {
+                    let g = gaussianFloat[tileBase + x]
+                    let v = base + x
+                    if useHalf {
+                        halfWeights[v] = Float16(Float(halfWeights[v]) + g)
+                        for k in 0..<numClasses {
+                            halfLogits[k][v] = Float16(Float(halfLogits[k][v]) + prediction.data[k * tileVoxels + tileBase + x] * g)
+                        }
+                    } else {
+                        floatWeights[v] += g
+                        for k in 0..<numClasses { floatLogits[k][v] += prediction.data[k * tileVoxels + tileBase + x] * g }
+                    }
+                }
+            } }
+            progress(t + 1, tiles.count)
+        }
+        // 3. Divide and cut the padding away.
+        var out = HalfLogits(shape: data.shape, channels: [])
+        for k in 0..<numClasses {
+            var channel = [Float16](repeating: 0, count: data.voxelCount)
+            var i = 0
+            for a in 0..<data.shape[0] { for b in 0..<data.shape[1] { for c in 0..<data.shape[2] {
+                let v = ((a + pads[0].below) * shape[1] + b + pads[1].below) * shape[2] + c + pads[2].below
+                let value = useHalf ? Float16(Float(halfLogits[k][v]) / Float(halfWeights[v])) : Float16(floatLogits[k][v] / floatWeights[v])
+                guard value.isFinite else {
+                    throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)")
+                }
+                channel[i] = value
+                i += 1
+            } } }
+            out.channels.append(channel)
+        }
+        return out
+    }
+
+    /// `net(x)`, plus `flip(net(flip(x, axes)), axes)` for every mirroring combination, divided by the
+    /// number of passes — in float32, in the reference's order.
+    func mirroredPrediction(_ x: Tensor, network: CompiledUNet) throws -> Tensor {
+        var prediction = try network.forward(x)
+        let combinations = mirrorCombinations
+        guard !combinations.isEmpty else { return prediction }
+        for axes in combinations {
+            let flipped = try network.forward(Self.flip(x, axes: axes))
+            let back = Self.flip(flipped, axes: axes)
+            for i in 0..<prediction.count { prediction.data[i] += back.data[i] }
+        }
+        let n = Float(combinations.count + 1)
+        for i in 0..<prediction.count { prediction.data[i] /= n }
+        return prediction
+    }
+
+    /// Reverses the given spatial axes (0-based, after N and C) of a plain tensor.
+    static func flip(_ t: Tensor, axes: [Int]) -> Tensor {
+        let spatial = t.spatialShape
+        let dims = spatial.count == 3 ? spatial : [1] + spatial
+        let flipAxes = spatial.count == 3 ? axes : axes.map { $0 + 1 }
+        let (d, h, w) = (dims[0], dims[1], dims[2])
+        let (fd, fh, fw) = (flipAxes.contains(0), flipAxes.contains(1), flipAxes.contains(2))
+        var out = t
+        let volume = d * h * w
+        for c in 0..<(t.shape[0] * t.shape[1]) {
+            let base = c * volume
+            for z in 0..<d {
+                let sz = fd ? d - 1 - z : z
+                for y in 0..<h {
+                    let sy = fh ? h - 1 - y : y
+                    let row = base + (z * h + y) * w, sourceRow = base + (sz * h + sy) * w
+                    if fw {
+                        for x in 0..<w { out.data[row + x] = t.data[sourceRow + w - 1 - x] }
+                    } else {
+                        for x in 0..<w { out.data[row + x] = t.data[sourceRow + x] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func pad(_ a: ChannelArray, _ pads: [(below: Int, above: Int)]) -> ChannelArray {
+        let shape = (0..<3).map { a.shape[$0] + pads[$0].below + pads[$0].above }
+        return ChannelArray(shape: shape, channels: a.channels.map { channel in
+            var out = [Float](repeating: 0, count: shape.reduce(1, *))
+            for z in 0..<a.shape[0] { for y in 0..<a.shape[1] {
+                let from = (z * a.shape[1] + y) * a.shape[2]
+                let to = ((z + pads[0].below) * shape[1] + y + pads[1].below) * shape[2] + pads[2].below
+                for x in 0..<a.shape[2] { out[to + x] = channel[from + x] }
+            } }
+            return out
+        })
+    }
+}
