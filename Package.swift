@@ -65,12 +65,13 @@ let package = Package(
         // MARK: L4
         .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels",
                                                   "NIfTI", "DICOMImport", "VolumeGeometry",
-                                                  .product(name: "Logging", package: "swift-log")],
+                                                  .product(name: "Logging", package: "swift-log"),
+                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "Inference", "Preprocessing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -54,8 +54,15 @@ public final class InferenceEngine: @unchecked Sendable {
         mirroring ? (bundle.inferenceAllowedMirroringAxes ?? []) : []
     }
 
+    /// True when this configuration is a cascade's second stage (needs the first stage's labels).
+    public var needsPreviousStage: Bool { bundle.configuration.previousStage != nil }
+
     public func predict(_ image: ChannelArray, spacing: [Double], mirroring: Bool = true, probabilities: Bool = false,
-                        options: Options? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+                        previousStage: [Float]? = nil, options: Options? = nil,
+                        progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        if needsPreviousStage && previousStage == nil {
+            throw PreprocessingError(detail: "configuration \(bundle.configurationName) is a cascade stage: it needs the predictions of \(bundle.configuration.previousStage ?? "the previous stage")")
+        }
         let o = options ?? Options(mirroring: mirroring)
         var timings: [(String, Double)] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
@@ -63,7 +70,9 @@ public final class InferenceEngine: @unchecked Sendable {
             defer { timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
             return try body()
         }
-        let (data, properties) = try timed("preprocessing") { try preprocessor.run(image, spacing: spacing) }
+        let (data, properties) = try timed("preprocessing") {
+            try preprocessor.run(image, spacing: spacing, previousStage: previousStage, foregroundLabels: bundle.dataset.foregroundLabels)
+        }
         let predictor = SlidingWindowPredictor(networks: networks, patchSize: bundle.configuration.patchSize, numClasses: numClasses,
                                                mirrorAxes: mirrorAxes(o.mirroring), stepSize: o.stepSize, accumulation: o.accumulation)
         let logits = try timed("sliding window") { try predictor.predictLogits(data, progress: progress) }

@@ -5,6 +5,13 @@ public struct PlansError: Error, CustomStringConvertible, Equatable {
     public let file: String
     public let key: String
     public let detail: String
+
+    public init(file: String, key: String, detail: String) {
+        self.file = file
+        self.key = key
+        self.detail = detail
+    }
+
     public var description: String { "PLANS_INVALID: \(file): \(key): \(detail)" }
 }
 

@@ -41,6 +41,7 @@ public struct Preprocessor: Sendable {
     public var useMaskForNorm: [Bool]
     public var intensityProperties: [String: Plans.IntensityProperties]
     public var resamplingData: Resample.Options
+    public var resamplingSegmentation: Resample.Options
 
     public init(plans: Plans, configuration: ConfigurationPlan) {
         transposeForward = plans.transposeForward
@@ -49,6 +50,7 @@ public struct Preprocessor: Sendable {
         useMaskForNorm = configuration.useMaskForNorm
         intensityProperties = plans.foregroundIntensityPropertiesPerChannel
         resamplingData = Self.options(configuration.resamplingDataKwargs, defaults: .data)
+        resamplingSegmentation = Self.options(configuration.resamplingSegKwargs, defaults: .segmentation)
     }
 
     public static func options(_ kwargs: JSONValue, defaults: Resample.Options) -> Resample.Options {
@@ -59,7 +61,10 @@ public struct Preprocessor: Sendable {
     /// - Parameters:
     ///   - image: channels in the reader's array order `(z, y, x)`.
     ///   - spacing: reader spacing in the same order (SimpleITK's spacing reversed).
-    public func run(_ image: ChannelArray, spacing: [Double]) throws -> (data: ChannelArray, properties: PreprocessingProperties) {
+    ///   - previousStage: for a cascade's second stage, the first stage's label map on the same grid;
+    ///     it is cropped, resampled as a segmentation and appended as one channel per foreground label.
+    public func run(_ image: ChannelArray, spacing: [Double], previousStage: [Float]? = nil,
+                    foregroundLabels: [Int] = []) throws -> (data: ChannelArray, properties: PreprocessingProperties) {
         guard image.channels.count == normalizationSchemes.count else {
             throw PreprocessingError(detail: "the model expects \(normalizationSchemes.count) channel(s), the case has \(image.channels.count)")
         }
@@ -72,12 +77,25 @@ public struct Preprocessor: Sendable {
         var cropped = Self.crop(transposed, box: box)
         let croppedMask = Self.crop(ChannelArray(shape: transposed.shape, channels: [mask.map { $0 ? 1 : 0 }]), box: box).channels[0]
         let shapeAfter = cropped.shape
+        // Cascade: the previous stage's labels, cropped like the image, −1 where 0 outside the mask.
+        var previous: [Float]?
+        var normalizationMask = croppedMask
+        if let previousStage {
+            guard previousStage.count == image.voxelCount else {
+                throw PreprocessingError(detail: "previous-stage segmentation has \(previousStage.count) voxels, the image \(image.voxelCount)")
+            }
+            let transposedSeg = Self.transpose(ChannelArray(shape: image.shape, channels: [previousStage]), axes: transposeForward)
+            var seg = Self.crop(transposedSeg, box: box).channels[0]
+            for i in 0..<seg.count where seg[i] == 0 && croppedMask[i] == 0 { seg[i] = -1 }
+            normalizationMask = seg.map { $0 >= 0 ? 1 : 0 }
+            previous = seg
+        }
         // 3. Target spacing and shape (2-D configurations keep the slice axis spacing).
         let target = targetSpacing.count < originalSpacing.count ? [originalSpacing[0]] + targetSpacing : targetSpacing
         let newShape = Resample.newShape(shape: shapeAfter, spacing: originalSpacing, target: target)
         // 4. Normalise.
         for c in 0..<cropped.channels.count {
-            cropped.channels[c] = try normalize(cropped.channels[c], channel: c, mask: croppedMask)
+            cropped.channels[c] = try normalize(cropped.channels[c], channel: c, mask: normalizationMask)
         }
         // 5. Resample.
         var data = cropped
@@ -86,6 +104,16 @@ public struct Preprocessor: Sendable {
             let resized = Resample.channels(grids, newShape: newShape, currentSpacing: originalSpacing, targetSpacing: target,
                                             options: resamplingData)
             data = ChannelArray(shape: newShape, channels: resized.map { $0.values.map { Float($0) } })
+        }
+        if var seg = previous {
+            if newShape != shapeAfter {
+                seg = Resample.channels([Grid3D(shape: shapeAfter, values: seg.map(Double.init))], newShape: newShape,
+                                        currentSpacing: originalSpacing, targetSpacing: target, options: resamplingSegmentation)[0]
+                    .values.map { Float($0) }
+            }
+            for label in foregroundLabels {
+                data.channels.append(seg.map { $0 == Float(label) ? 1 : 0 })
+            }
         }
         return (data, PreprocessingProperties(spacing: spacing, shapeBeforeCropping: shapeBefore, boundingBox: box,
                                               shapeAfterCropping: shapeAfter))

@@ -1,0 +1,43 @@
+import Foundation
+import NIfTI
+import VolumeGeometry
+import ZIPFoundation
+
+/// Writes a case's results as nnU-Net does: `<id><ending>` (uint8, or uint16 above 255 labels) on the
+/// input's geometry, and optionally `<id>.npz` holding `probabilities` (float32, `(K, z, y, x)`).
+public enum CaseWriter {
+    public static func writeSegmentation(_ prediction: CasePrediction, geometry: VolumeGeometry, to url: URL) throws {
+        let shape = VolumeShape(z: prediction.shape[0], y: prediction.shape[1], x: prediction.shape[2])
+        let voxels: NIfTIVoxels = (prediction.segmentation.max() ?? 0) < 256
+            ? .uint8(prediction.segmentation.map { UInt8($0) }) : .uint16(prediction.segmentation)
+        try NIfTIImage(voxels: voxels, shape: shape, geometry: geometry).write(to: url)
+    }
+
+    /// `numpy.savez_compressed(url, probabilities=…)`: a deflated zip with one NPY v1 member.
+    public static func writeProbabilities(_ probabilities: [[Float]], shape: [Int], to url: URL) throws {
+        let arrayShape = [probabilities.count] + shape
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(arrayShape.map(String.init).joined(separator: ", ")), ), }"
+        // Pad so that magic (6) + version (2) + length (2) + header + "\n" is a multiple of 64.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var npy = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        let length = UInt16(header.utf8.count)
+        npy.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
+        npy.append(contentsOf: Array(header.utf8))
+        for channel in probabilities {
+            channel.withUnsafeBufferPointer { npy.append(UnsafeBufferPointer(start: UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: UInt8.self), count: $0.count * 4)) }
+        }
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial-\(UUID().uuidString)")
+        do {
+            let archive = try Archive(url: temporary, accessMode: .create)
+            try archive.addEntry(with: "probabilities.npy", type: .file, uncompressedSize: Int64(npy.count), compressionMethod: .deflate) { position, size in
+                npy.subdata(in: Int(position)..<(Int(position) + size))
+            }
+            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+            try FileManager.default.moveItem(at: temporary, to: url)
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw CaseSourceError(subject: url.path, detail: "cannot write probabilities (\(error))")
+        }
+    }
+}

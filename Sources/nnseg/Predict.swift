@@ -1,0 +1,186 @@
+import ArgumentParser
+import DICOMImport
+import Foundation
+import Inference
+import Logging
+import NIfTI
+import Preprocessing
+
+/// `nnseg predict`: nnU-Net v2 prediction on a folder of NIfTI cases or DICOM series.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict segmentations with a trained nnU-Net v2 model folder (as nnUNetv2_predict does).",
+        discussion: """
+        Input: nnU-Net-style files (<case>_0000.nii.gz, one per channel) or, when the folder has none, the DICOM \
+        image series under it (one case per series, named by its Series Instance UID). Output: <case>.nii.gz on the \
+        input's geometry, and <case>.npz with --save-probabilities. Several -m folders ensemble their probabilities.
+        """)
+
+    @Option(name: .short, help: "Input folder.")
+    var input: String
+
+    @Option(name: .short, help: "Output folder (created if missing).")
+    var output: String
+
+    @Option(name: .short, help: "Model folder (<Trainer>__<Plans>__<configuration>); repeat to ensemble configurations.")
+    var model: [String]
+
+    @Option(name: .short, parsing: .upToNextOption, help: "Folds to use (default: every fold_N with a checkpoint).")
+    var folds: [String] = []
+
+    @Option(help: "Checkpoint file name inside each fold folder.")
+    var checkpoint = "checkpoint_final.pth"
+
+    @Flag(help: "Disable mirroring test-time augmentation.")
+    var disableTta = false
+
+    @Option(help: "Sliding-window step as a fraction of the patch size (0, 1].")
+    var stepSize = 0.5
+
+    @Option(help: "Tile accumulation: fp16 (nnU-Net's, default) or fp32.")
+    var accumulation: String = Accumulation.float16Reference.rawValue
+
+    @Flag(help: "Also write <case>.npz with the class probabilities.")
+    var saveProbabilities = false
+
+    @Option(help: "Folder with the previous stage's predictions (cascade second stage).")
+    var previousStage: String?
+
+    @Flag(help: "Do not apply the model's postprocessing.json even when present.")
+    var noPostprocessing = false
+
+    @Flag(help: "Accept gantry-tilted DICOM stacks on their native (sheared) grid.")
+    var allowTilt = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard stepSize > 0 && stepSize <= 1 else { throw ValidationError("--step-size must be in (0, 1]") }
+        guard Accumulation(rawValue: accumulation) != nil else { throw ValidationError("--accumulation must be fp16 or fp32") }
+        guard !model.isEmpty else { throw ValidationError("give at least one model folder with -m") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.predict")
+        let started = DispatchTime.now().uptimeNanoseconds
+        let engines = try model.map { folder -> InferenceEngine in
+            let start = DispatchTime.now().uptimeNanoseconds
+            let engine = try InferenceEngine(modelFolder: URL(fileURLWithPath: folder), folds: folds.isEmpty ? nil : folds,
+                                             checkpointName: checkpoint)
+            logger.info("model loaded", metadata: [
+                "model": "\(folder)", "configuration": "\(engine.bundle.configurationName)",
+                "trainer": "\(engine.bundle.trainerName)", "folds": "\(engine.bundle.folds.map(\.name).joined(separator: ","))",
+                "seconds": "\(seconds(since: start))",
+            ])
+            return engine
+        }
+        let first = engines[0]
+        if engines.count > 1 {
+            let labels = first.bundle.dataset.labels.map(\.name)
+            for e in engines.dropFirst() where e.bundle.dataset.labels.map(\.name) != labels {
+                throw ValidationError("models to ensemble must share their labels: \(e.bundle.folder.path) differs from \(first.bundle.folder.path)")
+            }
+        }
+        let postprocessing = (noPostprocessing || engines.count > 1) ? nil : try Postprocessing.find(in: first.bundle.folder)
+        if let postprocessing { logger.notice("applying postprocessing", metadata: ["file": "\(postprocessing.source)"]) }
+
+        let outputFolder = URL(fileURLWithPath: output)
+        try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
+        let ending = first.bundle.dataset.fileEnding
+        let (entries, skipped) = try CaseSource.discover(URL(fileURLWithPath: input), fileEnding: ending,
+                                                         channels: first.bundle.dataset.channelNames.count)
+        for s in skipped { logger.info("input file skipped", metadata: ["file": "\(s.path)", "reason": "\(s.code?.rawValue ?? "DUPLICATE")"]) }
+        logger.notice("cases found", metadata: ["cases": "\(entries.count)", "input": "\(input)"])
+
+        let options = InferenceEngine.Options(mirroring: !disableTta, stepSize: stepSize, accumulation: Accumulation(rawValue: accumulation)!)
+        let progress = ProgressReporter(title: "predicting", minimumTotal: 1)
+        var failures = 0
+        for (index, entry) in entries.enumerated() {
+            do {
+                try predictCase(entry, engines: engines, options: options, postprocessing: postprocessing, outputFolder: outputFolder,
+                                ending: ending, logger: logger)
+            } catch {
+                failures += 1
+                logger.error("case failed", metadata: ["case": "\(entry.identifier)", "error": "\(error)"])
+            }
+            progress.update(index + 1, entries.count)
+        }
+        progress.finish()
+        logger.notice("prediction finished", metadata: [
+            "cases": "\(entries.count)", "failed": "\(failures)", "seconds": "\(seconds(since: started))",
+            "peakMemoryMiB": "\(peakResidentMiB())",
+        ])
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    func predictCase(_ entry: CaseSource.Entry, engines: [InferenceEngine], options: InferenceEngine.Options,
+                     postprocessing: Postprocessing?, outputFolder: URL, ending: String, logger: Logger) throws {
+        let readStart = DispatchTime.now().uptimeNanoseconds
+        let item = try CaseSource.load(entry, policy: GeometryPolicy(allowShear: allowTilt))
+        var stageTimes: [(String, Double)] = [("read", elapsed(since: readStart))]
+        var previous: [Float]?
+        if let previousStage {
+            let url = URL(fileURLWithPath: previousStage).appendingPathComponent(item.identifier + ending)
+            let labels = try NIfTIImage(contentsOf: url).labelVolume(path: url.path)
+            guard labels.shape.zyx == item.channels.shape else {
+                throw CaseSourceError(subject: url.path, detail: "size \(labels.shape) differs from the image \(item.channels.shape)")
+            }
+            previous = labels.voxels.map(Float.init)
+        }
+        let wantProbabilities = saveProbabilities || engines.count > 1
+        var prediction: CasePrediction?
+        var summed: [[Float]]?
+        for engine in engines {
+            let result = try engine.predict(item.channels, spacing: item.spacing, probabilities: wantProbabilities,
+                                            previousStage: engine.needsPreviousStage ? previous : nil, options: options)
+            stageTimes += result.timings.map { ($0.stage, $0.seconds) }
+            if engines.count == 1 {
+                prediction = result.prediction
+            } else if let p = result.prediction.probabilities {
+                // Ensemble: probabilities averaged in float32 in the given order (nnUNetv2_ensemble).
+                if summed == nil { summed = p } else {
+                    for k in 0..<p.count { for v in 0..<p[k].count { summed![k][v] += p[k][v] } }
+                }
+                prediction = result.prediction
+            }
+        }
+        guard var final = prediction else { return }
+        if let summed {
+            let n = Float(engines.count)
+            let averaged = summed.map { $0.map { $0 / n } }
+            final.probabilities = averaged
+            for v in 0..<final.segmentation.count {
+                var best = 0
+                for k in 1..<averaged.count where averaged[k][v] > averaged[best][v] { best = k }
+                final.segmentation[v] = UInt16(best)
+            }
+        }
+        if let postprocessing { postprocessing.apply(&final.segmentation, shape: final.shape) }
+        let writeStart = DispatchTime.now().uptimeNanoseconds
+        try CaseWriter.writeSegmentation(final, geometry: item.geometry, to: outputFolder.appendingPathComponent(item.identifier + ending))
+        if saveProbabilities, let p = final.probabilities {
+            try CaseWriter.writeProbabilities(p, shape: final.shape, to: outputFolder.appendingPathComponent(item.identifier + ".npz"))
+        }
+        stageTimes.append(("write", elapsed(since: writeStart)))
+        var metadata: Logger.Metadata = ["case": "\(item.identifier)", "source": "\(item.source)",
+                                         "shape": "\(item.channels.shape.map(String.init).joined(separator: "x"))"]
+        for (stage, s) in stageTimes { metadata[stage.replacingOccurrences(of: " ", with: "_") + "_s"] = "\(String(format: "%.3f", s))" }
+        logger.info("case done", metadata: metadata)
+    }
+}
+
+func elapsed(since start: UInt64) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func seconds(since start: UInt64) -> String {
+    String(format: "%.3f", elapsed(since: start))
+}
+
+/// Peak resident set size of this process, MiB.
+func peakResidentMiB() -> Int {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Int(usage.ru_maxrss) / 1024
+}
