@@ -52,7 +52,7 @@ def main(shared, out):
     result = resample_data_or_seg_to_shape(ct, shape, spacing, target, is_seg=False, order=3, order_z=0, force_separate_z=None)[0]
     pick = np.random.RandomState(1).randint(0, result.size, 40000)
     indices = np.array(np.unravel_index(pick, result.shape)).T.astype(np.int32)
-    np.save(os.path.join(out, "totalseg_ct_1p5mm_indices.npy"), indices.astype(np.float32))
+    np.save(os.path.join(out, "totalseg_ct_1p5mm_indices.npy"), np.ascontiguousarray(indices.astype(np.float32)))
     np.save(os.path.join(out, "totalseg_ct_1p5mm_values.npy"), result.reshape(-1)[pick].astype(np.float32))
     json.dump({"cases": cases, "totalseg_ct": {"input_spacing_zyx": spacing, "target": target, "new_shape": [int(s) for s in shape],
                                                "sum": float(result.astype(np.float64).sum()), "min": float(result.min()),

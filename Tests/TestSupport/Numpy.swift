@@ -25,7 +25,9 @@ public struct NumpyArray: Sendable {
             return String(rest.prefix { $0 != "," && $0 != "}" })
         }
         descr = field("descr")
-        precondition(field("fortran_order").hasPrefix("False"), "Fortran-order arrays are not supported")
+        guard field("fortran_order").hasPrefix("False") else {
+            throw NSError(domain: "npy", code: 3, userInfo: [NSLocalizedDescriptionKey: "Fortran-order arrays are not supported"])
+        }
         shape = field("shape").trimmingCharacters(in: CharacterSet(charactersIn: "()")).split(separator: ",")
             .compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let body = Array(bytes[(start + headerLength)...])
