@@ -46,6 +46,7 @@ let package = Package(
         // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
         .target(name: "TensorKernels", dependencies: ["CDNNL", "CBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "PlansModel"),
+        .target(name: "Contours"),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
@@ -91,6 +92,7 @@ let package = Package(
         .testTarget(name: "UNetTests", dependencies: ["UNet", "TensorKernels", "PlansModel", "TestSupport"]),
         .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
+        .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17

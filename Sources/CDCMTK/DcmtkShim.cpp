@@ -22,6 +22,10 @@
 #include <string>
 #include <vector>
 
+struct nnseg_dcm_builder {
+    DcmFileFormat format;
+};
+
 struct nnseg_dcm_file {
     DcmFileFormat format;
     bool hasMeta = false;
@@ -442,5 +446,144 @@ nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_byt
 void nnseg_dcm_free(void *pointer) { std::free(pointer); }
 
 const char *nnseg_dcm_dcmtk_version(void) { return OFFIS_DCMTK_VERSION_STRING; }
+
+nnseg_dcm_builder *nnseg_dcm_builder_create(void) {
+    nnseg_dcm_initialize();
+    return new nnseg_dcm_builder();
+}
+
+void nnseg_dcm_builder_destroy(nnseg_dcm_builder *builder) { delete builder; }
+
+namespace {
+// Walks (creating) all but the last step; returns the item holding the last step.
+DcmItem *createParent(nnseg_dcm_builder *builder, const std::vector<PathStep> &steps, std::string &error) {
+    DcmItem *item = builder->format.getDataset();
+    for (size_t i = 0; i + 1 < steps.size(); ++i) {
+        if (steps[i].item < 0) {
+            error = "path step " + std::to_string(i) + " is a sequence without an item index";
+            return nullptr;
+        }
+        DcmItem *next = nullptr;
+        OFCondition cond = item->findOrCreateSequenceItem(DcmTag(steps[i].tag), next, steps[i].item);
+        if (cond.bad() || next == nullptr) {
+            error = std::string("cannot create sequence item: ") + cond.text();
+            return nullptr;
+        }
+        item = next;
+    }
+    return item;
+}
+}  // namespace
+
+int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const char *value, char *message, size_t message_capacity) {
+    std::vector<PathStep> steps;
+    if (builder == nullptr || value == nullptr || !parsePath(path, steps) || steps.back().item >= 0) {
+        writeMessage(message, message_capacity, std::string("malformed attribute path ") + (path ? path : "(null)"));
+        return 1;
+    }
+    std::string error;
+    DcmItem *parent = createParent(builder, steps, error);
+    if (parent == nullptr) {
+        writeMessage(message, message_capacity, std::string(path) + ": " + error);
+        return 1;
+    }
+    DcmTag tag(steps.back().tag);
+    OFCondition cond = (*value == '\0') ? parent->insertEmptyElement(tag, OFTrue)
+                                        : parent->putAndInsertOFStringArray(tag, OFString(value), OFTrue);
+    if (cond.bad()) {
+        writeMessage(message, message_capacity, std::string(path) + ": " + cond.text());
+        return 1;
+    }
+    return 0;
+}
+
+int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path, char *message, size_t message_capacity) {
+    std::vector<PathStep> steps;
+    if (builder == nullptr || !parsePath(path, steps) || steps.back().item >= 0) {
+        writeMessage(message, message_capacity, std::string("malformed sequence path ") + (path ? path : "(null)"));
+        return 1;
+    }
+    std::string error;
+    DcmItem *parent = createParent(builder, steps, error);
+    if (parent == nullptr) {
+        writeMessage(message, message_capacity, std::string(path) + ": " + error);
+        return 1;
+    }
+    DcmSequenceOfItems *sequence = nullptr;
+    if (parent->findAndGetSequence(steps.back().tag, sequence).good() && sequence != nullptr) return 0;
+    OFCondition cond = parent->insertEmptyElement(DcmTag(steps.back().tag), OFTrue);
+    if (cond.bad()) {
+        writeMessage(message, message_capacity, std::string(path) + ": " + cond.text());
+        return 1;
+    }
+    return 0;
+}
+
+int nnseg_dcm_builder_put_pixel_data(nnseg_dcm_builder *builder, const uint8_t *bytes, size_t length, int bits_allocated,
+                                     char *message, size_t message_capacity) {
+    if (builder == nullptr || bytes == nullptr) return 1;
+    DcmDataset *ds = builder->format.getDataset();
+    OFCondition cond;
+    if (bits_allocated <= 8) {
+        DcmPolymorphOBOW *element = new DcmPixelData(DcmTag(DCM_PixelData, EVR_OB));
+        cond = element->putUint8Array(bytes, static_cast<unsigned long>(length));
+        if (cond.good()) cond = ds->insert(element, OFTrue);
+        else delete element;
+    } else {
+        std::vector<Uint16> words(length / 2);
+        for (size_t i = 0; i < words.size(); ++i) words[i] = Uint16(bytes[2 * i]) | (Uint16(bytes[2 * i + 1]) << 8);
+        cond = ds->putAndInsertUint16Array(DCM_PixelData, words.data(), static_cast<unsigned long>(words.size()), OFTrue);
+    }
+    if (cond.bad()) {
+        writeMessage(message, message_capacity, std::string("Pixel Data: ") + cond.text());
+        return 1;
+    }
+    return 0;
+}
+
+int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *source, const char *const *tags, size_t count) {
+    if (builder == nullptr || source == nullptr) return 1;
+    auto *src = const_cast<nnseg_dcm_file *>(source)->format.getDataset();
+    DcmDataset *dst = builder->format.getDataset();
+    for (size_t i = 0; i < count; ++i) {
+        std::vector<PathStep> steps;
+        if (!parsePath(tags[i], steps) || steps.size() != 1) continue;
+        DcmElement *element = nullptr;
+        if (src->findAndGetElement(steps[0].tag, element, OFFalse, OFTrue /* copy */).good() && element != nullptr) {
+            if (dst->insert(element, OFTrue).bad()) delete element;
+        }
+    }
+    return 0;
+}
+
+int nnseg_dcm_builder_save(nnseg_dcm_builder *builder, const char *path, const char *transfer_syntax, char *message,
+                           size_t message_capacity) {
+    if (builder == nullptr || path == nullptr) return 1;
+    E_TransferSyntax xfer = (transfer_syntax != nullptr && std::strcmp(transfer_syntax, "implicit") == 0)
+                                ? EXS_LittleEndianImplicit : EXS_LittleEndianExplicit;
+    std::string target(path);
+    size_t slash = target.find_last_of('/');
+    std::string temporary = (slash == std::string::npos ? std::string() : target.substr(0, slash + 1)) + "." +
+                            target.substr(slash == std::string::npos ? 0 : slash + 1) + ".partial";
+    OFCondition cond = builder->format.saveFile(OFFilename(temporary.c_str()), xfer, EET_ExplicitLength, EGL_recalcGL,
+                                                EPD_noChange, 0, 0, EWM_createNewMeta);
+    if (cond.bad()) {
+        std::remove(temporary.c_str());
+        writeMessage(message, message_capacity, std::string("cannot write: ") + cond.text());
+        return 1;
+    }
+    if (std::rename(temporary.c_str(), path) != 0) {
+        std::remove(temporary.c_str());
+        writeMessage(message, message_capacity, std::string("cannot rename into place: ") + std::strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+long nnseg_dcm_new_uid(char *buffer, size_t capacity) {
+    char uid[100];
+    dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
+    return copyOut(uid, buffer, capacity);
+}
 
 }  // extern "C"

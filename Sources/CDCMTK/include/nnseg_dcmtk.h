@@ -90,6 +90,39 @@ nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_byt
 
 void nnseg_dcm_free(void *pointer);
 
+/* ---- Writing: a dataset builder (SEG and RTSTRUCT are composed in Swift, written by DCMTK) ---- */
+
+typedef struct nnseg_dcm_builder nnseg_dcm_builder;
+
+/// A new, empty dataset.
+nnseg_dcm_builder *nnseg_dcm_builder_create(void);
+void nnseg_dcm_builder_destroy(nnseg_dcm_builder *builder);
+
+/// Sets the value at `path` (same syntax as nnseg_dcm_get_string; items are created as needed, "[n]"
+/// with n = current item count appends one). The value is DICOM's string form ('\' between values);
+/// numeric VRs are parsed. An empty value writes an empty (Type 2) element. Returns 0 or an error
+/// message in `message`.
+int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const char *value, char *message, size_t message_capacity);
+
+/// Ensures a (possibly empty) sequence exists at `path`.
+int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path, char *message, size_t message_capacity);
+
+/// Sets Pixel Data (7FE0,0010): VR OB when bits_allocated <= 8 (1-bit data is packed by the caller),
+/// else OW from little-endian bytes.
+int nnseg_dcm_builder_put_pixel_data(nnseg_dcm_builder *builder, const uint8_t *bytes, size_t length, int bits_allocated,
+                                     char *message, size_t message_capacity);
+
+/// Copies the listed top-level attributes (tags as "gggg,eeee"), when present, from an opened file.
+int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *source, const char *const *tags, size_t count);
+
+/// Writes a Part 10 file: transfer syntax "explicit" (Explicit VR Little Endian) or "implicit".
+/// The file is written to a temporary name beside `path` and renamed, so no partial file is ever left.
+int nnseg_dcm_builder_save(nnseg_dcm_builder *builder, const char *path, const char *transfer_syntax,
+                           char *message, size_t message_capacity);
+
+/// A new DICOM UID under DCMTK's root (site roots can be configured later).
+long nnseg_dcm_new_uid(char *buffer, size_t capacity);
+
 /// DCMTK's version string, e.g. "3.6.7".
 const char *nnseg_dcm_dcmtk_version(void);
 

@@ -1,0 +1,160 @@
+/// A closed polygon in pixel index coordinates `(x = column, y = row)` of one slice; the last vertex
+/// connects to the first (not repeated).
+public struct Polygon: Equatable, Sendable {
+    public var points: [SIMD2<Double>]
+
+    public init(points: [SIMD2<Double>]) { self.points = points }
+
+    /// Shoelace area; positive when counter-clockwise in (x, y) — with x along the image row direction
+    /// and y along the column direction that is counter-clockwise seen from +N = X × Y.
+    public var signedArea: Double {
+        var a = 0.0
+        for i in 0..<points.count {
+            let p = points[i], q = points[(i + 1) % points.count]
+            a += p.x * q.y - q.x * p.y
+        }
+        return a / 2
+    }
+
+    /// Outer boundaries are counter-clockwise, hole boundaries clockwise.
+    public var isHole: Bool { signedArea < 0 }
+}
+
+/// Contours of a binary slice by marching squares on the pixel-centre grid at iso-level 0.5 (spec §3.7,
+/// R-RT-11): vertices lie halfway between an inside and an outside pixel centre, so rasterising the
+/// polygons by pixel-centre inclusion gives back exactly the input mask. Diagonally touching pixels are
+/// kept apart (4-connected foreground). Outer boundaries come out counter-clockwise, holes clockwise,
+/// each starting at its lowest (row, column) vertex; output order is deterministic.
+public enum MarchingSquares {
+    /// - Parameters:
+    ///   - mask: `rows × columns`, row-major, true inside.
+    ///   - tolerance: Douglas–Peucker tolerance in pixels; 0 removes only collinear vertices (lossless).
+    public static func contours(mask: [Bool], rows: Int, columns: Int, tolerance: Double = 0) -> [Polygon] {
+        precondition(mask.count == rows * columns)
+        @inline(__always) func inside(_ x: Int, _ y: Int) -> Bool {
+            x >= 0 && y >= 0 && x < columns && y < rows && mask[y * columns + x]
+        }
+        // Points are kept in doubled integer coordinates so that edge midpoints are exact.
+        struct Point: Hashable { var x: Int; var y: Int }
+        var next: [Point: Point] = [:]
+        // The table below lists each segment with the inside on its right; store it reversed so that
+        // loops run with the inside on the left (outer boundaries counter-clockwise).
+        func add(_ a: Point, _ b: Point) { next[b] = a }
+        // Cell (x, y) spans pixel centres (x, y) … (x + 1, y + 1); corners a=(x,y) b=(x+1,y) c=(x+1,y+1) d=(x,y+1).
+        for y in -1..<rows {
+            for x in -1..<columns {
+                let a = inside(x, y), b = inside(x + 1, y), c = inside(x + 1, y + 1), d = inside(x, y + 1)
+                let code = (a ? 1 : 0) | (b ? 2 : 0) | (c ? 4 : 0) | (d ? 8 : 0)
+                if code == 0 || code == 15 { continue }
+                // Edge midpoints (doubled): ab on y, bc on x+1, cd on y+1, da on x.
+                let ab = Point(x: 2 * x + 1, y: 2 * y), bc = Point(x: 2 * x + 2, y: 2 * y + 1)
+                let cd = Point(x: 2 * x + 1, y: 2 * y + 2), da = Point(x: 2 * x, y: 2 * y + 1)
+                switch code {
+                case 1: add(da, ab)            // a
+                case 2: add(ab, bc)            // b
+                case 4: add(bc, cd)            // c
+                case 8: add(cd, da)            // d
+                case 3: add(da, bc)            // a b
+                case 6: add(ab, cd)            // b c
+                case 12: add(bc, da)           // c d
+                case 9: add(cd, ab)            // d a
+                case 7: add(da, cd)            // all but d
+                case 11: add(cd, bc)           // all but c
+                case 13: add(bc, ab)           // all but b
+                case 14: add(ab, da)           // all but a
+                case 5: add(da, ab); add(bc, cd)   // a and c apart
+                case 10: add(ab, bc); add(cd, da)  // b and d apart
+                default: break
+                }
+            }
+        }
+        // Link the directed segments into loops, starting deterministically.
+        var polygons: [Polygon] = []
+        var remaining = next
+        let starts = next.keys.sorted { ($0.y, $0.x) < ($1.y, $1.x) }
+        for start in starts where remaining[start] != nil {
+            var loop: [Point] = []
+            var p = start
+            while let q = remaining.removeValue(forKey: p) {
+                loop.append(p)
+                p = q
+            }
+            let points = loop.map { SIMD2(Double($0.x) / 2, Double($0.y) / 2) }
+            let simplified = simplify(points, tolerance: tolerance)
+            if simplified.count >= 3 { polygons.append(Polygon(points: simplified)) }
+        }
+        return polygons
+    }
+
+    /// Removes collinear vertices, then (tolerance > 0) Douglas–Peucker on the closed loop, keeping the
+    /// first vertex; never returns fewer than 3 points for a loop that had them.
+    public static func simplify(_ points: [SIMD2<Double>], tolerance: Double) -> [SIMD2<Double>] {
+        guard points.count > 3 else { return points }
+        var kept: [SIMD2<Double>] = []
+        let n = points.count
+        for i in 0..<n {
+            let prev = points[(i + n - 1) % n], p = points[i], nextPoint = points[(i + 1) % n]
+            let cross = (p.x - prev.x) * (nextPoint.y - p.y) - (p.y - prev.y) * (nextPoint.x - p.x)
+            if abs(cross) > 1e-12 { kept.append(p) }
+        }
+        guard tolerance > 0, kept.count > 3 else { return kept }
+        // Douglas–Peucker on the open chain kept[0] … kept[n−1], kept[0].
+        let chain = kept + [kept[0]]
+        var keep = [Bool](repeating: false, count: chain.count)
+        keep[0] = true
+        keep[chain.count - 1] = true
+        var stack = [(0, chain.count - 1)]
+        while let (s, e) = stack.popLast() {
+            guard e > s + 1 else { continue }
+            var worst = -1.0, index = s
+            for i in (s + 1)..<e {
+                let d = distance(chain[i], chain[s], chain[e])
+                if d > worst { worst = d; index = i }
+            }
+            if worst > tolerance {
+                keep[index] = true
+                stack.append((s, index))
+                stack.append((index, e))
+            }
+        }
+        let result = (0..<(chain.count - 1)).filter { keep[$0] }.map { chain[$0] }
+        return result.count >= 3 ? result : kept
+    }
+
+    static func distance(_ p: SIMD2<Double>, _ a: SIMD2<Double>, _ b: SIMD2<Double>) -> Double {
+        let ab = b - a
+        let length2 = (ab * ab).sum()
+        if length2 == 0 { let d = p - a; return (d * d).sum().squareRoot() }
+        let t = max(0, min(1, ((p - a) * ab).sum() / length2))
+        let q = a + t * ab
+        let d = p - q
+        return (d * d).sum().squareRoot()
+    }
+
+    /// Pixel-centre inclusion rasterisation with the even-odd rule (the usual reading of separate
+    /// CLOSED_PLANAR contours): for round-trip checks.
+    public static func rasterize(_ polygons: [Polygon], rows: Int, columns: Int) -> [Bool] {
+        var mask = [Bool](repeating: false, count: rows * columns)
+        for y in 0..<rows {
+            let py = Double(y)
+            var crossings: [Double] = []
+            for polygon in polygons {
+                let pts = polygon.points
+                for i in 0..<pts.count {
+                    let a = pts[i], b = pts[(i + 1) % pts.count]
+                    if (a.y <= py) != (b.y <= py) {
+                        crossings.append(a.x + (py - a.y) / (b.y - a.y) * (b.x - a.x))
+                    }
+                }
+            }
+            crossings.sort()
+            var i = 0
+            while i + 1 < crossings.count {
+                let from = max(0, Int((crossings[i]).rounded(.up))), to = min(columns - 1, Int((crossings[i + 1]).rounded(.down)))
+                if from <= to { for x in from...to { mask[y * columns + x] = true } }
+                i += 2
+            }
+        }
+        return mask
+    }
+}
