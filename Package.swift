@@ -53,6 +53,7 @@ let package = Package(
         // MARK: L2
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
+        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK",
             .product(name: "Logging", package: "swift-log"),
@@ -69,6 +70,9 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log"),
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
+
+        // MARK: L5
+        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry"]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
@@ -93,6 +97,7 @@ let package = Package(
         .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
+        .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
     ],
     cxxLanguageStandard: .cxx17

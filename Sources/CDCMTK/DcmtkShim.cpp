@@ -488,8 +488,20 @@ int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const ch
         return 1;
     }
     DcmTag tag(steps.back().tag);
-    OFCondition cond = (*value == '\0') ? parent->insertEmptyElement(tag, OFTrue)
-                                        : parent->putAndInsertOFStringArray(tag, OFString(value), OFTrue);
+    OFCondition cond;
+    if (*value == '\0') {
+        cond = parent->insertEmptyElement(tag, OFTrue);
+    } else {
+        // Any VR: the element class parses DICOM's string form (numbers for US/SS/FL/FD/…).
+        DcmElement *element = DcmItem::newDicomElement(tag.getXTag());
+        if (element == nullptr) {
+            cond = EC_IllegalCall;
+        } else {
+            cond = element->putString(value);
+            if (cond.good()) cond = parent->insert(element, OFTrue);
+            if (cond.bad()) delete element;
+        }
+    }
     if (cond.bad()) {
         writeMessage(message, message_capacity, std::string(path) + ": " + cond.text());
         return 1;

@@ -1,0 +1,125 @@
+import CDCMTK
+import Foundation
+
+/// A failure to write a DICOM object; names the output and what is wrong. Nothing partial is left.
+public struct DICOMExportError: Error, CustomStringConvertible, Equatable {
+    public enum Code: String, Sendable {
+        case gridMismatch = "LABELS_GRID_MISMATCH"
+        case missingFrameOfReference = "NO_FRAME_OF_REFERENCE"
+        case missingUIDs = "SOURCE_UIDS_MISSING"
+        case invalidDescription = "INVALID_SEGMENT_DESCRIPTION"
+        case writeFailed = "WRITE_FAILED"
+        case contourTooLong = "CONTOUR_TOO_LONG"
+    }
+
+    public let code: Code
+    public let subject: String
+    public let detail: String
+
+    public init(_ code: Code, _ subject: String, _ detail: String) {
+        self.code = code
+        self.subject = subject
+        self.detail = detail
+    }
+
+    public var description: String { "\(code.rawValue): \(subject): \(detail)" }
+}
+
+/// Builds a dataset attribute by attribute through the DCMTK shim and writes it as a Part 10 file.
+/// Paths: "gggg,eeee", nested "gggg,eeee[i]/gggg,eeee" (items created as needed).
+final class DatasetBuilder {
+    private let handle: OpaquePointer
+    private var message = [CChar](repeating: 0, count: 512)
+
+    init() { handle = nnseg_dcm_builder_create() }
+    deinit { nnseg_dcm_builder_destroy(handle) }
+
+    func put(_ path: String, _ value: String) throws {
+        guard nnseg_dcm_builder_put(handle, path, value, &message, message.count) == 0 else {
+            throw DICOMExportError(.writeFailed, path, String(cString: message))
+        }
+    }
+
+    func put(_ path: String, _ values: [Double]) throws {
+        try put(path, values.map(DecimalString.format).joined(separator: "\\"))
+    }
+
+    func sequence(_ path: String) throws {
+        guard nnseg_dcm_builder_put_sequence(handle, path, &message, message.count) == 0 else {
+            throw DICOMExportError(.writeFailed, path, String(cString: message))
+        }
+    }
+
+    func pixelData(_ bytes: [UInt8], bitsAllocated: Int) throws {
+        guard nnseg_dcm_builder_put_pixel_data(handle, bytes, bytes.count, Int32(bitsAllocated), &message, message.count) == 0 else {
+            throw DICOMExportError(.writeFailed, "Pixel Data", String(cString: message))
+        }
+    }
+
+    /// Copies top-level attributes from a source file (those it has).
+    func copy(from path: String, tags: [String]) throws {
+        var file: OpaquePointer?
+        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else {
+            throw DICOMExportError(.writeFailed, path, "cannot reopen the source: \(String(cString: message))")
+        }
+        defer { nnseg_dcm_close(file) }
+        var cStrings = tags.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        _ = cStrings.withUnsafeMutableBufferPointer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+                nnseg_dcm_builder_copy(handle, file, $0, buffer.count)
+            }
+        }
+    }
+
+    /// Writes atomically (temporary name, then rename).
+    func save(to url: URL, implicitVR: Bool) throws {
+        guard nnseg_dcm_builder_save(handle, url.path, implicitVR ? "implicit" : "explicit", &message, message.count) == 0 else {
+            throw DICOMExportError(.writeFailed, url.path, String(cString: message))
+        }
+    }
+
+    static func newUID() -> String {
+        var buffer = [CChar](repeating: 0, count: 80)
+        _ = nnseg_dcm_new_uid(&buffer, buffer.count)
+        return String(cString: buffer)
+    }
+}
+
+/// Decimal String formatting that always fits DICOM's 16-byte limit (R-RT-07).
+enum DecimalString {
+    static func format(_ value: Double) -> String {
+        for precision in stride(from: 6, through: 0, by: -1) {
+            var s = String(format: "%.\(precision)f", value)
+            if s.contains(".") {
+                while s.hasSuffix("0") { s.removeLast() }
+                if s.hasSuffix(".") { s.removeLast() }
+            }
+            if s == "-0" { s = "0" }
+            if s.utf8.count <= 16 { return s }
+        }
+        return String(format: "%.6g", value)
+    }
+}
+
+/// Reads single attributes of a source file (for presence checks).
+enum SourceProbe {
+    /// The value of a top-level attribute, trimmed; nil when absent.
+    static func string(path: String, tag: String) -> String? {
+        var file: OpaquePointer?
+        var message = [CChar](repeating: 0, count: 256)
+        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else { return nil }
+        defer { nnseg_dcm_close(file) }
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard nnseg_dcm_get_string(file, tag, &buffer, buffer.count) >= 0 else { return nil }
+        return String(cString: buffer).trimmingCharacters(in: .whitespaces)
+    }
+
+    static func has(path: String, tag: String) -> Bool {
+        var file: OpaquePointer?
+        var message = [CChar](repeating: 0, count: 256)
+        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else { return false }
+        defer { nnseg_dcm_close(file) }
+        return nnseg_dcm_has(file, tag) != 0
+    }
+}
