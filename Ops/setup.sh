@@ -16,6 +16,8 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   dcmtk               # dcmdjpeg/dcmdump: independent decoders and dumps used by the tests
   dicom3tools         # dciodvfy: DICOM conformance checks of our outputs
+  plastimatch         # rasterises our RTSTRUCTs back to masks, independently
+  python3-venv        # for the highdicom validator environment
 )
 
 packages=("${BUILD_PACKAGES[@]}")
@@ -35,6 +37,16 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Independent validators from PyPI for the tests (highdicom reads our SEGs back). Never a runtime dependency.
+if [[ "${1:-}" == "--test" ]]; then
+  VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-validate"
+  if ! "$VENV/bin/python" -c "import highdicom, pydicom, numpy" >/dev/null 2>&1; then
+    echo "setup: creating $VENV (highdicom, pydicom, numpy)" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "highdicom==0.28.2" "pydicom==3.0.2" numpy
+  fi
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

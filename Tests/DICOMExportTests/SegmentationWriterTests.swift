@@ -77,3 +77,24 @@ struct SegmentationWriterTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }
 }
+
+/// highdicom (independent reader) maps our SEG back onto the source instances: masks equal the labels.
+struct HighdicomReadBackTests {
+    @Test(arguments: ["dicom-zoo/mr-hippocrop/study1", "dicom-zoo/seg-dcmqi-liver/ct-3slice"])
+    func highdicomReadsTheLabelsBack(_ folder: String) throws {
+        let python = try #require(SharedData.validationPython, "run Ops/setup.sh --test to create the highdicom environment")
+        let fixture = try ExportFixture(folder)
+        let labels = fixture.syntheticLabels()
+        let dir = try SharedData.temporaryDirectory("seg-hd")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("seg.dcm")
+        _ = try SegmentationWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                         algorithm: ExportFixture.algorithm, to: url)
+        let expected = dir.appendingPathComponent("labels.npy")
+        try writeNumpyUInt8(labels.voxels, shape: labels.shape.zyx, to: expected)
+        let script = SharedData.repositoryRoot.appendingPathComponent("Ops/validate/seg_highdicom.py").path
+        let (status, output) = try runTool(python, [script, url.path, SharedData.dataFile(folder).path, expected.path, "1,2,3"])
+        #expect(status == 0, "highdicom: \(output)")
+        #expect(output.contains(#""equal": {"1": true, "2": true, "3": true}"#))
+    }
+}

@@ -60,3 +60,14 @@ public struct NumpyArray: Sendable {
         return out
     }
 }
+
+/// Writes a uint8 array as `.npy` (NPY v1, C order).
+public func writeNumpyUInt8(_ values: [UInt8], shape: [Int], to url: URL) throws {
+    var header = "{'descr': '|u1', 'fortran_order': False, 'shape': (\(shape.map(String.init).joined(separator: ", ")), ), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count & 0xFF), UInt8(header.utf8.count >> 8)])
+    data.append(contentsOf: Array(header.utf8))
+    data.append(contentsOf: values)
+    try data.write(to: url)
+}

@@ -31,6 +31,14 @@ public enum SharedData {
         try JSONSerialization.jsonObject(with: Data(contentsOf: url))
     }
 
+    /// The Python with highdicom that Ops/setup.sh --test creates (`.venv-validate`), or
+    /// `NNSEG_VALIDATION_PYTHON`.
+    public static var validationPython: String? {
+        if let env = ProcessInfo.processInfo.environment["NNSEG_VALIDATION_PYTHON"], !env.isEmpty { return env }
+        let venv = repositoryRoot.appendingPathComponent(".venv-validate/bin/python").path
+        return FileManager.default.fileExists(atPath: venv) ? venv : nil
+    }
+
     /// A fresh temporary directory, removed by the caller (or left for inspection on failure).
     public static func temporaryDirectory(_ name: String = "nnseg-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
