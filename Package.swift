@@ -46,14 +46,14 @@ let package = Package(
         // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
         .target(name: "TensorKernels", dependencies: ["CDNNL", "CBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "PlansModel"),
-        .target(name: "Contours"),
+        .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L2
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
-        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"]),
+        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK",
             .product(name: "Logging", package: "swift-log"),
@@ -72,11 +72,11 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: L5
-        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry"]),
+        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest"]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "Inference", "Preprocessing",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -85,7 +85,8 @@ let package = Package(
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
 
         // MARK: Tests
-        .target(name: "TestSupport", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport",
+                swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "VolumeGeometryTests", dependencies: ["VolumeGeometry", "TestSupport"]),
         .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "DICOMImportTests", dependencies: ["DICOMImport", "NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
@@ -98,7 +99,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
     ],
     cxxLanguageStandard: .cxx17
 )

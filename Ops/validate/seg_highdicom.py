@@ -22,13 +22,16 @@ def main(seg_path, source_dir, expected_path, labels):
     for name in sorted(os.listdir(source_dir)):
         try:
             ds = pydicom.dcmread(os.path.join(source_dir, name), stop_before_pixels=True)
+            if not ds.get("SOPInstanceUID"):
+                ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         except Exception:
             continue
         if "ImagePositionPatient" in ds:
             sources.append(ds)
     normal = np.cross(np.array(sources[0].ImageOrientationPatient[:3], float), np.array(sources[0].ImageOrientationPatient[3:], float))
     sources.sort(key=lambda d: float(np.dot(normal, np.array(d.ImagePositionPatient, float))))
-    uids = [d.SOPInstanceUID for d in sources]
+    # Anonymised sources may carry their UID only in the file meta (nnseg's --repair-missing-uids).
+    uids = [d.get("SOPInstanceUID") or d.file_meta.MediaStorageSOPInstanceUID for d in sources]
     masks = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, ignore_spatial_locations=False)
     expected = np.load(expected_path)
     result = {"segments": seg.get_segment_numbers(), "equal": {}}

@@ -106,6 +106,7 @@ public enum RTStructWriter {
         }
         // ROIs.
         let sliceSize = series.rows * series.columns
+        let boxes = LabelBoxes.perSlice(labels)
         let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
         var counts: [Int: Int] = [:]
         var empty: [Int] = []
@@ -128,10 +129,17 @@ public enum RTStructWriter {
             let label = UInt8(clamping: s.label)
             var c = 0
             for (k, slice) in series.slices.enumerated() {
+                guard let box = boxes[k][label] else { continue }
+                // Trace only the label's bounding box (plus a margin of one pixel), then shift back.
+                let x0 = max(box.minX - 1, 0), y0 = max(box.minY - 1, 0)
+                let x1 = min(box.maxX + 1, series.columns - 1), y1 = min(box.maxY + 1, series.rows - 1)
+                let w = x1 - x0 + 1, h = y1 - y0 + 1
+                var mask = [Bool](repeating: false, count: w * h)
                 let start = k * sliceSize
-                let mask = labels.voxels[start..<(start + sliceSize)].map { $0 == label }
-                guard mask.contains(true) else { continue }
-                for polygon in MarchingSquares.contours(mask: mask, rows: series.rows, columns: series.columns, tolerance: pixelTolerance) {
+                for y in 0..<h { for x in 0..<w { mask[y * w + x] = labels.voxels[start + (y0 + y) * series.columns + x0 + x] == label } }
+                let offset = SIMD2(Double(x0), Double(y0))
+                for local in MarchingSquares.contours(mask: mask, rows: h, columns: w, tolerance: pixelTolerance) {
+                    let polygon = Polygon(points: local.points.map { $0 + offset })
                     let data = try contourData(polygon, slice: slice, series: series, output: url.path)
                     let item = "\(contourItem)/3006,0040[\(c)]"
                     try b.put("\(item)/3006,0048", String(c + 1))
@@ -148,7 +156,6 @@ public enum RTStructWriter {
             let observation = "3006,0080[\(r)]"
             try b.put("\(observation)/3006,0082", String(number))
             try b.put("\(observation)/3006,0084", String(number))
-            try b.put("\(observation)/3006,0085", s.name)
             try b.put("\(observation)/3006,00a4", s.interpretedType)
             try b.put("\(observation)/3006,00a6", "")
         }

@@ -123,13 +123,11 @@ public enum SegmentationWriter {
         let sliceSize = series.rows * series.columns
         var frames: [(segment: Int, slice: Int)] = []
         var emptySegments: [Int] = []
+        let boxes = LabelBoxes.perSlice(labels)
         for (i, s) in structures.enumerated() {
             let label = UInt8(clamping: s.label)
             var present: [Int] = []
-            for k in 0..<series.slices.count {
-                let start = k * sliceSize
-                if options.emitAllFrames || labels.voxels[start..<(start + sliceSize)].contains(label) { present.append(k) }
-            }
+            for k in 0..<series.slices.count where options.emitAllFrames || boxes[k][label] != nil { present.append(k) }
             if present.isEmpty {
                 emptySegments.append(s.label)
                 present = [series.slices.count / 2]
@@ -170,10 +168,13 @@ public enum SegmentationWriter {
             try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
             try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
             let label = UInt8(clamping: structures[frame.segment - 1].label)
+            guard let box = boxes[frame.slice][label] else { continue }
             let start = frame.slice * sliceSize, bitBase = f * sliceSize
-            for p in 0..<sliceSize where labels.voxels[start + p] == label {
-                let bit = bitBase + p
-                bits[bit >> 3] |= 1 << UInt8(bit & 7)
+            for y in box.minY...box.maxY {
+                for x in box.minX...box.maxX where labels.voxels[start + y * series.columns + x] == label {
+                    let bit = bitBase + y * series.columns + x
+                    bits[bit >> 3] |= 1 << UInt8(bit & 7)
+                }
             }
         }
         if bits.count % 2 == 1 { bits.append(0) }

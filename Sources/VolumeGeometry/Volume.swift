@@ -79,3 +79,36 @@ public struct Volume<Element: VoxelScalar>: Sendable, Equatable {
 public typealias ImageVolume = Volume<Float>
 /// Label map (what the network writes); nnU-Net labels fit in 8 bits for all shipped datasets.
 public typealias LabelVolume = Volume<UInt8>
+
+extension Volume {
+    /// The same voxels indexed on another grid that covers exactly the same voxel centres — a
+    /// permutation and/or flip of the axes (e.g. a NIfTI written with the row axis reversed, as dcm2niix
+    /// does). Returns nil when the grids are not such a re-indexing (different spacing, shifted, rotated),
+    /// which callers report as a grid mismatch rather than resample silently.
+    public func reindexed(onto geometry: VolumeGeometry, shape: VolumeShape, tolerance: Double = 1e-3) -> Volume? {
+        guard shape.count == self.shape.count, let toSource = PatientToVoxel(self.geometry) else { return nil }
+        let toPatient = VoxelToPatient(geometry)
+        // The map target index → source index is affine; find it from the origin and the three unit steps.
+        let o = toSource(toPatient(.zero))
+        let steps = [SIMD3<Double>(1, 0, 0), SIMD3(0, 1, 0), SIMD3(0, 0, 1)].map { toSource(toPatient($0)) - o }
+        func integral(_ v: SIMD3<Double>) -> SIMD3<Int>? {
+            let r = v.rounded(.toNearestOrEven)
+            return maxAbs(v - r) <= tolerance ? SIMD3(Int(r.x), Int(r.y), Int(r.z)) : nil
+        }
+        guard let origin = integral(o), let sx = integral(steps[0]), let sy = integral(steps[1]), let sz = integral(steps[2]) else { return nil }
+        // Each step must be a unit step along one source axis (a permutation with signs).
+        for s in [sx, sy, sz] where abs(s.x) + abs(s.y) + abs(s.z) != 1 { return nil }
+        var out = [Element]()
+        out.reserveCapacity(shape.count)
+        for k in 0..<shape.z {
+            for j in 0..<shape.y {
+                for i in 0..<shape.x {
+                    let p = origin &+ sx &* i &+ sy &* j &+ sz &* k
+                    guard p.x >= 0, p.y >= 0, p.z >= 0, p.x < self.shape.x, p.y < self.shape.y, p.z < self.shape.z else { return nil }
+                    out.append(self[p.z, p.y, p.x])
+                }
+            }
+        }
+        return Volume(shape: shape, geometry: geometry, voxels: out)
+    }
+}

@@ -53,14 +53,6 @@ struct ExportFixture {
 
 /// Runs a validator command and returns (status, combined output).
 func runTool(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let result = try CommandRunner.run(path, arguments)
+    return (result.status, result.stdout + result.stderr)
 }

@@ -19,8 +19,13 @@ public enum CommandRunner {
     }
 
     public static func nnseg(_ arguments: [String]) throws -> Result {
+        try run(executable.path, arguments)
+    }
+
+    /// Runs any program (validators such as dciodvfy, plastimatch, the highdicom script).
+    public static func run(_ path: String, _ arguments: [String]) throws -> Result {
         let process = Process()
-        process.executableURL = executable
+        process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

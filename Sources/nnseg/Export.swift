@@ -1,0 +1,115 @@
+import ArgumentParser
+import BatchPipeline
+import DICOMExport
+import DICOMImport
+import Foundation
+import Logging
+import NIfTI
+import VolumeGeometry
+
+/// `nnseg export`: a label map (NIfTI, e.g. a prediction) written as DICOM-SEG and/or RTSTRUCT that
+/// reference the source series.
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a label map as DICOM-SEG and/or RTSTRUCT referenced to its source DICOM series.",
+        discussion: """
+        The labels must lie on the series grid (any axis order or flip of it, e.g. dcm2niix's flipped rows, is accepted; \
+        a different grid is refused). One segment / ROI per label present in the map.
+        """)
+
+    @Option(help: "Label map (.nii/.nii.gz).")
+    var labels: String
+
+    @Option(help: "Folder with the source DICOM series.")
+    var reference: String
+
+    @Option(help: "Output DICOM-SEG file.")
+    var seg: String?
+
+    @Option(help: "Output RTSTRUCT file.")
+    var rtstruct: String?
+
+    @Option(help: "JSON mapping label values to names ({\"1\": \"liver\", …} or {\"labels\": {…}}).")
+    var labelNames: String?
+
+    @Option(help: "RTSTRUCT contour simplification tolerance in mm (0: exact).")
+    var simplifyMm = 0.0
+
+    @Flag(help: "Reference instances through their file-meta UIDs and derive missing Study/Series UIDs (anonymised sources; logged).")
+    var repairMissingUids = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
+        guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.export")
+        let labelImage = try NIfTIImage(contentsOf: URL(fileURLWithPath: labels)).labelVolume(path: labels)
+        let scan = try DICOMScanner().scan(URL(fileURLWithPath: reference))
+        // The stack whose grid the labels sit on.
+        var match: (ImageStack, LoadedSeries, LabelVolume)?
+        for stack in scan.stacks where stack.geometry != nil {
+            guard let loaded = try? DICOMSeriesLoader(policy: GeometryPolicy(allowShear: true)).load(stack) else { continue }
+            if let aligned = labelImage.reindexed(onto: loaded.volume.geometry, shape: loaded.volume.shape) {
+                match = (stack, loaded, aligned)
+                break
+            }
+        }
+        guard let (stack, loaded, aligned) = match else {
+            throw DICOMExportError(.gridMismatch, labels,
+                                   "not on the grid of any of the \(scan.stacks.count) series under \(reference) (size \(labelImage.shape), spacing \(labelImage.geometry.spacing))")
+        }
+        if repairMissingUids && stack.hasEmptySOPInstanceUIDs {
+            logger.warning("repairing missing UIDs: references use file-meta SOP Instance UIDs", metadata: ["series": "\(stack.seriesInstanceUID)"])
+        }
+        let series = try ReferencedSeries(stack: stack, loaded: loaded, repairMissingUIDs: repairMissingUids)
+        let names = try Self.names(labelNames)
+        let present = Set(aligned.voxels).subtracting([0]).sorted()
+        guard !present.isEmpty else {
+            throw DICOMExportError(.invalidDescription, labels, "the label map is empty: nothing to export")
+        }
+        let structures = present.map { StructureDescription(label: Int($0), name: names[Int($0)] ?? "Label \($0)") }
+        let algorithm = AlgorithmIdentification(name: "nnseg", version: NNSeg.configuration.version,
+                                                parameters: "labels \(URL(fileURLWithPath: labels).lastPathComponent)")
+        var segReference: RTStructWriter.SegmentationReference?
+        var written: [URL] = []
+        do {
+            if let seg {
+                let url = URL(fileURLWithPath: seg)
+                let result = try SegmentationWriter.write(labels: aligned, series: series, structures: structures, algorithm: algorithm, to: url)
+                written.append(url)
+                segReference = .init(sopInstanceUID: result.sopInstanceUID,
+                                     segmentNumbers: Dictionary(uniqueKeysWithValues: structures.enumerated().map { ($1.label, $0 + 1) }))
+                print("SEG       \(seg): \(structures.count) segment(s), \(result.frames) frame(s), series \(result.seriesInstanceUID)")
+            }
+            if let rtstruct {
+                let url = URL(fileURLWithPath: rtstruct)
+                let result = try RTStructWriter.write(labels: aligned, series: series, structures: structures, algorithm: algorithm,
+                                                      options: RTStructOptions(simplificationToleranceMM: simplifyMm),
+                                                      segmentation: segReference, to: url)
+                written.append(url)
+                print("RTSTRUCT  \(rtstruct): \(structures.count) ROI(s), \(result.contours.values.reduce(0, +)) contour(s), series \(result.seriesInstanceUID)")
+            }
+        } catch {
+            // All or nothing: remove what this run already wrote.
+            for url in written { try? FileManager.default.removeItem(at: url) }
+            throw error
+        }
+        logger.info("export done", metadata: ["series": "\(series.seriesInstanceUID)", "structures": "\(structures.count)"])
+    }
+
+    static func names(_ path: String?) throws -> [Int: String] {
+        guard let path else { return [:] }
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+        let table = ((object as? [String: Any])?["labels"] as? [String: Any]) ?? (object as? [String: Any]) ?? [:]
+        var names: [Int: String] = [:]
+        for (key, value) in table {
+            if let label = Int(key), let name = value as? String { names[label] = String(name.prefix(64)) }
+        }
+        return names
+    }
+}
