@@ -70,3 +70,19 @@ struct ExportCommandTests {
         #expect(hd.status == 0, "highdicom: \(hd.stdout) \(hd.stderr.suffix(2000))")
     }
 }
+
+struct ExportBadInputTests {
+    @Test func labelsOffTheSeriesGridAreRefusedAndNothingIsWritten() throws {
+        let dir = try SharedData.temporaryDirectory("export-bad")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let seg = dir.appendingPathComponent("seg.dcm"), rt = dir.appendingPathComponent("rt.dcm")
+        let result = try CommandRunner.nnseg([
+            "export", "--labels", SharedData.dataFile("Dataset004_Hippocampus/labelsTr/hippocampus_001.nii.gz").path,
+            "--reference", SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr").path, "--seg", seg.path, "--rtstruct", rt.path,
+        ])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("LABELS_GRID_MISMATCH"))
+        #expect(result.stderr.contains("hippocampus_001.nii.gz"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+    }
+}
