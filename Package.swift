@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -53,6 +54,7 @@ let package = Package(
         // MARK: L2
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
+        .target(name: "AuditLog", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK",
@@ -99,6 +101,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
     ],
     cxxLanguageStandard: .cxx17

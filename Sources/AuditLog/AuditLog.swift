@@ -1,0 +1,255 @@
+import Digest
+import Foundation
+import GRDB
+
+/// A failure of the audit log (names the database file).
+public struct AuditLogError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let detail: String
+    public var description: String { "AUDIT_LOG: \(path): \(detail)" }
+}
+
+/// One recorded event. Events form a hash chain: `hash = SHA-256(previousHash | id | caseID | kind |
+/// recordedAt | payload)`, so editing or removing any row breaks every later hash.
+public struct AuditEvent: Codable, Equatable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "events"
+    public var id: Int64?
+    public var caseID: String
+    public var kind: String
+    public var recordedAt: String
+    /// Canonical JSON (sorted keys).
+    public var payload: String
+    public var previousHash: String
+    public var hash: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, caseID = "case_id", kind, recordedAt = "recorded_at", payload, previousHash = "previous_hash", hash
+    }
+
+    static func digest(previous: String, id: Int64, caseID: String, kind: String, recordedAt: String, payload: String) -> String {
+        SHA256.hash(Array("\(previous)|\(id)|\(caseID)|\(kind)|\(recordedAt)|\(payload)".utf8)).hex
+    }
+}
+
+/// One case as the summary queries see it (written once, when the case ends).
+public struct AuditCase: Codable, Equatable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "cases"
+    public var caseID: String
+    public var startedAt: String
+    public var finishedAt: String
+    /// SUCCEEDED, FAILED, EMPTY_RESULT, …
+    public var status: String
+    public var model: String
+    public var seriesInstanceUID: String
+    public var profile: String
+    public var error: String?
+    /// The event holding the same summary (its hash seals this row).
+    public var summaryEventID: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case caseID = "case_id", startedAt = "started_at", finishedAt = "finished_at", status, model
+        case seriesInstanceUID = "series_uid", profile, error, summaryEventID = "summary_event_id"
+    }
+}
+
+/// The append-only, tamper-evident SQLite audit journal (GRDB, WAL). UPDATE and DELETE are refused by
+/// triggers; `verify()` walks the hash chain and names the first broken row.
+///
+/// ```swift
+/// let log = try AuditLog(path: "/var/lib/nnseg/audit.sqlite")
+/// try log.append(caseID: id, kind: "case_started", payload: ["profile": .string("hippocampus")])
+/// ```
+public final class AuditLog: @unchecked Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    public init(path: String) throws {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.busyMode = .timeout(10)
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch let error as AuditLogError {
+            throw error
+        } catch {
+            throw AuditLogError(path: path, detail: "cannot open (\(error))")
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE events (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    case_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    recorded_at TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    previous_hash TEXT NOT NULL,
+                    hash TEXT NOT NULL
+                );
+                CREATE INDEX events_case ON events(case_id);
+                CREATE TABLE cases (
+                    case_id TEXT PRIMARY KEY,
+                    started_at TEXT NOT NULL,
+                    finished_at TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    model TEXT NOT NULL,
+                    series_uid TEXT NOT NULL,
+                    profile TEXT NOT NULL,
+                    error TEXT,
+                    summary_event_id INTEGER NOT NULL REFERENCES events(id)
+                );
+                CREATE INDEX cases_started ON cases(started_at);
+                CREATE INDEX cases_status ON cases(status);
+                CREATE INDEX cases_model ON cases(model);
+                CREATE INDEX cases_series ON cases(series_uid);
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'audit log is append-only: events cannot be changed'); END;
+                CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'audit log is append-only: events cannot be deleted'); END;
+                CREATE TRIGGER cases_no_update BEFORE UPDATE ON cases BEGIN SELECT RAISE(ABORT, 'audit log is append-only: cases cannot be changed'); END;
+                CREATE TRIGGER cases_no_delete BEFORE DELETE ON cases BEGIN SELECT RAISE(ABORT, 'audit log is append-only: cases cannot be deleted'); END;
+                CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, 'audit log metadata is fixed'); END;
+                """)
+        }
+        return m
+    }
+
+    /// A per-database random salt for hashing patient identifiers (created once).
+    public func identifierSalt() throws -> String {
+        try pool.write { db in
+            if let salt = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'identifier_salt'") { return salt }
+            let salt = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('identifier_salt', ?)", arguments: [salt])
+            return salt
+        }
+    }
+
+    /// SHA-256 of the salted identifier (patient IDs are never stored in plain text unless a profile says so).
+    public func pseudonym(_ identifier: String) throws -> String {
+        SHA256.hash(Array((try identifierSalt() + "|" + identifier).utf8)).hex
+    }
+
+    /// Appends an event to the chain; returns it with its id and hash.
+    @discardableResult
+    public func append(caseID: String, kind: String, payload: [String: AuditValue], at date: Date = Date()) throws -> AuditEvent {
+        let text = AuditValue.object(payload).canonicalJSON
+        let recordedAt = Self.timestamp(date)
+        return try pool.write { db in
+            let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
+            let previous = last?.hash ?? "genesis"
+            let id = (last?.id ?? 0) + 1
+            let hash = AuditEvent.digest(previous: previous, id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text)
+            let event = AuditEvent(id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text, previousHash: previous, hash: hash)
+            try event.insert(db)
+            return event
+        }
+    }
+
+    /// Closes a case: a `case_summary` event plus its `cases` row, in one transaction.
+    public func finish(caseID: String, startedAt: Date, status: String, model: String, seriesInstanceUID: String,
+                       profile: String, error: String?, at date: Date = Date()) throws {
+        var payload: [String: AuditValue] = [
+            "started_at": .string(Self.timestamp(startedAt)), "finished_at": .string(Self.timestamp(date)), "status": .string(status),
+            "model": .string(model), "series_uid": .string(seriesInstanceUID), "profile": .string(profile),
+        ]
+        if let error { payload["error"] = .string(error) }
+        let text = AuditValue.object(payload).canonicalJSON
+        let recordedAt = Self.timestamp(date)
+        try pool.write { db in
+            let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
+            let previous = last?.hash ?? "genesis"
+            let id = (last?.id ?? 0) + 1
+            let hash = AuditEvent.digest(previous: previous, id: id, caseID: caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)
+            try AuditEvent(id: id, caseID: caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous, hash: hash).insert(db)
+            try AuditCase(caseID: caseID, startedAt: Self.timestamp(startedAt), finishedAt: recordedAt, status: status, model: model,
+                          seriesInstanceUID: seriesInstanceUID, profile: profile, error: error, summaryEventID: id).insert(db)
+        }
+    }
+
+    public struct Filter: Sendable {
+        public var since: Date?
+        public var until: Date?
+        public var status: String?
+        public var model: String?
+        public var seriesInstanceUID: String?
+        public var limit: Int?
+
+        public init(since: Date? = nil, until: Date? = nil, status: String? = nil, model: String? = nil,
+                    seriesInstanceUID: String? = nil, limit: Int? = nil) {
+            self.since = since
+            self.until = until
+            self.status = status
+            self.model = model
+            self.seriesInstanceUID = seriesInstanceUID
+            self.limit = limit
+        }
+    }
+
+    public func cases(_ filter: Filter = Filter()) throws -> [AuditCase] {
+        try pool.read { db in
+            var request = AuditCase.all()
+            if let since = filter.since { request = request.filter(Column("started_at") >= Self.timestamp(since)) }
+            if let until = filter.until { request = request.filter(Column("started_at") < Self.timestamp(until)) }
+            if let status = filter.status { request = request.filter(Column("status") == status) }
+            if let model = filter.model { request = request.filter(Column("model") == model) }
+            if let series = filter.seriesInstanceUID { request = request.filter(Column("series_uid") == series) }
+            request = request.order(Column("started_at").desc)
+            if let limit = filter.limit { request = request.limit(limit) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    public func events(caseID: String) throws -> [AuditEvent] {
+        try pool.read { db in try AuditEvent.filter(Column("case_id") == caseID).order(Column("id")).fetchAll(db) }
+    }
+
+    public enum Verification: Equatable, Sendable {
+        case intact(events: Int)
+        /// The first event whose stored hash, link or content does not check out.
+        case broken(eventID: Int64, reason: String)
+    }
+
+    /// Walks the whole chain (and checks every case row against its sealed summary).
+    public func verify() throws -> Verification {
+        try pool.read { db in
+            var previous = "genesis"
+            var expectedID: Int64 = 1
+            var count = 0
+            let cursor = try AuditEvent.order(Column("id")).fetchCursor(db)
+            while let e = try cursor.next() {
+                let id = e.id ?? -1
+                if id != expectedID { return .broken(eventID: expectedID, reason: "event \(expectedID) is missing (next is \(id))") }
+                if e.previousHash != previous { return .broken(eventID: id, reason: "previous_hash does not match event \(id - 1)") }
+                let recomputed = AuditEvent.digest(previous: previous, id: id, caseID: e.caseID, kind: e.kind, recordedAt: e.recordedAt, payload: e.payload)
+                if recomputed != e.hash { return .broken(eventID: id, reason: "content does not match its hash") }
+                previous = e.hash
+                expectedID += 1
+                count += 1
+            }
+            // Case rows must equal the summary event that seals them.
+            for c in try AuditCase.fetchAll(db) {
+                guard let e = try AuditEvent.fetchOne(db, key: c.summaryEventID), e.kind == "case_summary", e.caseID == c.caseID,
+                      let payload = AuditValue.parse(e.payload)?.object else {
+                    return .broken(eventID: c.summaryEventID, reason: "case \(c.caseID) has no sealing summary event")
+                }
+                let fields: [(String, String?)] = [("status", c.status), ("model", c.model), ("series_uid", c.seriesInstanceUID),
+                                                   ("profile", c.profile), ("finished_at", c.finishedAt), ("started_at", c.startedAt),
+                                                   ("error", c.error)]
+                for (key, value) in fields where payload[key]?.string != value {
+                    return .broken(eventID: c.summaryEventID, reason: "case \(c.caseID): \(key) differs from its sealed summary")
+                }
+            }
+            return .intact(events: count)
+        }
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+}

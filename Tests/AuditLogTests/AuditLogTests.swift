@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import Testing
+import TestSupport
+@testable import AuditLog
+
+struct AuditLogTests {
+    static func freshLog() throws -> (AuditLog, URL) {
+        let dir = try SharedData.temporaryDirectory("audit")
+        return (try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path), dir)
+    }
+
+    static func recordCase(_ log: AuditLog, _ id: String, status: String = "SUCCEEDED", model: String = "Dataset004") throws {
+        let start = Date()
+        try log.append(caseID: id, kind: "case_started", payload: ["profile": .string("hippocampus")])
+        try log.append(caseID: id, kind: "stage_timing", payload: ["stage": .string("predict"), "seconds": .double(0.25)])
+        try log.finish(caseID: id, startedAt: start, status: status, model: model, seriesInstanceUID: "1.2.3.\(id.count)",
+                       profile: "hippocampus", error: status == "FAILED" ? "READ_FAILED: x" : nil)
+    }
+
+    @Test func chainVerifiesAndQueriesFilter() throws {
+        let (log, dir) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for i in 0..<5 { try Self.recordCase(log, "case-\(i)", status: i == 3 ? "FAILED" : "SUCCEEDED") }
+        #expect(try log.verify() == .intact(events: 15))
+        #expect(try log.cases().count == 5)
+        #expect(try log.cases(.init(status: "FAILED")).map(\.caseID) == ["case-3"])
+        #expect(try log.cases(.init(model: "other")).isEmpty)
+        #expect(try log.events(caseID: "case-2").map(\.kind) == ["case_started", "stage_timing", "case_summary"])
+        // Payloads are canonical JSON.
+        #expect(try log.events(caseID: "case-2")[1].payload == #"{"seconds":0.25,"stage":"predict"}"#)
+    }
+
+    @Test func updatesAndDeletesAreRefused() throws {
+        let (log, dir) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Self.recordCase(log, "a")
+        let queue = try DatabaseQueue(path: log.path)
+        #expect(throws: (any Error).self) { try queue.write { try $0.execute(sql: "UPDATE events SET kind = 'x' WHERE id = 1") } }
+        #expect(throws: (any Error).self) { try queue.write { try $0.execute(sql: "DELETE FROM events") } }
+        #expect(throws: (any Error).self) { try queue.write { try $0.execute(sql: "UPDATE cases SET status = 'SUCCEEDED'") } }
+        #expect(try log.verify() == .intact(events: 3))
+    }
+
+    /// Someone edits a row by hand, bypassing the triggers: verify names that row.
+    @Test func handEditedRowBreaksVerificationAtThatRow() throws {
+        let (log, dir) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for i in 0..<4 { try Self.recordCase(log, "case-\(i)") }
+        let queue = try DatabaseQueue(path: log.path)
+        try queue.write { db in
+            try db.execute(sql: "DROP TRIGGER events_no_update")
+            try db.execute(sql: "UPDATE events SET payload = '{\"seconds\":99,\"stage\":\"predict\"}' WHERE id = 5")
+        }
+        #expect(try log.verify() == .broken(eventID: 5, reason: "content does not match its hash"))
+
+        let (log2, dir2) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir2) }
+        for i in 0..<2 { try Self.recordCase(log2, "case-\(i)") }
+        let queue2 = try DatabaseQueue(path: log2.path)
+        try queue2.write { db in
+            try db.execute(sql: "DROP TRIGGER cases_no_update")
+            try db.execute(sql: "UPDATE cases SET status = 'SUCCEEDED_EDITED' WHERE case_id = 'case-1'")
+        }
+        guard case .broken(let id, let reason) = try log2.verify() else { Issue.record("tampering not detected"); return }
+        #expect(id == 6 && reason.contains("status differs"))
+    }
+
+    @Test func pseudonymsAreSaltedAndStable() throws {
+        let (log, dir) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try log.pseudonym("PATIENT-42"), b = try log.pseudonym("PATIENT-42")
+        #expect(a == b && a.count == 64 && !a.contains("42"))
+        let (other, dir2) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir2) }
+        #expect(try other.pseudonym("PATIENT-42") != a)
+    }
+}
