@@ -149,24 +149,60 @@ public final class AuditLog: @unchecked Sendable {
         }
     }
 
+    /// What closes a case (see ``finish(_:)``).
+    public struct CaseSummary: Sendable {
+        public var caseID: String
+        public var startedAt: Date
+        public var finishedAt: Date
+        public var status: String
+        public var model: String
+        public var seriesInstanceUID: String
+        public var profile: String
+        public var error: String?
+
+        public init(caseID: String, startedAt: Date, finishedAt: Date = Date(), status: String, model: String,
+                    seriesInstanceUID: String, profile: String, error: String? = nil) {
+            self.caseID = caseID
+            self.startedAt = startedAt
+            self.finishedAt = finishedAt
+            self.status = status
+            self.model = model
+            self.seriesInstanceUID = seriesInstanceUID
+            self.profile = profile
+            self.error = error
+        }
+    }
+
     /// Closes a case: a `case_summary` event plus its `cases` row, in one transaction.
     public func finish(caseID: String, startedAt: Date, status: String, model: String, seriesInstanceUID: String,
                        profile: String, error: String?, at date: Date = Date()) throws {
-        var payload: [String: AuditValue] = [
-            "started_at": .string(Self.timestamp(startedAt)), "finished_at": .string(Self.timestamp(date)), "status": .string(status),
-            "model": .string(model), "series_uid": .string(seriesInstanceUID), "profile": .string(profile),
-        ]
-        if let error { payload["error"] = .string(error) }
-        let text = AuditValue.object(payload).canonicalJSON
-        let recordedAt = Self.timestamp(date)
+        try finish([CaseSummary(caseID: caseID, startedAt: startedAt, finishedAt: date, status: status, model: model,
+                                seriesInstanceUID: seriesInstanceUID, profile: profile, error: error)])
+    }
+
+    /// Closes several cases in one transaction (imports, benchmarks).
+    public func finish(_ summaries: [CaseSummary]) throws {
         try pool.write { db in
             let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
-            let previous = last?.hash ?? "genesis"
-            let id = (last?.id ?? 0) + 1
-            let hash = AuditEvent.digest(previous: previous, id: id, caseID: caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)
-            try AuditEvent(id: id, caseID: caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous, hash: hash).insert(db)
-            try AuditCase(caseID: caseID, startedAt: Self.timestamp(startedAt), finishedAt: recordedAt, status: status, model: model,
-                          seriesInstanceUID: seriesInstanceUID, profile: profile, error: error, summaryEventID: id).insert(db)
+            var previous = last?.hash ?? "genesis"
+            var id = (last?.id ?? 0)
+            for s in summaries {
+                var payload: [String: AuditValue] = [
+                    "started_at": .string(Self.timestamp(s.startedAt)), "finished_at": .string(Self.timestamp(s.finishedAt)),
+                    "status": .string(s.status), "model": .string(s.model), "series_uid": .string(s.seriesInstanceUID),
+                    "profile": .string(s.profile),
+                ]
+                if let error = s.error { payload["error"] = .string(error) }
+                let text = AuditValue.object(payload).canonicalJSON
+                let recordedAt = Self.timestamp(s.finishedAt)
+                id += 1
+                let hash = AuditEvent.digest(previous: previous, id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)
+                try AuditEvent(id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous,
+                               hash: hash).insert(db)
+                try AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status, model: s.model,
+                              seriesInstanceUID: s.seriesInstanceUID, profile: s.profile, error: s.error, summaryEventID: id).insert(db)
+                previous = hash
+            }
         }
     }
 
