@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -54,6 +55,7 @@ let package = Package(
         // MARK: L2
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
+        .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "AuditLog", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
@@ -74,7 +76,8 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         // MARK: L5
-        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest"]),
+        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
+                                                      "NIfTI", "QASnapshot", .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [

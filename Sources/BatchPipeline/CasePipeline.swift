@@ -1,0 +1,207 @@
+import AuditLog
+import DICOMExport
+import DICOMImport
+import Digest
+import Dispatch
+import Foundation
+import Inference
+import Logging
+import NIfTI
+import Preprocessing
+import QASnapshot
+import VolumeGeometry
+
+/// The clinical job (issue #6): a DICOM study in, SEG / RTSTRUCT / NIfTI / QA snapshot out, every step
+/// on record in the audit log. Composed top to bottom (MONAI Deploy style): select → load → predict →
+/// write → record. One instance keeps the model loaded for many cases.
+public final class CasePipeline: @unchecked Sendable {
+    public let profile: CaseProfile
+    public let engine: InferenceEngine
+    public let audit: AuditLog
+    let modelFiles: [String: AuditValue]
+    let logger: Logger
+    public static let softwareVersion = "nnseg 0.1.0"
+
+    public struct Result: Sendable {
+        public var caseID: String
+        public var status: String
+        public var outputFolder: URL
+        public var outputs: [String]
+        public var seriesInstanceUID: String
+        public var error: String?
+    }
+
+    public init(profile: CaseProfile, audit: AuditLog, logger: Logger = Logger(label: "nnseg.pipeline")) throws {
+        self.profile = profile
+        self.audit = audit
+        self.logger = logger
+        engine = try InferenceEngine(modelFolder: profile.modelFolder, folds: profile.folds, checkpointName: profile.checkpoint)
+        // The model bundle's files, each with its SHA-256 (what exactly produced the outputs).
+        var files: [String: AuditValue] = [:]
+        let root = profile.modelFolder.standardizedFileURL
+        if let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) {
+            for case let url as URL in walker where (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true {
+                let relative = url.standardizedFileURL.path.replacingOccurrences(of: root.path + "/", with: "")
+                files[relative] = .string(try Self.sha256(of: url))
+            }
+        }
+        modelFiles = files
+    }
+
+    /// Runs one study; the case is recorded whatever happens (a failure is an audit row too).
+    @discardableResult
+    public func run(study: URL, output: URL) throws -> Result {
+        let started = Date()
+        let caseID = Self.newCaseID(started)
+        let folder = output.appendingPathComponent(caseID)
+        var seriesUID = ""
+        var timings: [(String, Double)] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try body()
+        }
+        try audit.append(caseID: caseID, kind: "case_started", payload: [
+            "profile": .string(profile.name), "profile_sha256": .string(profile.sha256), "profile_content": .string(profile.content),
+            "software": .string(Self.softwareVersion), "host": .string(ProcessInfo.processInfo.hostName), "study": .string(study.path),
+        ])
+        do {
+            // 1. Select and load the series.
+            let scan = try timed("scan") { try DICOMScanner().scan(study) }
+            let selection = SeriesSelection.select(scan.stacks, rules: profile.selection)
+            guard let stack = selection.chosen else {
+                throw PipelineError(code: "NO_MATCHING_SERIES", detail: "no series matches \(selection.rule): "
+                    + selection.rejected.map { "\($0.series): \($0.reason)" }.joined(separator: "; "))
+            }
+            seriesUID = stack.seriesInstanceUID
+            let loaded = try timed("load") { try DICOMSeriesLoader(policy: GeometryPolicy(allowShear: profile.allowTilt)).load(stack) }
+            let first = try DICOMFile(path: stack.instances[0].path)
+            let patient = first.string(atPath: "0010,0020") ?? ""
+            try audit.append(caseID: caseID, kind: "input_series", payload: [
+                "series_uid": .string(stack.seriesInstanceUID), "study_uid": .string(stack.studyInstanceUID),
+                "frame_of_reference_uid": .string(stack.instances[0].frameOfReferenceUID), "modality": .string(stack.modality),
+                "files": .int(Int64(stack.instances.count)), "slices": .int(Int64(stack.slices.count)),
+                "pixel_sha256": .string(Self.sha256(floats: loaded.volume.voxels)),
+                "patient_id": .string(profile.storePatientIdentifiers ? patient : try audit.pseudonym(patient)),
+                "patient_id_form": .string(profile.storePatientIdentifiers ? "plain" : "salted-sha256"),
+                "transfer_syntaxes": .array(stack.transferSyntaxes.map { .string($0) }), "lossy": .bool(loaded.isLossy),
+                "warnings": .array(loaded.warnings.map { .string($0) }), "selection_rule": .string(selection.rule),
+                "rejected": .array(selection.rejected.map { .object(["series_uid": .string($0.series), "reason": .string($0.reason)]) }),
+                "skipped_files": .int(Int64(scan.skipped.count)),
+            ])
+            try audit.append(caseID: caseID, kind: "model", payload: [
+                "folder": .string(profile.modelFolder.path), "configuration": .string(engine.bundle.configurationName),
+                "trainer": .string(engine.bundle.trainerName), "folds": .array(engine.bundle.folds.map { .string($0.name) }),
+                "files": .object(modelFiles),
+            ])
+            // 2. Predict on the series grid.
+            let v = loaded.volume
+            let image = ChannelArray(shape: v.shape.zyx, channels: [v.voxels])
+            let result = try engine.predict(image, spacing: [v.geometry.spacing.z, v.geometry.spacing.y, v.geometry.spacing.x],
+                                            options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
+            timings += result.timings.map { ($0.stage, $0.seconds) }
+            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: result.prediction.segmentation.map { UInt8(clamping: $0) })
+            // 3. Outputs, written into a temporary folder and moved into place together.
+            let staging = output.appendingPathComponent(".\(caseID).partial")
+            try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: staging) }
+            let series = try ReferencedSeries(stack: stack, loaded: loaded)
+            let present = Set(labels.voxels)
+            let structures = profile.structures.filter { present.contains(UInt8(clamping: $0.label)) }
+            let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: Self.softwareVersion,
+                                                    parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
+            var outputs: [(String, String, [String: AuditValue])] = []
+            var segReference: RTStructWriter.SegmentationReference?
+            try timed("write") {
+                if profile.writeNIfTI {
+                    try NIfTIImage(volume: labels).write(to: staging.appendingPathComponent("labels.nii.gz"))
+                    outputs.append(("nifti", "labels.nii.gz", [:]))
+                }
+                if !structures.isEmpty && profile.writeSEG {
+                    let r = try SegmentationWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
+                                                         options: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
+                                                         to: staging.appendingPathComponent("seg.dcm"))
+                    segReference = .init(sopInstanceUID: r.sopInstanceUID,
+                                         segmentNumbers: Dictionary(uniqueKeysWithValues: structures.enumerated().map { ($1.label, $0 + 1) }))
+                    outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                       "frames": .int(Int64(r.frames))]))
+                }
+                if !structures.isEmpty && profile.writeRTSTRUCT {
+                    let r = try RTStructWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
+                                                     options: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT),
+                                                     segmentation: segReference, to: staging.appendingPathComponent("rtstruct.dcm"))
+                    outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                                 "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
+                }
+                if profile.writeQASnapshot, let png = QASnapshot.render(image: v, labels: labels, structures: structures.map {
+                    QASnapshot.Structure(label: UInt8(clamping: $0.label), color: $0.color)
+                }) {
+                    try QASnapshot.png(png).write(to: staging.appendingPathComponent("qa.png"))
+                    outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(png.width)), "height": .int(Int64(png.height))]))
+                }
+                try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+                try FileManager.default.moveItem(at: staging, to: folder)
+            }
+            for (kind, name, extra) in outputs {
+                var payload = extra
+                payload["kind"] = .string(kind)
+                payload["path"] = .string(folder.appendingPathComponent(name).path)
+                payload["sha256"] = .string(try Self.sha256(of: folder.appendingPathComponent(name)))
+                try audit.append(caseID: caseID, kind: "output", payload: payload)
+            }
+            let voxelCM3 = v.geometry.spacing.x * v.geometry.spacing.y * v.geometry.spacing.z / 1000
+            for s in profile.structures {
+                let count = labels.voxels.reduce(0) { $0 + ($1 == UInt8(clamping: s.label) ? 1 : 0) }
+                try audit.append(caseID: caseID, kind: "roi_volume", payload: [
+                    "label": .int(Int64(s.label)), "name": .string(s.name), "cm3": .double((Double(count) * voxelCM3 * 1000).rounded() / 1000),
+                ])
+            }
+            try audit.append(caseID: caseID, kind: "stage_timings", payload: .init(uniqueKeysWithValues: timings.map {
+                ($0.0.replacingOccurrences(of: " ", with: "_"), AuditValue.double(($0.1 * 1000).rounded() / 1000))
+            }))
+            let status = structures.isEmpty ? "EMPTY_RESULT" : "SUCCEEDED"
+            try audit.finish(caseID: caseID, startedAt: started, status: status, model: engine.bundle.plans.datasetName,
+                             seriesInstanceUID: seriesUID, profile: profile.name, error: nil)
+            logger.notice("case done", metadata: ["case": "\(caseID)", "status": "\(status)", "series": "\(seriesUID)", "output": "\(folder.path)"])
+            return Result(caseID: caseID, status: status, outputFolder: folder, outputs: outputs.map { $0.1 },
+                          seriesInstanceUID: seriesUID, error: nil)
+        } catch {
+            let message = "\(error)"
+            try audit.finish(caseID: caseID, startedAt: started, status: "FAILED", model: engine.bundle.plans.datasetName,
+                             seriesInstanceUID: seriesUID, profile: profile.name, error: message)
+            logger.error("case failed", metadata: ["case": "\(caseID)", "error": "\(message)"])
+            return Result(caseID: caseID, status: "FAILED", outputFolder: folder, outputs: [], seriesInstanceUID: seriesUID, error: message)
+        }
+    }
+
+    static func newCaseID(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss"
+        return "case-\(f.string(from: date))-\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    static func sha256(of url: URL) throws -> String {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hash = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            chunk.withUnsafeBytes { hash.update(buffer: $0) }
+        }
+        return hash.finalize().hex
+    }
+
+    static func sha256(floats: [Float]) -> String {
+        var hash = SHA256()
+        floats.withUnsafeBytes { hash.update(buffer: $0) }
+        return hash.finalize().hex
+    }
+}
+
+/// A case-level failure with a stable code.
+public struct PipelineError: Error, CustomStringConvertible {
+    public let code: String
+    public let detail: String
+    public var description: String { "\(code): \(detail)" }
+}

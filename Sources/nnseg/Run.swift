@@ -1,0 +1,39 @@
+import ArgumentParser
+import AuditLog
+import BatchPipeline
+import Foundation
+import Logging
+
+/// `nnseg run --profile P <study> -o <out>`: the audited clinical job.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Segment a DICOM study with a site profile: select the series, predict, write SEG / RTSTRUCT / NIfTI / QA PNG, record the case.")
+
+    @Option(help: "Site profile (Profiles/*.yaml).")
+    var profile: String
+
+    @Argument(help: "Study folder (DICOM files, searched recursively).")
+    var study: String
+
+    @Option(name: .short, help: "Output folder; each case gets its own sub-folder.")
+    var output: String
+
+    @Option(help: "Audit database (default: the profile's audit.database, else ./nnseg-audit.sqlite).")
+    var auditDb: String?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
+        let databasePath = auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite"
+        let audit = try AuditLog(path: databasePath)
+        let pipeline = try CasePipeline(profile: caseProfile, audit: audit)
+        let result = try pipeline.run(study: URL(fileURLWithPath: study), output: URL(fileURLWithPath: output))
+        print("case      \(result.caseID): \(result.status)")
+        if let error = result.error { print("error     \(error)") }
+        for name in result.outputs { print("output    \(result.outputFolder.appendingPathComponent(name).path)") }
+        print("audit     \(URL(fileURLWithPath: databasePath).standardizedFileURL.path) (nnseg audit show \(result.caseID) --database \(databasePath))")
+        if result.status == "FAILED" { throw ExitCode(1) }
+    }
+}
