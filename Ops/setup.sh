@@ -18,6 +18,7 @@ TEST_PACKAGES=(
   dicom3tools         # dciodvfy: DICOM conformance checks of our outputs
   plastimatch         # rasterises our RTSTRUCTs back to masks, independently
   python3-venv        # for the highdicom validator environment
+  sqlite3             # the tests edit an audit row by hand to prove tampering is caught
 )
 
 packages=("${BUILD_PACKAGES[@]}")

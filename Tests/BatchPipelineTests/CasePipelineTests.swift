@@ -1,0 +1,122 @@
+import AuditLog
+import DICOMImport
+import Foundation
+import Testing
+import TestSupport
+@testable import BatchPipeline
+
+struct CaseProfileTests {
+    static func write(_ yaml: String) throws -> URL {
+        let dir = try SharedData.temporaryDirectory("profile")
+        let url = dir.appendingPathComponent("p.yaml")
+        try Data(yaml.utf8).write(to: url)
+        return url
+    }
+
+    static let model = SharedData.fixtures.appendingPathComponent("demo/model").path
+
+    @Test func demoProfileLoads() throws {
+        let p = try CaseProfile(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"))
+        #expect(p.name == "hippocampus-demo")
+        #expect(p.structures.map(\.name) == ["Hippocampus_Ant", "Hippocampus_Post"])
+        #expect(p.selection.modality == "MR" && p.selection.orientation == "AXIAL" && p.selection.minimumSlices == 16)
+        #expect(p.sha256.count == 64)
+    }
+
+    @Test(arguments: [
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\ncolour: red\n", "colour"),
+        ("name: x\nstructures: [{label: 1, name: A}]\n", "model.folder"),
+        ("name: x\nmodel: {folder: /nonexistent}\nstructures: [{label: 1, name: A}]\n", "model.folder"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A, color: [300, 0, 0]}]\n", "structures[0].color"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A, interpretedType: BRAIN}]\n", "structures[0].interpretedType"),
+        ("name: x\nmodel: {folder: MODEL}\nselection: {seriesDescription: '([a-'}\nstructures: [{label: 1, name: A}]\n", "selection.seriesDescription"),
+        ("name: x\nmodel: {folder: MODEL}\ninference: {stepSize: 2}\nstructures: [{label: 1, name: A}]\n", "inference.stepSize"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 1, name: B}]\n", "structures"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: []\n", "structures"),
+    ])
+    func invalidProfilesNameTheKey(_ yaml: String, _ key: String) throws {
+        let url = try Self.write(yaml.replacingOccurrences(of: "MODEL", with: Self.model))
+        let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
+        #expect(error?.key == key, "\(error?.description ?? "no error")")
+        #expect(error?.file == url.path)
+    }
+}
+
+struct SeriesSelectionTests {
+    @Test func rulesChooseAndExplain() throws {
+        let scan = try DICOMScanner().scan(SharedData.dataFile("dicom-zoo/mr-multiseries-study3"))
+        var rules = CaseProfile.Selection(modality: "MR", orientation: "AXIAL", minimumSlices: 30, sliceThickness: nil, seriesDescription: nil)
+        let outcome = SeriesSelection.select(scan.stacks, rules: rules)
+        #expect(outcome.chosen?.slices.count == 40)
+        #expect(outcome.rejected.count == 1 && outcome.rejected[0].reason == "22 slice(s) < 30")
+        // With no slice rule both match; ties go to more slices.
+        rules.minimumSlices = 1
+        let tie = SeriesSelection.select(scan.stacks, rules: rules)
+        #expect(tie.chosen?.slices.count == 40)
+        #expect(tie.rejected.first?.reason.contains("another series ranks first") == true)
+        rules.seriesDescription = "^t2"
+        #expect(SeriesSelection.select(scan.stacks, rules: rules).chosen?.seriesDescription == "T2_reg")
+        rules.modality = "CT"
+        let none = SeriesSelection.select(scan.stacks, rules: rules)
+        #expect(none.chosen == nil && none.rejected.allSatisfy { $0.reason == "Modality MR ≠ CT" })
+    }
+}
+
+struct CasePipelineTests {
+    /// The demo profile without mirroring (faster), with an absolute model path.
+    static func fastProfile() throws -> CaseProfile {
+        let text = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "../Fixtures/demo/model", with: CaseProfileTests.model)
+            .replacingOccurrences(of: "mirroring: true", with: "mirroring: false")
+        return try CaseProfile(contentsOf: try CaseProfileTests.write(text))
+    }
+
+    /// Acceptance: 50 cases through the pipeline leave 50 complete, verifiable audit records.
+    @Test func fiftyCasesLeaveFiftyCompleteRecords() throws {
+        let dir = try SharedData.temporaryDirectory("pipeline")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let pipeline = try CasePipeline(profile: try Self.fastProfile(), audit: audit)
+        let studies = ["dicom-zoo/mr-hippocrop/study1", "dicom-zoo/mr-hippocrop/study2"]
+        var ids: [String] = []
+        for i in 0..<50 {
+            let result = try pipeline.run(study: SharedData.dataFile(studies[i % 2]), output: dir.appendingPathComponent("out"))
+            #expect(result.status == "SUCCEEDED", "\(result.error ?? "")")
+            ids.append(result.caseID)
+        }
+        #expect(Set(ids).count == 50)
+        #expect(try audit.cases().count == 50)
+        #expect(try audit.verify() == .intact(events: 50 * 11))
+        for id in ids.prefix(3) {
+            let kinds = try audit.events(caseID: id).map(\.kind)
+            #expect(kinds == ["case_started", "input_series", "model", "output", "output", "output", "output", "roi_volume", "roi_volume",
+                              "stage_timings", "case_summary"])
+        }
+        // Outputs of a case, and what the audit says about them.
+        let events = try audit.events(caseID: ids[0])
+        let outputs = events.filter { $0.kind == "output" }.compactMap { AuditValue.parse($0.payload)?.object }
+        for o in outputs {
+            let path = try #require(o["path"]?.string)
+            #expect(FileManager.default.fileExists(atPath: path))
+        }
+        let input = try #require(AuditValue.parse(events[1].payload)?.object)
+        #expect(input["patient_id_form"]?.string == "salted-sha256")
+        let model = try #require(AuditValue.parse(events[2].payload)?.object)
+        #expect(model["files"]?.object?["fold_0/checkpoint_final.pth"]?.string?.count == 64)
+    }
+
+    @Test func failedCaseIsRecordedWithItsReason() throws {
+        let dir = try SharedData.temporaryDirectory("pipeline-fail")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let pipeline = try CasePipeline(profile: try Self.fastProfile(), audit: audit)
+        // A CT study: nothing matches the MR profile.
+        let result = try pipeline.run(study: SharedData.dataFile("dicom-zoo/seg-dcmqi-liver/ct-3slice"), output: dir.appendingPathComponent("out"))
+        #expect(result.status == "FAILED")
+        #expect(result.error?.hasPrefix("NO_MATCHING_SERIES") == true)
+        let recorded = try #require(try audit.cases().first)
+        #expect(recorded.status == "FAILED" && recorded.error?.contains("Modality CT ≠ MR") == true)
+        #expect(!FileManager.default.fileExists(atPath: result.outputFolder.path))
+        #expect(try audit.verify() == .intact(events: 2))
+    }
+}
