@@ -19,6 +19,7 @@ public final class CasePipeline: @unchecked Sendable {
     public let engine: InferenceEngine
     public let audit: AuditLog
     let modelFiles: [String: AuditValue]
+    let postprocessing: Postprocessing?
     let logger: Logger
     public static let softwareVersion = "nnseg 0.1.0"
 
@@ -46,6 +47,9 @@ public final class CasePipeline: @unchecked Sendable {
             }
         }
         modelFiles = files
+        var steps = profile.useModelPostprocessing ? (try Postprocessing.find(in: profile.modelFolder)?.steps ?? []) : []
+        steps += profile.keepLargestComponent.map { [$0] }
+        postprocessing = steps.isEmpty ? nil : Postprocessing(steps: steps, source: "profile \(profile.name)")
     }
 
     /// Runs one study; the case is recorded whatever happens (a failure is an audit row too).
@@ -93,6 +97,7 @@ public final class CasePipeline: @unchecked Sendable {
                 "folder": .string(profile.modelFolder.path), "configuration": .string(engine.bundle.configurationName),
                 "trainer": .string(engine.bundle.trainerName), "folds": .array(engine.bundle.folds.map { .string($0.name) }),
                 "files": .object(modelFiles),
+                "postprocessing": .array((postprocessing?.steps ?? []).map { .array($0.map { .int(Int64($0)) }) }),
             ])
             // 2. Predict on the series grid.
             let v = loaded.volume
@@ -100,7 +105,9 @@ public final class CasePipeline: @unchecked Sendable {
             let result = try engine.predict(image, spacing: [v.geometry.spacing.z, v.geometry.spacing.y, v.geometry.spacing.x],
                                             options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
             timings += result.timings.map { ($0.stage, $0.seconds) }
-            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: result.prediction.segmentation.map { UInt8(clamping: $0) })
+            var segmentation = result.prediction.segmentation
+            if let postprocessing { postprocessing.apply(&segmentation, shape: result.prediction.shape) }
+            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: segmentation.map { UInt8(clamping: $0) })
             // 3. Outputs, written into a temporary folder and moved into place together.
             let staging = output.appendingPathComponent(".\(caseID).partial")
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)

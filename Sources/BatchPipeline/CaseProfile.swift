@@ -53,6 +53,10 @@ public struct CaseProfile: Sendable {
     public var storePatientIdentifiers: Bool
     public var seriesNumberSEG: Int
     public var seriesNumberRTSTRUCT: Int
+    /// Apply the model's own postprocessing.json when it has one.
+    public var useModelPostprocessing: Bool
+    /// Labels reduced to their largest connected component (each on its own), after the model's steps.
+    public var keepLargestComponent: [Int]
 
     public init(contentsOf url: URL) throws {
         let path = url.path
@@ -70,7 +74,7 @@ public struct CaseProfile: Sendable {
         } catch {
             throw ProfileError(file: path, key: "", detail: "not valid YAML (\(error))")
         }
-        let known: Set<String> = ["name", "model", "selection", "inference", "geometry", "outputs", "structures", "audit"]
+        let known: Set<String> = ["name", "model", "selection", "inference", "geometry", "outputs", "structures", "audit", "postprocessing"]
         if let unknown = root.keys.sorted().first(where: { !known.contains($0) }) {
             throw ProfileError(file: path, key: unknown, detail: "unknown key (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -178,6 +182,21 @@ public struct CaseProfile: Sendable {
         }
         let labels = structures.map(\.label)
         if Set(labels).count != labels.count { throw ProfileError(file: path, key: "structures", detail: "labels must be unique") }
+
+        let post = try section("postprocessing")
+        useModelPostprocessing = try value(post, "postprocessing", "useModel", Bool.self) ?? true
+        if let k = post["keepLargestComponent"] {
+            guard let list = k as? [Int] else {
+                throw ProfileError(file: path, key: "postprocessing.keepLargestComponent", detail: "must be a list of labels")
+            }
+            keepLargestComponent = list
+        } else {
+            keepLargestComponent = []
+        }
+        let describedLabels = Set(structures.map(\.label))
+        if let unknownLabel = keepLargestComponent.first(where: { !describedLabels.contains($0) }) {
+            throw ProfileError(file: path, key: "postprocessing.keepLargestComponent", detail: "label \(unknownLabel) is not among structures")
+        }
 
         let audit = try section("audit")
         auditDatabase = try value(audit, "audit", "database", String.self)

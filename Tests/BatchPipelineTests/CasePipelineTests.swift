@@ -33,6 +33,7 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\ninference: {stepSize: 2}\nstructures: [{label: 1, name: A}]\n", "inference.stepSize"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 1, name: B}]\n", "structures"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: []\n", "structures"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\npostprocessing: {keepLargestComponent: [3]}\n", "postprocessing.keepLargestComponent"),
     ])
     func invalidProfilesNameTheKey(_ yaml: String, _ key: String) throws {
         let url = try Self.write(yaml.replacingOccurrences(of: "MODEL", with: Self.model))
