@@ -79,9 +79,12 @@ let package = Package(
         .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
                                                       "NIfTI", "QASnapshot", .product(name: "Yams", package: "Yams")]),
 
+        // MARK: L6
+        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", .product(name: "Logging", package: "swift-log")]),
+
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

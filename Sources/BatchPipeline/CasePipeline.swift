@@ -18,6 +18,9 @@ public final class CasePipeline: @unchecked Sendable {
     public let profile: CaseProfile
     public let engine: InferenceEngine
     public let audit: AuditLog
+    /// Refuse a delivery whose one series splits into several stacks (watch folders); studies passed
+    /// to `nnseg run` may hold several series and the selection rules choose.
+    public var requireSingleStack = false
     let modelFiles: [String: AuditValue]
     let postprocessing: Postprocessing?
     let logger: Logger
@@ -54,9 +57,11 @@ public final class CasePipeline: @unchecked Sendable {
 
     /// Runs one study; the case is recorded whatever happens (a failure is an audit row too).
     @discardableResult
-    public func run(study: URL, output: URL) throws -> Result {
+    /// - Parameter caseID: a caller-chosen ID (the watch service passes its claim ID so that a case
+    ///   interrupted after its outputs were moved into place is recognised on restart).
+    public func run(study: URL, output: URL, caseID fixedID: String? = nil) throws -> Result {
         let started = Date()
-        let caseID = Self.newCaseID(started)
+        let caseID = fixedID ?? Self.newCaseID(started)
         let folder = output.appendingPathComponent(caseID)
         var seriesUID = ""
         var timings: [(String, Double)] = []
@@ -73,6 +78,11 @@ public final class CasePipeline: @unchecked Sendable {
             // 1. Select and load the series.
             let scan = try timed("scan") { try DICOMScanner().scan(study) }
             let selection = SeriesSelection.select(scan.stacks, rules: profile.selection)
+            let distinctSeries = Set(scan.stacks.map(\.seriesInstanceUID))
+            if scan.stacks.count > 1 && distinctSeries.count == 1 && requireSingleStack {
+                throw PipelineError(code: "MIXED_SERIES", detail: "one series holds \(scan.stacks.count) geometric stacks (split by "
+                    + Set(scan.stacks.flatMap(\.splitReasons)).sorted().joined(separator: ", ") + ")")
+            }
             guard let stack = selection.chosen else {
                 throw PipelineError(code: "NO_MATCHING_SERIES", detail: "no series matches \(selection.rule): "
                     + selection.rejected.map { "\($0.series): \($0.reason)" }.joined(separator: "; "))

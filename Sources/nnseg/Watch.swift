@@ -1,0 +1,78 @@
+import ArgumentParser
+import AuditLog
+import BatchPipeline
+import Dispatch
+import Foundation
+import Logging
+import WatchService
+
+/// `nnseg watch`: the watch-folder service.
+struct Watch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Process every complete series delivered into a folder, once, surviving crashes (see Ops/RUNBOOK.md).")
+
+    @Option(help: "Site profile.") var profile: String
+    @Option(help: "Folder the DICOM router / storescp writes into.") var incoming: String
+    @Option(help: "Folder for the case outputs.") var outgoing: String
+    @Option(help: "Where processed inputs go (default: deleted after success).") var archive: String?
+    @Option(help: "Where bad input goes, with REASON.txt (default: <incoming>/.nnseg/quarantine).") var quarantine: String?
+    @Option(help: "Seconds without change before a series counts as complete.") var quietPeriod = 10.0
+    @Option(help: "Seconds between scans.") var pollInterval = 1.0
+    @Option(help: "Attempts before a series is quarantined.") var maxAttempts = 3
+    @Flag(help: "Process series again that were processed before.") var reprocessDuplicates = false
+    @Option(help: "Audit database (default: the profile's, else ./nnseg-audit.sqlite).") var auditDb: String?
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.watch")
+        let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
+        let audit = try AuditLog(path: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite")
+        let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
+                                        archive: archive.map { URL(fileURLWithPath: $0) }, quarantine: quarantine.map { URL(fileURLWithPath: $0) },
+                                        quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
+                                        reprocessDuplicates: reprocessDuplicates)
+        let service = try WatchService(configuration: config, pipeline: try CasePipeline(profile: caseProfile, audit: audit))
+        // SIGTERM / SIGINT: finish the running case, then stop.
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
+                service.requestStop()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        logger.notice("watching", metadata: ["incoming": "\(incoming)", "outgoing": "\(outgoing)", "pid": "\(getpid())"])
+        try service.run()
+        _ = sources
+    }
+}
+
+/// `nnseg status`: queue, running case, recent failures of a watch folder.
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a watch folder's queue, running case and recent failures.")
+    @Option(help: "The watched folder.") var incoming: String
+    @Option(help: "Quarantine folder if not the default.") var quarantine: String?
+    @Option(help: "Audit database for recent failed cases.") var auditDb: String?
+
+    func run() throws {
+        let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: incoming),
+                                        quarantine: quarantine.map { URL(fileURLWithPath: $0) })
+        let s = WatchService.status(config)
+        let lockPath = URL(fileURLWithPath: incoming).appendingPathComponent(".nnseg/watch.lock").path
+        let pid = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        print("watcher   \(pid.isEmpty ? "not running" : "pid \(pid) (last holder of the lock)")")
+        print("queue     \(s.pendingFiles) file(s) waiting in \(incoming)")
+        print("running   \(s.running.isEmpty ? "none" : s.running.joined(separator: ", "))")
+        print("quarantine (newest \(s.quarantined.count)):")
+        for q in s.quarantined { print("  \(q.name): \(q.reason)") }
+        if let auditDb, FileManager.default.fileExists(atPath: auditDb) {
+            let failed = try AuditLog(path: auditDb).cases(.init(status: "FAILED", limit: 10))
+            print("recent failed cases:")
+            for c in failed { print("  \(c.startedAt) \(c.caseID): \(c.error ?? "")") }
+        }
+    }
+}
