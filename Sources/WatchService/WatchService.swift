@@ -69,8 +69,10 @@ public final class WatchService: @unchecked Sendable {
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
     private var stopRequested = false
-    /// Header cache: path → (size, mtime, series key or nil for non-DICOM, error).
-    private var seen: [String: (size: Int, modified: Date, key: String?, problem: String?)] = [:]
+    /// Header cache: path → (size, mtime, when first noticed, series key, problem). A file counts as
+    /// settled only when both its mtime and the moment it appeared are older than the quiet period, so
+    /// copies that keep an old mtime (cp -p, rsync -t) are not taken for complete too early.
+    private var seen: [String: (size: Int, modified: Date, firstSeen: Date, key: String?, problem: String?)] = [:]
 
     public init(configuration: WatchConfiguration, pipeline: CasePipeline, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
@@ -129,6 +131,12 @@ public final class WatchService: @unchecked Sendable {
     /// count an attempt for the rest (quarantine past the limit) and process them again.
     func recover() throws {
         let fm = FileManager.default
+        // Staging folders of cases no longer claimed (their claim finished or went back) are leftovers.
+        let claims = Set(((try? fm.contentsOfDirectory(atPath: configuration.work.path)) ?? []))
+        for name in (try? fm.contentsOfDirectory(atPath: configuration.outgoing.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".partial") {
+            let claim = String(name.dropFirst().dropLast(".partial".count))
+            if !claims.contains(claim) { try? fm.removeItem(at: configuration.outgoing.appendingPathComponent(name)) }
+        }
         for name in try fm.contentsOfDirectory(atPath: configuration.work.path).sorted() {
             let folder = configuration.work.appendingPathComponent(name)
             let claimFile = folder.appendingPathComponent("claim.json")
@@ -141,8 +149,19 @@ public final class WatchService: @unchecked Sendable {
                 logger.warning("returned files of an unfinished claim", metadata: ["claim": "\(name)"])
                 continue
             }
+            // A staging folder of the interrupted attempt is never output.
+            try? fm.removeItem(at: configuration.outgoing.appendingPathComponent(".\(claim.id).partial"))
             if fm.fileExists(atPath: configuration.outgoing.appendingPathComponent(claim.id).path) {
                 try finishRecovered(claim, folder: folder)
+                continue
+            }
+            // Interrupted after the case was recorded but before the inputs were moved on.
+            if let recorded = try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) {
+                if recorded.status == "FAILED" || recorded.status == "QUARANTINED" {
+                    try quarantine(folder: folder, claim: claim, reason: recorded.error ?? recorded.status)
+                } else {
+                    try archive(folder: folder, claim: claim)
+                }
                 continue
             }
             claim.attempts += 1
@@ -187,9 +206,10 @@ public final class WatchService: @unchecked Sendable {
             else { continue }
             present.insert(url.path)
             var entry = seen[url.path]
-            if entry == nil || entry!.size != size || entry!.modified != modified {
-                entry = (size, modified, nil, nil)
-                if now.timeIntervalSince(modified) >= configuration.quietPeriod {
+            if entry == nil || entry!.size != size || entry!.modified != modified || (entry!.key == nil && entry!.problem == nil) {
+                let firstSeen = (entry?.size == size && entry?.modified == modified) ? entry!.firstSeen : now
+                entry = (size, modified, firstSeen, nil, nil)
+                if now.timeIntervalSince(max(modified, firstSeen)) >= configuration.quietPeriod {
                     do {
                         let header = try DICOMFile(path: url.path).header()
                         entry!.key = Self.seriesKey(header)
@@ -198,6 +218,7 @@ public final class WatchService: @unchecked Sendable {
                     }
                     seen[url.path] = entry
                 } else {
+                    seen[url.path] = entry
                     continue  // still being written
                 }
             }
@@ -210,7 +231,7 @@ public final class WatchService: @unchecked Sendable {
             }
             guard let key = e.key else { continue }
             groups[key, default: []].append(name)
-            newest[key] = max(newest[key] ?? .distantPast, e.modified)
+            newest[key] = max(newest[key] ?? .distantPast, max(e.modified, e.firstSeen))
         }
         seen = seen.filter { present.contains($0.key) }
         // A series whose newest file is older than the quiet period is complete.
@@ -268,6 +289,12 @@ public final class WatchService: @unchecked Sendable {
     }
 
     func quarantine(folder: URL, claim: Claim, reason: String) throws {
+        // Every claim ends as one case row: record it if the pipeline did not get that far.
+        if try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) == nil {
+            try pipeline.audit.append(caseID: claim.id, kind: "quarantined", payload: ["reason": .string(reason), "series_uid": .string(claim.seriesKey)])
+            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "QUARANTINED", model: pipeline.engine.bundle.plans.datasetName,
+                                      seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
+        }
         let target = configuration.quarantine.appendingPathComponent(claim.id)
         try Data("\(reason)\nseries: \(claim.seriesKey)\nfiles: \(claim.files.count)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         try FileManager.default.moveItem(at: folder, to: target)
@@ -279,6 +306,10 @@ public final class WatchService: @unchecked Sendable {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try FileManager.default.moveItem(at: url, to: folder.appendingPathComponent(url.lastPathComponent))
         try Data("\(reason)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
+        let id = folder.lastPathComponent
+        try pipeline.audit.append(caseID: id, kind: "file_quarantined", payload: ["file": .string(url.lastPathComponent), "reason": .string(reason)])
+        try pipeline.audit.finish(caseID: id, startedAt: Date(), status: "QUARANTINED", model: pipeline.engine.bundle.plans.datasetName,
+                                  seriesInstanceUID: "", profile: pipeline.profile.name, error: reason)
         logger.warning("file quarantined", metadata: ["file": "\(url.lastPathComponent)", "reason": "\(reason)"])
     }
 

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue #7 acceptance: series delivered file by file while the watcher is killed (SIGKILL) at random
+/// points; afterwards every series is processed exactly once or quarantined with a reason, no output is
+/// partial, and the audit log accounts for every case. `NNSEG_SOAK=1` runs a longer soak. The quiet period
+/// (2 s) exceeds the longest pause of the delivery (up to 0.8 s plus a restart), as the runbook requires.
+struct WatchFaultInjectionTests {
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    final class Watcher {
+        let arguments: [String]
+        var process: Process?
+        init(arguments: [String]) { self.arguments = arguments }
+
+        func start() throws {
+            let p = Process()
+            p.executableURL = CommandRunner.executable
+            p.arguments = arguments
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            process = p
+        }
+
+        func kill(_ signal: Int32) {
+            guard let p = process, p.isRunning else { return }
+            Glibc.kill(p.processIdentifier, signal)
+            p.waitUntilExit()
+        }
+    }
+
+    @Test(.timeLimit(.minutes(5)))
+    func seriesSurviveRandomKills() throws {
+        let soak = ProcessInfo.processInfo.environment["NNSEG_SOAK"] == "1"
+        let seriesCount = soak ? 60 : 20, kills = soak ? 30 : 10
+        var rng = Generator(state: 20261123)
+        let dir = try SharedData.temporaryDirectory("watch-faults")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fm = FileManager.default
+        let incoming = dir.appendingPathComponent("in"), outgoing = dir.appendingPathComponent("out")
+        let archive = dir.appendingPathComponent("archive"), database = dir.appendingPathComponent("audit.sqlite")
+        try fm.createDirectory(at: incoming, withIntermediateDirectories: true)
+
+        // A fast profile (no mirroring) on the demo model.
+        let demo = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
+        let profile = dir.appendingPathComponent("profile.yaml")
+        try Data(demo.replacingOccurrences(of: "../Fixtures/demo/model", with: SharedData.fixtures.appendingPathComponent("demo/model").path)
+            .replacingOccurrences(of: "mirroring: true", with: "mirroring: false").utf8).write(to: profile)
+
+        // Distinct series: copies of a real series with new Series and SOP Instance UIDs.
+        let source = SharedData.dataFile("dicom-zoo/mr-hippocrop/study1")
+        let files = try fm.contentsOfDirectory(atPath: source.path).filter { $0.hasSuffix(".dcm") }.sorted()
+        var seriesUIDs: [String] = []
+        for s in 0..<seriesCount {
+            let folder = dir.appendingPathComponent("src/\(s)")
+            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+            for f in files { try fm.copyItem(at: source.appendingPathComponent(f), to: folder.appendingPathComponent(f)) }
+            let uid = "2.25.\(UInt64.random(in: 1...UInt64.max, using: &rng))\(s)"
+            seriesUIDs.append(uid)
+            let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-gin", "-m", "(0020,000e)=\(uid)"] + files.map { folder.appendingPathComponent($0).path })
+            #expect(modified.status == 0, "\(modified.stderr)")
+        }
+        // A mixed delivery: two different matrices (51×35 and 48×36) under one Series Instance UID.
+        let mixed = dir.appendingPathComponent("src/mixed")
+        try fm.createDirectory(at: mixed, withIntermediateDirectories: true)
+        let other = SharedData.dataFile("dicom-zoo/mr-hippocrop/study2")
+        var mixedFiles: [String] = []
+        for f in files { try fm.copyItem(at: source.appendingPathComponent(f), to: mixed.appendingPathComponent("a_\(f)")); mixedFiles.append("a_\(f)") }
+        for f in try fm.contentsOfDirectory(atPath: other.path).filter({ $0.hasSuffix(".dcm") }) {
+            try fm.copyItem(at: other.appendingPathComponent(f), to: mixed.appendingPathComponent("b_\(f)"))
+            mixedFiles.append("b_\(f)")
+        }
+        let mixedUID = "2.25.\(UInt64.random(in: 1...UInt64.max, using: &rng))99"
+        _ = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-gin", "-m", "(0020,000e)=\(mixedUID)"] + mixedFiles.map { mixed.appendingPathComponent($0).path })
+        // Plus bad deliveries: a non-DICOM file and a truncated one.
+        try Data("not an image".utf8).write(to: dir.appendingPathComponent("src/notes.txt"))
+        let whole = try Data(contentsOf: dir.appendingPathComponent("src/0/\(files[0])"))
+        try whole.prefix(600).write(to: dir.appendingPathComponent("src/truncated.dcm"))
+
+        let watcher = Watcher(arguments: ["watch", "--profile", profile.path, "--incoming", incoming.path, "--outgoing", outgoing.path,
+                                          "--archive", archive.path, "--quiet-period", "2", "--poll-interval", "0.2",
+                                          "--max-attempts", "4", "--audit-db", database.path])
+        try watcher.start()
+        // Delivery: file by file, with the kills spread over the delivery.
+        var deliveries: [(URL, String)] = []
+        for s in 0..<seriesCount { for f in files { deliveries.append((dir.appendingPathComponent("src/\(s)/\(f)"), "s\(s)_\(f)")) } }
+        deliveries += mixedFiles.map { (mixed.appendingPathComponent($0), "mixed_\($0)") }
+        deliveries.insert((dir.appendingPathComponent("src/notes.txt"), "notes.txt"), at: deliveries.count / 3)
+        deliveries.insert((dir.appendingPathComponent("src/truncated.dcm"), "truncated.dcm"), at: deliveries.count / 2)
+        var killAt = Set<Int>()
+        while killAt.count < kills { killAt.insert(Int.random(in: 1..<deliveries.count, using: &rng)) }
+        for (i, (from, name)) in deliveries.enumerated() {
+            try Data(contentsOf: from).write(to: incoming.appendingPathComponent(name))  // a fresh file, as a router writes
+            usleep(UInt32.random(in: 1_000...12_000, using: &rng))
+            if killAt.contains(i) {
+                usleep(UInt32.random(in: 0...800_000, using: &rng))  // land anywhere in claiming / predicting / writing
+                watcher.kill(SIGKILL)
+                try watcher.start()
+            }
+        }
+        // Wait until everything delivered has been claimed and finished.
+        let deadline = Date().addingTimeInterval(soak ? 600 : 180)
+        func pending() -> Int {
+            let waiting = ((try? fm.contentsOfDirectory(atPath: incoming.path)) ?? []).filter { !$0.hasPrefix(".") }.count
+            let working = ((try? fm.contentsOfDirectory(atPath: incoming.appendingPathComponent(".nnseg/work").path)) ?? []).count
+            return waiting + working
+        }
+        while pending() > 0 && Date() < deadline { usleep(300_000) }
+        watcher.kill(SIGTERM)
+        #expect(pending() == 0, "deliveries still pending at the deadline")
+
+        // Every series: exactly one successful case, or a quarantine entry with a reason.
+        let quarantine = incoming.appendingPathComponent(".nnseg/quarantine")
+        let quarantined = (try? fm.contentsOfDirectory(atPath: quarantine.path)) ?? []
+        var quarantinedSeries: [String: String] = [:]
+        for q in quarantined {
+            let reason = try String(contentsOf: quarantine.appendingPathComponent(q).appendingPathComponent("REASON.txt"), encoding: .utf8)
+            #expect(!reason.isEmpty)
+            if let line = reason.split(separator: "\n").first(where: { $0.hasPrefix("series: ") }) {
+                quarantinedSeries[String(line.dropFirst(8))] = reason
+            }
+        }
+        let listing = try CommandRunner.nnseg(["audit", "export", "--database", database.path, "--format", "csv"])
+        let rows = listing.stdout.split(separator: "\n").dropFirst().map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        for uid in seriesUIDs {
+            let succeeded = rows.filter { $0[5] == uid && $0[3] == "SUCCEEDED" }.count
+            #expect(succeeded == 1 || (succeeded == 0 && quarantinedSeries[uid] != nil),
+                    "series \(uid): \(succeeded) successful case(s), quarantined: \(quarantinedSeries[uid] ?? "no")")
+        }
+        // The two bad deliveries are quarantined with their reasons.
+        let reasons = try quarantined.map { try String(contentsOf: quarantine.appendingPathComponent($0).appendingPathComponent("REASON.txt"), encoding: .utf8) }
+        #expect(reasons.contains { $0.hasPrefix("NOT_DICOM") })
+        #expect(reasons.contains { $0.hasPrefix("READ_FAILED") || $0.hasPrefix("DECODE_FAILED") })
+        #expect(reasons.contains { $0.hasPrefix("MIXED_SERIES") && $0.contains("Rows/Columns") })
+        // No partial output: every case folder is complete, no staging folder is left.
+        let outputs = try fm.contentsOfDirectory(atPath: outgoing.path)
+        #expect(!outputs.contains { $0.hasSuffix(".partial") })
+        for folder in outputs {
+            let content = Set(try fm.contentsOfDirectory(atPath: outgoing.appendingPathComponent(folder).path))
+            #expect(content == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png"], "\(folder): \(content)")
+        }
+        // Each output folder is one successful case in the audit log, and the chain is intact.
+        #expect(outputs.count == rows.filter { $0[3] == "SUCCEEDED" }.count)
+        let verify = try CommandRunner.nnseg(["audit", "verify", "--database", database.path])
+        #expect(verify.status == 0, "\(verify.stdout)")
+        print("watch fault injection: \(seriesCount) series, \(kills) SIGKILLs → \(outputs.count) processed, \(quarantined.count) quarantined: " + reasons.map { String($0.prefix(120)).replacingOccurrences(of: "\n", with: " / ") }.joined(separator: " | "))
+    }
+}
