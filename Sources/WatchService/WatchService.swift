@@ -166,6 +166,8 @@ public final class WatchService: @unchecked Sendable {
             }
             claim.attempts += 1
             try write(claim, to: folder)
+            try pipeline.audit.append(caseID: claim.id, kind: "resumed", payload: ["attempt": .int(Int64(claim.attempts)),
+                                                                                   "series_uid": .string(claim.seriesKey)])
             if claim.attempts > configuration.maximumAttempts {
                 try quarantine(folder: folder, claim: claim, reason: "RETRIES_EXHAUSTED: \(claim.attempts - 1) attempt(s) did not complete (crash, power loss or disk full)")
                 continue
@@ -253,6 +255,7 @@ public final class WatchService: @unchecked Sendable {
         for f in files { seen[configuration.incoming.appendingPathComponent(f).path] = nil }
         let claim = Claim(id: id, seriesKey: key, files: files, attempts: 1, claimedAt: Date())
         try write(claim, to: folder)
+        try pipeline.audit.append(caseID: id, kind: "claimed", payload: ["series_uid": .string(key), "files": .int(Int64(files.count))])
         logger.info("series claimed", metadata: ["claim": "\(id)", "series": "\(key)", "files": "\(files.count)"])
         return claim
     }
@@ -286,6 +289,9 @@ public final class WatchService: @unchecked Sendable {
         } else {
             try fm.removeItem(at: folder)
         }
+        try pipeline.audit.append(caseID: claim.id, kind: "inputs_archived", payload: [
+            "destination": .string(configuration.archive?.appendingPathComponent(claim.id).path ?? "deleted"),
+        ])
     }
 
     func quarantine(folder: URL, claim: Claim, reason: String) throws {
@@ -298,6 +304,7 @@ public final class WatchService: @unchecked Sendable {
         let target = configuration.quarantine.appendingPathComponent(claim.id)
         try Data("\(reason)\nseries: \(claim.seriesKey)\nfiles: \(claim.files.count)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         try FileManager.default.moveItem(at: folder, to: target)
+        try pipeline.audit.append(caseID: claim.id, kind: "inputs_quarantined", payload: ["destination": .string(target.path), "reason": .string(reason)])
         logger.warning("series quarantined", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "reason": "\(reason)"])
     }
 
