@@ -68,6 +68,9 @@ let package = Package(
         // MARK: L3
         .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel"], swiftSettings: [.unsafeFlags(["-O"])]),
 
+        .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling"],
+                swiftSettings: [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]),
+
         // MARK: L4
         .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels",
                                                   "NIfTI", "DICOMImport", "VolumeGeometry",
@@ -110,6 +113,7 @@ let package = Package(
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
+        .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -179,7 +179,7 @@ public struct Preprocessor: Sendable {
 
     /// The bounding box of the non-zero mask (OR over channels) after 3-D hole filling (face
     /// connectivity); the whole image when the mask is empty. Returns the box and the filled mask.
-    static func nonZeroBoundingBox(_ a: ChannelArray) -> (box: [[Int]], mask: [Bool]) {
+    public static func nonZeroBoundingBox(_ a: ChannelArray) -> (box: [[Int]], mask: [Bool]) {
         let n = a.voxelCount
         var mask = [Bool](repeating: false, count: n)
         for channel in a.channels { for i in 0..<n where channel[i] != 0 { mask[i] = true } }
@@ -219,7 +219,7 @@ public struct Preprocessor: Sendable {
         return outside.map { !$0 }
     }
 
-    static func crop(_ a: ChannelArray, box: [[Int]]) -> ChannelArray {
+    public static func crop(_ a: ChannelArray, box: [[Int]]) -> ChannelArray {
         let shape = box.map { $0[1] - $0[0] }
         if shape == a.shape { return a }
         return ChannelArray(shape: shape, channels: a.channels.map { channel in

@@ -1,0 +1,55 @@
+/// numpy's legacy `RandomState` (MT19937) as far as the fingerprint needs it: integer seeding and
+/// `choice(n, size, replace=True)` = `randint(0, n, size)` with the masked-rejection bounded integers.
+/// Reproducing it makes the dataset fingerprint's intensity statistics bit-identical to nnU-Net's.
+public struct LegacyRandomState {
+    private var key = [UInt32](repeating: 0, count: 624)
+    private var position = 624
+
+    /// `np.random.RandomState(seed)` for an integer seed.
+    public init(seed: UInt32) {
+        var s = seed
+        for i in 0..<624 {
+            key[i] = s
+            s = 1_812_433_253 &* (s ^ (s >> 30)) &+ UInt32(i + 1)
+        }
+        position = 624
+    }
+
+    private mutating func twist() {
+        for i in 0..<624 {
+            let y = (key[i] & 0x8000_0000) | (key[(i + 1) % 624] & 0x7FFF_FFFF)
+            var v = key[(i + 397) % 624] ^ (y >> 1)
+            if y & 1 != 0 { v ^= 0x9908_B0DF }
+            key[i] = v
+        }
+        position = 0
+    }
+
+    public mutating func nextUInt32() -> UInt32 {
+        if position >= 624 { twist() }
+        var y = key[position]
+        position += 1
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C_5680
+        y ^= (y << 15) & 0xEFC6_0000
+        y ^= y >> 18
+        return y
+    }
+
+    /// `randint(0, upperBound, size: count)` for `upperBound ≤ 2³²` (numpy's masked rejection).
+    public mutating func randomIndices(upperBound: Int, count: Int) -> [Int] {
+        precondition(upperBound > 0 && upperBound <= 1 << 32)
+        let range = UInt32(upperBound - 1)
+        if range == 0 { return [Int](repeating: 0, count: count) }
+        var mask = range
+        mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16
+        var out = [Int](repeating: 0, count: count)
+        for i in 0..<count {
+            if range == UInt32.max { out[i] = Int(nextUInt32()); continue }
+            var v: UInt32
+            repeat { v = nextUInt32() & mask } while v > range
+            out[i] = Int(v)
+        }
+        return out
+    }
+}
