@@ -1,0 +1,68 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import ExperimentPlanning
+
+struct PlannerTests {
+    /// Hippocampus: every planning decision equals the reference nnUNetPlans.json.
+    @Test func hippocampusPlansEqualTheReference() throws {
+        let reference = try #require(try SharedData.json(SharedData.reference.appendingPathComponent("Dataset004_Hippocampus/nnUNetPlans.json")) as? [String: Any])
+        let fingerprint = try #require(try SharedData.json(SharedData.reference.appendingPathComponent("Dataset004_Hippocampus/dataset_fingerprint.json")) as? [String: Any])
+        let input = PlannerInput(spacings: (fingerprint["spacings"] as! [[NSNumber]]).map { $0.map(\.doubleValue) },
+                                 shapesAfterCrop: fingerprint["shapes_after_crop"] as! [[Int]], channelNames: ["MRI"], labelCount: 3,
+                                 numTraining: 260, medianRelativeSizeAfterCropping: 1.0)
+        let plan = ExperimentPlanner.plan(input)
+        #expect(plan.transposeForward == reference["transpose_forward"] as! [Int])
+        #expect(plan.transposeBackward == reference["transpose_backward"] as! [Int])
+        #expect(plan.originalMedianShapeAfterTranspose == reference["original_median_shape_after_transp"] as! [Int])
+        let configs = reference["configurations"] as! [String: [String: Any]]
+        #expect(Set(plan.configurations.keys) == Set(configs.keys))
+        for (name, ours) in plan.configurations {
+            let theirs = try #require(configs[name])
+            let arch = (theirs["architecture"] as! [String: Any])["arch_kwargs"] as! [String: Any]
+            #expect(ours.patchSize == theirs["patch_size"] as! [Int], "\(name) patch")
+            #expect(ours.batchSize == theirs["batch_size"] as! Int, "\(name) batch")
+            #expect(ours.spacing == (theirs["spacing"] as! [NSNumber]).map(\.doubleValue), "\(name) spacing")
+            #expect(ours.medianImageSize == (theirs["median_image_size_in_voxels"] as! [NSNumber]).map(\.doubleValue))
+            #expect(ours.normalizationSchemes == theirs["normalization_schemes"] as! [String])
+            #expect(ours.useMaskForNorm == theirs["use_mask_for_norm"] as! [Bool])
+            #expect(ours.batchDice == theirs["batch_dice"] as! Bool, "\(name) batch_dice")
+            #expect(ours.dataIdentifier == theirs["data_identifier"] as! String)
+            #expect(ours.featuresPerStage == arch["features_per_stage"] as! [Int])
+            #expect(ours.kernelSizes == arch["kernel_sizes"] as! [[Int]])
+            #expect(ours.strides == arch["strides"] as! [[Int]])
+            #expect(ours.convsPerStage == arch["n_conv_per_stage"] as! [Int])
+            #expect(ours.convsPerDecoderStage == arch["n_conv_per_stage_decoder"] as! [Int])
+        }
+        #expect(plan.configurations["3d_fullres"]?.estimate == 19_174_400)
+        #expect(plan.configurations["2d"]?.estimate == 651_840)
+    }
+
+    /// Spec §3.11 B: the synthetic anisotropic CT with a low-resolution configuration.
+    @Test func anisotropicCTVector() {
+        let spacings: [[Double]] = [[5.0, 0.79, 0.79], [5.0, 0.70, 0.70], [1.5, 0.80, 0.80], [2.5, 0.75, 0.75], [5.0, 0.90, 0.90],
+                                    [5.0, 0.78, 0.78], [8.0, 0.85, 0.85], [3.0, 0.68, 0.68], [5.0, 0.82, 0.82]]
+        let shapes = [90, 80, 150, 120, 65, 100, 41, 110, 95].map { [$0, 512, 512] }
+        let input = PlannerInput(spacings: spacings, shapesAfterCrop: shapes, channelNames: ["CT"], labelCount: 2, numTraining: 9,
+                                 medianRelativeSizeAfterCropping: 1.0)
+        let plan = ExperimentPlanner.plan(input)
+        #expect(plan.transposeForward == [0, 1, 2])
+        let full = plan.configurations["3d_fullres"]!
+        #expect(full.spacing.map { ($0 * 1e6).rounded() / 1e6 } == [2.3, 0.79, 0.79])
+        #expect(full.medianImageSize == [143, 512, 512])
+        #expect(full.patchSize == [56, 192, 192])
+        #expect(full.estimate == 552_964_608)
+        #expect(full.batchSize == 2 && full.batchDice)
+        #expect(full.kernelSizes == [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]])
+        #expect(full.strides == [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]])
+        #expect(full.featuresPerStage == [32, 64, 128, 256, 320, 320])
+        #expect(full.normalizationSchemes == ["CTNormalization"])
+        let low = plan.configurations["3d_lowres"]!
+        #expect(zip(low.spacing, [2.82870989, 1.42682788, 1.42682788]).allSatisfy { abs($0 - $1) < 1e-6 })
+        #expect(low.patchSize == [64, 192, 192] && low.batchSize == 2 && !low.batchDice && low.nextStage == "3d_cascade_fullres")
+        #expect(low.strides == [[1, 1, 1], [2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]])
+        let twoD = plan.configurations["2d"]!
+        #expect(twoD.patchSize == [512, 512] && twoD.batchSize == 12 && twoD.estimate == 82_624_512)
+        #expect(twoD.featuresPerStage == [32, 64, 128, 256, 512, 512, 512, 512])
+    }
+}
