@@ -1,4 +1,5 @@
 import Foundation
+import PlansModel
 
 /// What the planner needs from the fingerprint and dataset.json.
 public struct PlannerInput: Sendable {
@@ -36,9 +37,50 @@ public struct PlannedConfiguration: Sendable, Equatable {
     public var strides: [[Int]]
     public var convsPerStage: [Int]
     public var convsPerDecoderStage: [Int]
+    public var architecture: NetworkArchitecture.Kind
     public var estimate: Int
     public var batchDice: Bool
     public var nextStage: String?
+}
+
+/// The planner variants nnU-Net ships (spec §3.1): the default planner and the residual-encoder presets.
+public struct PlannerPreset: Sendable, Equatable {
+    public var plansName: String
+    /// Class name recorded as `experiment_planner_used`.
+    public var plannerClass: String
+    public var architecture: NetworkArchitecture.Kind
+    public var reference3D: Double
+    public var reference2D: Double
+    public var maxDatasetFraction: Double
+    /// Data identifiers of 2d / 3d_fullres are shared with `nnUNetPlans` for the ResEnc planners.
+    public var sharesDefaultDataIdentifiers: Bool
+
+    public var networkClassName: String {
+        architecture == .plainConvUNet ? "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+            : "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+    }
+    var encoderUnits: [Int] {
+        architecture == .plainConvUNet ? Array(repeating: 2, count: 14) : [1, 3, 4, 6] + Array(repeating: 6, count: 9)
+    }
+    var decoderConvs: Int { architecture == .plainConvUNet ? 2 : 1 }
+
+    public static let `default` = PlannerPreset(plansName: "nnUNetPlans", plannerClass: "ExperimentPlanner", architecture: .plainConvUNet,
+                                                reference3D: 560_000_000, reference2D: 85_000_000, maxDatasetFraction: 0.05,
+                                                sharesDefaultDataIdentifiers: false)
+    public static let resEnc = PlannerPreset(plansName: "nnUNetResEncUNetPlans", plannerClass: "ResEncUNetPlanner", architecture: .residualEncoderUNet,
+                                             reference3D: 680_000_000, reference2D: 135_000_000, maxDatasetFraction: 0.05,
+                                             sharesDefaultDataIdentifiers: true)
+    public static let resEncM = PlannerPreset(plansName: "nnUNetResEncUNetMPlans", plannerClass: "nnUNetPlannerResEncM", architecture: .residualEncoderUNet,
+                                              reference3D: 680_000_000, reference2D: 135_000_000, maxDatasetFraction: 1,
+                                              sharesDefaultDataIdentifiers: true)
+    public static let resEncL = PlannerPreset(plansName: "nnUNetResEncUNetLPlans", plannerClass: "nnUNetPlannerResEncL", architecture: .residualEncoderUNet,
+                                              reference3D: 2_100_000_000, reference2D: 380_000_000, maxDatasetFraction: 1,
+                                              sharesDefaultDataIdentifiers: true)
+    public static let resEncXL = PlannerPreset(plansName: "nnUNetResEncUNetXLPlans", plannerClass: "nnUNetPlannerResEncXL", architecture: .residualEncoderUNet,
+                                               reference3D: 3_600_000_000, reference2D: 560_000_000, maxDatasetFraction: 1,
+                                               sharesDefaultDataIdentifiers: true)
+    public static let all: [String: PlannerPreset] = ["default": .default, "resenc": .resEnc, "resenc-m": .resEncM, "resenc-l": .resEncL,
+                                                      "resenc-xl": .resEncXL]
 }
 
 /// nnU-Net's default `ExperimentPlanner` (spec §3): target spacing and transpose, topology, patch size
@@ -46,10 +88,8 @@ public struct PlannedConfiguration: Sendable, Equatable {
 /// 3d_lowres and the cascade decision, normalisation per channel.
 public enum ExperimentPlanner {
     public static let anisotropyThreshold = 3.0
-    static let reference3D = 560_000_000.0, reference2D = 85_000_000.0
     static let referenceBatch3D = 2.0, referenceBatch2D = 12.0
     static let minimumEdge = 4
-    static let maxDatasetFraction = 0.05
     static let lowresSpacingFactor = 1.03
 
     public struct Plan: Sendable {
@@ -62,7 +102,9 @@ public enum ExperimentPlanner {
         public var hasCascade: Bool { configurations["3d_lowres"] != nil }
     }
 
-    public static func plan(_ input: PlannerInput, plansName: String = "nnUNetPlans") -> Plan {
+    public static func plan(_ input: PlannerInput, preset: PlannerPreset = .default) -> Plan {
+        let plansName = preset.plansName
+        let sharedName = preset.sharesDefaultDataIdentifiers ? PlannerPreset.default.plansName : plansName
         let target = fullresSpacing(input)
         let w = target.indices.max { (target[$0], -$0) < (target[$1], -$1) }!  // argmax, first on ties
         let forward = [w] + (0..<3).filter { $0 != w }
@@ -78,7 +120,7 @@ public enum ExperimentPlanner {
         var configurations: [String: PlannedConfiguration] = [:]
         var fullres: PlannedConfiguration?
         if medianT[0] != 1 {
-            fullres = configuration(spacing: spacingT, medianShape: medianT, identifier: "\(plansName)_3d_fullres", nVoxels: nVoxels, input: input)
+            fullres = configuration(spacing: spacingT, medianShape: medianT, identifier: "\(sharedName)_3d_fullres", nVoxels: nVoxels, input: input, preset: preset)
         }
         // 3d_lowres.
         if var f = fullres {
@@ -95,7 +137,7 @@ public enum ExperimentPlanner {
                     }
                     mL = (0..<3).map { spacingT[$0] / sp[$0] * medianT[$0] }
                     lowres = configuration(spacing: sp, medianShape: mL.map { $0.rounded(.toNearestOrEven) }, identifier: "\(plansName)_3d_lowres",
-                                           nVoxels: mL.reduce(1, *) * Double(input.numTraining), input: input)
+                                           nVoxels: mL.reduce(1, *) * Double(input.numTraining), input: input, preset: preset)
                 } while Double(lowres!.patchSize.reduce(1, *)) / mL.reduce(1, *) < 0.25
                 if medianT.reduce(1, *) / mL.reduce(1, *) < 2 { lowres = nil }
             }
@@ -109,8 +151,8 @@ public enum ExperimentPlanner {
             }
             configurations["3d_fullres"] = f
         }
-        var twoD = configuration(spacing: Array(spacingT.dropFirst()), medianShape: Array(medianT.dropFirst()), identifier: "\(plansName)_2d",
-                                 nVoxels: nVoxels, input: input)
+        var twoD = configuration(spacing: Array(spacingT.dropFirst()), medianShape: Array(medianT.dropFirst()), identifier: "\(sharedName)_2d",
+                                 nVoxels: nVoxels, input: input, preset: preset)
         twoD.batchDice = true
         configurations["2d"] = twoD
         let originalSpacing = (0..<3).map { axis in median(input.spacings.map { $0[axis] }) }
@@ -138,7 +180,7 @@ public enum ExperimentPlanner {
 
     /// `get_plans_for_configuration` (§3.5).
     static func configuration(spacing: [Double], medianShape: [Double], identifier: String, nVoxels: Double,
-                              input: PlannerInput) -> PlannedConfiguration {
+                              input: PlannerInput, preset: PlannerPreset) -> PlannedConfiguration {
         let dims = spacing.count
         let inverse = spacing.map { 1 / $0 }
         let scale = pow((dims == 3 ? pow(256.0, 3) : pow(2048.0, 2)) / inverse.reduce(1, *), 1 / Double(dims))
@@ -146,14 +188,21 @@ public enum ExperimentPlanner {
         var topology = Topology(spacing: spacing, patch: patch)
         var intPatch = topology.paddedPatch
         let maxFeatures = dims == 3 ? 320 : 512
-        let reference = dims == 3 ? reference3D : reference2D
+        let reference = dims == 3 ? preset.reference3D : preset.reference2D
         let referenceBatch = dims == 3 ? referenceBatch3D : referenceBatch2D
         func estimate(_ t: Topology, _ p: [Int]) -> Int {
-            plainFeatureMapSize(patch: p, strides: t.strides, features: features(t.stages, maxFeatures), convs: 2,
-                                classes: input.labelCount)
+            let f = features(t.stages, maxFeatures)
+            if preset.architecture == .plainConvUNet {
+                return plainFeatureMapSize(patch: p, strides: t.strides, features: f, convs: 2, classes: input.labelCount)
+            }
+            return residualFeatureMapSize(patch: p, strides: t.strides, features: f, blocks: Array(preset.encoderUnits.prefix(t.stages)),
+                                          decoderConvs: 1, inputChannels: input.channelNames.count, classes: input.labelCount)
+        }
+        func tooLarge(_ e: Int) -> Bool {
+            preset.architecture == .plainConvUNet ? Double(e) / referenceBatch * 2 > reference : Double(e) > reference
         }
         var e = estimate(topology, intPatch)
-        while Double(e) / referenceBatch * 2 > reference {
+        while tooLarge(e) {
             // The axis that is largest relative to the median shape (ties: the highest index).
             let ratios = (0..<dims).map { Double(intPatch[$0]) / medianShape[$0] }
             let k = (0..<dims).max { (ratios[$0], $0) < (ratios[$1], $1) }!
@@ -167,7 +216,7 @@ public enum ExperimentPlanner {
             e = estimate(topology, intPatch)
         }
         var batch = Int((reference / Double(e) * referenceBatch).rounded(.toNearestOrEven))
-        let cap = Int((nVoxels * maxDatasetFraction / Double(intPatch.reduce(1, *))).rounded(.toNearestOrEven))
+        let cap = Int((nVoxels * preset.maxDatasetFraction / Double(intPatch.reduce(1, *))).rounded(.toNearestOrEven))
         batch = max(min(batch, cap), 2)
         let schemes = input.channelNames.map(normalizationScheme)
         return PlannedConfiguration(
@@ -175,7 +224,8 @@ public enum ExperimentPlanner {
             normalizationSchemes: schemes,
             useMaskForNorm: schemes.map { $0 == "ZScoreNormalization" && input.medianRelativeSizeAfterCropping < 0.75 },
             featuresPerStage: features(topology.stages, maxFeatures), kernelSizes: topology.kernels, strides: topology.strides,
-            convsPerStage: Array(repeating: 2, count: topology.stages), convsPerDecoderStage: Array(repeating: 2, count: topology.stages - 1),
+            convsPerStage: Array(preset.encoderUnits.prefix(topology.stages)),
+            convsPerDecoderStage: Array(repeating: preset.decoderConvs, count: topology.stages - 1), architecture: preset.architecture,
             estimate: e, batchDice: false, nextStage: nil)
     }
 
@@ -208,6 +258,33 @@ public enum ExperimentPlanner {
         for j in 0..<(n - 1) {
             let s = n - 2 - j
             total += convs * features[s] * volume[s] + features[s] * volume[s]
+            if j == n - 2 { total += classes * volume[s] }
+        }
+        return total
+    }
+
+    /// §3.7, ResidualEncoderUNet without deep supervision.
+    public static func residualFeatureMapSize(patch: [Int], strides: [[Int]], features: [Int], blocks: [Int], decoderConvs: Int,
+                                              inputChannels: Int, classes: Int) -> Int {
+        var sizes: [[Int]] = []
+        var current = patch
+        for s in strides {
+            current = zip(current, s).map { $0 / $1 }
+            sizes.append(current)
+        }
+        let volume = sizes.map { $0.reduce(1, *) }
+        var total = features[0] * patch.reduce(1, *)  // stem
+        var channels = features[0]
+        for s in 0..<features.count {
+            total += 2 * features[s] * volume[s]
+            if channels != features[s] || strides[s].contains(where: { $0 != 1 }) { total += features[s] * volume[s] }
+            total += (blocks[s] - 1) * 2 * features[s] * volume[s]
+            channels = features[s]
+        }
+        let n = features.count
+        for j in 0..<(n - 1) {
+            let s = n - 2 - j
+            total += decoderConvs * features[s] * volume[s] + features[s] * volume[s]
             if j == n - 2 { total += classes * volume[s] }
         }
         return total

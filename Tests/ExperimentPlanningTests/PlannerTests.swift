@@ -39,6 +39,11 @@ struct PlannerTests {
     }
 
     /// Spec §3.11 B: the synthetic anisotropic CT with a low-resolution configuration.
+    static let ctSpacings: [[Double]] = [[5.0, 0.79, 0.79], [5.0, 0.70, 0.70], [1.5, 0.80, 0.80], [2.5, 0.75, 0.75], [5.0, 0.90, 0.90],
+                                         [5.0, 0.78, 0.78], [8.0, 0.85, 0.85], [3.0, 0.68, 0.68], [5.0, 0.82, 0.82]]
+    static let ctInput = PlannerInput(spacings: ctSpacings, shapesAfterCrop: [90, 80, 150, 120, 65, 100, 41, 110, 95].map { [$0, 512, 512] },
+                                      channelNames: ["CT"], labelCount: 2, numTraining: 9, medianRelativeSizeAfterCropping: 1.0)
+
     @Test func anisotropicCTVector() {
         let spacings: [[Double]] = [[5.0, 0.79, 0.79], [5.0, 0.70, 0.70], [1.5, 0.80, 0.80], [2.5, 0.75, 0.75], [5.0, 0.90, 0.90],
                                     [5.0, 0.78, 0.78], [8.0, 0.85, 0.85], [3.0, 0.68, 0.68], [5.0, 0.82, 0.82]]
@@ -64,5 +69,35 @@ struct PlannerTests {
         let twoD = plan.configurations["2d"]!
         #expect(twoD.patchSize == [512, 512] && twoD.batchSize == 12 && twoD.estimate == 82_624_512)
         #expect(twoD.featuresPerStage == [32, 64, 128, 256, 512, 512, 512, 512])
+    }
+
+    /// Spec §3.11 A: ResEnc M on Hippocampus (no 5 % cap; ResEnc feature-map estimate).
+    @Test func resEncMHippocampusVector() throws {
+        let fingerprint = try #require(try SharedData.json(SharedData.reference.appendingPathComponent("Dataset004_Hippocampus/dataset_fingerprint.json")) as? [String: Any])
+        let input = PlannerInput(spacings: (fingerprint["spacings"] as! [[NSNumber]]).map { $0.map(\.doubleValue) },
+                                 shapesAfterCrop: fingerprint["shapes_after_crop"] as! [[Int]], channelNames: ["MRI"], labelCount: 3,
+                                 numTraining: 260, medianRelativeSizeAfterCropping: 1.0)
+        let plan = ExperimentPlanner.plan(input, preset: .resEncM)
+        let full = try #require(plan.configurations["3d_fullres"])
+        #expect(full.patchSize == [40, 56, 40] && full.estimate == 23_609_600 && full.batchSize == 58)
+        #expect(full.convsPerStage == [1, 3, 4, 6] && full.convsPerDecoderStage == [1, 1, 1] && full.architecture == .residualEncoderUNet)
+        #expect(full.dataIdentifier == "nnUNetPlans_3d_fullres")
+        let twoD = try #require(plan.configurations["2d"])
+        #expect(twoD.patchSize == [56, 40] && twoD.estimate == 1_001_280 && twoD.batchSize == 1618)
+    }
+
+    /// Spec §3.11 B: the ResEnc M and L presets on the anisotropic CT vector.
+    @Test func resEncPresetsOnAnisotropicCT() throws {
+        let m = ExperimentPlanner.plan(Self.ctInput, preset: .resEncM)
+        #expect(m.configurations["3d_fullres"]?.patchSize == [48, 192, 192] && m.configurations["3d_fullres"]?.batchSize == 2)
+        #expect(m.configurations["2d"]?.patchSize == [512, 512] && m.configurations["2d"]?.batchSize == 13)
+        let defaultLow = try #require(ExperimentPlanner.plan(Self.ctInput).configurations["3d_lowres"])
+        let mLow = try #require(m.configurations["3d_lowres"])
+        #expect(mLow.patchSize == defaultLow.patchSize && mLow.spacing == defaultLow.spacing && mLow.dataIdentifier == "nnUNetResEncUNetMPlans_3d_lowres")
+        let l = ExperimentPlanner.plan(Self.ctInput, preset: .resEncL)
+        let lFull = try #require(l.configurations["3d_fullres"])
+        #expect(lFull.patchSize == [80, 256, 256] && lFull.batchSize == 2 && lFull.strides.count == 7)
+        #expect(l.configurations["3d_lowres"] == nil && !lFull.batchDice)
+        #expect(l.configurations["2d"]?.batchSize == 35)
     }
 }
