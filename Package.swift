@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
-        .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "TestSupport"]),
+        .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
     ],
     cxxLanguageStandard: .cxx17

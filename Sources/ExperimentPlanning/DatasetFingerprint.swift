@@ -175,14 +175,17 @@ public struct DatasetFingerprint: Sendable {
                 "percentile_00_5": percentile(0.5), "percentile_99_5": percentile(99.5), "std": Double(std)]
     }
 
-    /// The JSON nnU-Net writes (sorted keys, indent 4).
-    public func json() throws -> Data {
-        let object: [String: Any] = [
-            "foreground_intensity_properties_per_channel": Dictionary(uniqueKeysWithValues: intensityProperties.enumerated().map { (String($0), $1) }),
-            "median_relative_size_after_cropping": medianRelativeSizeAfterCropping,
-            "shapes_after_crop": shapesAfterCrop,
-            "spacings": spacings,
-        ]
-        return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    /// The JSON nnU-Net writes (sorted keys, indent 4, Python float repr).
+    public func json() -> Data {
+        let statistics = intensityProperties.enumerated().map { index, properties -> (String, OrderedJSON) in
+            (String(index), .object(properties.keys.sorted().map { ($0, .double(properties[$0]!)) }))
+        }
+        let object = OrderedJSON.object([
+            ("foreground_intensity_properties_per_channel", .object(statistics)),
+            ("median_relative_size_after_cropping", .double(medianRelativeSizeAfterCropping)),
+            ("shapes_after_crop", .array(shapesAfterCrop.map(OrderedJSON.ints))),
+            ("spacings", .array(spacings.map(OrderedJSON.doubles))),
+        ])
+        return Data(object.text().utf8)
     }
 }

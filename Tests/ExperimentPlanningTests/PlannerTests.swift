@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import PlansModel
 @testable import ExperimentPlanning
 
 struct PlannerTests {
@@ -99,5 +100,43 @@ struct PlannerTests {
         #expect(lFull.patchSize == [80, 256, 256] && lFull.batchSize == 2 && lFull.strides.count == 7)
         #expect(l.configurations["3d_lowres"] == nil && !lFull.batchDice)
         #expect(l.configurations["2d"]?.batchSize == 35)
+    }
+}
+
+struct PlansWriterTests {
+    /// Our plans file for Hippocampus is byte-identical to the reference nnUNetPlans.json, and our own
+    /// plans reader (the one inference uses) reads it back.
+    @Test func hippocampusPlansFileIsByteIdentical() throws {
+        let folder = SharedData.reference.appendingPathComponent("Dataset004_Hippocampus")
+        let referenceText = try String(contentsOf: folder.appendingPathComponent("nnUNetPlans.json"), encoding: .utf8)
+        let fingerprint = try #require(try SharedData.json(folder.appendingPathComponent("dataset_fingerprint.json")) as? [String: Any])
+        let input = PlannerInput(spacings: (fingerprint["spacings"] as! [[NSNumber]]).map { $0.map(\.doubleValue) },
+                                 shapesAfterCrop: fingerprint["shapes_after_crop"] as! [[Int]], channelNames: ["MRI"], labelCount: 3,
+                                 numTraining: 260, medianRelativeSizeAfterCropping: 1.0)
+        // JSONDecoder parses floats exactly (JSONSerialization is off by an ulp on some values).
+        struct Statistics: Decodable { var foreground_intensity_properties_per_channel: [String: [String: Double]] }
+        let statistics = try JSONDecoder().decode(Statistics.self, from: Data(contentsOf: folder.appendingPathComponent("dataset_fingerprint.json")))
+            .foreground_intensity_properties_per_channel["0"]!
+        let text = ExperimentPlanner.plan(input).plansJSON(datasetName: "Dataset004_Hippocampus", foregroundIntensityProperties: [statistics]).text()
+        #expect(text == referenceText)
+        let plans = try Plans(data: Data(text.utf8), source: "written")
+        #expect(try plans.configuration("3d_fullres").patchSize == [40, 56, 40])
+    }
+
+    /// A cascade plan (anisotropic CT vector) and a ResEnc plan are readable by our plans reader, with the
+    /// cascade configuration inheriting from 3d_fullres.
+    @Test func cascadeAndResEncPlansRoundTrip() throws {
+        for preset in [PlannerPreset.default, .resEncM] {
+            let plan = ExperimentPlanner.plan(PlannerTests.ctInput, preset: preset)
+            let text = plan.plansJSON(datasetName: "Dataset999_Synthetic", preset: preset,
+                                      foregroundIntensityProperties: [["max": 1, "mean": 0, "median": 0, "min": -1, "percentile_00_5": -1,
+                                                                       "percentile_99_5": 1, "std": 1]]).text()
+            let plans = try Plans(data: Data(text.utf8), source: "written")
+            let cascade = try plans.configuration(preset == .default ? "3d_cascade_fullres" : "3d_fullres")
+            #expect(cascade.patchSize == plan.configurations["3d_fullres"]!.patchSize)
+            #expect(try plans.configuration("3d_lowres").patchSize == [64, 192, 192])
+            let json = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            #expect(json["plans_name"] as? String == preset.plansName)
+        }
     }
 }
