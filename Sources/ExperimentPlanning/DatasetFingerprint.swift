@@ -95,6 +95,38 @@ public struct DatasetFingerprint: Sendable {
 
     public static let samplingSeed: UInt32 = 1234
 
+    public init(shapesAfterCrop: [[Int]], spacings: [[Double]], medianRelativeSizeAfterCropping: Double, intensityProperties: [[String: Double]]) {
+        self.shapesAfterCrop = shapesAfterCrop
+        self.spacings = spacings
+        self.medianRelativeSizeAfterCropping = medianRelativeSizeAfterCropping
+        self.intensityProperties = intensityProperties
+    }
+
+    /// Reads a `dataset_fingerprint.json` (ours or nnU-Net's).
+    public init(contentsOf url: URL) throws {
+        struct File: Decodable {
+            var foreground_intensity_properties_per_channel: [String: [String: Double]]
+            var median_relative_size_after_cropping: Double
+            var shapes_after_crop: [[Int]]
+            var spacings: [[Double]]
+        }
+        let file: File
+        do { file = try JSONDecoder().decode(File.self, from: Data(contentsOf: url)) } catch {
+            throw PlansError(file: url.path, key: "", detail: "not a dataset fingerprint (\(error))")
+        }
+        guard file.shapes_after_crop.count == file.spacings.count, !file.spacings.isEmpty else {
+            throw PlansError(file: url.path, key: "spacings", detail: "shapes_after_crop and spacings must list the same, non-zero number of cases")
+        }
+        let channels = file.foreground_intensity_properties_per_channel
+        guard channels.keys.compactMap(Int.init).sorted() == Array(0..<channels.count) else {
+            throw PlansError(file: url.path, key: "foreground_intensity_properties_per_channel", detail: "keys must be channel indices 0…n-1")
+        }
+        shapesAfterCrop = file.shapes_after_crop
+        spacings = file.spacings
+        medianRelativeSizeAfterCropping = file.median_relative_size_after_cropping
+        intensityProperties = (0..<channels.count).map { channels[String($0)]! }
+    }
+
     public static func extract(_ dataset: RawDataset, progress: ((Int, Int) -> Void)? = nil) throws -> DatasetFingerprint {
         let samplesPerCase = Int(1e8) / dataset.cases.count  // int(10e7 // numCases)
         let channels = dataset.description.channelNames.count

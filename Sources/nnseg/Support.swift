@@ -58,3 +58,9 @@ final class ProgressReporter: @unchecked Sendable {
         if isTerminal && active { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
+
+/// A command failed for a reason the message fully explains (printed as "Error: …", exit code 1).
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

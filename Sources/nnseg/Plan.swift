@@ -1,0 +1,81 @@
+import ArgumentParser
+import ExperimentPlanning
+import Foundation
+import Logging
+
+/// `nnseg plan <raw dataset>`: nnU-Net's self-configuration — integrity check, dataset fingerprint and
+/// experiment planning — writing `dataset.json`, `dataset_fingerprint.json` and `<plans>.json` in
+/// nnU-Net v2's formats (the reference nnU-Net reads our plans; we read theirs).
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Fingerprint a raw nnU-Net v2 dataset and plan its configurations (2d, 3d_fullres, 3d_lowres + cascade).")
+
+    @Option(name: [.customShort("d"), .long], help: "Raw dataset folder (dataset.json, imagesTr/, labelsTr/).")
+    var dataset: String
+
+    @Option(help: "Output root; the plans go to <output>/<dataset folder name>/.")
+    var output: String = "nnseg-preprocessed"
+
+    @Option(help: "Planner: \(PlannerPreset.all.keys.sorted().joined(separator: ", ")). resenc-l is the authors' recommendation for new work.")
+    var planner: String = "default"
+
+    @Flag(help: "Skip the dataset integrity check (reads every label; the default runs it).")
+    var skipVerify = false
+
+    @Flag(help: "Recompute the fingerprint even if one exists in the output folder.")
+    var clean = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.plan")
+        guard let preset = PlannerPreset.all[planner] else {
+            throw ValidationError("unknown planner '\(planner)'; choose one of \(PlannerPreset.all.keys.sorted().joined(separator: ", "))")
+        }
+        let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
+        logger.info("dataset read", metadata: ["folder": "\(raw.folder.lastPathComponent)", "cases": "\(raw.cases.count)",
+                                               "channels": "\(raw.description.channelNames.count)"])
+        if !skipVerify {
+            let problems = raw.verify()
+            if !problems.isEmpty {
+                for p in problems { FileHandle.standardError.write(Data("integrity: \(p)\n".utf8)) }
+                throw CommandFailure("\(raw.folder.path): \(problems.count) integrity problem(s); nothing was planned")
+            }
+            logger.info("integrity check passed")
+        }
+        let target = URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent)
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        let fingerprintURL = target.appendingPathComponent("dataset_fingerprint.json")
+        let fingerprint: DatasetFingerprint
+        if !clean, FileManager.default.fileExists(atPath: fingerprintURL.path) {
+            fingerprint = try DatasetFingerprint(contentsOf: fingerprintURL)
+            logger.notice("reusing the existing fingerprint (--clean recomputes it)", metadata: ["file": "\(fingerprintURL.path)"])
+        } else {
+            let progress = ProgressReporter(title: "fingerprint", minimumTotal: 2)
+            fingerprint = try DatasetFingerprint.extract(raw) { done, total in progress.update(done, total) }
+            progress.finish()
+            try fingerprint.json().write(to: fingerprintURL, options: .atomic)
+        }
+        let input = PlannerInput(spacings: fingerprint.spacings, shapesAfterCrop: fingerprint.shapesAfterCrop,
+                                 channelNames: raw.description.channelNames, labelCount: raw.description.labels.count,
+                                 numTraining: raw.cases.count, medianRelativeSizeAfterCropping: fingerprint.medianRelativeSizeAfterCropping)
+        let plan = ExperimentPlanner.plan(input, preset: preset)
+        let plansURL = target.appendingPathComponent("\(preset.plansName).json")
+        let text = plan.plansJSON(datasetName: raw.folder.lastPathComponent, preset: preset,
+                                  foregroundIntensityProperties: fingerprint.intensityProperties).text()
+        try Data(text.utf8).write(to: plansURL, options: .atomic)
+        try Data(contentsOf: raw.folder.appendingPathComponent("dataset.json"))
+            .write(to: target.appendingPathComponent("dataset.json"), options: .atomic)
+        print("plans: \(plansURL.path)")
+        print("transpose_forward \(plan.transposeForward)")
+        for name in ["2d", "3d_lowres", "3d_fullres"] {
+            guard let c = plan.configurations[name] else { continue }
+            let spacing = c.spacing.map { String(format: "%.4g", $0) }.joined(separator: ", ")
+            print("\(name.padding(toLength: 11, withPad: " ", startingAt: 0)) patch \(c.patchSize)  batch \(c.batchSize)  spacing [\(spacing)]  "
+                  + "stages \(c.strides.count)  \(c.normalizationSchemes.joined(separator: ","))")
+        }
+        if plan.hasCascade { print("3d_cascade_fullres (inherits 3d_fullres, previous stage 3d_lowres)") }
+    }
+}

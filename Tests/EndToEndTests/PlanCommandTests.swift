@@ -1,0 +1,56 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `nnseg plan` as a researcher runs it on a raw nnU-Net v2 dataset.
+struct PlanCommandTests {
+    /// Hippocampus: the fingerprint and plans files the command writes are the reference nnU-Net's, byte
+    /// for byte; a second run reuses the fingerprint.
+    @Test func hippocampusPlansEqualTheReferenceFiles() throws {
+        let out = try SharedData.temporaryDirectory("plan")
+        let result = try CommandRunner.nnseg(["plan", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("3d_fullres  patch [40, 56, 40]  batch 9"))
+        let ours = out.appendingPathComponent("Dataset004_Hippocampus")
+        let reference = SharedData.reference.appendingPathComponent("Dataset004_Hippocampus")
+        for file in ["nnUNetPlans.json", "dataset_fingerprint.json"] {
+            #expect(try Data(contentsOf: ours.appendingPathComponent(file)) == Data(contentsOf: reference.appendingPathComponent(file)), "\(file)")
+        }
+        #expect(FileManager.default.fileExists(atPath: ours.appendingPathComponent("dataset.json").path))
+        let again = try CommandRunner.nnseg(["plan", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path,
+                                             "--planner", "resenc-m", "--skip-verify"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("reusing the existing fingerprint"))
+        #expect(again.stdout.contains("3d_fullres  patch [40, 56, 40]  batch 58"))
+        let plans = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: ours.appendingPathComponent("nnUNetResEncUNetMPlans.json"))) as? [String: Any])
+        #expect(plans["experiment_planner_used"] as? String == "nnUNetPlannerResEncM")
+    }
+
+    /// A damaged dataset: every problem is named with its file, and nothing is planned.
+    @Test func integrityProblemsAreNamedAndNothingIsWritten() throws {
+        let source = SharedData.dataFile("Dataset004_Hippocampus")
+        let raw = try SharedData.temporaryDirectory("plan-bad").appendingPathComponent("Dataset998_Broken")
+        let fm = FileManager.default
+        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
+        for id in ["hippocampus_001", "hippocampus_003", "hippocampus_004"] {
+            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
+            if id != "hippocampus_003" {
+                try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
+            }
+        }
+        // Case 004 gets the label of case 001 (a different size).
+        try fm.removeItem(at: raw.appendingPathComponent("labelsTr/hippocampus_004.nii.gz"))
+        try fm.copyItem(at: source.appendingPathComponent("labelsTr/hippocampus_001.nii.gz"), to: raw.appendingPathComponent("labelsTr/hippocampus_004.nii.gz"))
+        var description = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("dataset.json"))) as? [String: Any])
+        description["numTraining"] = 5
+        try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
+        let out = raw.deletingLastPathComponent().appendingPathComponent("out")
+        let result = try CommandRunner.nnseg(["plan", "-d", raw.path, "--output", out.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("dataset.json: numTraining is 5 but imagesTr holds 3 case(s)"))
+        #expect(result.stderr.contains("labelsTr/hippocampus_003.nii.gz: label file missing"))
+        #expect(result.stderr.contains("labelsTr/hippocampus_004.nii.gz: size"))
+        #expect(result.stderr.contains("3 integrity problem(s); nothing was planned"))
+        #expect(!fm.fileExists(atPath: out.path))
+    }
+}
