@@ -52,4 +52,22 @@ public struct LegacyRandomState {
         }
         return out
     }
+
+    /// `permutation(n)` (legacy Fisher–Yates from the end; bounded draws by masked rejection on 32 bits),
+    /// so `choice(n, k, replace=False)` is `permutation(n).prefix(k)`.
+    public mutating func permutation(_ n: Int) -> [Int] {
+        precondition(n <= 1 << 32)
+        var a = Array(0..<n)
+        var i = n - 1
+        while i >= 1 {
+            let bound = UInt32(i)
+            var mask = bound
+            mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16
+            var j: UInt32
+            repeat { j = nextUInt32() & mask } while j > bound
+            a.swapAt(i, Int(j))
+            i -= 1
+        }
+        return a
+    }
 }

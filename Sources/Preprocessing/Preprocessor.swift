@@ -65,6 +65,21 @@ public struct Preprocessor: Sendable {
     ///     it is cropped, resampled as a segmentation and appended as one channel per foreground label.
     public func run(_ image: ChannelArray, spacing: [Double], previousStage: [Float]? = nil,
                     foregroundLabels: [Int] = []) throws -> (data: ChannelArray, properties: PreprocessingProperties) {
+        var (data, seg, properties) = try preprocess(image, spacing: spacing, segmentation: previousStage)
+        if let seg {
+            for label in foregroundLabels {
+                data.channels.append(seg.map { $0 == Float(label) ? 1 : 0 })
+            }
+        }
+        return (data, properties)
+    }
+
+    /// Spec §4.1 steps 1–6 with an optional segmentation on the image grid (training labels, or a
+    /// cascade's previous stage): it is transposed and cropped like the image, set to −1 where it is 0
+    /// outside the filled non-zero mask, gives the z-score mask (seg ≥ 0) and is resampled as a
+    /// segmentation.
+    public func preprocess(_ image: ChannelArray, spacing: [Double], segmentation: [Float]?) throws
+        -> (data: ChannelArray, segmentation: [Float]?, properties: PreprocessingProperties) {
         guard image.channels.count == normalizationSchemes.count else {
             throw PreprocessingError(detail: "the model expects \(normalizationSchemes.count) channel(s), the case has \(image.channels.count)")
         }
@@ -77,18 +92,17 @@ public struct Preprocessor: Sendable {
         var cropped = Self.crop(transposed, box: box)
         let croppedMask = Self.crop(ChannelArray(shape: transposed.shape, channels: [mask.map { $0 ? 1 : 0 }]), box: box).channels[0]
         let shapeAfter = cropped.shape
-        // Cascade: the previous stage's labels, cropped like the image, −1 where 0 outside the mask.
-        var previous: [Float]?
+        var croppedSeg: [Float]?
         var normalizationMask = croppedMask
-        if let previousStage {
-            guard previousStage.count == image.voxelCount else {
-                throw PreprocessingError(detail: "previous-stage segmentation has \(previousStage.count) voxels, the image \(image.voxelCount)")
+        if let segmentation {
+            guard segmentation.count == image.voxelCount else {
+                throw PreprocessingError(detail: "the segmentation has \(segmentation.count) voxels, the image \(image.voxelCount)")
             }
-            let transposedSeg = Self.transpose(ChannelArray(shape: image.shape, channels: [previousStage]), axes: transposeForward)
+            let transposedSeg = Self.transpose(ChannelArray(shape: image.shape, channels: [segmentation]), axes: transposeForward)
             var seg = Self.crop(transposedSeg, box: box).channels[0]
             for i in 0..<seg.count where seg[i] == 0 && croppedMask[i] == 0 { seg[i] = -1 }
             normalizationMask = seg.map { $0 >= 0 ? 1 : 0 }
-            previous = seg
+            croppedSeg = seg
         }
         // 3. Target spacing and shape (2-D configurations keep the slice axis spacing).
         let target = targetSpacing.count < originalSpacing.count ? [originalSpacing[0]] + targetSpacing : targetSpacing
@@ -105,18 +119,13 @@ public struct Preprocessor: Sendable {
                                             options: resamplingData)
             data = ChannelArray(shape: newShape, channels: resized.map { $0.values.map { Float($0) } })
         }
-        if var seg = previous {
-            if newShape != shapeAfter {
-                seg = Resample.channels([Grid3D(shape: shapeAfter, values: seg.map(Double.init))], newShape: newShape,
-                                        currentSpacing: originalSpacing, targetSpacing: target, options: resamplingSegmentation)[0]
-                    .values.map { Float($0) }
-            }
-            for label in foregroundLabels {
-                data.channels.append(seg.map { $0 == Float(label) ? 1 : 0 })
-            }
+        if let seg = croppedSeg, newShape != shapeAfter {
+            croppedSeg = Resample.channels([Grid3D(shape: shapeAfter, values: seg.map(Double.init))], newShape: newShape,
+                                           currentSpacing: originalSpacing, targetSpacing: target, options: resamplingSegmentation)[0]
+                .values.map { Float($0) }
         }
-        return (data, PreprocessingProperties(spacing: spacing, shapeBeforeCropping: shapeBefore, boundingBox: box,
-                                              shapeAfterCropping: shapeAfter))
+        return (data, croppedSeg, PreprocessingProperties(spacing: spacing, shapeBeforeCropping: shapeBefore, boundingBox: box,
+                                                          shapeAfterCropping: shapeAfter))
     }
 
     // MARK: Normalisation (spec §6.4)

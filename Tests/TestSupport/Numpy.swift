@@ -39,6 +39,10 @@ public struct NumpyArray: Sendable {
             floats = body.withUnsafeBytes { raw in (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) } }
         case "<f2":
             floats = body.withUnsafeBytes { raw in (0..<count).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) } }
+        case "<i2":
+            floats = body.withUnsafeBytes { raw in (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self)) } }
+        case "<i8":
+            floats = body.withUnsafeBytes { raw in (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) } }
         case "|u1":
             floats = body.prefix(count).map { Float($0) }
         default:
