@@ -107,7 +107,7 @@ public enum DatasetPreprocessor {
                  .array(rows.map(OrderedJSON.ints)))
             })),
         ])
-        try Data(properties.text().utf8).write(to: folder.appendingPathComponent("\(p.identifier).json"), options: .atomic)
+        try Data(properties.compactText().utf8).write(to: folder.appendingPathComponent("\(p.identifier).json"), options: .atomic)
     }
 
     /// Preprocesses every case of `dataset` for one configuration into `<output>/<data_identifier>/`, with

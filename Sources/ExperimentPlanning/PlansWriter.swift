@@ -33,6 +33,16 @@ public indirect enum OrderedJSON: Sendable, Equatable {
         }
     }
 
+    /// One line, Python's `json.dumps(obj)` separators (", ", ": ").
+    public func compactText() -> String {
+        switch self {
+        case .array(let items): return "[" + items.map { $0.compactText() }.joined(separator: ", ") + "]"
+        case .object(let members):
+            return "{" + members.map { Self.pythonString($0.0) + ": " + $0.1.compactText() }.joined(separator: ", ") + "}"
+        default: return text()
+        }
+    }
+
     /// `repr(float)`: shortest round-trip digits (Swift's description uses the same rule and exponent style).
     static func pythonFloat(_ d: Double) -> String {
         if d.isNaN { return "NaN" }

@@ -24,6 +24,25 @@ struct PlanCommandTests {
         #expect(again.stdout.contains("3d_fullres  patch [40, 56, 40]  batch 58"))
         let plans = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: ours.appendingPathComponent("nnUNetResEncUNetMPlans.json"))) as? [String: Any])
         #expect(plans["experiment_planner_used"] as? String == "nnUNetPlannerResEncM")
+
+        // Then preprocess 3d_fullres from those plans: every case, one of them checked against nnU-Net's.
+        let pre = try CommandRunner.nnseg(["preprocess", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path,
+                                           "-c", "3d_fullres"])
+        #expect(pre.status == 0, "\(pre.stderr)")
+        #expect(pre.stdout.contains("3d_fullres: 260 case(s)"))
+        let folder = ours.appendingPathComponent("nnUNetPlans_3d_fullres")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        #expect(files.filter { $0.hasSuffix("_seg.npy") }.count == 260 && files.filter { $0.hasSuffix(".json") }.count == 260)
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/preprocessing/hippocampus_006_3d_fullres.npz"))
+        let data = try NumpyArray(contentsOf: folder.appendingPathComponent("hippocampus_006.npy"))
+        #expect(data.shape == golden["data"]!.shape && zip(data.floats, golden["data"]!.floats).allSatisfy { abs($0 - $1) <= 1e-4 })
+    }
+
+    @Test func preprocessWithoutPlansSaysWhatToRun() throws {
+        let out = try SharedData.temporaryDirectory("preprocess-noplans")
+        let result = try CommandRunner.nnseg(["preprocess", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("Dataset004_Hippocampus/nnUNetPlans.json: no plans; run `nnseg plan"))
     }
 
     /// A damaged dataset: every problem is named with its file, and nothing is planned.
