@@ -68,14 +68,28 @@ public indirect enum OrderedJSON: Sendable, Equatable {
         return out + "\""
     }
 
+    /// From an unordered value (keys sorted; whole numbers become ints).
+    public init(_ value: JSONValue) {
+        switch value {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .number(let n): self = n.rounded() == n && abs(n) < 1e15 ? .int(Int(n)) : .double(n)
+        case .string(let s): self = .string(s)
+        case .array(let a): self = .array(a.map(OrderedJSON.init))
+        case .object(let o): self = .object(o.keys.sorted().map { ($0, OrderedJSON(o[$0]!)) })
+        }
+    }
+
     static func ints(_ values: [Int]) -> OrderedJSON { .array(values.map(OrderedJSON.int)) }
     static func doubles(_ values: [Double]) -> OrderedJSON { .array(values.map(OrderedJSON.double)) }
 }
 
 extension ExperimentPlanner.Plan {
     /// `<plans_name>.json` in nnU-Net v2's schema and key order (spec §3.10).
+    /// - Parameter keeping: configurations of an earlier plans file that the planner does not produce
+    ///   (user-added ones); nnU-Net keeps them on re-planning, after the planned ones.
     public func plansJSON(datasetName: String, preset: PlannerPreset = .default,
-                          foregroundIntensityProperties: [[String: Double]]) -> OrderedJSON {
+                          foregroundIntensityProperties: [[String: Double]], keeping: [(String, OrderedJSON)] = []) -> OrderedJSON {
         var configs: [(String, OrderedJSON)] = []
         for name in ["2d", "3d_lowres", "3d_fullres"] {
             guard let c = configurations[name] else { continue }
@@ -84,6 +98,7 @@ extension ExperimentPlanner.Plan {
         if hasCascade {
             configs.append(("3d_cascade_fullres", .object([("inherits_from", .string("3d_fullres")), ("previous_stage", .string("3d_lowres"))])))
         }
+        for (name, value) in keeping where !configs.contains(where: { $0.0 == name }) { configs.append((name, value)) }
         let statistics = foregroundIntensityProperties.enumerated().map { index, properties -> (String, OrderedJSON) in
             (String(index), .object(properties.keys.sorted().map { ($0, .double(properties[$0]!)) }))
         }

@@ -65,6 +65,9 @@ public struct Preprocessor: Sendable {
     ///     it is cropped, resampled as a segmentation and appended as one channel per foreground label.
     public func run(_ image: ChannelArray, spacing: [Double], previousStage: [Float]? = nil,
                     foregroundLabels: [Int] = []) throws -> (data: ChannelArray, properties: PreprocessingProperties) {
+        if let previousStage, previousStage.count != image.voxelCount {
+            throw PreprocessingError(detail: "previous-stage segmentation has \(previousStage.count) voxels, the image \(image.voxelCount)")
+        }
         var (data, seg, properties) = try preprocess(image, spacing: spacing, segmentation: previousStage)
         if let seg {
             for label in foregroundLabels {

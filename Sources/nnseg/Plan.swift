@@ -2,6 +2,7 @@ import ArgumentParser
 import ExperimentPlanning
 import Foundation
 import Logging
+import PlansModel
 
 /// `nnseg plan <raw dataset>`: nnU-Net's self-configuration — integrity check, dataset fingerprint and
 /// experiment planning — writing `dataset.json`, `dataset_fingerprint.json` and `<plans>.json` in
@@ -63,8 +64,22 @@ struct PlanCommand: ParsableCommand {
                                  numTraining: raw.cases.count, medianRelativeSizeAfterCropping: fingerprint.medianRelativeSizeAfterCropping)
         let plan = ExperimentPlanner.plan(input, preset: preset)
         let plansURL = target.appendingPathComponent("\(preset.plansName).json")
+        // Configurations someone added to an earlier plans file of this name are kept, as nnU-Net does.
+        var keeping: [(String, OrderedJSON)] = []
+        if FileManager.default.fileExists(atPath: plansURL.path) {
+            let old: JSONValue
+            do { old = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: plansURL)) } catch {
+                throw CommandFailure("\(plansURL.path): the existing plans file is not valid JSON (\(error)); move it away to re-plan")
+            }
+            let planned: Set = ["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"]
+            let custom = (old["configurations"]?.object ?? [:]).filter { !planned.contains($0.key) }
+            keeping = custom.keys.sorted().map { ($0, OrderedJSON(custom[$0]!)) }
+            if !keeping.isEmpty {
+                logger.notice("keeping configurations of the existing plans file", metadata: ["configurations": "\(keeping.map(\.0))"])
+            }
+        }
         let text = plan.plansJSON(datasetName: raw.folder.lastPathComponent, preset: preset,
-                                  foregroundIntensityProperties: fingerprint.intensityProperties).text()
+                                  foregroundIntensityProperties: fingerprint.intensityProperties, keeping: keeping).text()
         try Data(text.utf8).write(to: plansURL, options: .atomic)
         try Data(contentsOf: raw.folder.appendingPathComponent("dataset.json"))
             .write(to: target.appendingPathComponent("dataset.json"), options: .atomic)

@@ -25,6 +25,18 @@ struct PlanCommandTests {
         let plans = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: ours.appendingPathComponent("nnUNetResEncUNetMPlans.json"))) as? [String: Any])
         #expect(plans["experiment_planner_used"] as? String == "nnUNetPlannerResEncM")
 
+        // Re-planning keeps a configuration someone added to the plans file, and still reproduces the rest.
+        let plansFile = ours.appendingPathComponent("nnUNetPlans.json")
+        var edited = try String(contentsOf: plansFile, encoding: .utf8)
+        edited = edited.replacingOccurrences(of: "\"configurations\": {", with: "\"configurations\": {\"3d_fullres_bs2\": {\"inherits_from\": \"3d_fullres\", \"batch_size\": 2},")
+        try edited.write(to: plansFile, atomically: true, encoding: .utf8)
+        let replanned = try CommandRunner.nnseg(["plan", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path, "--skip-verify"])
+        #expect(replanned.status == 0, "\(replanned.stderr)")
+        let kept = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: plansFile)) as? [String: Any])
+        let keptConfigurations = try #require(kept["configurations"] as? [String: [String: Any]])
+        #expect(keptConfigurations["3d_fullres_bs2"]?["batch_size"] as? Int == 2)
+        #expect(keptConfigurations["3d_fullres"]?["batch_size"] as? Int == 9)
+
         // Then preprocess 3d_fullres from those plans: every case, one of them checked against nnU-Net's.
         let pre = try CommandRunner.nnseg(["preprocess", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path,
                                            "-c", "3d_fullres"])
