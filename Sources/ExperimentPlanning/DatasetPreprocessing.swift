@@ -33,13 +33,16 @@ public enum DatasetPreprocessor {
     public static let minimumSamples = 10_000
     public static let minimumCoverage = 0.01
 
-    /// The classes (or regions) nnU-Net collects locations for: foreground labels, or foreground regions.
+    /// The classes (or regions) nnU-Net collects locations for: foreground labels, or foreground regions;
+    /// with an `ignore` label also the "all annotated" region `[-1] + every other label value` (spec §4.5).
     public static func foregroundClasses(_ description: DatasetDescription) -> [[Int]] {
         let usable = description.labels.filter { $0.name != "ignore" }
-        if description.isRegionBased {
-            return usable.filter { $0.values != [0] }.map(\.values)
+        var classes = description.isRegionBased ? usable.filter { $0.values != [0] }.map(\.values)
+            : description.foregroundLabels.map { [$0] }
+        if description.labels.contains(where: { $0.name == "ignore" }) {
+            classes.append([-1] + Set(usable.flatMap(\.values)).sorted())
         }
-        return description.foregroundLabels.map { [$0] }
+        return classes
     }
 
     /// Spec §4.5: one `RandomState(1234)` per case; per class `k = max(min(10000, n), ceil(0.01 n))`

@@ -47,6 +47,30 @@ struct DatasetPreprocessingTests {
         }
     }
 
+    /// With an ignore label, the "all annotated" region is sampled after the classes, from the same
+    /// random stream (golden: the reference run with `"ignore": 3` added to dataset.json).
+    @Test func ignoreLabelAddsTheAllAnnotatedRegion() throws {
+        let dataset = try RawDataset(folder: SharedData.dataFile("Dataset004_Hippocampus"))
+        var json = try #require(try SharedData.json(dataset.folder.appendingPathComponent("dataset.json")) as? [String: Any])
+        var labels = try #require(json["labels"] as? [String: Any])
+        labels["ignore"] = 3
+        json["labels"] = labels
+        let description = try DatasetDescription(data: JSONSerialization.data(withJSONObject: json), source: "dataset.json + ignore")
+        let classes = DatasetPreprocessor.foregroundClasses(description)
+        #expect(classes == [[1], [2], [-1, 0, 1, 2]])
+        let plans = try Self.plans()
+        let c = try #require(dataset.cases.first { $0.identifier == "hippocampus_001" })
+        let ours = try DatasetPreprocessor.preprocess(c, preprocessor: Preprocessor(plans: plans, configuration: try plans.configuration("3d_fullres")),
+                                                      classes: classes)
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/preprocessing/hippocampus_001_3d_fullres_ignore.npz"))
+        #expect(ours.classLocations.count == 3)
+        for (key, rows) in ours.classLocations {
+            let reference = try #require(golden["locations_" + key.map(String.init).joined(separator: "_")])
+            #expect(rows.count == reference.shape[0], "\(key) count")
+            #expect(rows.flatMap { $0 } == reference.floats.map { Int($0) }, "\(key) locations")
+        }
+    }
+
     /// The on-disk format: `.npy` arrays numpy reads, properties JSON; a whole dataset with progress.
     @Test func writesTheDatasetFolder() throws {
         let source = SharedData.dataFile("Dataset004_Hippocampus")
