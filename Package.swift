@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "AuditLog", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
-            "VolumeGeometry", "CDCMTK",
+            "VolumeGeometry", "CDCMTK", "Contours",
             .product(name: "Logging", package: "swift-log"),
         ]),
 

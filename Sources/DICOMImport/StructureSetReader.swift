@@ -1,0 +1,118 @@
+import Contours
+import Foundation
+import VolumeGeometry
+
+/// An RTSTRUCT's ROIs rasterised onto the grid of its source series (CLOSED_PLANAR contours, even-odd
+/// rule at voxel centres — holes drawn as separate contours come out as holes).
+public struct ImportedStructureSet: Sendable {
+    public struct ROI: Sendable, Equatable {
+        public var number: Int
+        public var name: String
+        public var contourCount: Int
+    }
+
+    public var rois: [ROI]
+    /// Label value per voxel for the requested ROIs (0: none).
+    public var labels: Volume<UInt16>
+    /// Voxels inside more than one requested ROI (the later mapping entry wins).
+    public var overlappingVoxels: Int
+    /// Requested ROI names with no contours (or not present): the caller decides whether that is an error.
+    public var emptyROIs: [String]
+}
+
+public enum StructureSetReader {
+    public static let rtStructureSetStorage = "1.2.840.10008.5.1.4.1.1.481.3"
+
+    /// The ROIs an RTSTRUCT declares (number, name, number of contours), without rasterising.
+    public static func rois(_ url: URL) throws -> [ImportedStructureSet.ROI] {
+        let file = try open(url)
+        return try rois(file, path: url.path).map { $0.roi }
+    }
+
+    /// Rasterises the ROIs named in `mapping` (case-insensitive ROI name → label value, applied in order)
+    /// onto `grid`. Every contour must lie in one slice plane of the grid; a contour off the grid (e.g.
+    /// on an image that is not part of this series) is refused with its ROI and contour named.
+    public static func read(_ url: URL, onto grid: VolumeGeometry, shape: VolumeShape,
+                            mapping: [(roiName: String, label: Int)]) throws -> ImportedStructureSet {
+        let path = url.path
+        let file = try open(url)
+        let declared = try rois(file, path: path)
+        guard let toVoxel = PatientToVoxel(grid) else {
+            throw DICOMImportError(.noGeometry, path, "the target grid is degenerate")
+        }
+        var labels = Volume<UInt16>(shape: shape, geometry: grid, repeating: 0)
+        var claimed = [Bool](repeating: false, count: shape.count)
+        var overlaps = 0
+        var empty: [String] = []
+        let plane = shape.y * shape.x
+        for (name, label) in mapping {
+            guard label > 0, label <= Int(UInt16.max) else {
+                throw DICOMImportError(.readFailed, path, "label value \(label) for ROI '\(name)' must be 1…65535")
+            }
+            guard let entry = declared.first(where: { $0.roi.name.lowercased() == name.lowercased() }), entry.contourItem != nil else {
+                empty.append(name)
+                continue
+            }
+            let item = entry.contourItem!
+            var perSlice: [Int: [Polygon]] = [:]
+            let contours = file.itemCount(atPath: "3006,0039[\(item)]/3006,0040") ?? 0
+            for c in 0..<contours {
+                let base = "3006,0039[\(item)]/3006,0040[\(c)]"
+                let type = file.string(atPath: base + "/3006,0042")?.uppercased() ?? "CLOSED_PLANAR"
+                guard type == "CLOSED_PLANAR" else { continue }  // POINT / OPEN_* contours enclose no volume
+                guard let values = file.doubles(atPath: base + "/3006,0050"), values.count >= 9, values.count % 3 == 0 else {
+                    throw DICOMImportError(.readFailed, path, "ROI '\(entry.roi.name)' contour \(c + 1): ContourData needs at least 3 points")
+                }
+                var points: [SIMD2<Double>] = []
+                var planes: [Double] = []
+                for p in stride(from: 0, to: values.count, by: 3) {
+                    let v = toVoxel(SIMD3(values[p], values[p + 1], values[p + 2]))
+                    points.append(SIMD2(v.x, v.y))
+                    planes.append(v.z)
+                }
+                let k = Int(planes[0].rounded())
+                guard planes.allSatisfy({ abs($0 - Double(k)) < 0.05 }), k >= 0, k < shape.z else {
+                    throw DICOMImportError(.noGeometry, path, String(format: "ROI '%@' contour %d lies off the series grid (slice position %.2f of 0…%d)",
+                                                                     entry.roi.name, c + 1, planes[0], shape.z - 1))
+                }
+                perSlice[k, default: []].append(Polygon(points: points))
+            }
+            if perSlice.isEmpty { empty.append(name); continue }
+            for (k, polygons) in perSlice {
+                let mask = MarchingSquares.rasterize(polygons, rows: shape.y, columns: shape.x)
+                for i in 0..<plane where mask[i] {
+                    let index = k * plane + i
+                    if claimed[index] && Int(labels.voxels[index]) != label { overlaps += 1 }
+                    claimed[index] = true
+                    labels.voxels[index] = UInt16(label)
+                }
+            }
+        }
+        return ImportedStructureSet(rois: declared.map(\.roi), labels: labels, overlappingVoxels: overlaps, emptyROIs: empty)
+    }
+
+    private static func open(_ url: URL) throws -> DICOMFile {
+        let file = try DICOMFile(path: url.path)
+        let sopClass = file.string(atPath: "0008,0016") ?? ""
+        guard sopClass == rtStructureSetStorage else {
+            throw DICOMImportError(.readFailed, url.path, "not an RT Structure Set (SOP Class \(sopClass))")
+        }
+        return file
+    }
+
+    /// StructureSetROISequence joined with ROIContourSequence by ROI number.
+    private static func rois(_ file: DICOMFile, path: String) throws -> [(roi: ImportedStructureSet.ROI, contourItem: Int?)] {
+        var contourItems: [Int: Int] = [:]
+        for i in 0..<(file.itemCount(atPath: "3006,0039") ?? 0) {
+            if let n = file.string(atPath: "3006,0039[\(i)]/3006,0084").flatMap({ Int($0) }) { contourItems[n] = i }
+        }
+        return try (0..<(file.itemCount(atPath: "3006,0020") ?? 0)).map { i in
+            guard let number = file.string(atPath: "3006,0020[\(i)]/3006,0022").flatMap({ Int($0) }) else {
+                throw DICOMImportError(.readFailed, path, "StructureSetROISequence item \(i + 1) has no ROINumber")
+            }
+            let item = contourItems[number]
+            let count = item.flatMap { file.itemCount(atPath: "3006,0039[\($0)]/3006,0040") } ?? 0
+            return (ImportedStructureSet.ROI(number: number, name: file.string(atPath: "3006,0020[\(i)]/3006,0026") ?? "", contourCount: count), item)
+        }
+    }
+}
