@@ -68,7 +68,7 @@ let package = Package(
         // MARK: L3
         .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel"], swiftSettings: [.unsafeFlags(["-O"])]),
 
-        .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling"],
+        .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling", "DICOMImport", "VolumeGeometry"],
                 swiftSettings: [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]),
 
         // MARK: L4
