@@ -46,6 +46,10 @@ struct PlanCommand: ParsableCommand {
             }
             logger.info("integrity check passed")
         }
+        // A splits_final.json shipped with the raw dataset is checked first and copied at the end (spec §6.2).
+        let rawSplits = raw.folder.appendingPathComponent("splits_final.json")
+        let ownSplits = FileManager.default.fileExists(atPath: rawSplits.path)
+            ? try CrossValidation.read(rawSplits, cases: Set(raw.cases.map(\.identifier))) : nil
         let target = URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent)
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
         let fingerprintURL = target.appendingPathComponent("dataset_fingerprint.json")
@@ -83,6 +87,15 @@ struct PlanCommand: ParsableCommand {
         try Data(text.utf8).write(to: plansURL, options: .atomic)
         try Data(contentsOf: raw.folder.appendingPathComponent("dataset.json"))
             .write(to: target.appendingPathComponent("dataset.json"), options: .atomic)
+        if let splits = ownSplits {
+            let copy = target.appendingPathComponent("splits_final.json")
+            let data = try Data(contentsOf: rawSplits)
+            if FileManager.default.fileExists(atPath: copy.path), try CrossValidation.read(copy, cases: Set(raw.cases.map(\.identifier))) != splits {
+                throw CommandFailure("\(copy.path) differs from \(rawSplits.path); move one of them away")
+            }
+            try data.write(to: copy, options: .atomic)
+            logger.notice("using the dataset's own cross-validation splits", metadata: ["folds": "\(splits.count)"])
+        }
         print("plans: \(plansURL.path)")
         print("transpose_forward \(plan.transposeForward)")
         for name in ["2d", "3d_lowres", "3d_fullres"] {

@@ -50,6 +50,32 @@ struct PlanCommandTests {
         #expect(data.shape == golden["data"]!.shape && zip(data.floats, golden["data"]!.floats).allSatisfy { abs($0 - $1) <= 1e-4 })
     }
 
+    /// A raw dataset that brings its own splits_final.json: checked and copied next to the plans.
+    @Test func ownSplitsAreCopied() throws {
+        let source = SharedData.dataFile("Dataset004_Hippocampus")
+        let raw = try SharedData.temporaryDirectory("plan-splits").appendingPathComponent("Dataset997_Five")
+        let fm = FileManager.default
+        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
+        let ids = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_007"]
+        for id in ids {
+            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
+            try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
+        }
+        var description = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("dataset.json"))) as? [String: Any])
+        description["numTraining"] = 5
+        try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
+        let splits = [["train": Array(ids.prefix(4)), "val": [ids[4]]]]
+        try JSONSerialization.data(withJSONObject: splits).write(to: raw.appendingPathComponent("splits_final.json"))
+        let out = raw.deletingLastPathComponent().appendingPathComponent("out")
+        let result = try CommandRunner.nnseg(["plan", "-d", raw.path, "--output", out.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try Data(contentsOf: out.appendingPathComponent("Dataset997_Five/splits_final.json")) == Data(contentsOf: raw.appendingPathComponent("splits_final.json")))
+        // A splits file naming a case the dataset does not have is refused.
+        try JSONSerialization.data(withJSONObject: [["train": ["hippocampus_999"], "val": [ids[0]]]]).write(to: raw.appendingPathComponent("splits_final.json"))
+        let bad = try CommandRunner.nnseg(["plan", "-d", raw.path, "--output", out.path, "--skip-verify"])
+        #expect(bad.status != 0 && bad.stderr.contains("splits_final.json: fold 0 names 1 case(s) not in the dataset"))
+    }
+
     @Test func preprocessWithoutPlansSaysWhatToRun() throws {
         let out = try SharedData.temporaryDirectory("preprocess-noplans")
         let result = try CommandRunner.nnseg(["preprocess", "-d", SharedData.dataFile("Dataset004_Hippocampus").path, "--output", out.path])
