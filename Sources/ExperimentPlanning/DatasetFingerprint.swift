@@ -209,11 +209,8 @@ public struct DatasetFingerprint: Sendable {
 
     /// The JSON nnU-Net writes (sorted keys, indent 4, Python float repr).
     public func json() -> Data {
-        let statistics = intensityProperties.enumerated().map { index, properties -> (String, OrderedJSON) in
-            (String(index), .object(properties.keys.sorted().map { ($0, .double(properties[$0]!)) }))
-        }
         let object = OrderedJSON.object([
-            ("foreground_intensity_properties_per_channel", .object(statistics)),
+            ("foreground_intensity_properties_per_channel", OrderedJSON.intensityStatistics(intensityProperties)),
             ("median_relative_size_after_cropping", .double(medianRelativeSizeAfterCropping)),
             ("shapes_after_crop", .array(shapesAfterCrop.map(OrderedJSON.ints))),
             ("spacings", .array(spacings.map(OrderedJSON.doubles))),

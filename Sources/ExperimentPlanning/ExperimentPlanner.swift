@@ -245,34 +245,15 @@ public enum ExperimentPlanner {
 
     /// §3.7, PlainConvUNet without deep supervision.
     public static func plainFeatureMapSize(patch: [Int], strides: [[Int]], features: [Int], convs: Int, classes: Int) -> Int {
-        var sizes: [[Int]] = []
-        var current = patch
-        for s in strides {
-            current = zip(current, s).map { $0 / $1 }
-            sizes.append(current)
-        }
-        let volume = sizes.map { $0.reduce(1, *) }
-        var total = 0
-        for s in 0..<features.count { total += convs * features[s] * volume[s] }
-        let n = features.count
-        for j in 0..<(n - 1) {
-            let s = n - 2 - j
-            total += convs * features[s] * volume[s] + features[s] * volume[s]
-            if j == n - 2 { total += classes * volume[s] }
-        }
-        return total
+        let volume = stageVolumes(patch: patch, strides: strides)
+        let encoder = (0..<features.count).reduce(0) { $0 + convs * features[$1] * volume[$1] }
+        return encoder + decoderFeatureMapSize(volume: volume, features: features, convs: convs, classes: classes)
     }
 
     /// §3.7, ResidualEncoderUNet without deep supervision.
     public static func residualFeatureMapSize(patch: [Int], strides: [[Int]], features: [Int], blocks: [Int], decoderConvs: Int,
                                               inputChannels: Int, classes: Int) -> Int {
-        var sizes: [[Int]] = []
-        var current = patch
-        for s in strides {
-            current = zip(current, s).map { $0 / $1 }
-            sizes.append(current)
-        }
-        let volume = sizes.map { $0.reduce(1, *) }
+        let volume = stageVolumes(patch: patch, strides: strides)
         var total = features[0] * patch.reduce(1, *)  // stem
         var channels = features[0]
         for s in 0..<features.count {
@@ -281,10 +262,26 @@ public enum ExperimentPlanner {
             total += (blocks[s] - 1) * 2 * features[s] * volume[s]
             channels = features[s]
         }
+        return total + decoderFeatureMapSize(volume: volume, features: features, convs: decoderConvs, classes: classes)
+    }
+
+    /// Voxels per stage: `S_0 = patch // strides[0]`, `S_s = S_{s-1} // strides[s]`.
+    static func stageVolumes(patch: [Int], strides: [[Int]]) -> [Int] {
+        var current = patch
+        return strides.map { s in
+            current = zip(current, s).map { $0 / $1 }
+            return current.reduce(1, *)
+        }
+    }
+
+    /// The decoder of both networks: per stage its convs plus the transposed conv, and the segmentation
+    /// head at full resolution only (no deep supervision).
+    static func decoderFeatureMapSize(volume: [Int], features: [Int], convs: Int, classes: Int) -> Int {
         let n = features.count
+        var total = 0
         for j in 0..<(n - 1) {
             let s = n - 2 - j
-            total += decoderConvs * features[s] * volume[s] + features[s] * volume[s]
+            total += convs * features[s] * volume[s] + features[s] * volume[s]
             if j == n - 2 { total += classes * volume[s] }
         }
         return total

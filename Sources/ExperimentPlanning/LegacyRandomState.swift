@@ -40,17 +40,7 @@ public struct LegacyRandomState {
     public mutating func randomIndices(upperBound: Int, count: Int) -> [Int] {
         precondition(upperBound > 0 && upperBound <= 1 << 32)
         let range = UInt32(upperBound - 1)
-        if range == 0 { return [Int](repeating: 0, count: count) }
-        var mask = range
-        mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16
-        var out = [Int](repeating: 0, count: count)
-        for i in 0..<count {
-            if range == UInt32.max { out[i] = Int(nextUInt32()); continue }
-            var v: UInt32
-            repeat { v = nextUInt32() & mask } while v > range
-            out[i] = Int(v)
-        }
-        return out
+        return (0..<count).map { _ in Int(bounded(range)) }
     }
 
     /// `permutation(n)` (legacy Fisher–Yates from the end; bounded draws by masked rejection on 32 bits),
@@ -60,14 +50,21 @@ public struct LegacyRandomState {
         var a = Array(0..<n)
         var i = n - 1
         while i >= 1 {
-            let bound = UInt32(i)
-            var mask = bound
-            mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16
-            var j: UInt32
-            repeat { j = nextUInt32() & mask } while j > bound
-            a.swapAt(i, Int(j))
+            a.swapAt(i, Int(bounded(UInt32(i))))
             i -= 1
         }
         return a
+    }
+
+    /// A uniform integer in `0...maximum`: numpy's masked rejection on 32-bit draws (none for 0, the
+    /// raw draw for the full range) — what both `randint` and the legacy shuffle use.
+    mutating func bounded(_ maximum: UInt32) -> UInt32 {
+        if maximum == 0 { return 0 }
+        if maximum == UInt32.max { return nextUInt32() }
+        var mask = maximum
+        mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4; mask |= mask >> 8; mask |= mask >> 16
+        var v: UInt32
+        repeat { v = nextUInt32() & mask } while v > maximum
+        return v
     }
 }

@@ -80,6 +80,13 @@ public indirect enum OrderedJSON: Sendable, Equatable {
         }
     }
 
+    /// `foreground_intensity_properties_per_channel`: channel index → statistics, keys sorted.
+    static func intensityStatistics(_ perChannel: [[String: Double]]) -> OrderedJSON {
+        .object(perChannel.enumerated().map { index, properties in
+            (String(index), .object(properties.keys.sorted().map { ($0, .double(properties[$0]!)) }))
+        })
+    }
+
     static func ints(_ values: [Int]) -> OrderedJSON { .array(values.map(OrderedJSON.int)) }
     static func doubles(_ values: [Double]) -> OrderedJSON { .array(values.map(OrderedJSON.double)) }
 }
@@ -99,9 +106,6 @@ extension ExperimentPlanner.Plan {
             configs.append(("3d_cascade_fullres", .object([("inherits_from", .string("3d_fullres")), ("previous_stage", .string("3d_lowres"))])))
         }
         for (name, value) in keeping where !configs.contains(where: { $0.0 == name }) { configs.append((name, value)) }
-        let statistics = foregroundIntensityProperties.enumerated().map { index, properties -> (String, OrderedJSON) in
-            (String(index), .object(properties.keys.sorted().map { ($0, .double(properties[$0]!)) }))
-        }
         return .object([
             ("dataset_name", .string(datasetName)),
             ("plans_name", .string(preset.plansName)),
@@ -113,7 +117,7 @@ extension ExperimentPlanner.Plan {
             ("configurations", .object(configs)),
             ("experiment_planner_used", .string(preset.plannerClass)),
             ("label_manager", .string("LabelManager")),
-            ("foreground_intensity_properties_per_channel", .object(statistics)),
+            ("foreground_intensity_properties_per_channel", OrderedJSON.intensityStatistics(foregroundIntensityProperties)),
         ])
     }
 }

@@ -12,11 +12,7 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Fingerprint a raw nnU-Net v2 dataset and plan its configurations (2d, 3d_fullres, 3d_lowres + cascade).")
 
-    @Option(name: [.customShort("d"), .long], help: "Raw dataset folder (dataset.json, imagesTr/, labelsTr/).")
-    var dataset: String
-
-    @Option(help: "Output root; the plans go to <output>/<dataset folder name>/.")
-    var output: String = "nnseg-preprocessed"
+    @OptionGroup var source: RawDatasetOptions
 
     @Option(help: "Planner: \(PlannerPreset.all.keys.sorted().joined(separator: ", ")). resenc-l is the authors' recommendation for new work.")
     var planner: String = "default"
@@ -35,7 +31,7 @@ struct PlanCommand: ParsableCommand {
         guard let preset = PlannerPreset.all[planner] else {
             throw ValidationError("unknown planner '\(planner)'; choose one of \(PlannerPreset.all.keys.sorted().joined(separator: ", "))")
         }
-        let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
+        let (raw, target) = try source.open()
         logger.info("dataset read", metadata: ["folder": "\(raw.folder.lastPathComponent)", "cases": "\(raw.cases.count)",
                                                "channels": "\(raw.description.channelNames.count)"])
         if !skipVerify {
@@ -50,7 +46,6 @@ struct PlanCommand: ParsableCommand {
         let rawSplits = raw.folder.appendingPathComponent("splits_final.json")
         let ownSplits = FileManager.default.fileExists(atPath: rawSplits.path)
             ? try CrossValidation.read(rawSplits, cases: Set(raw.cases.map(\.identifier))) : nil
-        let target = URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent)
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
         let fingerprintURL = target.appendingPathComponent("dataset_fingerprint.json")
         let fingerprint: DatasetFingerprint

@@ -11,11 +11,7 @@ struct PreprocessCommand: ParsableCommand {
         commandName: "preprocess",
         abstract: "Preprocess a planned raw dataset for training (crop, normalise, resample, foreground locations).")
 
-    @Option(name: [.customShort("d"), .long], help: "Raw dataset folder (dataset.json, imagesTr/, labelsTr/).")
-    var dataset: String
-
-    @Option(help: "Output root given to `nnseg plan`; reads <output>/<dataset>/<plans>.json and writes beside it.")
-    var output: String = "nnseg-preprocessed"
+    @OptionGroup var source: RawDatasetOptions
 
     @Option(help: "Plans name (the plans file without .json).")
     var plans: String = "nnUNetPlans"
@@ -31,11 +27,10 @@ struct PreprocessCommand: ParsableCommand {
     func run() throws {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.preprocess")
-        let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
-        let root = URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent)
+        let (raw, root) = try source.open()
         let plansURL = root.appendingPathComponent("\(plans).json")
         guard FileManager.default.fileExists(atPath: plansURL.path) else {
-            throw CommandFailure("\(plansURL.path): no plans; run `nnseg plan -d \(dataset) --output \(output)` first")
+            throw CommandFailure("\(plansURL.path): no plans; run `nnseg plan -d \(source.dataset) --output \(source.output)` first")
         }
         let planned = try Plans(contentsOf: plansURL)
         let names = configuration.isEmpty ? ["2d", "3d_fullres", "3d_lowres"].filter { (try? planned.configuration($0)) != nil } : configuration

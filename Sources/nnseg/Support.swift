@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ExperimentPlanning
 import Logging
 
 /// Log options shared by every command. Logs are structured (swift-log, key=value metadata) on stderr.
@@ -63,4 +64,19 @@ final class ProgressReporter: @unchecked Sendable {
 struct CommandFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The raw dataset and output root shared by `nnseg plan` and `nnseg preprocess`.
+struct RawDatasetOptions: ParsableArguments {
+    @Option(name: [.customShort("d"), .long], help: "Raw dataset folder (dataset.json, imagesTr/, labelsTr/).")
+    var dataset: String
+
+    @Option(help: "Output root: plans and preprocessed data live in <output>/<dataset folder name>/.")
+    var output: String = "nnseg-preprocessed"
+
+    /// The dataset, read, and its folder under the output root.
+    func open() throws -> (raw: RawDataset, folder: URL) {
+        let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
+        return (raw, URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent))
+    }
 }
