@@ -24,13 +24,9 @@ struct SegmentationReaderTests {
         return (sizes, origin, values)
     }
 
-    static func series(_ folder: String) throws -> LoadedSeries {
-        let scan = try DICOMScanner().scan(SharedData.dataFile(folder))
-        return try DICOMSeriesLoader().load(try #require(scan.stacks.first))
-    }
 
     @Test func dcmqiBinaryLiverEqualsItsLabelMap() throws {
-        let ct = try Self.series("dicom-zoo/seg-dcmqi-liver/ct-3slice")
+        let ct = try loadFirstSeries("dicom-zoo/seg-dcmqi-liver/ct-3slice")
         let seg = try SegmentationReader.read(SharedData.dataFile("dicom-zoo/seg-dcmqi-liver/liver.dcm"),
                                                onto: ct.volume.geometry, shape: ct.volume.shape)
         #expect(seg.segmentationType == "BINARY" && seg.segments == [.init(number: 1, label: "Liver")])
@@ -47,7 +43,7 @@ struct SegmentationReaderTests {
 
     @Test(arguments: ["noppv", "ppv5"])
     func dcmqiLabelMapSEGEqualsItsLabelMap(variant: String) throws {
-        let image = try Self.series("dicom-zoo/seg-dcmqi-labelmap/image")
+        let image = try loadFirstSeries("dicom-zoo/seg-dcmqi-labelmap/image")
         let seg = try SegmentationReader.read(SharedData.dataFile("dicom-zoo/seg-dcmqi-labelmap/sparse-labelmap-\(variant).dcm"),
                                                onto: image.volume.geometry, shape: image.volume.shape)
         #expect(seg.segmentationType == "LABELMAP")
@@ -65,7 +61,7 @@ struct SegmentationReaderTests {
     }
 
     @Test func overlappingSegmentsAreCounted() throws {
-        let ct = try Self.series("dicom-zoo/seg-dcmqi-liver/ct-3slice")
+        let ct = try loadFirstSeries("dicom-zoo/seg-dcmqi-liver/ct-3slice")
         let seg = try SegmentationReader.read(SharedData.dataFile("dicom-zoo/seg-dcmqi-liver/partial_overlaps.dcm"),
                                                onto: ct.volume.geometry, shape: ct.volume.shape)
         #expect(seg.segments.count == 5)
@@ -73,7 +69,7 @@ struct SegmentationReaderTests {
     }
 
     @Test func aSEGOffTheGridIsRefusedWithTheFrameNamed() throws {
-        let ct = try Self.series("dicom-zoo/seg-dcmqi-liver/ct-3slice")
+        let ct = try loadFirstSeries("dicom-zoo/seg-dcmqi-liver/ct-3slice")
         var shifted = ct.volume.geometry
         shifted.origin.z += 0.5
         #expect {
@@ -83,4 +79,10 @@ struct SegmentationReaderTests {
             return e?.code == .noGeometry && e?.detail.contains("frame 1 lies off the series grid") == true && e?.subject.hasSuffix("liver.dcm") == true
         }
     }
+}
+
+/// The first geometric stack of a shared-data folder, loaded.
+func loadFirstSeries(_ folder: String) throws -> LoadedSeries {
+    let scan = try DICOMScanner().scan(SharedData.dataFile(folder))
+    return try DICOMSeriesLoader().load(try #require(scan.stacks.first))
 }

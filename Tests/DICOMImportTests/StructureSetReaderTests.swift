@@ -7,16 +7,12 @@ import VolumeGeometry
 
 /// Third-party RTSTRUCTs rasterised onto their source series.
 struct StructureSetReaderTests {
-    static func series(_ folder: String) throws -> LoadedSeries {
-        let scan = try DICOMScanner().scan(SharedData.dataFile(folder))
-        return try DICOMSeriesLoader().load(try #require(scan.stacks.first))
-    }
 
     /// rt-utils' RTSTRUCT on its two CT slices, against plastimatch's rasterisation of the same file. Its
     /// ROI is a square with a second, inner square contour on the same slice: with the even-odd reading
     /// (what planning systems do with nested contours, plastimatch's --xor-contours) that is a ring.
     @Test func rtUtilsStructureMatchesPlastimatch() throws {
-        let ct = try Self.series("dicom-zoo/rtstruct-rtutils/ct")
+        let ct = try loadFirstSeries("dicom-zoo/rtstruct-rtutils/ct")
         let url = SharedData.dataFile("dicom-zoo/rtstruct-rtutils/rt.dcm")
         let rois = try StructureSetReader.rois(url)
         #expect(rois.count == 1 && rois[0].contourCount == 2)
@@ -46,7 +42,7 @@ struct StructureSetReaderTests {
     /// MIM's RTSTRUCT references images that are not in the folder: the contours on them are refused,
     /// named, rather than dropped.
     @Test func contoursOnMissingImagesAreRefused() throws {
-        let ct = try Self.series("dicom-zoo/rtstruct-rtutils/ct")
+        let ct = try loadFirstSeries("dicom-zoo/rtstruct-rtutils/ct")
         let url = SharedData.dataFile("dicom-zoo/rtstruct-rtutils/invalid_reference_rt_mim.dcm")
         let rois = try StructureSetReader.rois(url)
         #expect(rois.count == 4)

@@ -52,18 +52,8 @@ struct PlanCommandTests {
 
     /// A raw dataset that brings its own splits_final.json: checked and copied next to the plans.
     @Test func ownSplitsAreCopied() throws {
-        let source = SharedData.dataFile("Dataset004_Hippocampus")
-        let raw = try SharedData.temporaryDirectory("plan-splits").appendingPathComponent("Dataset997_Five")
-        let fm = FileManager.default
-        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
         let ids = ["hippocampus_001", "hippocampus_003", "hippocampus_004", "hippocampus_006", "hippocampus_007"]
-        for id in ids {
-            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
-            try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
-        }
-        var description = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("dataset.json"))) as? [String: Any])
-        description["numTraining"] = 5
-        try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
+        let raw = try SharedData.hippocampusSubset(ids, name: "Dataset997_Five")
         let splits = [["train": Array(ids.prefix(4)), "val": [ids[4]]]]
         try JSONSerialization.data(withJSONObject: splits).write(to: raw.appendingPathComponent("splits_final.json"))
         let out = raw.deletingLastPathComponent().appendingPathComponent("out")
@@ -86,21 +76,13 @@ struct PlanCommandTests {
     /// A damaged dataset: every problem is named with its file, and nothing is planned.
     @Test func integrityProblemsAreNamedAndNothingIsWritten() throws {
         let source = SharedData.dataFile("Dataset004_Hippocampus")
-        let raw = try SharedData.temporaryDirectory("plan-bad").appendingPathComponent("Dataset998_Broken")
         let fm = FileManager.default
-        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
-        for id in ["hippocampus_001", "hippocampus_003", "hippocampus_004"] {
-            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
-            if id != "hippocampus_003" {
-                try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
-            }
-        }
+        let raw = try SharedData.hippocampusSubset(["hippocampus_001", "hippocampus_003", "hippocampus_004"], name: "Dataset998_Broken",
+                                                   numTraining: 5)
+        try fm.removeItem(at: raw.appendingPathComponent("labelsTr/hippocampus_003.nii.gz"))
         // Case 004 gets the label of case 001 (a different size).
         try fm.removeItem(at: raw.appendingPathComponent("labelsTr/hippocampus_004.nii.gz"))
         try fm.copyItem(at: source.appendingPathComponent("labelsTr/hippocampus_001.nii.gz"), to: raw.appendingPathComponent("labelsTr/hippocampus_004.nii.gz"))
-        var description = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("dataset.json"))) as? [String: Any])
-        description["numTraining"] = 5
-        try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
         let out = raw.deletingLastPathComponent().appendingPathComponent("out")
         let result = try CommandRunner.nnseg(["plan", "-d", raw.path, "--output", out.path])
         #expect(result.status != 0)

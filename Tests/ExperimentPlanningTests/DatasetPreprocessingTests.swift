@@ -73,15 +73,8 @@ struct DatasetPreprocessingTests {
 
     /// The on-disk format: `.npy` arrays numpy reads, properties JSON; a whole dataset with progress.
     @Test func writesTheDatasetFolder() throws {
-        let source = SharedData.dataFile("Dataset004_Hippocampus")
-        let raw = try SharedData.temporaryDirectory("preprocess").appendingPathComponent("Dataset004_Hippocampus")
+        let raw = try SharedData.hippocampusSubset(Self.cases)
         let fm = FileManager.default
-        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
-        for id in Self.cases {
-            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
-            try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
-        }
-        try fm.copyItem(at: source.appendingPathComponent("dataset.json"), to: raw.appendingPathComponent("dataset.json"))
         let out = raw.deletingLastPathComponent().appendingPathComponent("out")
         let counter = Counter()
         let written = try DatasetPreprocessor.run(dataset: RawDataset(folder: raw), plans: Self.plans(), configuration: "3d_fullres", output: out,

@@ -45,4 +45,24 @@ public enum SharedData {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
     }
+
+    /// A raw dataset folder `<new temporary directory>/<name>` holding the given Hippocampus cases (image,
+    /// label) and the dataset's dataset.json with `numTraining` set (default: the number of cases).
+    public static func hippocampusSubset(_ identifiers: [String], name: String = "Dataset004_Hippocampus",
+                                         numTraining: Int? = nil) throws -> URL {
+        let source = dataFile("Dataset004_Hippocampus")
+        let raw = try temporaryDirectory(name).appendingPathComponent(name)
+        let fm = FileManager.default
+        for sub in ["imagesTr", "labelsTr"] { try fm.createDirectory(at: raw.appendingPathComponent(sub), withIntermediateDirectories: true) }
+        for id in identifiers {
+            try fm.copyItem(at: source.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"), to: raw.appendingPathComponent("imagesTr/\(id)_0000.nii.gz"))
+            try fm.copyItem(at: source.appendingPathComponent("labelsTr/\(id).nii.gz"), to: raw.appendingPathComponent("labelsTr/\(id).nii.gz"))
+        }
+        guard var description = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("dataset.json"))) as? [String: Any] else {
+            throw NSError(domain: "SharedData", code: 1, userInfo: [NSLocalizedDescriptionKey: "dataset.json is not an object"])
+        }
+        description["numTraining"] = numTraining ?? identifiers.count
+        try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
+        return raw
+    }
 }
