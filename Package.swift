@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "Digest", "TestSupport",
                                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels"]),
+        .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels", "TestSupport"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "TensorKernels", "PlansModel", "TestSupport"]),
         .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),

@@ -10,17 +10,6 @@ import Glibc
 /// partial, and the audit log accounts for every case. `NNSEG_SOAK=1` runs a longer soak. The quiet period
 /// (2 s) exceeds the longest pause of the delivery (up to 0.8 s plus a restart), as the runbook requires.
 struct WatchFaultInjectionTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     final class Watcher {
         let arguments: [String]
         var process: Process?
@@ -47,7 +36,7 @@ struct WatchFaultInjectionTests {
     func seriesSurviveRandomKills() throws {
         let soak = ProcessInfo.processInfo.environment["NNSEG_SOAK"] == "1"
         let seriesCount = soak ? 60 : 20, kills = soak ? 30 : 10
-        var rng = Generator(state: 20261123)
+        var rng = SplitMix(state: 20261123)
         let dir = try SharedData.temporaryDirectory("watch-faults")
         defer { try? FileManager.default.removeItem(at: dir) }
         let fm = FileManager.default

@@ -10,17 +10,6 @@ import UNet
 /// Pieces of the predictor that the five reference cases do not reach: 2-D networks, mirroring on its
 /// own, fp32 accumulation, cascades, postprocessing.
 struct PipelineTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func network2D() throws -> CompiledUNet {
         let a = NetworkArchitecture(kind: .plainConvUNet, dimension: 2, featuresPerStage: [8, 16], kernelSizes: [[3, 3], [3, 3]],
                                     strides: [[1, 1], [2, 2]], blocksPerStage: [1, 1], convsPerDecoderStage: [1])

@@ -1,19 +1,9 @@
 import Testing
+import TestSupport
 @testable import TensorKernels
 
 /// Every optimised kernel against its plain reference on random shapes (ggml's test-backend-ops idea).
 struct KernelParityTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func random(_ shape: [Int], _ rng: inout SplitMix, scale: Float = 1) -> Tensor {
         Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
     }
