@@ -1,0 +1,229 @@
+import CDNNL
+
+/// A convolution or transposed convolution for training: forward (training mode), backward-data and
+/// backward-weights primitives, all created from `format_tag any` descriptors (the backward ones with
+/// the forward primitive as hint), so oneDNN picks its fast blocked layouts everywhere. Each primitive
+/// may want its own layout for the same logical tensor; `sourceDesc`, `diffDestinationDesc…` etc. say
+/// which, and the caller reorders where they differ.
+///
+/// Weights are owned by the caller in PyTorch's plain layout (`(O, I, k…)`, transposed `(I, O, k…)`) and
+/// copied in with ``loadWeights(_:bias:)``; gradients come back in the same plain layout.
+public final class TrainingConvolution: @unchecked Sendable {
+    public typealias Kind = ConvolutionKernel.Kind
+
+    public let kind: Kind
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let geometry: ConvolutionGeometry
+    public let weightShape: [Int]
+    public let hasBias: Bool
+    let context: DNNLContext
+    let forward: DNNLPrimitive
+    let backwardData: DNNLPrimitive?
+    let backwardWeights: DNNLPrimitive
+
+    /// Layouts the forward primitive reads and writes.
+    public let sourceDesc: dnnl_memory_desc_t
+    public let destinationDesc: dnnl_memory_desc_t
+    /// Layouts of backward-data (diff of the output in, diff of the input out).
+    public let dataDiffDestinationDesc: dnnl_memory_desc_t?
+    public let diffSourceDesc: dnnl_memory_desc_t?
+    /// Layouts of backward-weights (the forward input and the diff of the output in).
+    public let weightsSourceDesc: dnnl_memory_desc_t
+    public let weightsDiffDestinationDesc: dnnl_memory_desc_t
+
+    let userWeights: DNNLMemory          // plain PyTorch layout
+    let forwardWeights: DNNLMemory       // forward layout
+    let dataWeights: DNNLMemory?         // backward-data layout (aliases forwardWeights when equal)
+    let diffWeights: DNNLMemory          // backward-weights layout
+    let userDiffWeights: DNNLMemory      // plain
+    let bias: DNNLMemory?
+    let diffBias: DNNLMemory?
+
+    /// - Parameters:
+    ///   - inputShape: `(N, C, spatial…)`.
+    ///   - needsDataGradient: false for the first layer (nothing upstream needs the input's gradient).
+    public init(context: DNNLContext, kind: Kind, inputShape: [Int], outputChannels: Int, geometry: ConvolutionGeometry,
+                bias hasBias: Bool, needsDataGradient: Bool = true, sourceDesc fixedSource: dnnl_memory_desc_t? = nil) throws {
+        self.kind = kind
+        self.context = context
+        self.inputShape = inputShape
+        self.geometry = geometry
+        self.hasBias = hasBias
+        let spatialRank = inputShape.count - 2
+        let inChannels = inputShape[1]
+        let spatialIn = Array(inputShape.dropFirst(2))
+        let spatialOut = kind == .convolution ? geometry.outputShape(spatialIn) : geometry.transposedOutputShape(spatialIn)
+        outputShape = [inputShape[0], outputChannels] + spatialOut
+        let logicalWeights = [outputChannels, inChannels] + geometry.kernel
+        weightShape = kind == .convolution ? logicalWeights : [inChannels, outputChannels] + geometry.kernel
+
+        let any = dnnl_format_tag_any
+        var src = try fixedSource ?? makeDesc(inputShape, tag: any)
+        var w = try makeDesc(logicalWeights, tag: any)
+        var dst = try makeDesc(outputShape, tag: any)
+        var biasDesc = hasBias ? try makeDesc([outputChannels], tag: dnnl_a) : dnnl_memory_desc_t()
+        let strides = dnnlDims(geometry.stride), pad = dnnlDims(geometry.padding)
+        let name = kind == .convolution ? "convolution" : "deconvolution"
+
+        func create(_ body: (inout dnnl_primitive_desc_t?) throws -> Void, _ what: String) throws -> DNNLPrimitive {
+            var pd: dnnl_primitive_desc_t?
+            try body(&pd)
+            return try DNNLPrimitive(descriptor: pd!, name: what)
+        }
+
+        // Forward (training).
+        forward = try create({ pd in
+            switch kind {
+            case .convolution:
+                var d = dnnl_convolution_desc_t()
+                try dnnlCheck(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, &src, &w, &biasDesc,
+                                                                 &dst, strides, pad, pad), "dnnl_convolution_forward_desc_init(training)")
+                try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name) forward)")
+            case .transposed:
+                var d = dnnl_deconvolution_desc_t()
+                try dnnlCheck(dnnl_deconvolution_forward_desc_init(&d, dnnl_forward_training, dnnl_deconvolution_direct, &src, &w,
+                                                                   &biasDesc, &dst, strides, pad, pad),
+                              "dnnl_deconvolution_forward_desc_init(training)")
+                try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name) forward)")
+            }
+        }, "\(name) forward")
+        sourceDesc = forward.queryDesc(dnnl_query_src_md)
+        destinationDesc = forward.queryDesc(dnnl_query_dst_md)
+        let hint = forward.descriptor
+
+        // Backward data, from `any` descriptors with the forward as hint.
+        if needsDataGradient {
+            var diffSrc = try makeDesc(inputShape, tag: any), wd = try makeDesc(logicalWeights, tag: any)
+            var diffDst = try makeDesc(outputShape, tag: any)
+            let p = try create({ pd in
+                switch kind {
+                case .convolution:
+                    var d = dnnl_convolution_desc_t()
+                    try dnnlCheck(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, &diffSrc, &wd, &diffDst, strides,
+                                                                           pad, pad), "dnnl_convolution_backward_data_desc_init")
+                    try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward data)")
+                case .transposed:
+                    var d = dnnl_deconvolution_desc_t()
+                    try dnnlCheck(dnnl_deconvolution_backward_data_desc_init(&d, dnnl_deconvolution_direct, &diffSrc, &wd, &diffDst,
+                                                                             strides, pad, pad), "dnnl_deconvolution_backward_data_desc_init")
+                    try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward data)")
+                }
+            }, "\(name) backward data")
+            backwardData = p
+            diffSourceDesc = p.queryDesc(dnnl_query_diff_src_md)
+            dataDiffDestinationDesc = p.queryDesc(dnnl_query_diff_dst_md)
+        } else {
+            backwardData = nil
+            diffSourceDesc = nil
+            dataDiffDestinationDesc = nil
+        }
+
+        // Backward weights.
+        do {
+            var s = try makeDesc(inputShape, tag: any), dw = try makeDesc(logicalWeights, tag: any)
+            var db = hasBias ? try makeDesc([outputChannels], tag: dnnl_a) : dnnl_memory_desc_t()
+            var diffDst = try makeDesc(outputShape, tag: any)
+            backwardWeights = try create({ pd in
+                switch kind {
+                case .convolution:
+                    var d = dnnl_convolution_desc_t()
+                    try dnnlCheck(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &s, &dw, &db, &diffDst, strides,
+                                                                              pad, pad), "dnnl_convolution_backward_weights_desc_init")
+                    try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward weights)")
+                case .transposed:
+                    var d = dnnl_deconvolution_desc_t()
+                    try dnnlCheck(dnnl_deconvolution_backward_weights_desc_init(&d, dnnl_deconvolution_direct, &s, &dw, &db, &diffDst,
+                                                                                strides, pad, pad), "dnnl_deconvolution_backward_weights_desc_init")
+                    try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward weights)")
+                }
+            }, "\(name) backward weights")
+        }
+        weightsSourceDesc = backwardWeights.queryDesc(dnnl_query_src_md)
+        weightsDiffDestinationDesc = backwardWeights.queryDesc(dnnl_query_diff_dst_md)
+
+        let userTag: dnnl_format_tag_t
+        switch (kind, spatialRank) {
+        case (.convolution, 3): userTag = dnnl_oidhw
+        case (.convolution, _): userTag = dnnl_oihw
+        case (.transposed, 3): userTag = dnnl_iodhw
+        case (.transposed, _): userTag = dnnl_iohw
+        }
+        let userDesc = try makeDesc(logicalWeights, tag: userTag)
+        userWeights = try DNNLMemory(context: context, desc: userDesc)
+        userDiffWeights = try DNNLMemory(context: context, desc: userDesc)
+        forwardWeights = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_weights_md))
+        if let backwardData {
+            let desc = backwardData.queryDesc(dnnl_query_weights_md)
+            var a = desc, b = forwardWeights.desc
+            dataWeights = dnnl_memory_desc_equal(&a, &b) != 0 ? forwardWeights : try DNNLMemory(context: context, desc: desc)
+        } else {
+            dataWeights = nil
+        }
+        diffWeights = try DNNLMemory(context: context, desc: backwardWeights.queryDesc(dnnl_query_diff_weights_md))
+        bias = hasBias ? try DNNLMemory(context: context, desc: biasDesc) : nil
+        diffBias = hasBias ? try DNNLMemory(context: context, desc: biasDesc) : nil
+    }
+
+    /// Implementation names (forward, backward data, backward weights); "ref" means the slow path.
+    public var implementations: [String] {
+        [forward.implementation, backwardData?.implementation, backwardWeights.implementation].compactMap { $0 }
+    }
+
+    public var weightCount: Int { weightShape.reduce(1, *) }
+
+    /// Copies the weights (PyTorch layout) and bias in and converts them to the primitives' layouts.
+    public func loadWeights(_ weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?) throws {
+        userWeights.pointer.update(from: weights, count: weightCount)
+        try reorder(from: userWeights, to: forwardWeights)
+        if let dataWeights, dataWeights !== forwardWeights { try reorder(from: userWeights, to: dataWeights) }
+        if let b = self.bias, let bias { b.pointer.update(from: bias, count: outputShape[1]) }
+    }
+
+    public func makeSource() throws -> DNNLMemory { try DNNLMemory(context: context, desc: sourceDesc) }
+    public func makeDestination() throws -> DNNLMemory { try DNNLMemory(context: context, desc: destinationDesc) }
+
+    public func runForward(source: DNNLMemory, destination: DNNLMemory) throws {
+        var args: [(Int32, DNNLMemory)] = [(nnseg_dnnl_arg_src, source), (nnseg_dnnl_arg_weights, forwardWeights),
+                                           (nnseg_dnnl_arg_dst, destination)]
+        if let bias { args.append((nnseg_dnnl_arg_bias, bias)) }
+        try context.execute(forward, args)
+    }
+
+    /// Gradient of the input, written into `diffSource` (layout `diffSourceDesc`).
+    public func runBackwardData(diffDestination: DNNLMemory, diffSource: DNNLMemory) throws {
+        guard let backwardData, let dataWeights else { preconditionFailure("built without a data gradient") }
+        try context.execute(backwardData, [(nnseg_dnnl_arg_diff_dst, diffDestination), (nnseg_dnnl_arg_weights, dataWeights),
+                                           (nnseg_dnnl_arg_diff_src, diffSource)])
+    }
+
+    /// Gradients of weights and bias, added (`+=`) to `weightGradient` / `biasGradient` in PyTorch layout.
+    public func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory,
+                                   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?) throws {
+        var args: [(Int32, DNNLMemory)] = [(nnseg_dnnl_arg_src, source), (nnseg_dnnl_arg_diff_dst, diffDestination),
+                                           (nnseg_dnnl_arg_diff_weights, diffWeights)]
+        if let diffBias { args.append((nnseg_dnnl_arg_diff_bias, diffBias)) }
+        try context.execute(backwardWeights, args)
+        try reorder(from: diffWeights, to: userDiffWeights)
+        let g = userDiffWeights.pointer
+        for i in 0..<weightCount { weightGradient[i] += g[i] }
+        if let diffBias, let biasGradient {
+            let b = diffBias.pointer
+            for i in 0..<outputShape[1] { biasGradient[i] += b[i] }
+        }
+    }
+}
+
+/// A short layout name for logs and tests: strides order and inner blocks, e.g. `blocked[b16]` or `plain`.
+public func layoutName(_ desc: dnnl_memory_desc_t) -> String {
+    guard desc.format_kind == dnnl_blocked else { return "format \(desc.format_kind.rawValue)" }
+    let rank = Int(desc.ndims)
+    let b = desc.format_desc.blocking
+    let strides = withUnsafeBytes(of: b.strides) { Array($0.bindMemory(to: Int64.self).prefix(rank)) }
+    let blocks = withUnsafeBytes(of: b.inner_blks) { Array($0.bindMemory(to: Int64.self).prefix(Int(b.inner_nblks))) }
+    let idx = withUnsafeBytes(of: b.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(Int(b.inner_nblks))) }
+    let letters = Array("abcdefgh")
+    let order = (0..<rank).sorted { strides[$0] > strides[$1] || (strides[$0] == strides[$1] && $0 < $1) }.map { String(letters[$0]) }.joined()
+    let inner = zip(idx, blocks).map { "\($1)\(letters[Int($0)])" }.joined()
+    return order + inner
+}
