@@ -78,6 +78,11 @@ let package = Package(
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
+        .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "CDNNL", "ExperimentPlanning", "Inference", "NIfTI",
+                                                 "TorchCheckpoint", "Preprocessing", "Resampling", "VolumeGeometry",
+                                                 .product(name: "Logging", package: "swift-log")],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+
         // MARK: L5
         .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
                                                       "NIfTI", "QASnapshot", .product(name: "Yams", package: "Yams")]),
@@ -114,6 +119,7 @@ let package = Package(
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
     ],
     cxxLanguageStandard: .cxx17

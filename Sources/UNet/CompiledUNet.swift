@@ -243,10 +243,3 @@ public final class CompiledUNet: @unchecked Sendable {
 
 func ones(_ n: Int) -> [Int] { Array(repeating: 1, count: n) }
 func zeros(_ n: Int) -> [Int] { Array(repeating: 0, count: n) }
-
-extension DNNLMemory {
-    func sameLayout(asDesc other: dnnl_memory_desc_t) -> Bool {
-        var a = desc, b = other
-        return dnnl_memory_desc_equal(&a, &b) != 0
-    }
-}

@@ -6,6 +6,11 @@ public struct WeightError: Error, CustomStringConvertible, Equatable {
     public let tensor: String
     public let detail: String
     public var description: String { "WEIGHTS_MISMATCH: \(tensor): \(detail)" }
+
+    public init(tensor: String, detail: String) {
+        self.tensor = tensor
+        self.detail = detail
+    }
 }
 
 /// nnU-Net's PlainConvUNet or ResidualEncoderUNet (dynamic-network-architectures 0.4.4), built from a

@@ -110,6 +110,8 @@ public final class DNNLMemory: @unchecked Sendable {
     let handle: dnnl_memory_t
     public let desc: dnnl_memory_desc_t
     let context: DNNLContext
+    /// The memory whose buffer this one views (kept alive), or nil when the buffer is its own.
+    let owner: AnyObject?
 
     public init(context: DNNLContext, desc: dnnl_memory_desc_t) throws {
         var d = desc
@@ -118,6 +120,18 @@ public final class DNNLMemory: @unchecked Sendable {
         handle = m!
         self.desc = desc
         self.context = context
+        owner = nil
+    }
+
+    /// A memory over a buffer owned by `owner`.
+    init(context: DNNLContext, desc: dnnl_memory_desc_t, handle buffer: UnsafeMutableRawPointer, owner: AnyObject) throws {
+        var d = desc
+        var m: dnnl_memory_t?
+        try dnnlCheck(dnnl_memory_create(&m, &d, context.engine, buffer), "dnnl_memory_create(view)")
+        handle = m!
+        self.desc = desc
+        self.context = context
+        self.owner = owner
     }
 
     deinit { dnnl_memory_destroy(handle) }

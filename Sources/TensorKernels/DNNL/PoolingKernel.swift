@@ -64,6 +64,11 @@ extension DNNLMemory {
         }
     }
 
+    public func sameLayout(asDesc other: dnnl_memory_desc_t) -> Bool {
+        var a = desc, b = other
+        return dnnl_memory_desc_equal(&a, &b) != 0
+    }
+
     public func sameLayout(as other: DNNLMemory) -> Bool {
         var a = desc, b = other.desc
         return dnnl_memory_desc_equal(&a, &b) != 0

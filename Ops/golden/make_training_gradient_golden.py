@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Golden loss and gradients of nnU-Net's training step (torch, CPU, float64) for small PlainConvUNets.
+
+For each case: a PlainConvUNet (dynamic-network-architectures, deep supervision on) initialised with
+nnU-Net's InitWeights_He(1e-2), norm affine parameters and biases set to random values so every term is
+exercised; a random input and label map; the loss exactly as nnUNetTrainer._build_loss builds it
+(DC_and_CE_loss with MemoryEfficientSoftDiceLoss, batch_dice as given, optional ignore label, wrapped in
+DeepSupervisionWrapper with nnU-Net's weights; targets downsampled with nearest-exact as
+DownsampleSegForDSTransform does). The net runs in float64 so the Swift float32 result can be checked
+tightly. Writes `CASE.npz` with the float32 weights (`w:<name>`), `x`, `target`, `loss` and float64
+gradients rounded to float32 (`g:<name>`; parameters without a gradient are absent).
+
+    /tmp/ref/bin/python Ops/golden/make_training_gradient_golden.py Fixtures/golden/training
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from torch import nn
+
+CASES = {
+    # name: (dim, features, patch, batch, batch_dice, ignore_label, classes)
+    "plain3d": (3, [16, 16, 32, 32], [8, 16, 8], 2, False, None, 3),
+    "plain2d_batchdice_ignore": (2, [8, 16, 16, 16], [16, 24], 3, True, 3, 3),
+}
+
+
+def main(out_dir):
+    torch.set_num_threads(2)
+    for name, (dim, features, patch, batch, batch_dice, ignore, classes) in CASES.items():
+        torch.manual_seed(1234)
+        rng = np.random.default_rng(1234)
+        conv = nn.Conv3d if dim == 3 else nn.Conv2d
+        norm = nn.InstanceNorm3d if dim == 3 else nn.InstanceNorm2d
+        n = len(features)
+        net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
+                            conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                            nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+        net.apply(InitWeights_He(1e-2))
+        with torch.no_grad():
+            for k, p in net.named_parameters():
+                if p.ndim == 1:
+                    p.copy_(torch.from_numpy(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+        weights = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()
+                   if "all_modules" not in k and not k.startswith("decoder.encoder.")}
+        net = net.double()
+        x = rng.uniform(-1, 1, [batch, 1] + patch).astype(np.float32)
+        labels = rng.integers(0, classes + (1 if ignore is not None else 0), [batch, 1] + patch).astype(np.int16)
+        outputs = net(torch.from_numpy(x).double())
+        scales = [[1.0] * dim]
+        for s in range(1, n - 1):
+            scales.append([1.0 / 2 ** s] * dim)
+        targets = []
+        for sc in scales:
+            shape = [round(p * f) for p, f in zip(patch, sc)]
+            t = torch.nn.functional.interpolate(torch.from_numpy(labels).double(), size=shape, mode="nearest-exact")
+            targets.append(t)
+        loss = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                              weight_dice=1, ignore_label=ignore, dice_class=MemoryEfficientSoftDiceLoss)
+        w = np.array([1 / (2 ** i) for i in range(len(scales))])
+        w[-1] = 0
+        w = w / w.sum()
+        value = DeepSupervisionWrapper(loss, w)(outputs, targets)
+        value.backward()
+        out = {"x": x, "target": labels[:, 0], "loss": np.array([value.item()])}
+        for k, v in weights.items():
+            out["w:" + k] = v
+        for k, p in net.named_parameters():
+            if p.grad is not None:
+                out["g:" + k] = p.grad.numpy().astype(np.float32)
+        np.savez_compressed(os.path.join(out_dir, name + ".npz"), **out)
+        print(name, value.item(), sum(1 for k in out if k.startswith("g:")), "gradients")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

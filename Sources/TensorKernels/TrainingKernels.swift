@@ -1,0 +1,271 @@
+import CDNNL
+import Dispatch
+import Foundation
+
+/// Element-wise training kernels on oneDNN memories in the layouts the convolutions chose (plain,
+/// channel-blocked or channels-last; every operand of one call shares the layout). Work is split over
+/// (sample, channel block) groups; 16-wide blocks run as `SIMD16<Float>` over contiguous voxels.
+public enum TrainingKernels {
+    struct Layout {
+        let groups: [InstanceNormKernel.ChannelGroup]
+        let volume: Int
+        let channels: Int
+        let samples: Int
+        var groupsPerSample: Int { groups.count / samples }
+    }
+
+    static func layout(_ m: DNNLMemory) -> Layout {
+        guard let (groups, volume) = InstanceNormKernel.groups(of: m) else {
+            preconditionFailure("training kernels need a plain, channel-blocked or channels-last layout, got \(layoutName(m.desc))")
+        }
+        return Layout(groups: groups, volume: volume, channels: m.dims[1], samples: m.dims[0])
+    }
+
+    static func checkSame(_ a: DNNLMemory, _ b: DNNLMemory, _ what: String) {
+        precondition(a.sameLayout(as: b), "\(what): operands must share a layout (\(layoutName(a.desc)) vs \(layoutName(b.desc)))")
+    }
+
+    /// Runs `body(group, sampleIndex)` for every channel group, on all cores.
+    static func forEachGroup(_ layout: Layout, _ body: @Sendable (InstanceNormKernel.ChannelGroup, Int) -> Void) {
+        let perSample = layout.groupsPerSample
+        DispatchQueue.concurrentPerform(iterations: layout.groups.count) { i in body(layout.groups[i], i / perSample) }
+    }
+
+    // MARK: Instance norm (+ LeakyReLU)
+
+    /// `output = LeakyReLU?(γ·(input − μ)/σ + β)` per sample and channel (biased variance), keeping μ and
+    /// 1/σ (`(N·C)` each, sample-major) for the backward pass. `input` is left unchanged.
+    public static func instanceNormForward(input: DNNLMemory, output: DNNLMemory, gamma: [Float], beta: [Float], epsilon: Float,
+                                           slope: Float?, mean: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>) {
+        checkSame(input, output, "instance norm")
+        let l = layout(input)
+        let C = l.channels, V = l.volume
+        nonisolated(unsafe) let (x, y, mu, rs) = (input.pointer, output.pointer, mean, inverseStd)
+        let negative = slope ?? 1
+        forEachGroup(l) { g, n in
+            let stats = n * C + g.firstChannel
+            switch g.width {
+            case 16:
+                normForward(x + g.offset, y + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma, beta: beta, channel0: g.firstChannel,
+                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats, as: SIMD16<Float>.self)
+            case 8:
+                normForward(x + g.offset, y + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma, beta: beta, channel0: g.firstChannel,
+                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats, as: SIMD8<Float>.self)
+            default:
+                for lane in 0..<g.lanes {
+                    normForwardScalar(x + g.offset + lane, y + g.offset + lane, volume: V, step: g.step, gamma: gamma[g.firstChannel + lane],
+                                      beta: beta[g.firstChannel + lane], epsilon: epsilon, negative: negative, mean: mu + stats + lane,
+                                      inverseStd: rs + stats + lane)
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    static func normForward<W: SIMD>(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int,
+                                     gamma: [Float], beta: [Float], channel0: Int, epsilon: Float, negative: Float,
+                                     mean: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>, as _: W.Type)
+    where W.Scalar == Float {
+        let src = UnsafeRawPointer(x), dst = UnsafeMutableRawPointer(y)
+        let bytes = step &* 4
+        @inline(__always) func load(_ v: Int) -> W { src.loadUnaligned(fromByteOffset: v &* bytes, as: W.self) }
+        var total = [Double](repeating: 0, count: W.scalarCount)
+        var i = 0
+        while i < volume {
+            let end = min(i + 256, volume)
+            var s = W()
+            while i < end { s += load(i); i &+= 1 }
+            for l in 0..<W.scalarCount { total[l] += Double(s[l]) }
+        }
+        var m = W()
+        for l in 0..<W.scalarCount { m[l] = Float(total[l] / Double(volume)); total[l] = 0 }
+        i = 0
+        while i < volume {
+            let end = min(i + 256, volume)
+            var s = W()
+            while i < end { let d = load(i) - m; s += d * d; i &+= 1 }
+            for l in 0..<W.scalarCount { total[l] += Double(s[l]) }
+        }
+        var scale = W(), shift = W()
+        for l in 0..<lanes {
+            let r = Float(1 / (total[l] / Double(volume) + Double(epsilon)).squareRoot())
+            mean[l] = m[l]
+            inverseStd[l] = r
+            scale[l] = gamma[channel0 + l] * r
+            shift[l] = beta[channel0 + l] - m[l] * scale[l]
+        }
+        let neg = W(repeating: negative)
+        for v in 0..<volume {
+            let z = load(v) * scale + shift
+            dst.storeBytes(of: z.replacing(with: z * neg, where: z .< W()), toByteOffset: v &* bytes, as: W.self)
+        }
+    }
+
+    /// One channel, voxels `step` floats apart (plain layouts and odd channel counts).
+    static func normForwardScalar(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, volume: Int, step: Int, gamma: Float,
+                                  beta: Float, epsilon: Float, negative: Float, mean: UnsafeMutablePointer<Float>,
+                                  inverseStd: UnsafeMutablePointer<Float>) {
+        var sum = 0.0
+        for i in 0..<volume { sum += Double(x[i &* step]) }
+        let m = Float(sum / Double(volume))
+        var sq = 0.0
+        for i in 0..<volume { let d = Double(x[i &* step] - m); sq += d * d }
+        let r = Float(1 / (sq / Double(volume) + Double(epsilon)).squareRoot())
+        mean.pointee = m
+        inverseStd.pointee = r
+        let scale = gamma * r, shift = beta - m * scale
+        for i in 0..<volume {
+            let z = x[i &* step] * scale + shift
+            y[i &* step] = z < 0 ? z * negative : z
+        }
+    }
+
+    static func normBackwardScalar(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                   _ dx: UnsafeMutablePointer<Float>, volume: Int, step: Int, gamma: Float, negative: Float, mean: Float,
+                                   inverseStd r: Float, s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>) {
+        var a = 0.0, b = 0.0
+        for i in 0..<volume {
+            let k = i &* step
+            let d = y[k] < 0 ? dy[k] * negative : dy[k]
+            a += Double(d)
+            b += Double(d * (x[k] - mean) * r)
+        }
+        s1.pointee = a
+        s2.pointee = b
+        let k1 = Float(a / Double(volume)), k2 = Float(b / Double(volume)), gr = gamma * r
+        for i in 0..<volume {
+            let k = i &* step
+            let d = y[k] < 0 ? dy[k] * negative : dy[k]
+            dx[k] = gr * (d - k1 - (x[k] - mean) * r * k2)
+        }
+    }
+
+    /// Backward of ``instanceNormForward``: from the output gradient `diffOutput`, the forward `input` and
+    /// `output` (its sign gives LeakyReLU's slope) and the saved statistics, writes the input gradient into
+    /// `diffInput` (may be the same memory as `diffOutput`) and adds ∂γ, ∂β into `gammaGradient`,
+    /// `betaGradient`.
+    public static func instanceNormBackward(diffOutput: DNNLMemory, input: DNNLMemory, output: DNNLMemory, diffInput: DNNLMemory,
+                                            gamma: [Float], slope: Float?, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
+                                            gammaGradient: UnsafeMutablePointer<Float>, betaGradient: UnsafeMutablePointer<Float>) {
+        checkSame(diffOutput, input, "instance norm backward")
+        checkSame(output, input, "instance norm backward")
+        checkSame(diffInput, input, "instance norm backward")
+        let l = layout(input)
+        let C = l.channels, V = l.volume, N = l.samples
+        nonisolated(unsafe) let (dy, x, y, dx, mu, rs) = (diffOutput.pointer, input.pointer, output.pointer, diffInput.pointer, mean, inverseStd)
+        let negative = slope ?? 1
+        // Per (n, c): S1 = Σ dz, S2 = Σ dz·x̂ with dz = dy·LeakyReLU′.
+        let sums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * N * C)
+        defer { sums.deallocate() }
+        sums.initialize(repeating: 0, count: 2 * N * C)
+        nonisolated(unsafe) let s = sums
+        forEachGroup(l) { g, n in
+            let k = n * C + g.firstChannel
+            switch g.width {
+            case 16:
+                normBackward(dy + g.offset, x + g.offset, y + g.offset, dx + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma,
+                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k,
+                             as: SIMD16<Float>.self)
+            case 8:
+                normBackward(dy + g.offset, x + g.offset, y + g.offset, dx + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma,
+                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k,
+                             as: SIMD8<Float>.self)
+            default:
+                for lane in 0..<g.lanes {
+                    normBackwardScalar(dy + g.offset + lane, x + g.offset + lane, y + g.offset + lane, dx + g.offset + lane, volume: V,
+                                       step: g.step, gamma: gamma[g.firstChannel + lane], negative: negative, mean: mu[k + lane],
+                                       inverseStd: rs[k + lane], s1: s + k + lane, s2: s + N * C + k + lane)
+                }
+            }
+        }
+        for n in 0..<N {
+            for c in 0..<C {
+                betaGradient[c] += Float(sums[n * C + c])
+                gammaGradient[c] += Float(sums[N * C + n * C + c])
+            }
+        }
+    }
+
+    @inline(__always)
+    static func normBackward<W: SIMD>(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                      _ dx: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, gamma: [Float], channel0: Int,
+                                      negative: Float, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
+                                      s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>, as _: W.Type) where W.Scalar == Float {
+        let bytes = step &* 4
+        let pdy = UnsafeRawPointer(dy), px = UnsafeRawPointer(x), py = UnsafeRawPointer(y), pdx = UnsafeMutableRawPointer(dx)
+        var m = W(), r = W(), gr = W()
+        for l in 0..<lanes {
+            m[l] = mean[l]
+            r[l] = inverseStd[l]
+            gr[l] = gamma[channel0 + l] * inverseStd[l]
+        }
+        let neg = W(repeating: negative), zero = W()
+        @inline(__always) func dz(_ o: Int) -> W {
+            let g = pdy.loadUnaligned(fromByteOffset: o, as: W.self)
+            return g.replacing(with: g * neg, where: py.loadUnaligned(fromByteOffset: o, as: W.self) .< zero)
+        }
+        var a = [Double](repeating: 0, count: W.scalarCount), b = a
+        var i = 0
+        while i < volume {
+            let end = min(i + 256, volume)
+            var sa = W(), sb = W()
+            while i < end {
+                let o = i &* bytes
+                let d = dz(o)
+                sa += d
+                sb += d * (px.loadUnaligned(fromByteOffset: o, as: W.self) - m) * r
+                i &+= 1
+            }
+            for l in 0..<W.scalarCount { a[l] += Double(sa[l]); b[l] += Double(sb[l]) }
+        }
+        var k1 = W(), k2 = W()
+        for l in 0..<lanes {
+            s1[l] = a[l]
+            s2[l] = b[l]
+            k1[l] = Float(a[l] / Double(volume))
+            k2[l] = Float(b[l] / Double(volume))
+        }
+        // dx = γ·r·(dz − S1/V − x̂·S2/V); padding lanes get gr = 0 and stay zero.
+        for v in 0..<volume {
+            let o = v &* bytes
+            let xh = (px.loadUnaligned(fromByteOffset: o, as: W.self) - m) * r
+            pdx.storeBytes(of: gr * (dz(o) - k1 - xh * k2), toByteOffset: o, as: W.self)
+        }
+    }
+
+    /// `target += source` over the whole buffer (same layout; block padding stays zero).
+    public static func accumulate(_ target: DNNLMemory, adding source: DNNLMemory) {
+        checkSame(target, source, "accumulate")
+        let count = target.byteSize / 4
+        nonisolated(unsafe) let (t, s) = (target.pointer, source.pointer)
+        let chunks = max(1, min(64, count / 65536))
+        let size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { k in
+            let start = k * size, end = min(count, start + size)
+            var i = start
+            while i < end { t[i] += s[i]; i &+= 1 }
+        }
+    }
+
+    /// Copies channels `[first, first + count)` of `source` into `destination` (which has `count`
+    /// channels and the same batch and spatial size), through a oneDNN reorder of a sub-memory view.
+    public static func copyChannels(from source: DNNLMemory, first: Int, into destination: DNNLMemory) throws {
+        var sourceDesc = source.desc
+        var sub = dnnl_memory_desc_t()
+        var dims = destination.dims.map { Int64($0) }
+        var offsets = [Int64](repeating: 0, count: dims.count)
+        offsets[1] = Int64(first)
+        dims += [Int64](repeating: 0, count: 12 - dims.count)
+        offsets += [Int64](repeating: 0, count: 12 - offsets.count)
+        try dnnlCheck(dnnl_memory_desc_init_submemory(&sub, &sourceDesc, dims, offsets), "dnnl_memory_desc_init_submemory")
+        let view = try DNNLMemory(context: source.context, desc: sub, sharing: source)
+        try reorder(from: view, to: destination)
+    }
+}
+
+extension DNNLMemory {
+    /// A second memory object over another memory's buffer (for sub-memory views).
+    convenience init(context: DNNLContext, desc: dnnl_memory_desc_t, sharing other: DNNLMemory) throws {
+        try self.init(context: context, desc: desc, handle: UnsafeMutableRawPointer(other.pointer), owner: other)
+    }
+}

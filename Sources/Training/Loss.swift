@@ -1,0 +1,162 @@
+import Dispatch
+import Foundation
+import TensorKernels
+
+/// nnU-Net's Dice + cross-entropy loss for softmax (label-based) networks (spec 6.5): `CE + SoftDice`,
+/// CE averaged over the annotated voxels, soft Dice with the background channel dropped, smooth 1e-5,
+/// per sample or over the batch (`batchDice`), reported as `−mean(dc)`. With an ignore label, its voxels
+/// are masked out of both terms (CE skipped when nothing is annotated).
+public struct DiceCrossEntropyLoss: Sendable {
+    public let numClasses: Int
+    public let batchDice: Bool
+    public let ignoreLabel: Int?
+    public var smooth: Double = 1e-5
+
+    public init(numClasses: Int, batchDice: Bool, ignoreLabel: Int? = nil) {
+        self.numClasses = numClasses
+        self.batchDice = batchDice
+        self.ignoreLabel = ignoreLabel
+    }
+
+    /// Loss value and its gradient with respect to `logits` (`(N, K, spatial…)`, plain) for integer
+    /// labels `target` (`N × spatial`, sample-major).
+    public func callAsFunction(logits: Tensor, target: [Int16]) -> (loss: Double, gradient: Tensor) {
+        let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
+        precondition(K == numClasses && target.count == N * V, "logits \(logits.shape) vs \(target.count) labels")
+        var probabilities = [Float](repeating: 0, count: logits.count)
+        // Per sample: Σ −log p_y, annotated voxels, and per class I, P, G.
+        var ceSum = [Double](repeating: 0, count: N), annotated = [Double](repeating: 0, count: N)
+        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+        let ignore = ignoreLabel.map { Int16($0) }
+        logits.data.withUnsafeBufferPointer { zp in
+            probabilities.withUnsafeMutableBufferPointer { pp in
+                target.withUnsafeBufferPointer { tp in
+                    nonisolated(unsafe) let (z, p, t) = (zp.baseAddress!, pp.baseAddress!, tp.baseAddress!)
+                    nonisolated(unsafe) let (ce, ann, I, P, G) = (ceSum.withUnsafeMutableBufferPointer { $0.baseAddress! },
+                                                                  annotated.withUnsafeMutableBufferPointer { $0.baseAddress! },
+                                                                  inter.withUnsafeMutableBufferPointer { $0.baseAddress! },
+                                                                  pred.withUnsafeMutableBufferPointer { $0.baseAddress! },
+                                                                  truth.withUnsafeMutableBufferPointer { $0.baseAddress! })
+                    DispatchQueue.concurrentPerform(iterations: N) { n in
+                        let zn = z + n * K * V, pn = p + n * K * V, tn = t + n * V
+                        var ceN = 0.0, annN = 0.0
+                        var iN = [Double](repeating: 0, count: K), pN = iN, gN = iN
+                        var e = [Float](repeating: 0, count: K)
+                        for v in 0..<V {
+                            var m = zn[v]
+                            for k in 1..<K { m = max(m, zn[k &* V &+ v]) }
+                            var s: Float = 0
+                            for k in 0..<K { e[k] = exp(zn[k &* V &+ v] - m); s += e[k] }
+                            let label = tn[v]
+                            let masked = ignore != nil && label == ignore!
+                            for k in 0..<K { pn[k &* V &+ v] = e[k] / s }
+                            if masked { continue }
+                            annN += 1
+                            let y = Int(label)
+                            ceN -= Double(zn[y &* V &+ v] - m) - Double(log(s))
+                            for k in 1..<K { pN[k] += Double(pn[k &* V &+ v]) }
+                            if y > 0 { iN[y] += Double(pn[y &* V &+ v]); gN[y] += 1 }
+                        }
+                        ce[n] = ceN
+                        ann[n] = annN
+                        for k in 0..<K { I[n * K + k] = iN[k]; P[n * K + k] = pN[k]; G[n * K + k] = gN[k] }
+                    }
+                }
+            }
+        }
+        let totalAnnotated = annotated.reduce(0, +)
+        let ce = totalAnnotated > 0 ? ceSum.reduce(0, +) / totalAnnotated : 0
+        // Dice terms: per (sample, class) or per class over the batch; coefficient of dL/dp.
+        let groups = batchDice ? 1 : N
+        let count = Double(groups * (K - 1))
+        var diceTotal = 0.0
+        var a = [Double](repeating: 0, count: N * K), b = a    // dL/dp_{n,k,v} = a·y + b (masked voxels 0)
+        for g in 0..<groups {
+            for k in 1..<K {
+                var i = 0.0, p = 0.0, t = 0.0
+                for n in (batchDice ? 0..<N : g..<(g + 1)) { i += inter[n * K + k]; p += pred[n * K + k]; t += truth[n * K + k] }
+                let denominator = max(t + p + smooth, 1e-8)
+                let dc = (2 * i + smooth) / denominator
+                diceTotal += dc
+                let clipped = t + p + smooth < 1e-8
+                for n in (batchDice ? 0..<N : g..<(g + 1)) {
+                    a[n * K + k] = -(1 / count) * 2 / denominator
+                    b[n * K + k] = clipped ? 0 : (1 / count) * (2 * i + smooth) / (denominator * denominator)
+                }
+            }
+        }
+        let dice = -diceTotal / count
+        var gradient = Tensor(zeros: logits.shape)
+        let ceScale = totalAnnotated > 0 ? Float(1 / totalAnnotated) : 0
+        gradient.data.withUnsafeMutableBufferPointer { gp in
+            probabilities.withUnsafeBufferPointer { pp in
+                target.withUnsafeBufferPointer { tp in
+                    nonisolated(unsafe) let (gr, p, t) = (gp.baseAddress!, pp.baseAddress!, tp.baseAddress!)
+                    let (ca, cb) = (a.map { Float($0) }, b.map { Float($0) })
+                    DispatchQueue.concurrentPerform(iterations: N) { n in
+                        let pn = p + n * K * V, gn = gr + n * K * V, tn = t + n * V
+                        var dp = [Float](repeating: 0, count: K)
+                        for v in 0..<V {
+                            let label = tn[v]
+                            if let ignore, label == ignore { continue }
+                            let y = Int(label)
+                            var dot: Float = 0
+                            for k in 0..<K {
+                                dp[k] = k == 0 ? 0 : ca[n * K + k] * (k == y ? 1 : 0) + cb[n * K + k]
+                                dot += pn[k &* V &+ v] * dp[k]
+                            }
+                            for k in 0..<K {
+                                let pk = pn[k &* V &+ v]
+                                // CE: (p − onehot)/M; Dice through the softmax Jacobian.
+                                gn[k &* V &+ v] = ceScale * (pk - (k == y ? 1 : 0)) + pk * (dp[k] - dot)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (ce + dice, gradient)
+    }
+}
+
+/// nnU-Net's deep-supervision weights (spec 6.6): `1/2^i`, the lowest resolution set to 0, normalised.
+public func deepSupervisionWeights(outputs: Int) -> [Double] {
+    var w = (0..<outputs).map { 1 / pow(2, Double($0)) }
+    if outputs > 1 { w[outputs - 1] = 0 }
+    let s = w.reduce(0, +)
+    return w.map { $0 / s }
+}
+
+/// Deep-supervision scales per output (spec 6.6): `1 / cumprod(strides)` for stages 0…n−2.
+public func deepSupervisionScales(strides: [[Int]]) -> [[Double]] {
+    var scale = [Double](repeating: 1, count: strides[0].count)
+    var out: [[Double]] = []
+    for s in 0..<(strides.count - 1) {
+        scale = zip(scale, strides[s]).map { $0 / Double($1) }
+        out.append(scale)
+    }
+    return out
+}
+
+/// Nearest-exact downsampling of labels `(N, spatial…)` to `shape` (PyTorch `nearest-exact`:
+/// source index `floor((i + 0.5)·in/out)`).
+public func downsampleLabels(_ labels: [Int16], samples: Int, from input: [Int], to output: [Int]) -> [Int16] {
+    if input == output { return labels }
+    let inVolume = input.reduce(1, *), outVolume = output.reduce(1, *)
+    let maps = zip(input, output).map { i, o in (0..<o).map { min(i - 1, Int((Double($0) + 0.5) * Double(i) / Double(o))) } }
+    var result = [Int16](repeating: 0, count: samples * outVolume)
+    let rank = input.count
+    var inStrides = [Int](repeating: 1, count: rank)
+    for d in stride(from: rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * input[d + 1] }
+    for n in 0..<samples {
+        var index = [Int](repeating: 0, count: rank)
+        for o in 0..<outVolume {
+            var src = n * inVolume
+            for d in 0..<rank { src += maps[d][index[d]] * inStrides[d] }
+            result[n * outVolume + o] = labels[src]
+            var d = rank - 1
+            while d >= 0 { index[d] += 1; if index[d] < output[d] { break }; index[d] = 0; d -= 1 }
+        }
+    }
+    return result
+}

@@ -1,0 +1,130 @@
+import Foundation
+import PlansModel
+import TensorKernels
+import Testing
+import TestSupport
+@testable import Training
+import UNet
+
+/// The training network against the inference network (forward) and against finite differences
+/// (backward through every layer kind: conv, strided conv, instance norm + LeakyReLU, transposed conv,
+/// concat, deep-supervision heads and the Dice + CE loss).
+struct TrainingNetworkTests {
+    static func architecture(_ dimension: Int, features: [Int]) -> NetworkArchitecture {
+        let k = [Int](repeating: 3, count: dimension), one = [Int](repeating: 1, count: dimension), two = [Int](repeating: 2, count: dimension)
+        return NetworkArchitecture(kind: .plainConvUNet, dimension: dimension, featuresPerStage: features,
+                                   kernelSizes: features.map { _ in k }, strides: [one] + features.dropFirst().map { _ in two },
+                                   blocksPerStage: features.map { _ in 2 }, convsPerDecoderStage: features.dropFirst().map { _ in 2 })
+    }
+
+    static func random(_ shape: [Int], _ rng: inout SplitMix) -> Tensor {
+        Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &rng) })
+    }
+
+    @Test func forwardMatchesInferenceNetwork() throws {
+        var rng = SplitMix(state: 5)
+        let a = Self.architecture(3, features: [16, 32, 64])
+        let net = try TrainingNetwork(architecture: a, inputChannels: 2, numClasses: 3, batch: 2, patch: [8, 12, 8],
+                                      initialization: .kaiming(seed: 3))
+        // Non-trivial norm affine parameters and biases.
+        for p in net.parameters where p.shape.count == 1 { for i in 0..<p.count { p.value[i] = Float.random(in: 0.5...1.5, using: &rng) } }
+        let x = Self.random([2, 2, 8, 12, 8], &rng)
+        let outputs = try net.forward(x)
+        #expect(outputs.map(\.shape) == [[2, 3, 8, 12, 8], [2, 3, 4, 6, 4]])
+        let inference = try UNet(architecture: a, inputChannels: 2, numClasses: 3, weights: net.stateDict()).compile(patch: [8, 12, 8])
+        let volume = 2 * 8 * 12 * 8
+        for n in 0..<2 {
+            let sample = Tensor(shape: [1, 2, 8, 12, 8], data: Array(x.data[(n * volume)..<((n + 1) * volume)]))
+            let reference = try inference.forward(sample)
+            let ours = Tensor(shape: [1, 3, 8, 12, 8], data: Array(outputs[0].data[(n * 3 * 768)..<((n + 1) * 3 * 768)]))
+            #expect(ours.maxAbsDifference(reference) < 1e-3, "sample \(n): max |Δ| \(ours.maxAbsDifference(reference))")
+        }
+        #expect(!net.implementations.contains { $0.hasPrefix("ref") }, "\(net.implementations)")
+    }
+
+    struct GradientCase: CustomStringConvertible, Sendable {
+        let name: String
+        let dimension: Int
+        let features: [Int]
+        let patch: [Int]
+        let batch: Int
+        let batchDice: Bool
+        let ignoreLabel: Int?
+        var description: String { name }
+    }
+
+    /// Loss and every parameter gradient against nnU-Net's own loss and torch autograd in float64
+    /// (Fixtures/golden/training, generator Ops/golden/make_training_gradient_golden.py).
+    @Test(arguments: [
+        GradientCase(name: "plain3d", dimension: 3, features: [16, 16, 32, 32], patch: [8, 16, 8], batch: 2, batchDice: false, ignoreLabel: nil),
+        GradientCase(name: "plain2d_batchdice_ignore", dimension: 2, features: [8, 16, 16, 16], patch: [16, 24], batch: 3, batchDice: true,
+                     ignoreLabel: 3),
+    ])
+    func lossAndGradientsMatchTorch(_ c: GradientCase) throws {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/\(c.name).npz"))
+        let a = Self.architecture(c.dimension, features: c.features)
+        var weights: [String: Tensor] = [:]
+        for (key, value) in golden where key.hasPrefix("w:") {
+            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
+        }
+        let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: 3, batch: c.batch, patch: c.patch,
+                                      initialization: .weights(weights))
+        let x = Tensor(shape: [c.batch, 1] + c.patch, data: golden["x"]!.floats)
+        let labels = golden["target"]!.floats.map { Int16($0) }
+        let loss = DiceCrossEntropyLoss(numClasses: 3, batchDice: c.batchDice, ignoreLabel: c.ignoreLabel)
+        let dsWeights = deepSupervisionWeights(outputs: net.activeHeads)
+        let outputs = try net.forward(x)
+        var total = 0.0
+        var grads: [Tensor?] = []
+        for (i, o) in outputs.enumerated() {
+            guard dsWeights[i] > 0 else { grads.append(nil); continue }
+            let t = downsampleLabels(labels, samples: c.batch, from: c.patch, to: Array(o.shape.dropFirst(2)))
+            var (l, g) = loss(logits: o, target: t)
+            total += dsWeights[i] * l
+            for j in 0..<g.count { g.data[j] *= Float(dsWeights[i]) }
+            grads.append(g)
+        }
+        let expectedLoss = Double(golden["loss"]!.floats[0])
+        #expect(abs(total - expectedLoss) < 1e-4, "\(c): loss \(total) vs torch \(expectedLoss)")
+        try net.backward(grads)
+        // Conv biases in front of instance norm have a true gradient of 0 (the norm removes per-channel
+        // constants); both sides are rounding noise there, so errors are also judged against the global norm.
+        var global = 0.0
+        for (key, value) in golden where key.hasPrefix("g:") { for v in value.floats { global += Double(v) * Double(v) } }
+        global = global.squareRoot()
+        var checked = 0
+        for p in net.parameters {
+            guard let reference = golden["g:\(p.name)"] else {
+                #expect(!p.hasGradient, "\(c): \(p.name) has a gradient, torch has none")
+                continue
+            }
+            #expect(p.hasGradient, "\(c): \(p.name) has no gradient")
+            var num = 0.0, den = 0.0
+            for i in 0..<p.count {
+                let d = Double(p.gradient[i]) - Double(reference.floats[i])
+                num += d * d
+                den += Double(reference.floats[i]) * Double(reference.floats[i])
+            }
+            let relative = (num / max(den, 1e-30)).squareRoot()
+            #expect(relative < 5e-3 || num.squareRoot() < 1e-6 * global, "\(c): \(p.name) relative L2 error \(relative)")
+            checked += 1
+        }
+        #expect(checked == golden.keys.filter { $0.hasPrefix("g:") }.count)
+    }
+
+    @Test func lossMatchesHandComputedValues() {
+        // One sample, two classes, two voxels: logits (0, 0) and (0, ln 3).
+        let logits = Tensor(shape: [1, 2, 2], data: [0, 0, 0, Float(log(3.0))])
+        let (l, g) = DiceCrossEntropyLoss(numClasses: 2, batchDice: false)(logits: logits, target: [0, 1])
+        // p1 = (0.5, 0.75); CE = −(ln 0.5 + ln 0.75)/2; Dice: I = 0.75, P = 1.25, G = 1.
+        let ce = -(log(0.5) + log(0.75)) / 2
+        let dice = -(2 * 0.75 + 1e-5) / (1 + 1.25 + 1e-5)
+        #expect(abs(l - (ce + dice)) < 1e-6)
+        #expect(g.shape == [1, 2, 2])
+        #expect(deepSupervisionWeights(outputs: 3).map { ($0 * 1e4).rounded() } == [6667, 3333, 0])
+        #expect(deepSupervisionWeights(outputs: 5).map { ($0 * 1e4).rounded() } == [5333, 2667, 1333, 667, 0])
+        #expect(deepSupervisionScales(strides: [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]]) == [[1, 1, 1], [1, 0.5, 0.5], [0.5, 0.25, 0.25]])
+        #expect(downsampleLabels([0, 1, 2, 3, 4, 5], samples: 1, from: [6], to: [3]) == [1, 3, 5])
+        #expect(abs(polyLearningRate(epoch: 999, maxEpochs: 1000) - 2.0e-5) < 1e-6)
+    }
+}
