@@ -47,10 +47,7 @@ public enum TrainingKernels {
             switch g.width {
             case 16:
                 normForward(x + g.offset, y + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma, beta: beta, channel0: g.firstChannel,
-                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats, as: SIMD16<Float>.self)
-            case 8:
-                normForward(x + g.offset, y + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma, beta: beta, channel0: g.firstChannel,
-                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats, as: SIMD8<Float>.self)
+                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats)
             default:
                 for lane in 0..<g.lanes {
                     normForwardScalar(x + g.offset + lane, y + g.offset + lane, volume: V, step: g.step, gamma: gamma[g.firstChannel + lane],
@@ -61,30 +58,32 @@ public enum TrainingKernels {
         }
     }
 
-    @inline(__always)
-    static func normForward<W: SIMD>(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int,
-                                     gamma: [Float], beta: [Float], channel0: Int, epsilon: Float, negative: Float,
-                                     mean: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>, as _: W.Type)
-    where W.Scalar == Float {
+    typealias W = SIMD16<Float>
+
+    /// Sixteen channels side by side per voxel (blocked `…16c` or channels-last groups of 16).
+    static func normForward(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int,
+                            gamma: [Float], beta: [Float], channel0: Int, epsilon: Float, negative: Float,
+                            mean: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>) {
         let src = UnsafeRawPointer(x), dst = UnsafeMutableRawPointer(y)
         let bytes = step &* 4
         @inline(__always) func load(_ v: Int) -> W { src.loadUnaligned(fromByteOffset: v &* bytes, as: W.self) }
-        var total = [Double](repeating: 0, count: W.scalarCount)
+        var total = SIMD16<Double>()
         var i = 0
         while i < volume {
             let end = min(i + 256, volume)
             var s = W()
             while i < end { s += load(i); i &+= 1 }
-            for l in 0..<W.scalarCount { total[l] += Double(s[l]) }
+            total += SIMD16<Double>(s)
         }
         var m = W()
-        for l in 0..<W.scalarCount { m[l] = Float(total[l] / Double(volume)); total[l] = 0 }
+        m = W(total / Double(volume))
+        total = SIMD16<Double>()
         i = 0
         while i < volume {
             let end = min(i + 256, volume)
             var s = W()
             while i < end { let d = load(i) - m; s += d * d; i &+= 1 }
-            for l in 0..<W.scalarCount { total[l] += Double(s[l]) }
+            total += SIMD16<Double>(s)
         }
         var scale = W(), shift = W()
         for l in 0..<lanes {
@@ -164,12 +163,7 @@ public enum TrainingKernels {
             switch g.width {
             case 16:
                 normBackward(dy + g.offset, x + g.offset, y + g.offset, dx + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma,
-                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k,
-                             as: SIMD16<Float>.self)
-            case 8:
-                normBackward(dy + g.offset, x + g.offset, y + g.offset, dx + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma,
-                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k,
-                             as: SIMD8<Float>.self)
+                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k)
             default:
                 for lane in 0..<g.lanes {
                     normBackwardScalar(dy + g.offset + lane, x + g.offset + lane, y + g.offset + lane, dx + g.offset + lane, volume: V,
@@ -186,11 +180,10 @@ public enum TrainingKernels {
         }
     }
 
-    @inline(__always)
-    static func normBackward<W: SIMD>(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                                      _ dx: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, gamma: [Float], channel0: Int,
-                                      negative: Float, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
-                                      s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>, as _: W.Type) where W.Scalar == Float {
+    static func normBackward(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                             _ dx: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, gamma: [Float], channel0: Int,
+                             negative: Float, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
+                             s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>) {
         let bytes = step &* 4
         let pdy = UnsafeRawPointer(dy), px = UnsafeRawPointer(x), py = UnsafeRawPointer(y), pdx = UnsafeMutableRawPointer(dx)
         var m = W(), r = W(), gr = W()
@@ -204,7 +197,7 @@ public enum TrainingKernels {
             let g = pdy.loadUnaligned(fromByteOffset: o, as: W.self)
             return g.replacing(with: g * neg, where: py.loadUnaligned(fromByteOffset: o, as: W.self) .< zero)
         }
-        var a = [Double](repeating: 0, count: W.scalarCount), b = a
+        var a = SIMD16<Double>(), b = a
         var i = 0
         while i < volume {
             let end = min(i + 256, volume)
@@ -216,7 +209,8 @@ public enum TrainingKernels {
                 sb += d * (px.loadUnaligned(fromByteOffset: o, as: W.self) - m) * r
                 i &+= 1
             }
-            for l in 0..<W.scalarCount { a[l] += Double(sa[l]); b[l] += Double(sb[l]) }
+            a += SIMD16<Double>(sa)
+            b += SIMD16<Double>(sb)
         }
         var k1 = W(), k2 = W()
         for l in 0..<lanes {

@@ -1,4 +1,5 @@
 import CDNNL
+import Dispatch
 import Foundation
 import PlansModel
 import TensorKernels
@@ -231,11 +232,12 @@ public final class TrainingNetwork: @unchecked Sendable {
             switch op {
             case .unit(let i):
                 let u = units[i]
-                try loadWeights(u.conv, u.weight, u.bias)
-                try u.conv.runForward(source: try converted(u.input, u.conv.sourceDesc), destination: values[u.convOutput])
+                try timed("load weights") { try loadWeights(u.conv, u.weight, u.bias) }
+                try timed("conv forward") { try u.conv.runForward(source: try converted(u.input, u.conv.sourceDesc), destination: values[u.convOutput]) }
                 let gamma = u.gamma.map { parameters[$0].value } ?? [Float](repeating: 1, count: u.conv.outputShape[1])
                 let beta = u.beta.map { parameters[$0].value } ?? [Float](repeating: 0, count: u.conv.outputShape[1])
                 var mean = u.mean, inv = u.inverseStd
+                timed("norm forward") {
                 mean.withUnsafeMutableBufferPointer { m in
                     inv.withUnsafeMutableBufferPointer { r in
                         TrainingKernels.instanceNormForward(input: values[u.convOutput], output: values[u.output], gamma: gamma, beta: beta,
@@ -243,6 +245,7 @@ public final class TrainingNetwork: @unchecked Sendable {
                                                             slope: u.activation ? Float(architecture.leakyReLUSlope) : nil,
                                                             mean: m.baseAddress!, inverseStd: r.baseAddress!)
                     }
+                }
                 }
                 units[i].mean = mean
                 units[i].inverseStd = inv
@@ -252,7 +255,7 @@ public final class TrainingNetwork: @unchecked Sendable {
                 try t.conv.runForward(source: try converted(t.input, t.conv.sourceDesc), destination: values[t.output])
             case .concat(let i):
                 let c = concats[i]
-                try c.kernel.run(sources: [values[c.up], values[c.skip]], destination: values[c.output])
+                try timed("concat") { try c.kernel.run(sources: [values[c.up], values[c.skip]], destination: values[c.output]) }
             case .head(let i):
                 let h = heads[i]
                 try loadWeights(h.conv, h.weight, h.bias)
@@ -314,6 +317,7 @@ public final class TrainingNetwork: @unchecked Sendable {
                 let dY = try scratchMemory("unit-dy\(u.convOutput)", values[u.convOutput].desc)
                 var dGamma = [Float](repeating: 0, count: u.conv.outputShape[1]), dBeta = dGamma
                 let gamma = u.gamma.map { parameters[$0].value } ?? [Float](repeating: 1, count: u.conv.outputShape[1])
+                timed("norm backward") {
                 u.mean.withUnsafeBufferPointer { m in
                     u.inverseStd.withUnsafeBufferPointer { r in
                         dGamma.withUnsafeMutableBufferPointer { dg in
@@ -327,6 +331,7 @@ public final class TrainingNetwork: @unchecked Sendable {
                         }
                     }
                 }
+                }
                 if let g = u.gamma { add(dGamma, to: g) }
                 if let b = u.beta { add(dBeta, to: b) }
                 try backwardConvolution(u.conv, weight: u.weight, bias: u.bias, input: u.input, diffOutput: dY, key: "unit\(i)")
@@ -339,10 +344,12 @@ public final class TrainingNetwork: @unchecked Sendable {
                 guard diffWritten[c.output] else { continue }
                 let upPart = try scratchMemory("cat-up\(i)", values[c.up].desc)
                 let skipPart = try scratchMemory("cat-skip\(i)", values[c.skip].desc)
-                try TrainingKernels.copyChannels(from: diffs[c.output]!, first: 0, into: upPart)
-                try TrainingKernels.copyChannels(from: diffs[c.output]!, first: values[c.up].dims[1], into: skipPart)
-                try addDiff(c.up, upPart)
-                try addDiff(c.skip, skipPart)
+                try timed("concat backward") {
+                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: 0, into: upPart)
+                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: values[c.up].dims[1], into: skipPart)
+                    try addDiff(c.up, upPart)
+                    try addDiff(c.skip, skipPart)
+                }
             }
         }
     }
@@ -356,6 +363,7 @@ public final class TrainingNetwork: @unchecked Sendable {
     func backwardConvolution(_ conv: TrainingConvolution, weight: Int, bias: Int?, input: Int, diffOutput: DNNLMemory, key: String) throws {
         let source = try converted(input, conv.weightsSourceDesc)
         let dW = try diffOutput.converted(to: conv.weightsDiffDestinationDesc)
+        try timed("conv backward weights") {
         try parameters[weight].gradient.withUnsafeMutableBufferPointer { wg in
             if let bias {
                 try parameters[bias].gradient.withUnsafeMutableBufferPointer { bg in
@@ -365,14 +373,25 @@ public final class TrainingNetwork: @unchecked Sendable {
                 try conv.runBackwardWeights(source: source, diffDestination: dW, weightGradient: wg.baseAddress!, biasGradient: nil)
             }
         }
+        }
         parameters[weight].hasGradient = true
         if let bias { parameters[bias].hasGradient = true }
         if let diffSourceDesc = conv.diffSourceDesc {
             let dD = try diffOutput.converted(to: conv.dataDiffDestinationDesc!)
             let dX = try scratchMemory("dx-\(key)", diffSourceDesc)
-            try conv.runBackwardData(diffDestination: dD, diffSource: dX)
-            try addDiff(input, dX)
+            try timed("conv backward data") { try conv.runBackwardData(diffDestination: dD, diffSource: dX) }
+            try timed("add gradient") { try addDiff(input, dX) }
         }
+    }
+
+    /// Seconds per kind of work, accumulated when `profiling` is on.
+    public var profiling = false
+    public private(set) var profile: [String: Double] = [:]
+    func timed<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
+        guard profiling else { return try body() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { profile[name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+        return try body()
     }
 
     /// Current weights by state-dict name (plain PyTorch layouts).

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Training-step benchmark against the reference nnU-Net's 6.3 s/iteration (issue #9).
+# Usage: bash Ops/bench/training_step.sh [--znver5] — --znver5 also runs a -target-cpu znver5 build.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source Ops/env.sh
+swift build -c release --product TrainingBenchmark >/dev/null
+echo "== default build"
+"$(swift build -c release --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}"
+if [[ "${1:-}" == "--znver5" ]]; then
+  swift build -c release --product TrainingBenchmark --scratch-path .build-znver5 -Xswiftc -target-cpu -Xswiftc znver5 >/dev/null
+  echo "== -target-cpu znver5"
+  "$(swift build -c release --scratch-path .build-znver5 --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}"
+fi

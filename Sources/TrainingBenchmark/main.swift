@@ -1,0 +1,48 @@
+// Training-step benchmark (issue #9): time per iteration of nnseg's trainer on the Hippocampus
+// 3d_fullres configuration (batch 9, patch 40×56×40) against the reference nnU-Net's 6.3 s per iteration
+// on the CPU (shared/reference/README.md §2).
+//
+//   bash Ops/bench/training_step.sh [--znver5]
+//
+// Steps run on synthetic batches (random intensities, random labels) so the timing is the network,
+// loss and optimiser only; the data loader runs on its own thread in real training and is measured
+// separately (`--loader`, printed as batches per second on one core).
+import Foundation
+import PlansModel
+import TensorKernels
+import Training
+
+let arguments = CommandLine.arguments
+let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
+let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
+let referenceSeconds = 6.3
+
+let plansURL = root.deletingLastPathComponent().appendingPathComponent("shared/reference/Dataset004_Hippocampus/nnUNetPlans.json")
+let plans = try Plans(contentsOf: plansURL)
+let configuration = try plans.configuration("3d_fullres")
+let batch = configuration.batchSize, patch = configuration.patchSize
+let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: 3, batch: batch, patch: patch,
+                                  initialization: .kaiming(seed: 1))
+let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: 3, batchDice: configuration.batchDice))
+var rng = SystemRandomNumberGenerator()
+let input = Tensor(shape: [batch, 1] + patch, data: (0..<(batch * patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
+let labels = (0..<(batch * patch.reduce(1, *))).map { _ in Int16.random(in: 0...2, using: &rng) }
+print("Hippocampus 3d_fullres: batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
+print("implementations: \(network.implementations.sorted())")
+_ = try step.train(input: input, labels: labels, learningRate: 0.01)  // warm-up
+network.profiling = true
+var times: [Double] = []
+for _ in 0..<iterations {
+    let start = DispatchTime.now().uptimeNanoseconds
+    _ = try step.train(input: input, labels: labels, learningRate: 0.01)
+    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+}
+let median = times.sorted()[times.count / 2]
+let flops = 3 * 2 * Double(network.multiplyAccumulates)
+print(String(format: "time per iteration: median %.2f s over %d (min %.2f); ~%.0f GFLOP/s (3× forward MACs)", median, iterations,
+             times.min()!, flops / median / 1e9))
+let phases = step.phaseSeconds.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations + 1)) }
+print("per iteration: " + phases.joined(separator: ", "))
+print("network: " + network.profile.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations)) }.joined(separator: ", "))
+print(String(format: "reference nnU-Net (torch, CPU): %.1f s per iteration → nnseg is %.2f× faster (goal ≥ 2×)", referenceSeconds,
+             referenceSeconds / median))
