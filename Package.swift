@@ -79,7 +79,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "CDNNL", "ExperimentPlanning", "Inference", "NIfTI",
-                                                 "TorchCheckpoint", "Preprocessing", "Resampling", "VolumeGeometry",
+                                                 "TorchCheckpoint", "Preprocessing", "Resampling", "VolumeGeometry", "QASnapshot",
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
@@ -92,7 +92,7 @@ let package = Package(
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

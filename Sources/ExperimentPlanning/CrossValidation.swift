@@ -9,6 +9,10 @@ public enum CrossValidation {
     public struct Split: Sendable, Equatable {
         public var train: [String]
         public var val: [String]
+        public init(train: [String], val: [String]) {
+            self.train = train
+            self.val = val
+        }
     }
 
     /// sklearn `KFold(n_splits: 5, shuffle: true, random_state: 12345)` over `identifiers` sorted: fold `f`'s

@@ -20,6 +20,11 @@ public enum QASnapshot {
         public var width: Int
         public var height: Int
         public var pixels: [SIMD3<UInt8>]
+        public init(width: Int, height: Int, pixels: [SIMD3<UInt8>]) {
+            self.width = width
+            self.height = height
+            self.pixels = pixels
+        }
     }
 
     public static let panelHeight = 160

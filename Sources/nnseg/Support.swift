@@ -34,7 +34,9 @@ final class ProgressReporter: @unchecked Sendable {
         self.minimumTotal = minimumTotal
     }
 
-    func update(_ done: Int, _ total: Int) {
+    /// Shows `done/total` (and `detail`, e.g. loss and ETA): a bar redrawn in place on a terminal, a plain
+    /// line per tenth otherwise.
+    func update(_ done: Int, _ total: Int, detail: String = "") {
         lock.lock()
         defer { lock.unlock() }
         guard total >= minimumTotal, total > 0 else { return }
@@ -43,12 +45,12 @@ final class ProgressReporter: @unchecked Sendable {
             let width = 30
             let filled = width * done / total
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            FileHandle.standardError.write(Data("\r\(title) \(bar) \(done)/\(total)".utf8))
+            FileHandle.standardError.write(Data("\r\(title) \(bar) \(done)/\(total)\(detail.isEmpty ? "" : " " + detail)\u{1B}[K".utf8))
         } else {
             let decile = 10 * done / total
             if decile != lastDecile {
                 lastDecile = decile
-                FileHandle.standardError.write(Data("\(title): \(done)/\(total) (\(decile * 10)%)\n".utf8))
+                FileHandle.standardError.write(Data("\(title): \(done)/\(total) (\(decile * 10)%)\(detail.isEmpty ? "" : " " + detail)\n".utf8))
             }
         }
     }
@@ -57,6 +59,8 @@ final class ProgressReporter: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if isTerminal && active { FileHandle.standardError.write(Data("\n".utf8)) }
+        active = false
+        lastDecile = -1
     }
 }
 

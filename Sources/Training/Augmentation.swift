@@ -1,0 +1,404 @@
+import Foundation
+
+/// A seeded random source (SplitMix64) for the data pipeline, so a run can be repeated with `--seed`.
+public struct RandomSource: Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    public mutating func uniform(_ lo: Double, _ hi: Double) -> Double { lo + (hi - lo) * uniform() }
+    /// Uniform integer in `[lo, hi]`.
+    public mutating func integer(_ lo: Int, _ hi: Int) -> Int { lo + Int(next() % UInt64(hi - lo + 1)) }
+    public mutating func chance(_ p: Double) -> Bool { uniform() < p }
+    public mutating func normal() -> Double {
+        var u = uniform()
+        while u <= 0 { u = uniform() }
+        return (-2 * log(u)).squareRoot() * cos(2 * .pi * uniform())
+    }
+    /// An independent stream (for a worker thread).
+    public mutating func split() -> RandomSource { RandomSource(seed: next()) }
+}
+
+/// The rotation / mirroring / enlarged-patch configuration nnU-Net derives from the patch size
+/// (`configure_rotation_dummyDA_mirroring_and_inital_patch_size`, spec 6.4).
+public struct AugmentationConfiguration: Sendable, Equatable {
+    /// Final patch, always 3-D here: a 2-D configuration's patch `(x, y)` is `(1, x, y)`.
+    public let patch: [Int]
+    public let twoD: Bool
+    public let dummy2D: Bool
+    /// Maximum |angle| in radians.
+    public let rotation: Double
+    /// Axes (of the 3-D patch) that may be mirrored.
+    public let mirrorAxes: [Int]
+    /// Mirror axes as nnU-Net stores them (`inference_allowed_mirroring_axes`, in the configuration's own rank).
+    public let inferenceMirrorAxes: [Int]
+    /// The enlarged crop the spatial transform reads from (3-D).
+    public let initialPatch: [Int]
+
+    public init(patch configured: [Int]) {
+        twoD = configured.count == 2
+        patch = twoD ? [1] + configured : configured
+        if twoD {
+            dummy2D = false
+            rotation = Double(configured.max()!) / Double(configured.min()!) > 1.5 ? 15 * .pi / 180 : .pi
+            mirrorAxes = [1, 2]
+            inferenceMirrorAxes = [0, 1]
+        } else {
+            dummy2D = Double(configured.max()!) / Double(configured[0]) > 3
+            rotation = dummy2D ? .pi : 30 * .pi / 180
+            mirrorAxes = [0, 1, 2]
+            inferenceMirrorAxes = [0, 1, 2]
+        }
+        if twoD {
+            initialPatch = [1] + Self.enlargedPatch(configured, rotation: rotation)
+        } else if dummy2D {
+            initialPatch = [configured[0]] + Self.enlargedPatch(Array(configured.dropFirst()), rotation: rotation)
+        } else {
+            initialPatch = Self.enlargedPatch(configured, rotation: rotation)
+        }
+    }
+
+    /// batchgenerators' `get_patch_size(patch, rot, rot, rot, (0.85, 1.25))`.
+    static func enlargedPatch(_ patch: [Int], rotation: Double) -> [Int] {
+        let a = min(rotation, .pi / 2), c = cos(a), s = sin(a)
+        let p = patch.map(Double.init)
+        var result = p
+        if p.count == 3 {
+            // Row vector times the rotation matrices about x, y and z.
+            let rx = [p[0], p[1] * c + p[2] * s, -p[1] * s + p[2] * c]
+            let ry = [p[0] * c - p[2] * s, p[1], p[0] * s + p[2] * c]
+            let rz = [p[0] * c + p[1] * s, -p[0] * s + p[1] * c, p[2]]
+            for r in [rx, ry, rz] { for i in 0..<3 { result[i] = max(result[i], abs(r[i])) } }
+        } else {
+            let r = [p[0] * c + p[1] * s, -p[0] * s + p[1] * c]
+            for i in 0..<2 { result[i] = max(result[i], abs(r[i])) }
+        }
+        return result.map { Int($0 / 0.85) }
+    }
+}
+
+/// A multi-channel 3-D sample: `channels × (z, y, x)` floats and one label map.
+public struct Sample: Sendable {
+    public var shape: [Int]
+    public var channels: Int
+    public var data: [Float]
+    public var labels: [Int16]
+    var volume: Int { shape.reduce(1, *) }
+}
+
+/// nnU-Net's training augmentation (batchgeneratorsv2 pipeline, spec 6.4) applied to one enlarged crop,
+/// producing a final-size patch: spatial (rotation p 0.2, scaling p 0.2, no elastic), Gaussian noise,
+/// Gaussian blur, brightness, contrast, low resolution, inverted and plain gamma, mirroring, −1 → 0.
+public struct Augmenter: Sendable {
+    public let configuration: AugmentationConfiguration
+
+    public init(configuration: AugmentationConfiguration) { self.configuration = configuration }
+
+    public func augment(_ input: Sample, _ rng: inout RandomSource) -> Sample {
+        var s = spatial(input, &rng)
+        let planar = configuration.twoD || configuration.dummy2D
+        if rng.chance(0.1) { gaussianNoise(&s, &rng) }
+        if rng.chance(0.2) { gaussianBlur(&s, &rng, planar: configuration.twoD) }
+        if rng.chance(0.15) { brightness(&s, &rng) }
+        if rng.chance(0.15) { contrast(&s, &rng) }
+        if rng.chance(0.25) { lowResolution(&s, &rng, skipAxis0: planar) }
+        if rng.chance(0.1) { gamma(&s, &rng, invert: true) }
+        if rng.chance(0.3) { gamma(&s, &rng, invert: false) }
+        for axis in configuration.mirrorAxes where rng.chance(0.5) { mirror(&s, axis: axis) }
+        for i in 0..<s.labels.count where s.labels[i] < 0 { s.labels[i] = 0 }
+        return s
+    }
+
+    // MARK: Spatial
+
+    func spatial(_ input: Sample, _ rng: inout RandomSource) -> Sample {
+        let patch = configuration.patch
+        let planar = configuration.twoD || configuration.dummy2D
+        let rotate = rng.chance(0.2), scaleIt = rng.chance(0.2)
+        var angles = [0.0, 0.0, 0.0]
+        if rotate {
+            if planar {
+                angles[0] = rng.uniform(-configuration.rotation, configuration.rotation)
+            } else {
+                for i in 0..<3 { angles[i] = rng.uniform(-configuration.rotation, configuration.rotation) }
+            }
+        }
+        let scale = scaleIt ? rng.uniform(0.7, 1.4) : 1
+        if !rotate && !scaleIt {
+            return crop(input, start: zip(input.shape, patch).map { $0 / 2 - $1 / 2 })
+        }
+        // Matrix M = R·S mapping output offsets to input offsets (axis order z, y, x).
+        var m = rotationMatrix(angles)
+        for r in 0..<3 { for c in 0..<3 { m[r][c] *= (planar && c == 0) ? 1 : scale } }
+        if planar { m[0] = [1, 0, 0]; m[1][0] = 0; m[2][0] = 0 }
+        let centreIn = input.shape.map { Double($0 - 1) / 2 }
+        let centreOut = patch.map { Double($0 - 1) / 2 }
+        let outVolume = patch.reduce(1, *)
+        var coordinates = [SIMD3<Double>](repeating: .zero, count: outVolume)
+        var o = 0
+        for z in 0..<patch[0] {
+            for y in 0..<patch[1] {
+                for x in 0..<patch[2] {
+                    let p = [Double(z) - centreOut[0], Double(y) - centreOut[1], Double(x) - centreOut[2]]
+                    coordinates[o] = SIMD3((0..<3).map { r in centreIn[r] + m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] })
+                    o += 1
+                }
+            }
+        }
+        var out = Sample(shape: patch, channels: input.channels, data: [Float](repeating: 0, count: input.channels * outVolume),
+                         labels: [Int16](repeating: -1, count: outVolume))
+        let inVolume = input.volume
+        input.data.withUnsafeBufferPointer { src in
+            for c in 0..<input.channels {
+                let channel = UnsafeBufferPointer(rebasing: src[(c * inVolume)..<((c + 1) * inVolume)])
+                for i in 0..<outVolume {
+                    out.data[c * outVolume + i] = Float(trilinear(channel, input.shape, coordinates[i]) { Double($0) })
+                }
+            }
+        }
+        // Labels: per-label soft masks (×1000, fp16), running maximum, ties to the lowest label.
+        let present = Array(Set(input.labels)).sorted()
+        var best = [Float](repeating: -.infinity, count: outVolume)
+        input.labels.withUnsafeBufferPointer { labels in
+            for u in present {
+                for i in 0..<outVolume {
+                    let v = Float(Float16(trilinear(labels, input.shape, coordinates[i]) { $0 == u ? 1000 : 0 }))
+                    if v > best[i] { best[i] = v; out.labels[i] = u }
+                }
+            }
+        }
+        // Voxels sampled outside the border voxel centres are unknown.
+        for i in 0..<outVolume {
+            let p = coordinates[i]
+            for a in 0..<3 where p[a] < 0 || p[a] > Double(input.shape[a] - 1) { out.labels[i] = -1 }
+        }
+        return out
+    }
+
+    func rotationMatrix(_ a: [Double]) -> [[Double]] {
+        func mul(_ x: [[Double]], _ y: [[Double]]) -> [[Double]] {
+            (0..<3).map { r in (0..<3).map { c in (0..<3).reduce(0) { $0 + x[r][$1] * y[$1][c] } } }
+        }
+        let (c0, s0, c1, s1, c2, s2) = (cos(a[0]), sin(a[0]), cos(a[1]), sin(a[1]), cos(a[2]), sin(a[2]))
+        // Rotation about axis 0 acts on axes (1, 2), about axis 1 on (0, 2), about axis 2 on (0, 1).
+        let r0 = [[1, 0, 0], [0, c0, -s0], [0, s0, c0]]
+        let r1 = [[c1, 0, s1], [0, 1, 0], [-s1, 0, c1]]
+        let r2 = [[c2, -s2, 0], [s2, c2, 0], [0, 0, 1]]
+        return mul(mul(r2, r1), r0)
+    }
+
+    /// Trilinear sample at `p` with zero outside the volume.
+    @inline(__always)
+    func trilinear<T>(_ v: UnsafeBufferPointer<T>, _ shape: [Int], _ p: SIMD3<Double>, _ value: (T) -> Double) -> Double {
+        let z0 = Int(p.x.rounded(.down)), y0 = Int(p.y.rounded(.down)), x0 = Int(p.z.rounded(.down))
+        let fz = p.x - Double(z0), fy = p.y - Double(y0), fx = p.z - Double(x0)
+        let (D, H, W) = (shape[0], shape[1], shape[2])
+        var result = 0.0
+        for dz in 0...1 {
+            let z = z0 + dz
+            guard z >= 0 && z < D else { continue }
+            let wz = dz == 0 ? 1 - fz : fz
+            if wz == 0 { continue }
+            for dy in 0...1 {
+                let y = y0 + dy
+                guard y >= 0 && y < H else { continue }
+                let wy = dy == 0 ? 1 - fy : fy
+                if wy == 0 { continue }
+                for dx in 0...1 {
+                    let x = x0 + dx
+                    guard x >= 0 && x < W else { continue }
+                    let wx = dx == 0 ? 1 - fx : fx
+                    if wx == 0 { continue }
+                    result += wz * wy * wx * value(v[(z * H + y) * W + x])
+                }
+            }
+        }
+        return result
+    }
+
+    func crop(_ input: Sample, start: [Int]) -> Sample {
+        let patch = configuration.patch
+        let outVolume = patch.reduce(1, *), inVolume = input.volume
+        var out = Sample(shape: patch, channels: input.channels, data: [Float](repeating: 0, count: input.channels * outVolume),
+                         labels: [Int16](repeating: -1, count: outVolume))
+        var o = 0
+        for z in 0..<patch[0] {
+            for y in 0..<patch[1] {
+                for x in 0..<patch[2] {
+                    let (sz, sy, sx) = (z + start[0], y + start[1], x + start[2])
+                    if sz >= 0 && sz < input.shape[0] && sy >= 0 && sy < input.shape[1] && sx >= 0 && sx < input.shape[2] {
+                        let i = (sz * input.shape[1] + sy) * input.shape[2] + sx
+                        for c in 0..<input.channels { out.data[c * outVolume + o] = input.data[c * inVolume + i] }
+                        out.labels[o] = input.labels[i]
+                    }
+                    o += 1
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: Intensity
+
+    func gaussianNoise(_ s: inout Sample, _ rng: inout RandomSource) {
+        let sigma = rng.uniform(0, 0.1)
+        for i in 0..<s.data.count { s.data[i] += Float(rng.normal() * sigma) }
+    }
+
+    func gaussianBlur(_ s: inout Sample, _ rng: inout RandomSource, planar: Bool) {
+        for c in 0..<s.channels where rng.chance(0.5) {
+            for axis in 0..<3 {
+                let sigma = rng.uniform(0.5, 1.0)
+                if planar && axis == 0 { continue }
+                blur(&s, channel: c, axis: axis, sigma: sigma)
+            }
+        }
+    }
+
+    /// Separable Gaussian along one axis, kernel size the nearest odd number to 6σ + 0.5 (at least 3),
+    /// reflect padding (scipy "reflect": the edge sample repeats).
+    func blur(_ s: inout Sample, channel: Int, axis: Int, sigma: Double) {
+        var size = Int((6 * sigma + 0.5).rounded())
+        if size % 2 == 0 { size += 1 }
+        size = max(size, 3)
+        let r = size / 2
+        var k = (-r...r).map { exp(-Double($0 * $0) / (2 * sigma * sigma)) }
+        let total = k.reduce(0, +)
+        k = k.map { $0 / total }
+        let shape = s.shape, n = shape[axis]
+        guard n > 1 else { return }
+        let strides = [shape[1] * shape[2], shape[2], 1]
+        let base = channel * s.volume
+        var line = [Double](repeating: 0, count: n)
+        let others = (0..<3).filter { $0 != axis }
+        for a in 0..<shape[others[0]] {
+            for b in 0..<shape[others[1]] {
+                let start = base + a * strides[others[0]] + b * strides[others[1]]
+                for i in 0..<n { line[i] = Double(s.data[start + i * strides[axis]]) }
+                for i in 0..<n {
+                    var acc = 0.0
+                    for j in -r...r {
+                        var t = i + j
+                        // Reflect about the edge (…, 1, 0 | 0, 1, …), repeated for short lines.
+                        while t < 0 || t >= n { t = t < 0 ? -t - 1 : 2 * n - t - 1 }
+                        acc += k[j + r] * line[t]
+                    }
+                    s.data[start + i * strides[axis]] = Float(acc)
+                }
+            }
+        }
+    }
+
+    /// batchgeneratorsv2 BGContrast: with p 0.5 (when lo < 1) U(lo, 1), otherwise U(max(lo, 1), hi).
+    func contrastFactor(_ lo: Double, _ hi: Double, _ rng: inout RandomSource) -> Double {
+        if lo < 1 && rng.chance(0.5) { return rng.uniform(lo, 1) }
+        return rng.uniform(max(lo, 1), hi)
+    }
+
+    func brightness(_ s: inout Sample, _ rng: inout RandomSource) {
+        let v = s.volume
+        for c in 0..<s.channels {
+            let f = Float(contrastFactor(0.75, 1.25, &rng))
+            for i in (c * v)..<((c + 1) * v) { s.data[i] *= f }
+        }
+    }
+
+    func contrast(_ s: inout Sample, _ rng: inout RandomSource) {
+        let v = s.volume
+        for c in 0..<s.channels {
+            let f = Float(contrastFactor(0.75, 1.25, &rng))
+            let range = (c * v)..<((c + 1) * v)
+            var sum = 0.0, lo = Float.infinity, hi = -Float.infinity
+            for i in range { sum += Double(s.data[i]); lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
+            let mean = Float(sum / Double(v))
+            for i in range { s.data[i] = min(max((s.data[i] - mean) * f + mean, lo), hi) }
+        }
+    }
+
+    /// Downsample by a common zoom U(0.5, 1) with nearest-exact, upsample back with (tri)linear
+    /// interpolation (align_corners false), per channel with p 0.5.
+    func lowResolution(_ s: inout Sample, _ rng: inout RandomSource, skipAxis0: Bool) {
+        let v = s.volume, shape = s.shape
+        for c in 0..<s.channels where rng.chance(0.5) {
+            let zoom = rng.uniform(0.5, 1)
+            let small = shape.enumerated().map { a, n in (skipAxis0 && a == 0) ? n : max(1, Int((Double(n) * zoom).rounded())) }
+            let smallVolume = small.reduce(1, *)
+            var low = [Float](repeating: 0, count: smallVolume)
+            let maps = (0..<3).map { a in (0..<small[a]).map { min(shape[a] - 1, Int((Double($0) + 0.5) * Double(shape[a]) / Double(small[a]))) } }
+            var o = 0
+            for z in 0..<small[0] { for y in 0..<small[1] { for x in 0..<small[2] {
+                low[o] = s.data[c * v + (maps[0][z] * shape[1] + maps[1][y]) * shape[2] + maps[2][x]]
+                o += 1
+            } } }
+            // Linear upsampling, align_corners false: source = (i + 0.5)·in/out − 0.5, clamped.
+            let up = (0..<3).map { a -> [(Int, Int, Double)] in
+                (0..<shape[a]).map { i in
+                    let src = max(0, (Double(i) + 0.5) * Double(small[a]) / Double(shape[a]) - 0.5)
+                    let i0 = min(Int(src), small[a] - 1), i1 = min(i0 + 1, small[a] - 1)
+                    return (i0, i1, src - Double(i0))
+                }
+            }
+            o = 0
+            for z in 0..<shape[0] {
+                let (z0, z1, fz) = up[0][z]
+                for y in 0..<shape[1] {
+                    let (y0, y1, fy) = up[1][y]
+                    for x in 0..<shape[2] {
+                        let (x0, x1, fx) = up[2][x]
+                        func at(_ a: Int, _ b: Int, _ d: Int) -> Double { Double(low[(a * small[1] + b) * small[2] + d]) }
+                        let value = (1 - fz) * ((1 - fy) * ((1 - fx) * at(z0, y0, x0) + fx * at(z0, y0, x1)) + fy * ((1 - fx) * at(z0, y1, x0) + fx * at(z0, y1, x1)))
+                            + fz * ((1 - fy) * ((1 - fx) * at(z1, y0, x0) + fx * at(z1, y0, x1)) + fy * ((1 - fx) * at(z1, y1, x0) + fx * at(z1, y1, x1)))
+                        s.data[c * v + o] = Float(value)
+                        o += 1
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gamma with retained mean and standard deviation (unbiased), optionally on the inverted image.
+    func gamma(_ s: inout Sample, _ rng: inout RandomSource, invert: Bool) {
+        let v = s.volume
+        for c in 0..<s.channels {
+            let g = contrastFactor(0.7, 1.5, &rng)
+            let range = (c * v)..<((c + 1) * v)
+            if invert { for i in range { s.data[i] = -s.data[i] } }
+            func stats() -> (Double, Double) {
+                var sum = 0.0
+                for i in range { sum += Double(s.data[i]) }
+                let mean = sum / Double(v)
+                var sq = 0.0
+                for i in range { let d = Double(s.data[i]) - mean; sq += d * d }
+                return (mean, (sq / Double(max(v - 1, 1))).squareRoot())
+            }
+            let (mean, std) = stats()
+            var lo = Float.infinity, hi = -Float.infinity
+            for i in range { lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
+            let span = Double(hi - lo)
+            for i in range { s.data[i] = Float(pow((Double(s.data[i]) - Double(lo)) / max(span, 1e-7), g) * span + Double(lo)) }
+            let (mean2, std2) = stats()
+            for i in range { s.data[i] = Float((Double(s.data[i]) - mean2) * std / max(std2, 1e-7) + mean) }
+            if invert { for i in range { s.data[i] = -s.data[i] } }
+        }
+    }
+
+    func mirror(_ s: inout Sample, axis: Int) {
+        let shape = s.shape, v = s.volume
+        let strides = [shape[1] * shape[2], shape[2], 1]
+        let n = shape[axis], st = strides[axis]
+        for i in 0..<v {
+            let coordinate = (i / st) % n
+            guard coordinate < n / 2 else { continue }
+            let j = i + (n - 1 - 2 * coordinate) * st
+            for c in 0..<s.channels { s.data.swapAt(c * v + i, c * v + j) }
+            s.labels.swapAt(i, j)
+        }
+    }
+}

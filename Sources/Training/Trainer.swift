@@ -1,0 +1,288 @@
+import Dispatch
+import ExperimentPlanning
+import Foundation
+import Logging
+import PlansModel
+import TensorKernels
+import TorchCheckpoint
+
+/// What to train and for how long (nnU-Net's defaults, spec 6.1).
+public struct TrainerOptions: Sendable {
+    public var epochs = 1000
+    public var iterationsPerEpoch = 250
+    public var validationIterations = 50
+    public var initialLearningRate = 1e-2
+    public var seed: UInt64 = UInt64(Date().timeIntervalSince1970 * 1000)
+    /// Continue from `checkpoint_latest.pth` (or final/best) in the fold folder.
+    public var resume = false
+    /// Skip the final sliding-window validation.
+    public var skipValidation = false
+    /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
+    public var stopAfterEpochs: Int?
+    public init() {}
+}
+
+/// Fold selection: an index into the splits (beyond 5: nnU-Net's random 80:20 split) or `all`.
+public enum FoldSpec: Sendable, CustomStringConvertible, Equatable {
+    case index(Int)
+    case all
+    public init?(_ text: String) {
+        if text == "all" { self = .all } else if let i = Int(text), i >= 0 { self = .index(i) } else { return nil }
+    }
+    public var description: String { if case .index(let i) = self { return "\(i)" } else { return "all" } }
+}
+
+/// One line of training progress (per iteration or at the end of an epoch).
+public struct TrainingProgress: Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var iteration: Int
+    public var iterations: Int
+    public var loss: Double
+    /// Set at the end of an epoch.
+    public var epochSummary: EpochSummary?
+}
+
+public struct EpochSummary: Sendable {
+    public var epoch: Int
+    public var learningRate: Double
+    public var trainLoss: Double
+    public var validationLoss: Double
+    public var pseudoDice: [Double]
+    public var emaPseudoDice: Double
+    public var seconds: Double
+    public var newBest: Bool
+}
+
+/// Per-epoch history as nnU-Net's logger keeps it (stored in every checkpoint).
+public struct TrainingLog: Sendable {
+    public var meanForegroundDice: [Double] = []
+    public var emaForegroundDice: [Double] = []
+    public var dicePerClass: [[Double]] = []
+    public var trainLosses: [Double] = []
+    public var validationLosses: [Double] = []
+    public var learningRates: [Double] = []
+    public var epochStart: [Double] = []
+    public var epochEnd: [Double] = []
+}
+
+/// nnU-Net's trainer (`nnUNetTrainer`, spec 6) for one fold of one configuration, on the CPU:
+/// splits, data loading on a background thread, augmentation, SGD with poly LR, deep supervision,
+/// pseudo-Dice with EMA, checkpoints every epoch (resume), best/final checkpoints in PyTorch format,
+/// progress.png, and the final sliding-window validation with `summary.json`.
+public final class Trainer: @unchecked Sendable {
+    public let plans: Plans
+    public let plansJSON: Any
+    public let datasetJSON: Any
+    public let configurationName: String
+    public let configuration: ConfigurationPlan
+    public let dataset: DatasetDescription
+    public let fold: FoldSpec
+    public let options: TrainerOptions
+    public let preprocessedRoot: URL
+    public let outputFolder: URL
+    public let trainerFolder: URL
+    public let split: CrossValidation.Split
+    let logger: Logger
+    public static let trainerName = "nnUNetTrainer"
+
+    public var foldFolder: URL { outputFolder }
+
+    /// - Parameters:
+    ///   - preprocessedRoot: `<output>/<dataset>/` with the plans, `dataset.json` and the configuration's data folder.
+    ///   - resultsRoot: results root; the model lands in `<results>/<dataset>/nnUNetTrainer__<plans>__<configuration>/fold_<f>/`.
+    public init(preprocessedRoot: URL, plansName: String = "nnUNetPlans", configuration name: String, fold: FoldSpec, resultsRoot: URL,
+                options: TrainerOptions, logger: Logger = Logger(label: "nnseg.train")) throws {
+        self.preprocessedRoot = preprocessedRoot
+        let plansURL = preprocessedRoot.appendingPathComponent("\(plansName).json")
+        let datasetURL = preprocessedRoot.appendingPathComponent("dataset.json")
+        for url in [plansURL, datasetURL] where !FileManager.default.fileExists(atPath: url.path) {
+            throw TrainingError.dataset(file: url.path, problem: "missing; run `nnseg plan` and `nnseg preprocess` first")
+        }
+        plans = try Plans(contentsOf: plansURL)
+        plansJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: plansURL))
+        datasetJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: datasetURL))
+        dataset = try DatasetDescription(contentsOf: datasetURL)
+        configurationName = name
+        configuration = try plans.configuration(name)
+        self.fold = fold
+        self.options = options
+        self.logger = logger
+        guard !dataset.isRegionBased else { throw TrainingError.unsupported("region-based training (labels given as lists of values)") }
+        guard configuration.previousStage == nil else { throw TrainingError.unsupported("cascade training (\(name) needs a previous stage)") }
+
+        let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
+        let all = try PreprocessedDataset(folder: dataFolder).identifiers
+        // Splits: splits_final.json if present, else created once (nnU-Net's KFold) and written.
+        let splitsURL = preprocessedRoot.appendingPathComponent("splits_final.json")
+        let splits: [CrossValidation.Split]
+        if FileManager.default.fileExists(atPath: splitsURL.path) {
+            splits = try CrossValidation.read(splitsURL, cases: Set(all))
+        } else {
+            splits = try CrossValidation.fiveFold(all)
+            try CrossValidation.json(splits).write(to: splitsURL, options: .atomic)
+            logger.notice("created 5-fold splits", metadata: ["file": "\(splitsURL.path)", "cases": "\(all.count)"])
+        }
+        switch fold {
+        case .all: split = CrossValidation.Split(train: all, val: all)
+        case .index(let f) where f < splits.count: split = splits[f]
+        case .index(let f): split = CrossValidation.randomSplit(all, fold: f)
+        }
+        guard !split.train.isEmpty else { throw TrainingError.dataset(file: splitsURL.path, problem: "fold \(fold) has no training cases") }
+        trainerFolder = resultsRoot.appendingPathComponent(preprocessedRoot.lastPathComponent)
+            .appendingPathComponent("\(Self.trainerName)__\(plansName)__\(name)")
+        outputFolder = trainerFolder.appendingPathComponent("fold_\(fold)")
+    }
+
+    /// Runs (or resumes) training to the last epoch and writes `checkpoint_final.pth` (then call
+    /// ``validate(rawImages:rawLabels:progress:)``). With `stopAfterEpochs` it returns early, leaving
+    /// `checkpoint_latest.pth` to resume from.
+    public func run(progress: @escaping (TrainingProgress) -> Void = { _ in }) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(at: outputFolder, withIntermediateDirectories: true)
+        for file in ["dataset.json", "dataset_fingerprint.json"] {
+            let from = preprocessedRoot.appendingPathComponent(file), to = trainerFolder.appendingPathComponent(file)
+            if fm.fileExists(atPath: from.path) && !fm.fileExists(atPath: to.path) { try fm.copyItem(at: from, to: to) }
+        }
+        let plansCopy = trainerFolder.appendingPathComponent("plans.json")
+        if !fm.fileExists(atPath: plansCopy.path) {
+            try JSONSerialization.data(withJSONObject: plansJSON, options: [.prettyPrinted, .sortedKeys]).write(to: plansCopy, options: .atomic)
+        }
+
+        let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
+        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
+        let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: dataset.channelNames.count,
+                                          numClasses: dataset.segmentationHeads, batch: configuration.batchSize,
+                                          patch: configuration.patchSize, initialization: .kaiming(seed: options.seed))
+        let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: dataset.segmentationHeads,
+                                                                             batchDice: configuration.batchDice, ignoreLabel: ignoreLabel))
+        var state = CheckpointState(epoch: 0, log: TrainingLog(), bestEMA: nil)
+        let final = outputFolder.appendingPathComponent("checkpoint_final.pth")
+        if options.resume {
+            let candidates = ["checkpoint_latest.pth", "checkpoint_final.pth", "checkpoint_best.pth"].map { outputFolder.appendingPathComponent($0) }
+            if let url = candidates.first(where: { fm.fileExists(atPath: $0.path) }) {
+                state = try TrainingCheckpoint.load(url, into: network, optimizer: step.optimizer)
+                logger.notice("resuming", metadata: ["checkpoint": "\(url.lastPathComponent)", "epoch": "\(state.epoch)"])
+            } else {
+                logger.notice("no checkpoint to resume from; starting a new run", metadata: ["folder": "\(outputFolder.path)"])
+            }
+        } else if fm.fileExists(atPath: final.path) {
+            throw TrainingError.checkpoint(file: final.path, problem: "this fold is already trained; use --continue to resume/validate or another results folder")
+        }
+
+        let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
+        let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted())
+        let trainSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true, ignoreLabel: ignoreLabel)
+        let valSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: false, ignoreLabel: ignoreLabel)
+        let augmenter = Augmenter(configuration: augmentation)
+        let trainIDs = split.train, valIDs = split.val
+        var seeds = RandomSource(seed: options.seed &+ UInt64(state.epoch) &* 7919)
+        let trainLoader = BackgroundLoader(make: { rng in try trainSampler.batch(data, identifiers: trainIDs, augmenter: augmenter, &rng) },
+                                           seed: seeds.next())
+        defer { trainLoader.stop() }
+        let valLoader = valIDs.isEmpty ? nil
+            : BackgroundLoader(capacity: 2, make: { rng in try valSampler.batch(data, identifiers: valIDs, augmenter: nil, &rng) }, seed: seeds.next())
+        defer { valLoader?.stop() }
+
+        let logFile = try TrainingLogFile(folder: outputFolder)
+        logFile.write("nnseg training: \(configurationName), fold \(fold), \(trainIDs.count) training and \(valIDs.count) validation cases, "
+                      + "batch \(configuration.batchSize), patch \(configuration.patchSize), enlarged patch \(augmentation.initialPatch), "
+                      + "epochs \(options.epochs) × \(options.iterationsPerEpoch) iterations, seed \(options.seed)")
+        var epochsThisRun = 0
+        while state.epoch < options.epochs {
+            if let stop = options.stopAfterEpochs, epochsThisRun >= stop { return }
+            let epoch = state.epoch
+            let start = Date()
+            let lr = polyLearningRate(initial: options.initialLearningRate, epoch: epoch, maxEpochs: options.epochs)
+            var losses: [Double] = []
+            for i in 0..<options.iterationsPerEpoch {
+                let batch = try trainLoader.next()
+                let value = try step.train(input: batch.input, labels: batch.labels, learningRate: lr)
+                guard value.isFinite else {
+                    throw TrainingError.unsupported("the training loss became \(value) at epoch \(epoch), iteration \(i); stopping (the last checkpoint is kept)")
+                }
+                losses.append(value)
+                progress(TrainingProgress(epoch: epoch, epochs: options.epochs, iteration: i + 1, iterations: options.iterationsPerEpoch,
+                                          loss: losses.reduce(0, +) / Double(losses.count)))
+            }
+            var valLosses: [Double] = []
+            let K = dataset.segmentationHeads - 1
+            var tp = [Double](repeating: 0, count: K), fp = tp, fn = tp
+            if let valLoader {
+                for _ in 0..<options.validationIterations {
+                    let batch = try valLoader.next()
+                    let r = try step.validate(input: batch.input, labels: batch.labels)
+                    valLosses.append(r.loss)
+                    for k in 0..<K { tp[k] += r.tp[k]; fp[k] += r.fp[k]; fn[k] += r.fn[k] }
+                }
+            }
+            var dice: [Double] = []
+            for k in 0..<K {
+                let denominator: Double = 2 * tp[k] + fp[k] + fn[k]
+                dice.append(2 * tp[k] / denominator)
+            }
+            let finite = dice.filter { !$0.isNaN }
+            let meanDice = finite.isEmpty ? Double.nan : finite.reduce(0, +) / Double(finite.count)
+            let ema = state.log.emaForegroundDice.last.map { 0.9 * $0 + 0.1 * meanDice } ?? meanDice
+            let trainLoss = losses.reduce(0, +) / Double(max(losses.count, 1))
+            let valLoss = valLosses.isEmpty ? Double.nan : valLosses.reduce(0, +) / Double(valLosses.count)
+            state.log.trainLosses.append(trainLoss)
+            state.log.validationLosses.append(valLoss)
+            state.log.meanForegroundDice.append(meanDice)
+            state.log.emaForegroundDice.append(ema)
+            state.log.dicePerClass.append(dice)
+            state.log.learningRates.append(lr)
+            state.log.epochStart.append(start.timeIntervalSince1970)
+            state.log.epochEnd.append(Date().timeIntervalSince1970)
+            state.epoch += 1
+            epochsThisRun += 1
+            let newBest = state.bestEMA.map { ema > $0 } ?? true
+            if newBest { state.bestEMA = ema }
+            let context = checkpointContext(augmentation)
+            if newBest {
+                try TrainingCheckpoint.save(network: network, optimizer: step.optimizer, state: state, context: context,
+                                            to: outputFolder.appendingPathComponent("checkpoint_best.pth"))
+            }
+            if state.epoch < options.epochs {
+                try TrainingCheckpoint.save(network: network, optimizer: step.optimizer, state: state, context: context,
+                                            to: outputFolder.appendingPathComponent("checkpoint_latest.pth"))
+            }
+            try TrainingCurve.png(state.log).write(to: outputFolder.appendingPathComponent("progress.png"), options: .atomic)
+            let seconds = Date().timeIntervalSince(start)
+            let summary = EpochSummary(epoch: epoch, learningRate: lr, trainLoss: trainLoss, validationLoss: valLoss, pseudoDice: dice,
+                                       emaPseudoDice: ema, seconds: seconds, newBest: newBest)
+            logFile.write(String(format: "epoch %d: lr %.6f, train loss %.4f, val loss %.4f, pseudo Dice %@, EMA %.4f, %.1f s%@", epoch, lr,
+                                 trainLoss, valLoss, dice.map { String(format: "%.4f", $0) }.joined(separator: " "), ema, seconds,
+                                 newBest ? ", new best EMA" : ""))
+            progress(TrainingProgress(epoch: epoch, epochs: options.epochs, iteration: options.iterationsPerEpoch,
+                                      iterations: options.iterationsPerEpoch, loss: trainLoss, epochSummary: summary))
+        }
+        if !fm.fileExists(atPath: final.path) || options.resume {
+            try TrainingCheckpoint.save(network: network, optimizer: step.optimizer, state: state, context: checkpointContext(augmentation), to: final)
+        }
+        try? fm.removeItem(at: outputFolder.appendingPathComponent("checkpoint_latest.pth"))
+    }
+
+    func checkpointContext(_ augmentation: AugmentationConfiguration) -> CheckpointContext {
+        CheckpointContext(plans: plansJSON, dataset: datasetJSON, configuration: configurationName, fold: fold,
+                          trainerName: Self.trainerName, mirrorAxes: augmentation.inferenceMirrorAxes)
+    }
+}
+
+/// `training_log_<timestamp>.txt` in the fold folder (one line per event, flushed).
+final class TrainingLogFile: @unchecked Sendable {
+    let handle: FileHandle?
+    init(folder: URL) throws {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy_M_d_HH_mm_ss"
+        f.timeZone = TimeZone(identifier: "UTC")
+        let url = folder.appendingPathComponent("training_log_\(f.string(from: Date())).txt")
+        FileManager.default.createFile(atPath: url.path, contents: nil)
+        handle = try FileHandle(forWritingTo: url)
+    }
+    func write(_ line: String) {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        handle?.write(Data("\(stamp): \(line)\n".utf8))
+    }
+    deinit { try? handle?.close() }
+}

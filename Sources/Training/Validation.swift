@@ -1,0 +1,106 @@
+import Foundation
+import Inference
+import NIfTI
+import UNet
+
+/// nnU-Net's evaluation (spec 8): per case and foreground label TP/FP/FN/TN, Dice, IoU (NaN when both
+/// masks are empty), per-label nanmean over cases, and `foreground_mean` as the plain mean of the label means.
+public enum SegmentationMetrics {
+    public struct Counts: Sendable {
+        public var tp = 0.0, fp = 0.0, fn = 0.0, tn = 0.0
+        public var dice: Double { tp + fp + fn == 0 ? .nan : 2 * tp / (2 * tp + fp + fn) }
+        public var iou: Double { tp + fp + fn == 0 ? .nan : tp / (tp + fp + fn) }
+    }
+
+    public static func counts(prediction: [Double], reference: [Double], labels: [Int], ignoreLabel: Int?) -> [Counts] {
+        var result = [Counts](repeating: Counts(), count: labels.count)
+        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        for i in 0..<reference.count {
+            let r = Int(reference[i]), p = Int(prediction[i])
+            if let ignoreLabel, r == ignoreLabel { continue }
+            for (k, _) in labels.enumerated() { result[k].tn += 1 }
+            if let kr = index[r] { result[kr].tn -= 1; result[kr].fn += 1 }
+            if let kp = index[p] {
+                if kp == index[r] { result[kp].fn -= 1; result[kp].tp += 1 } else { result[kp].tn -= 1; result[kp].fp += 1 }
+            }
+        }
+        return result
+    }
+
+    /// `summary.json` with sorted keys (as nnU-Net writes it); returns the data and the foreground mean Dice.
+    public static func summary(cases: [(prediction: String, reference: String, counts: [Counts])], labels: [Int]) -> (Data, Double) {
+        func metrics(_ c: Counts) -> [String: Any] {
+            ["Dice": json(c.dice), "FN": c.fn, "FP": c.fp, "IoU": json(c.iou), "TN": c.tn, "TP": c.tp, "n_pred": c.tp + c.fp, "n_ref": c.tp + c.fn]
+        }
+        var perCase: [[String: Any]] = []
+        for c in cases {
+            var m: [String: Any] = [:]
+            for (k, label) in labels.enumerated() { m["\(label)"] = metrics(c.counts[k]) }
+            perCase.append(["metrics": m, "prediction_file": c.prediction, "reference_file": c.reference])
+        }
+        var means: [String: Any] = [:]
+        var labelDice: [Double] = [], labelIoU: [Double] = []
+        var fg = [String: Double]()
+        for (k, label) in labels.enumerated() {
+            let rows = cases.map { $0.counts[k] }
+            func nanmean(_ v: [Double]) -> Double { let f = v.filter { !$0.isNaN }; return f.isEmpty ? .nan : f.reduce(0, +) / Double(f.count) }
+            let n = Double(max(rows.count, 1))
+            let mean: [String: Double] = [
+                "Dice": nanmean(rows.map(\.dice)), "IoU": nanmean(rows.map(\.iou)),
+                "TP": rows.map(\.tp).reduce(0, +) / n, "FP": rows.map(\.fp).reduce(0, +) / n, "FN": rows.map(\.fn).reduce(0, +) / n,
+                "TN": rows.map(\.tn).reduce(0, +) / n, "n_pred": rows.map { $0.tp + $0.fp }.reduce(0, +) / n,
+                "n_ref": rows.map { $0.tp + $0.fn }.reduce(0, +) / n,
+            ]
+            means["\(label)"] = mean.mapValues(json)
+            labelDice.append(mean["Dice"]!)
+            labelIoU.append(mean["IoU"]!)
+            for (key, v) in mean { fg[key, default: 0] += v / Double(labels.count) }
+        }
+        fg["Dice"] = labelDice.reduce(0, +) / Double(max(labels.count, 1))
+        fg["IoU"] = labelIoU.reduce(0, +) / Double(max(labels.count, 1))
+        let root: [String: Any] = ["foreground_mean": fg.mapValues(json), "mean": means, "metric_per_case": perCase]
+        let data = (try? JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        return (data, fg["Dice"]!)
+    }
+
+    /// NaN is not JSON: written as the string "NaN" would break readers, so as null.
+    static func json(_ v: Double) -> Any { v.isNaN ? NSNull() : v }
+}
+
+extension Trainer {
+    /// Final validation (spec 6.8): the fold's validation cases predicted from the raw images with the
+    /// final weights (sliding window, Gaussian, mirroring), written to `validation/`, and scored against
+    /// the raw labels into `validation/summary.json`. Returns the foreground mean Dice.
+    public func validate(rawImages: URL, rawLabels: URL, progress: @escaping (Int, Int) -> Void = { _, _ in }) throws -> Double {
+        let bundle = try ModelBundle(folder: trainerFolder, folds: ["\(fold)"])
+        let engine = try InferenceEngine(bundle: bundle)
+        let folder = outputFolder.appendingPathComponent("validation")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let (entries, _) = try CaseSource.discover(rawImages, fileEnding: dataset.fileEnding, channels: dataset.channelNames.count)
+        let byID = Dictionary(entries.map { ($0.identifier, $0) }, uniquingKeysWith: { a, _ in a })
+        let labels = dataset.foregroundLabels
+        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
+        var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
+        for (i, id) in split.val.enumerated() {
+            guard let entry = byID[id] else {
+                throw TrainingError.dataset(file: rawImages.path, problem: "no image for validation case \(id)")
+            }
+            let c = try CaseSource.load(entry)
+            let result = try engine.predict(c.channels, spacing: c.spacing, mirroring: true)
+            let out = folder.appendingPathComponent(id + dataset.fileEnding)
+            try CaseWriter.writeSegmentation(result.prediction, geometry: c.geometry, to: out)
+            let referenceURL = rawLabels.appendingPathComponent(id + dataset.fileEnding)
+            let reference = try NIfTIImage(contentsOf: referenceURL)
+            let predicted = try NIfTIImage(contentsOf: out)
+            let r = reference.voxels.withDoubles { Array($0) }, p = predicted.voxels.withDoubles { Array($0) }
+            guard r.count == p.count else {
+                throw TrainingError.dataset(file: referenceURL.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
+            }
+            rows.append((out.path, referenceURL.path, SegmentationMetrics.counts(prediction: p, reference: r, labels: labels, ignoreLabel: ignoreLabel)))
+            progress(i + 1, split.val.count)
+        }
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: labels)
+        try data.write(to: folder.appendingPathComponent("summary.json"), options: .atomic)
+        return dice
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import ExperimentPlanning
+import Foundation
+import Logging
+import Training
+
+/// `nnseg train -d <raw dataset> -c 3d_fullres -f 0`: nnU-Net's training recipe on the CPU for one fold,
+/// reading what `nnseg plan` and `nnseg preprocess` wrote, then the fold's validation with `summary.json`.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train one fold of a planned, preprocessed dataset (nnU-Net's recipe) and validate it.",
+        discussion: """
+        The model is written to <results>/<dataset>/nnUNetTrainer__<plans>__<configuration>/fold_<f>/ in nnU-Net's layout \
+        (checkpoint_final.pth, checkpoint_best.pth, progress.png, training log, validation/summary.json) and can be used \
+        with `nnseg predict -m <that folder>`. A checkpoint is written every epoch; `--continue` resumes from it with the \
+        same learning-rate schedule.
+        """)
+
+    @OptionGroup var source: RawDatasetOptions
+
+    @Option(name: [.customShort("c"), .long], help: "Configuration to train.")
+    var configuration: String = "3d_fullres"
+
+    @Option(name: [.customShort("f"), .long], help: "Fold: 0–4 (5-fold cross-validation), a higher number for a random 80:20 split, or 'all'.")
+    var fold: String = "0"
+
+    @Option(help: "Plans name (the plans file without .json).")
+    var plans: String = "nnUNetPlans"
+
+    @Option(help: "Results root.")
+    var results: String = "nnseg-results"
+
+    @Option(help: "Epochs (nnU-Net: 1000). The poly learning rate is scheduled over this many epochs.")
+    var epochs: Int = 1000
+
+    @Option(help: "Training iterations per epoch (nnU-Net: 250).")
+    var iterations: Int = 250
+
+    @Option(help: "Validation iterations per epoch for the pseudo-Dice (nnU-Net: 50).")
+    var validationIterations: Int = 50
+
+    @Option(help: "Seed for weight initialisation, case sampling and augmentation (default: from the clock).")
+    var seed: UInt64?
+
+    @Flag(name: .customLong("continue"), help: "Resume from the fold's latest checkpoint (or validate a finished fold again).")
+    var resume = false
+
+    @Flag(help: "Skip the final sliding-window validation.")
+    var noValidation = false
+
+    @Option(help: ArgumentHelp("Stop after this many epochs in this invocation (resume later with --continue).", visibility: .hidden))
+    var stopAfterEpochs: Int?
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.train")
+        guard let foldSpec = FoldSpec(fold) else { throw CommandFailure("--fold \(fold): expected a non-negative number or 'all'") }
+        guard epochs > 0, iterations > 0, validationIterations >= 0 else { throw CommandFailure("--epochs and --iterations must be positive") }
+        let (raw, root) = try source.open()
+        var options = TrainerOptions()
+        options.epochs = epochs
+        options.iterationsPerEpoch = iterations
+        options.validationIterations = validationIterations
+        if let seed { options.seed = seed }
+        options.resume = resume
+        options.skipValidation = noValidation
+        options.stopAfterEpochs = stopAfterEpochs
+        let trainer = try Trainer(preprocessedRoot: root, plansName: plans, configuration: configuration, fold: foldSpec,
+                                  resultsRoot: URL(fileURLWithPath: results), options: options, logger: logger)
+        logger.notice("training", metadata: [
+            "configuration": "\(configuration)", "fold": "\(foldSpec)", "train_cases": "\(trainer.split.train.count)",
+            "val_cases": "\(trainer.split.val.count)", "epochs": "\(epochs)", "iterations": "\(iterations)", "seed": "\(options.seed)",
+            "output": "\(trainer.outputFolder.path)",
+        ])
+        let bar = ProgressReporter(title: "epoch", minimumTotal: 1)
+        var epochStart = Date()
+        var lastEpoch = -1
+        try trainer.run { p in
+            if p.epoch != lastEpoch { lastEpoch = p.epoch; epochStart = Date() }
+            if let s = p.epochSummary {
+                bar.finish()
+                logger.notice("epoch finished", metadata: [
+                    "epoch": "\(s.epoch)", "lr": "\(String(format: "%.6f", s.learningRate))",
+                    "train_loss": "\(String(format: "%.4f", s.trainLoss))", "val_loss": "\(String(format: "%.4f", s.validationLoss))",
+                    "pseudo_dice": "\(s.pseudoDice.map { String(format: "%.4f", $0) })", "ema": "\(String(format: "%.4f", s.emaPseudoDice))",
+                    "seconds": "\(String(format: "%.1f", s.seconds))", "new_best": "\(s.newBest)",
+                ])
+                return
+            }
+            let elapsed = Date().timeIntervalSince(epochStart)
+            let perIteration = elapsed / Double(p.iteration)
+            let remaining = perIteration * Double(p.iterations - p.iteration)
+                + perIteration * Double(p.iterations) * Double(p.epochs - p.epoch - 1)
+            bar.update(p.iteration, p.iterations, detail: String(format: "epoch %d/%d loss %.4f %.2f s/it ETA %@", p.epoch + 1, p.epochs,
+                                                                 p.loss, perIteration, Self.duration(remaining)))
+        }
+        bar.finish()
+        if stopAfterEpochs != nil, FileManager.default.fileExists(atPath: trainer.outputFolder.appendingPathComponent("checkpoint_latest.pth").path) {
+            print("stopped after \(stopAfterEpochs!) epoch(s); resume with --continue")
+            return
+        }
+        guard !noValidation, !trainer.split.val.isEmpty else {
+            print("trained: \(trainer.outputFolder.path)")
+            return
+        }
+        let validation = ProgressReporter(title: "validation", minimumTotal: 1)
+        let dice = try trainer.validate(rawImages: raw.folder.appendingPathComponent("imagesTr"), rawLabels: raw.folder.appendingPathComponent("labelsTr")) {
+            validation.update($0, $1)
+        }
+        validation.finish()
+        logger.notice("validation finished", metadata: ["mean_dice": "\(String(format: "%.4f", dice))", "cases": "\(trainer.split.val.count)"])
+        print(String(format: "fold %@ validation: mean foreground Dice %.4f (%d cases) → %@", "\(foldSpec)", dice, trainer.split.val.count,
+                     trainer.outputFolder.appendingPathComponent("validation/summary.json").path))
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds)
+        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
