@@ -1,0 +1,137 @@
+import Foundation
+import TensorKernels
+import Testing
+import TestSupport
+@testable import Training
+
+/// Sampling and augmentation against the reference's documented behaviour (spec 6.3, 6.4).
+struct DataPipelineTests {
+    @Test func enlargedPatchSizesMatchTheReference() {
+        // Verified vectors of batchgenerators' get_patch_size (spec 6.4).
+        #expect(AugmentationConfiguration(patch: [40, 56, 40]).initialPatch == [73, 80, 64])
+        #expect(AugmentationConfiguration(patch: [56, 40]).initialPatch == [1, 65, 65])
+        #expect(AugmentationConfiguration(patch: [56, 192, 192]).initialPatch == [56, 225, 225])
+        #expect(AugmentationConfiguration(patch: [56, 192, 192]).dummy2D)
+        #expect(AugmentationConfiguration(patch: [512, 512]).initialPatch == [1, 602, 602])
+        #expect(AugmentationConfiguration(patch: [64, 192, 192]).initialPatch == [178, 308, 233])
+        #expect(AugmentationConfiguration(patch: [128, 128, 128]).initialPatch == [205, 205, 205])
+        #expect(AugmentationConfiguration(patch: [40, 56, 40]).inferenceMirrorAxes == [0, 1, 2])
+        #expect(AugmentationConfiguration(patch: [56, 40]).inferenceMirrorAxes == [0, 1])
+    }
+
+    @Test func oversamplingForcesTheLastThirdOfTheBatch() {
+        let config = AugmentationConfiguration(patch: [40, 56, 40])
+        func forced(_ bs: Int) -> [Int] {
+            let s = PatchSampler(configuration: config, batchSize: bs, training: true)
+            return (0..<bs).filter(s.forcesForeground)
+        }
+        #expect(forced(2) == [1])
+        #expect(forced(9) == [6, 7, 8])
+        #expect(forced(12) == [8, 9, 10, 11])
+    }
+
+    static func syntheticCase() -> TrainingCase {
+        // 30×40×30 with a foreground blob of label 2 near one corner.
+        let shape = [30, 40, 30], volume = 36_000
+        var labels = [Int16](repeating: 0, count: volume)
+        var voxels: [[Int]] = []
+        for z in 2..<6 { for y in 3..<7 { for x in 25..<29 {
+            labels[(z * 40 + y) * 30 + x] = 2
+            voxels.append([z, y, x])
+        } } }
+        let data = (0..<volume).map { Float($0 % 97) / 97 }
+        return TrainingCase(identifier: "synthetic", channels: 1, shape: shape, data: data, segmentation: labels,
+                            classLocations: [([1], []), ([2], voxels)])
+    }
+
+    @Test func forcedCropsContainForegroundAndRandomCropsStayInTheirBox() {
+        let c = Self.syntheticCase()
+        let sampler = PatchSampler(configuration: AugmentationConfiguration(patch: [16, 16, 16]), batchSize: 3, training: false)
+        var rng = RandomSource(seed: 3)
+        for _ in 0..<20 {
+            let corner = sampler.lowerCorner(c, forceForeground: true, &rng)
+            let crop = sampler.crop(c, corner: corner)
+            #expect(crop.labels.contains(2), "forced crop at \(corner) has no foreground")
+            let random = sampler.lowerCorner(c, forceForeground: false, &rng)
+            // Validation crops (no enlargement) of an image larger than the patch stay inside it.
+            let inside = zip(random, zip(c.shape, [16, 16, 16])).allSatisfy { $0 >= 0 && $0 <= $1.0 - $1.1 }
+            #expect(inside, "\(random)")
+        }
+        // Padding outside the image: data 0, labels −1.
+        let crop = sampler.crop(c, corner: [-4, 0, 0])
+        #expect(crop.labels[0] == -1 && crop.data[0] == 0)
+        #expect(crop.labels[4 * 256] == c.segmentation[0] && crop.data[4 * 256] == c.data[0])
+    }
+
+    @Test func augmentationKeepsShapesLabelsAndMirrorsExactly() {
+        let config = AugmentationConfiguration(patch: [16, 20, 16])
+        let augmenter = Augmenter(configuration: config)
+        let c = Self.syntheticCase()
+        let sampler = PatchSampler(configuration: config, batchSize: 1, training: true)
+        var rng = RandomSource(seed: 11)
+        var sawRotatedOrScaled = false
+        for _ in 0..<40 {
+            let crop = sampler.crop(c, corner: sampler.lowerCorner(c, forceForeground: true, &rng))
+            #expect(crop.shape == config.initialPatch)
+            let out = augmenter.augment(crop, &rng)
+            #expect(out.shape == [16, 20, 16] && out.data.count == 16 * 20 * 16)
+            let labelsValid = out.labels.allSatisfy { $0 >= 0 && $0 <= 2 }, finite = out.data.allSatisfy(\.isFinite)
+            #expect(labelsValid, "labels outside {0, 1, 2} after augmentation")
+            #expect(finite)
+            if !crop.labels.isEmpty, Set(out.labels).count > 1 { sawRotatedOrScaled = true }
+        }
+        #expect(sawRotatedOrScaled)
+        // Mirroring twice is the identity; once it moves voxel 0 to the far corner on that axis.
+        var s = Sample(shape: [2, 3, 4], channels: 1, data: (0..<24).map(Float.init), labels: (0..<24).map { Int16($0) })
+        let original = s
+        augmenter.mirror(&s, axis: 2)
+        #expect(s.data[0] == 3 && s.labels[3] == 0)
+        augmenter.mirror(&s, axis: 2)
+        #expect(s.data == original.data && s.labels == original.labels)
+        augmenter.mirror(&s, axis: 0)
+        #expect(s.data[0] == 12)
+        // Without rotation or scaling the spatial transform is the centre crop floor(in/2) − patch//2.
+        var plain = Sample(shape: [5, 5, 5], channels: 1, data: (0..<125).map(Float.init), labels: [Int16](repeating: 1, count: 125))
+        plain.labels[0] = 0
+        let small = Augmenter(configuration: AugmentationConfiguration(patch: [3, 3, 3]))
+        let cropped = small.crop(plain, start: [1, 1, 1])
+        #expect(cropped.data[0] == Float(25 + 5 + 1))
+    }
+
+    @Test func blurAndGammaPreserveStatistics() {
+        let augmenter = Augmenter(configuration: AugmentationConfiguration(patch: [8, 8, 8]))
+        var rng = RandomSource(seed: 5)
+        var s = Sample(shape: [8, 8, 8], channels: 1, data: (0..<512).map { _ in Float(rng.uniform(0, 4)) }, labels: [Int16](repeating: 0, count: 512))
+        func meanStd(_ v: [Float]) -> (Double, Double) {
+            let m = v.reduce(0.0) { $0 + Double($1) } / Double(v.count)
+            return (m, (v.reduce(0.0) { $0 + (Double($1) - m) * (Double($1) - m) } / Double(v.count - 1)).squareRoot())
+        }
+        let before = meanStd(s.data)
+        augmenter.gamma(&s, &rng, invert: false)
+        let after = meanStd(s.data)
+        #expect(abs(before.0 - after.0) < 1e-4 && abs(before.1 - after.1) < 1e-4, "gamma retains mean and std")
+        let constant = [Float](repeating: 2, count: 512)
+        var flat = Sample(shape: [8, 8, 8], channels: 1, data: constant, labels: s.labels)
+        augmenter.blur(&flat, channel: 0, axis: 1, sigma: 0.8)
+        let unchanged = flat.data.allSatisfy { abs($0 - 2) < 1e-5 }
+        #expect(unchanged, "a normalised blur keeps a constant image")
+    }
+
+    @Test func metricsFollowNnUNetsDefinitions() {
+        // Labels 1 and 2; 6 voxels; label 2 absent from both in the second case → NaN, excluded from the mean.
+        let p: [Double] = [0, 1, 1, 2, 0, 0], r: [Double] = [0, 1, 0, 2, 2, 0]
+        let c = SegmentationMetrics.counts(prediction: p, reference: r, labels: [1, 2], ignoreLabel: nil)
+        #expect(c[0].tp == 1 && c[0].fp == 1 && c[0].fn == 0 && c[0].tn == 4)
+        #expect(c[1].tp == 1 && c[1].fp == 0 && c[1].fn == 1 && c[1].tn == 4)
+        let empty = SegmentationMetrics.counts(prediction: [0, 1], reference: [0, 1], labels: [1, 2], ignoreLabel: nil)
+        #expect(empty[1].dice.isNaN)
+        let (data, mean) = SegmentationMetrics.summary(cases: [("a", "a", c), ("b", "b", empty)], labels: [1, 2])
+        // Label 1: (2/3 + 1)/2; label 2: nanmean(2/3) = 2/3.
+        #expect(abs(mean - ((2.0 / 3 + 1) / 2 + 2.0 / 3) / 2) < 1e-12)
+        let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        #expect((json?["metric_per_case"] as? [Any])?.count == 2)
+        // Ignore label voxels are left out of every count.
+        let ignored = SegmentationMetrics.counts(prediction: [1, 1], reference: [3, 1], labels: [1, 2], ignoreLabel: 3)
+        #expect(ignored[0].tp == 1 && ignored[0].fp == 0)
+    }
+}
