@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source Ops/env.sh
 swift build -c release --product TrainingBenchmark >/dev/null
-echo "== default build"
-"$(swift build -c release --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}"
+for precision in fp32 bf16; do
+  echo "== default build, $precision"
+  "$(swift build -c release --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}" "$precision"
+done
 if [[ "${1:-}" == "--znver5" ]]; then
   swift build -c release --product TrainingBenchmark --scratch-path .build-znver5 -Xswiftc -target-cpu -Xswiftc znver5 >/dev/null
-  echo "== -target-cpu znver5"
-  "$(swift build -c release --scratch-path .build-znver5 --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}"
+  for precision in fp32 bf16; do
+    echo "== -target-cpu znver5, $precision"
+    "$(swift build -c release --scratch-path .build-znver5 --show-bin-path)/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}" "$precision"
+  done
 fi

@@ -17,6 +17,8 @@ public struct TrainerOptions: Sendable {
     public var resume = false
     /// Skip the final sliding-window validation.
     public var skipValidation = false
+    /// Convolution arithmetic (default: bf16 where the CPU has it, as nnU-Net uses mixed precision on GPUs).
+    public var precision: TrainingConvolution.Precision = .automatic
     /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
     public var stopAfterEpochs: Int?
     public init() {}
@@ -153,7 +155,8 @@ public final class Trainer: @unchecked Sendable {
         let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
         let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: dataset.channelNames.count,
                                           numClasses: dataset.segmentationHeads, batch: configuration.batchSize,
-                                          patch: configuration.patchSize, initialization: .kaiming(seed: options.seed))
+                                          patch: configuration.patchSize, initialization: .kaiming(seed: options.seed),
+                                          precision: options.precision)
         let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: dataset.segmentationHeads,
                                                                              batchDice: configuration.batchDice, ignoreLabel: ignoreLabel))
         var state = CheckpointState(epoch: 0, log: TrainingLog(), bestEMA: nil)
@@ -187,7 +190,7 @@ public final class Trainer: @unchecked Sendable {
         let logFile = try TrainingLogFile(folder: outputFolder)
         logFile.write("nnseg training: \(configurationName), fold \(fold), \(trainIDs.count) training and \(valIDs.count) validation cases, "
                       + "batch \(configuration.batchSize), patch \(configuration.patchSize), enlarged patch \(augmentation.initialPatch), "
-                      + "epochs \(options.epochs) × \(options.iterationsPerEpoch) iterations, seed \(options.seed)")
+                      + "epochs \(options.epochs) × \(options.iterationsPerEpoch) iterations, seed \(options.seed), precision \(options.precision.rawValue)")
         var epochsThisRun = 0
         while state.epoch < options.epochs {
             if let stop = options.stopAfterEpochs, epochsThisRun >= stop { return }

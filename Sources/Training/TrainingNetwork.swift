@@ -70,6 +70,7 @@ public final class TrainingNetwork: @unchecked Sendable {
     var heads: [Head] = []
     var ops: [Op] = []
     let inputValue: Int
+    public let precision: TrainingConvolution.Precision
     /// Multiply-accumulates of one forward pass over the batch.
     public private(set) var multiplyAccumulates = 0
 
@@ -81,7 +82,8 @@ public final class TrainingNetwork: @unchecked Sendable {
     }
 
     public init(architecture a: NetworkArchitecture, inputChannels: Int, numClasses: Int, batch: Int, patch: [Int],
-                initialization: Initialization, deepSupervisionHeads: Int? = nil, context: DNNLContext? = nil) throws {
+                initialization: Initialization, deepSupervisionHeads: Int? = nil, precision: TrainingConvolution.Precision = .float32,
+                context: DNNLContext? = nil) throws {
         guard a.kind == .plainConvUNet else {
             throw TrainingError.unsupported("training \(a.kind.rawValue) (only PlainConvUNet is trainable so far)")
         }
@@ -91,6 +93,7 @@ public final class TrainingNetwork: @unchecked Sendable {
         self.numClasses = numClasses
         self.batch = batch
         self.patch = patch
+        self.precision = precision
         let context = try context ?? DNNLContext()
         self.context = context
         activeHeads = min(deepSupervisionHeads ?? (a.stages - 1), a.stages - 1)
@@ -138,7 +141,8 @@ public final class TrainingNetwork: @unchecked Sendable {
         func convUnit(_ prefix: String, source: Int, inputShape: [Int], outChannels: Int, kernel: [Int], stride: [Int]) throws -> (Int, [Int]) {
             let first = pendingInput
             let conv = try TrainingConvolution(context: context, kind: .convolution, inputShape: inputShape, outputChannels: outChannels,
-                                               geometry: .same(kernel: kernel, stride: stride), bias: a.convBias, needsDataGradient: !first)
+                                               geometry: .same(kernel: kernel, stride: stride), bias: a.convBias, needsDataGradient: !first,
+                                               precision: precision)
             var src = source
             if first {
                 src = try addValue(conv.sourceDesc)
@@ -171,7 +175,7 @@ public final class TrainingNetwork: @unchecked Sendable {
             let stride = a.strides[n - 1 - s]
             let up = try TrainingConvolution(context: context, kind: .transposed, inputShape: shape, outputChannels: f[n - 2 - s],
                                              geometry: ConvolutionGeometry(kernel: stride, stride: stride, padding: zeros(a.dimension)),
-                                             bias: a.convBias)
+                                             bias: a.convBias, precision: precision)
             guard up.outputShape == skipShape else {
                 throw TrainingError.invalidPatch("patch \(patch): upsampled \(up.outputShape) does not meet skip \(skipShape); the patch must be divisible by the total stride")
             }
@@ -196,7 +200,7 @@ public final class TrainingNetwork: @unchecked Sendable {
             let level = n - 2 - s
             if level < activeHeads {
                 let head = try TrainingConvolution(context: context, kind: .convolution, inputShape: shape, outputChannels: numClasses,
-                                                   geometry: .same(kernel: ones, stride: ones), bias: true)
+                                                   geometry: .same(kernel: ones, stride: ones), bias: true, precision: precision)
                 let out = try addValue(head.destinationDesc)
                 heads.append(Head(conv: head, weight: param("decoder.seg_layers.\(s).weight")!, bias: param("decoder.seg_layers.\(s).bias")!,
                                   input: current, output: out, level: level))

@@ -15,6 +15,7 @@ import Training
 let arguments = CommandLine.arguments
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
+let precision = TrainingConvolution.Precision(rawValue: arguments.count > 3 ? arguments[3] : "fp32") ?? .float32
 let referenceSeconds = 6.3
 
 let plansURL = root.deletingLastPathComponent().appendingPathComponent("shared/reference/Dataset004_Hippocampus/nnUNetPlans.json")
@@ -22,12 +23,12 @@ let plans = try Plans(contentsOf: plansURL)
 let configuration = try plans.configuration("3d_fullres")
 let batch = configuration.batchSize, patch = configuration.patchSize
 let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: 3, batch: batch, patch: patch,
-                                  initialization: .kaiming(seed: 1))
+                                  initialization: .kaiming(seed: 1), precision: precision)
 let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: 3, batchDice: configuration.batchDice))
 var rng = SystemRandomNumberGenerator()
 let input = Tensor(shape: [batch, 1] + patch, data: (0..<(batch * patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
 let labels = (0..<(batch * patch.reduce(1, *))).map { _ in Int16.random(in: 0...2, using: &rng) }
-print("Hippocampus 3d_fullres: batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
+print("Hippocampus 3d_fullres: precision \(precision.rawValue), batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
 print("implementations: \(network.implementations.sorted())")
 _ = try step.train(input: input, labels: labels, learningRate: 0.01)  // warm-up
 network.profiling = true

@@ -2,6 +2,7 @@ import ArgumentParser
 import ExperimentPlanning
 import Foundation
 import Logging
+import TensorKernels
 import Training
 
 /// `nnseg train -d <raw dataset> -c 3d_fullres -f 0`: nnU-Net's training recipe on the CPU for one fold,
@@ -43,6 +44,9 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed for weight initialisation, case sampling and augmentation (default: from the clock).")
     var seed: UInt64?
 
+    @Option(help: "Convolution arithmetic: fp32, bf16 (mixed precision, float32 master weights), or auto (bf16 where the CPU has native bf16).")
+    var precision: String = "auto"
+
     @Flag(name: .customLong("continue"), help: "Resume from the fold's latest checkpoint (or validate a finished fold again).")
     var resume = false
 
@@ -68,12 +72,17 @@ struct TrainCommand: ParsableCommand {
         options.resume = resume
         options.skipValidation = noValidation
         options.stopAfterEpochs = stopAfterEpochs
+        switch precision {
+        case "auto": options.precision = .automatic
+        case "fp32", "bf16": options.precision = TrainingConvolution.Precision(rawValue: precision)!
+        default: throw CommandFailure("--precision \(precision): expected auto, fp32 or bf16")
+        }
         let trainer = try Trainer(preprocessedRoot: root, plansName: plans, configuration: configuration, fold: foldSpec,
                                   resultsRoot: URL(fileURLWithPath: results), options: options, logger: logger)
         logger.notice("training", metadata: [
             "configuration": "\(configuration)", "fold": "\(foldSpec)", "train_cases": "\(trainer.split.train.count)",
             "val_cases": "\(trainer.split.val.count)", "epochs": "\(epochs)", "iterations": "\(iterations)", "seed": "\(options.seed)",
-            "output": "\(trainer.outputFolder.path)",
+            "output": "\(trainer.outputFolder.path)", "precision": "\(options.precision.rawValue)",
         ])
         let bar = ProgressReporter(title: "epoch", minimumTotal: 1)
         var epochStart = Date()

@@ -38,8 +38,11 @@ struct TrainingConvolutionTests {
             : ReferenceOps.transposedConvolution(x, weights: w, bias: b, geometry: g)
     }
 
-    @Test(arguments: cases)
-    func gradientsSatisfyAdjointIdentities(_ c: Case) throws {
+    @Test(arguments: cases, [TrainingConvolution.Precision.float32, .bfloat16])
+    func gradientsSatisfyAdjointIdentities(_ c: Case, _ precision: TrainingConvolution.Precision) throws {
+        // bf16 rounds inputs, weights and output gradients to 8 significant bits, so each product carries a
+        // relative error below 2⁻⁸: its bound is 1 % of the sum of |products|, computed with |x|, |w|, |g|.
+        let bf16 = precision == .bfloat16
         var rng = SplitMix(state: UInt64(c.input.reduce(11, *) &+ c.outChannels))
         func random(_ shape: [Int], _ scale: Float = 1) -> Tensor {
             Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
@@ -48,7 +51,7 @@ struct TrainingConvolutionTests {
         let geometry = c.kind == .convolution ? ConvolutionGeometry.same(kernel: c.kernel, stride: c.stride)
             : ConvolutionGeometry(kernel: c.kernel, stride: c.stride, padding: c.kernel.map { _ in 0 })
         let conv = try TrainingConvolution(context: context, kind: c.kind, inputShape: c.input, outputChannels: c.outChannels,
-                                           geometry: geometry, bias: true)
+                                           geometry: geometry, bias: true, precision: precision)
         let x = random(c.input), w = random(conv.weightShape, 0.3), w2 = random(conv.weightShape, 0.3)
         let bias = (0..<c.outChannels).map { _ in Float.random(in: -1...1, using: &rng) }
         try w.data.withUnsafeBufferPointer { wp in try bias.withUnsafeBufferPointer { try conv.loadWeights(wp.baseAddress!, bias: $0.baseAddress!) } }
@@ -60,7 +63,7 @@ struct TrainingConvolutionTests {
         try conv.runForward(source: source, destination: destination)
         let y = try destination.read()
         let yRef = Self.reference(c, x, w, bias, geometry)
-        #expect(y.maxAbsDifference(yRef) < 1e-3, "\(c): forward differs by \(y.maxAbsDifference(yRef))")
+        #expect(y.maxAbsDifference(yRef) < Float(precision == .float32 ? 1e-3 : 0.1), "\(c): forward differs by \(y.maxAbsDifference(yRef))")
 
         let g = random(conv.outputShape)
         // Data gradient.
@@ -70,7 +73,10 @@ struct TrainingConvolutionTests {
         try conv.runBackwardData(diffDestination: gData, diffSource: dx)
         let noBias = Self.reference(c, x, w, nil, geometry)
         let lhs = Self.dot(noBias.data, g.data), rhs = Self.dot(x.data, try dx.read().data)
-        #expect(abs(lhs - rhs) <= 1e-4 * max(1, abs(lhs)), "\(c): ⟨conv x, g⟩ \(lhs) vs ⟨x, ∂x⟩ \(rhs)")
+        let absolute = { (t: Tensor) in Tensor(shape: t.shape, data: t.data.map(abs)) }
+        let dataBound = bf16 ? 1e-2 * Self.dot(Self.reference(c, absolute(x), absolute(w), nil, geometry).data, g.data.map(abs))
+            : 1e-4 * max(1, abs(lhs))
+        #expect(abs(lhs - rhs) <= dataBound, "\(c): ⟨conv x, g⟩ \(lhs) vs ⟨x, ∂x⟩ \(rhs)")
 
         // Weight and bias gradients (accumulated onto a non-zero start to check the +=).
         let src2 = try DNNLMemory(context: context, desc: conv.weightsSourceDesc)
@@ -85,12 +91,14 @@ struct TrainingConvolutionTests {
         let along = Self.reference(c, x, w2, nil, geometry)
         let lhsW = Self.dot(along.data, g.data)
         let rhsW = Self.dot(dw.map { $0 - 0.5 }, w2.data)
-        #expect(abs(lhsW - rhsW) <= 1e-4 * max(1, abs(lhsW)), "\(c): ⟨conv_w′ x, g⟩ \(lhsW) vs ⟨∂w, w′⟩ \(rhsW)")
+        let weightBound = bf16 ? 1e-2 * Self.dot(Self.reference(c, absolute(x), absolute(w2), nil, geometry).data, g.data.map(abs))
+            : 1e-4 * max(1, abs(lhsW))
+        #expect(abs(lhsW - rhsW) <= weightBound, "\(c): ⟨conv_w′ x, g⟩ \(lhsW) vs ⟨∂w, w′⟩ \(rhsW)")
         let volume = conv.outputShape.dropFirst(2).reduce(1, *)
         for o in 0..<c.outChannels {
-            var s = 0.0
-            for n in 0..<c.input[0] { for v in 0..<volume { s += Double(g.data[(n * c.outChannels + o) * volume + v]) } }
-            #expect(abs(Double(db[o] + 0.25) - s) < 1e-3 * max(1, abs(s)), "\(c): bias gradient \(o)")
+            var s = 0.0, sa = 0.0
+            for n in 0..<c.input[0] { for v in 0..<volume { s += Double(g.data[(n * c.outChannels + o) * volume + v]); sa += Double(abs(g.data[(n * c.outChannels + o) * volume + v])) } }
+            #expect(abs(Double(db[o] + 0.25) - s) < (bf16 ? 1e-2 * sa : 1e-3 * max(1, abs(s))), "\(c): bias gradient \(o)")
         }
         for name in conv.implementations {
             #expect(!name.hasPrefix("ref"), "\(c): oneDNN fell back to its reference kernel: \(name)")
@@ -111,14 +119,16 @@ struct TrainingConvolutionTests {
             (.convolution, [9, 64, 40, 56, 40], 32, [3, 3, 3], [1, 1, 1]),
             (.convolution, [9, 32, 40, 56, 40], 3, [1, 1, 1], [1, 1, 1]),
         ]
+        for precision in TrainingConvolution.Precision.allCases {
         for (kind, input, out, k, s) in layers {
             let g = kind == .convolution ? ConvolutionGeometry.same(kernel: k, stride: s) : ConvolutionGeometry(kernel: k, stride: s, padding: [0, 0, 0])
             let conv = try TrainingConvolution(context: context, kind: kind, inputShape: input, outputChannels: out, geometry: g, bias: true,
-                                               needsDataGradient: input[1] != 1)
-            print("\(kind) \(input) → \(out): \(conv.implementations) src \(layoutName(conv.sourceDesc)) dst \(layoutName(conv.destinationDesc)) "
+                                               needsDataGradient: input[1] != 1, precision: precision)
+            print("\(precision.rawValue) \(kind) \(input) → \(out): \(conv.implementations) src \(layoutName(conv.sourceDesc)) dst \(layoutName(conv.destinationDesc)) "
                   + "bwdD dd \(conv.dataDiffDestinationDesc.map(layoutName) ?? "-") ds \(conv.diffSourceDesc.map(layoutName) ?? "-") "
                   + "bwdW s \(layoutName(conv.weightsSourceDesc)) dd \(layoutName(conv.weightsDiffDestinationDesc))")
-            for name in conv.implementations { #expect(!name.hasPrefix("ref"), "\(kind) \(input): \(name)") }
+            for name in conv.implementations { #expect(!name.hasPrefix("ref"), "\(kind) \(input) \(precision): \(name)") }
+        }
         }
     }
 }

@@ -61,6 +61,21 @@ struct TrainingNetworkTests {
                      ignoreLabel: 3),
     ])
     func lossAndGradientsMatchTorch(_ c: GradientCase) throws {
+        try check(c, precision: .float32)
+    }
+
+    /// Mixed precision (bf16 convolutions) stays close to the float64 reference: loss within 1 % and the
+    /// whole gradient pointing the same way (cosine > 0.97). Per tensor, this tiny network (instance norm
+    /// over 2 voxels in the bottleneck) amplifies bf16 rounding by orders of magnitude in its deepest
+    /// layers, so per-tensor errors are not bounded here; training quality is judged by the Hippocampus run.
+    @Test(arguments: [
+        GradientCase(name: "plain3d", dimension: 3, features: [16, 16, 32, 32], patch: [8, 16, 8], batch: 2, batchDice: false, ignoreLabel: nil),
+    ])
+    func bfloat16StaysCloseToTorch(_ c: GradientCase) throws {
+        try check(c, precision: .bfloat16)
+    }
+
+    func check(_ c: GradientCase, precision: TrainingConvolution.Precision) throws {
         let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/\(c.name).npz"))
         let a = Self.architecture(c.dimension, features: c.features)
         var weights: [String: Tensor] = [:]
@@ -68,7 +83,8 @@ struct TrainingNetworkTests {
             weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
         }
         let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: 3, batch: c.batch, patch: c.patch,
-                                      initialization: .weights(weights))
+                                      initialization: .weights(weights), precision: precision)
+        let bf16 = precision == .bfloat16
         let x = Tensor(shape: [c.batch, 1] + c.patch, data: golden["x"]!.floats)
         let labels = golden["target"]!.floats.map { Int16($0) }
         let loss = DiceCrossEntropyLoss(numClasses: 3, batchDice: c.batchDice, ignoreLabel: c.ignoreLabel)
@@ -85,7 +101,7 @@ struct TrainingNetworkTests {
             grads.append(g)
         }
         let expectedLoss = Double(golden["loss"]!.floats[0])
-        #expect(abs(total - expectedLoss) < 1e-4, "\(c): loss \(total) vs torch \(expectedLoss)")
+        #expect(abs(total - expectedLoss) < (bf16 ? 1e-2 * abs(expectedLoss) : 1e-4), "\(c): loss \(total) vs torch \(expectedLoss)")
         try net.backward(grads)
         // Conv biases in front of instance norm have a true gradient of 0 (the norm removes per-channel
         // constants); both sides are rounding noise there, so errors are also judged against the global norm.
@@ -93,6 +109,7 @@ struct TrainingNetworkTests {
         for (key, value) in golden where key.hasPrefix("g:") { for v in value.floats { global += Double(v) * Double(v) } }
         global = global.squareRoot()
         var checked = 0
+        var dotAll = 0.0, oursAll = 0.0
         for p in net.parameters {
             guard let reference = golden["g:\(p.name)"] else {
                 #expect(!p.hasGradient, "\(c): \(p.name) has a gradient, torch has none")
@@ -106,10 +123,15 @@ struct TrainingNetworkTests {
                 den += Double(reference.floats[i]) * Double(reference.floats[i])
             }
             let relative = (num / max(den, 1e-30)).squareRoot()
-            #expect(relative < 5e-3 || num.squareRoot() < 1e-6 * global, "\(c): \(p.name) relative L2 error \(relative)")
+            dotAll += zip(p.gradient, reference.floats).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            oursAll += p.gradient.reduce(0.0) { $0 + Double($1) * Double($1) }
+            #expect(bf16 || relative < 5e-3 || num.squareRoot() < 1e-6 * global,
+                    "\(c) \(precision.rawValue): \(p.name) relative L2 error \(relative)")
             checked += 1
         }
         #expect(checked == golden.keys.filter { $0.hasPrefix("g:") }.count)
+        let cosine = dotAll / (oursAll.squareRoot() * global)
+        #expect(cosine > (bf16 ? 0.97 : 0.99999), "\(c) \(precision.rawValue): gradient cosine \(cosine)")
     }
 
     @Test func lossMatchesHandComputedValues() {

@@ -205,10 +205,10 @@ func plainTag(rank: Int) -> dnnl_format_tag_t {
     }
 }
 
-func makeDesc(_ dims: [Int], tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
+func makeDesc(_ dims: [Int], tag: dnnl_format_tag_t, type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
     var md = dnnl_memory_desc_t()
     let d = dims.map { Int64($0) }
-    try dnnlCheck(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, dnnl_f32, tag), "dnnl_memory_desc_init_by_tag(\(dims))")
+    try dnnlCheck(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), d, type, tag), "dnnl_memory_desc_init_by_tag(\(dims))")
     return md
 }
 
