@@ -87,10 +87,13 @@ struct TrainCommand: ParsableCommand {
         let bar = ProgressReporter(title: "epoch", minimumTotal: 1)
         var epochStart = Date()
         var lastEpoch = -1
+        var lastDice = ""
         try trainer.run { p in
             if p.epoch != lastEpoch { lastEpoch = p.epoch; epochStart = Date() }
             if let s = p.epochSummary {
                 bar.finish()
+                lastDice = " pseudo-Dice " + s.pseudoDice.map { String(format: "%.3f", $0) }.joined(separator: "/")
+                    + String(format: " (EMA %.3f)", s.emaPseudoDice)
                 logger.notice("epoch finished", metadata: [
                     "epoch": "\(s.epoch)", "lr": "\(String(format: "%.6f", s.learningRate))",
                     "train_loss": "\(String(format: "%.4f", s.trainLoss))", "val_loss": "\(String(format: "%.4f", s.validationLoss))",
@@ -103,8 +106,8 @@ struct TrainCommand: ParsableCommand {
             let perIteration = elapsed / Double(p.iteration)
             let remaining = perIteration * Double(p.iterations - p.iteration)
                 + perIteration * Double(p.iterations) * Double(p.epochs - p.epoch - 1)
-            bar.update(p.iteration, p.iterations, detail: String(format: "epoch %d/%d loss %.4f %.2f s/it ETA %@", p.epoch + 1, p.epochs,
-                                                                 p.loss, perIteration, Self.duration(remaining)))
+            bar.update(p.iteration, p.iterations, detail: String(format: "epoch %d/%d loss %.4f%@ %.2f s/it ETA %@", p.epoch + 1, p.epochs,
+                                                                 p.loss, lastDice, perIteration, Self.duration(remaining)))
         }
         bar.finish()
         if stopAfterEpochs != nil, FileManager.default.fileExists(atPath: trainer.outputFolder.appendingPathComponent("checkpoint_latest.pth").path) {
