@@ -47,3 +47,22 @@ print("per iteration: " + phases.joined(separator: ", "))
 print("network: " + network.profile.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations)) }.joined(separator: ", "))
 print(String(format: "reference nnU-Net (torch, CPU): %.1f s per iteration → nnseg is %.2f× faster (goal ≥ 2×)", referenceSeconds,
              referenceSeconds / median))
+
+// Data loader: batches per second on one core (the background thread's budget), when a preprocessed
+// configuration folder is given (LOADER_DATA=<preprocessed>/<dataset>/nnUNetPlans_3d_fullres).
+if let folder = ProcessInfo.processInfo.environment["LOADER_DATA"] {
+    let data = try PreprocessedDataset(folder: URL(fileURLWithPath: folder))
+    let augmentation = AugmentationConfiguration(patch: patch)
+    let sampler = PatchSampler(configuration: augmentation, batchSize: batch, training: true)
+    let augmenter = Augmenter(configuration: augmentation)
+    var rng = RandomSource(seed: 1)
+    for id in data.identifiers { _ = try data.load(id) }
+    var loaderTimes: [Double] = []
+    for _ in 0..<10 {
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try sampler.batch(data, identifiers: data.identifiers, augmenter: augmenter, &rng)
+        loaderTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    print(String(format: "data loader: median %.3f s per augmented batch of %d on one thread (%.0f%% of a bf16 iteration's wall time on the other core budget)",
+                 loaderTimes.sorted()[5], batch, 100 * loaderTimes.sorted()[5] / median))
+}

@@ -135,3 +135,18 @@ struct DataPipelineTests {
         #expect(ignored[0].tp == 1 && ignored[0].fp == 0)
     }
 }
+
+struct TrainingCurveTests {
+    @Test func progressPlotIsAPNGWithEverySeries() throws {
+        var log = TrainingLog()
+        log.trainLosses = [0.9, 0.2, -0.3, -0.5, -0.6]
+        log.validationLosses = [0.5, -0.2, -0.6, -0.7, -0.75]
+        log.meanForegroundDice = [0.3, 0.6, 0.8, 0.84, 0.86]
+        log.emaForegroundDice = [0.3, 0.33, 0.377, 0.423, 0.467]
+        let png = TrainingCurve.png(log)
+        #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        #expect(png.count > 1000)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-progress-test.png")
+        try png.write(to: url)
+    }
+}
