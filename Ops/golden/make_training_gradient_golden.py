@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet
+from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -25,9 +25,11 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from torch import nn
 
 CASES = {
-    # name: (dim, features, patch, batch, batch_dice, ignore_label, classes)
+    # name: (dim, features, patch, batch, batch_dice, ignore_label, classes); "resenc" names build a
+    # ResidualEncoderUNet (blocks 1, 2, 2, 2; stride-only and projection skips).
     "plain3d": (3, [16, 16, 32, 32], [8, 16, 8], 2, False, None, 3),
     "plain2d_batchdice_ignore": (2, [8, 16, 16, 16], [16, 24], 3, True, 3, 3),
+    "resenc3d": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
 }
 
 
@@ -39,9 +41,14 @@ def main(out_dir):
         conv = nn.Conv3d if dim == 3 else nn.Conv2d
         norm = nn.InstanceNorm3d if dim == 3 else nn.InstanceNorm2d
         n = len(features)
-        net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
-                            conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
-                            nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+        if name.startswith("resenc"):
+            net = ResidualEncoderUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [1, 2, 2, 2][:n], classes, [1] * (n - 1),
+                                      conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                                      nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+        else:
+            net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
+                                conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                                nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
         net.apply(InitWeights_He(1e-2))
         with torch.no_grad():
             for k, p in net.named_parameters():

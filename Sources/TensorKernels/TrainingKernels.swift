@@ -263,3 +263,41 @@ extension DNNLMemory {
         try self.init(context: context, desc: desc, handle: UnsafeMutableRawPointer(other.pointer), owner: other)
     }
 }
+
+extension TrainingKernels {
+    /// ResEnc's join: `output = LeakyReLU(main + skip)` (all three share a layout).
+    public static func residualForward(main: DNNLMemory, skip: DNNLMemory, output: DNNLMemory, slope: Float) {
+        checkSame(main, skip, "residual")
+        checkSame(main, output, "residual")
+        let count = main.byteSize / 4
+        nonisolated(unsafe) let (a, b, y) = (main.pointer, skip.pointer, output.pointer)
+        let chunks = max(1, min(64, count / 65536)), size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { k in
+            var i = k * size
+            let end = min(count, i + size)
+            while i < end {
+                let v = a[i] + b[i]
+                y[i] = v < 0 ? v * slope : v
+                i &+= 1
+            }
+        }
+    }
+
+    /// Backward of ``residualForward``: the gradient of the sum, `diffOutput · LeakyReLU′`, written into
+    /// `diffSum` (it flows unchanged to both branches).
+    public static func residualBackward(diffOutput: DNNLMemory, output: DNNLMemory, diffSum: DNNLMemory, slope: Float) {
+        checkSame(diffOutput, output, "residual backward")
+        checkSame(diffOutput, diffSum, "residual backward")
+        let count = output.byteSize / 4
+        nonisolated(unsafe) let (g, y, d) = (diffOutput.pointer, output.pointer, diffSum.pointer)
+        let chunks = max(1, min(64, count / 65536)), size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { k in
+            var i = k * size
+            let end = min(count, i + size)
+            while i < end {
+                d[i] = y[i] < 0 ? g[i] * slope : g[i]
+                i &+= 1
+            }
+        }
+    }
+}

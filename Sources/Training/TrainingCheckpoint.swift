@@ -50,10 +50,11 @@ enum TrainingCheckpoint {
         }.map(\.element)
     }
 
-    /// Every state-dict key under which nnU-Net's PlainConvUNet exposes a parameter.
+    /// Every state-dict key under which nnU-Net's networks expose a parameter: each conv–norm–nonlin unit
+    /// also registers its conv and norm in `all_modules`, and the decoder re-exposes the encoder.
     static func aliases(_ name: String) -> [String] {
         var names = [name]
-        if name.contains(".convs.") {
+        if name.contains(".conv.") || name.contains(".norm.") {
             names.append(name.replacingOccurrences(of: ".conv.", with: ".all_modules.0.").replacingOccurrences(of: ".norm.", with: ".all_modules.1."))
         }
         if name.hasPrefix("encoder.") { names += names.map { "decoder." + $0 } }

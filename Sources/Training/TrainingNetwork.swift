@@ -24,7 +24,7 @@ public final class Parameter: @unchecked Sendable {
     public var count: Int { value.count }
 }
 
-/// nnU-Net's PlainConvUNet for training: a fixed batch and patch, forward pass producing the
+/// nnU-Net's PlainConvUNet or ResidualEncoderUNet for training: a fixed batch and patch, forward pass producing the
 /// deep-supervision logits (highest resolution first) and a backward pass filling every parameter's
 /// gradient. Convolutions run through oneDNN (forward-training, backward-data and backward-weights,
 /// layouts chosen by oneDNN); instance norm and LeakyReLU through ``TrainingKernels``.
@@ -62,12 +62,16 @@ public final class TrainingNetwork: @unchecked Sendable {
     struct Transposed { let conv: TrainingConvolution; let weight: Int, bias: Int?; let input: Int, output: Int }
     struct Concat { let kernel: ConcatKernel; let up: Int, skip: Int, output: Int }
     struct Head { let conv: TrainingConvolution; let weight: Int, bias: Int; let input: Int, output: Int; let level: Int }
-    enum Op { case unit(Int), transposed(Int), concat(Int), head(Int) }
+    struct Pool { let kernel: TrainingPooling; let input: Int, output: Int }
+    struct Residual { let main: Int, skip: Int, output: Int }
+    enum Op { case unit(Int), transposed(Int), concat(Int), head(Int), pool(Int), residual(Int) }
 
     var units: [ConvUnit] = []
     var transposed: [Transposed] = []
     var concats: [Concat] = []
     var heads: [Head] = []
+    var pools: [Pool] = []
+    var residuals: [Residual] = []
     var ops: [Op] = []
     let inputValue: Int
     public let precision: TrainingConvolution.Precision
@@ -75,7 +79,8 @@ public final class TrainingNetwork: @unchecked Sendable {
     public private(set) var multiplyAccumulates = 0
 
     public enum Initialization: Sendable {
-        /// He/Kaiming normal (a = 0.01, fan-in), zero biases, norm γ = 1, β = 0 (nnU-Net's InitWeights_He).
+        /// He/Kaiming normal (a = 0.01, fan-in), zero biases, norm γ = 1, β = 0 (nnU-Net's InitWeights_He);
+        /// ResEnc's second norm of every residual block starts at γ = β = 0.
         case kaiming(seed: UInt64)
         /// Given tensors by state-dict name (e.g. from a checkpoint).
         case weights([String: Tensor])
@@ -84,9 +89,6 @@ public final class TrainingNetwork: @unchecked Sendable {
     public init(architecture a: NetworkArchitecture, inputChannels: Int, numClasses: Int, batch: Int, patch: [Int],
                 initialization: Initialization, deepSupervisionHeads: Int? = nil, precision: TrainingConvolution.Precision = .float32,
                 context: DNNLContext? = nil) throws {
-        guard a.kind == .plainConvUNet else {
-            throw TrainingError.unsupported("training \(a.kind.rawValue) (only PlainConvUNet is trainable so far)")
-        }
         precondition(patch.count == a.dimension)
         architecture = a
         self.inputChannels = inputChannels
@@ -109,7 +111,10 @@ public final class TrainingNetwork: @unchecked Sendable {
                 guard t.shape == shape else { throw WeightError(tensor: name, detail: "shape \(t.shape), expected \(shape)") }
                 value = t.data
             case .kaiming:
-                if name.hasSuffix("norm.weight") {
+                if a.kind == .residualEncoderUNet && (name.hasSuffix(".conv2.norm.weight") || name.hasSuffix(".conv2.norm.bias")) {
+                    // ResEnc starts every residual branch at zero (init_last_bn_before_add_to_0).
+                    value = [Float](repeating: 0, count: count)
+                } else if name.hasSuffix("norm.weight") {
                     value = [Float](repeating: 1, count: count)
                 } else if shape.count > 1 {
                     // fan_in = shape[1] × kernel volume (for transposed convs that is the output channels).
@@ -138,11 +143,12 @@ public final class TrainingNetwork: @unchecked Sendable {
 
         var pendingInput = true
         var current = -1
-        func convUnit(_ prefix: String, source: Int, inputShape: [Int], outChannels: Int, kernel: [Int], stride: [Int]) throws -> (Int, [Int]) {
+        func convUnit(_ prefix: String, source: Int, inputShape: [Int], outChannels: Int, kernel: [Int], stride: [Int],
+                      activation: Bool = true) throws -> (Int, [Int]) {
             let first = pendingInput
             let conv = try TrainingConvolution(context: context, kind: .convolution, inputShape: inputShape, outputChannels: outChannels,
-                                               geometry: .same(kernel: kernel, stride: stride), bias: a.convBias, needsDataGradient: !first,
-                                               precision: precision)
+                                               geometry: .same(kernel: kernel, stride: stride), bias: param("\(prefix).conv.bias") != nil,
+                                               needsDataGradient: !first, precision: precision)
             var src = source
             if first {
                 src = try addValue(conv.sourceDesc)
@@ -152,7 +158,7 @@ public final class TrainingNetwork: @unchecked Sendable {
             let out = try addValue(conv.destinationDesc)
             units.append(ConvUnit(conv: conv, weight: param("\(prefix).conv.weight")!, bias: param("\(prefix).conv.bias"),
                                   gamma: param("\(prefix).norm.weight"), beta: param("\(prefix).norm.bias"),
-                                  input: src, convOutput: y, output: out, activation: true,
+                                  input: src, convOutput: y, output: out, activation: activation,
                                   mean: [Float](repeating: 0, count: batch * outChannels),
                                   inverseStd: [Float](repeating: 0, count: batch * outChannels)))
             ops.append(.unit(units.count - 1))
@@ -163,12 +169,50 @@ public final class TrainingNetwork: @unchecked Sendable {
         let n = a.stages, f = a.featuresPerStage
         var shape = [batch, inputChannels] + patch
         var skips: [(Int, [Int])] = []
-        for s in 0..<n {
-            for i in 0..<a.blocksPerStage[s] {
-                (current, shape) = try convUnit("encoder.stages.\(s).0.convs.\(i)", source: current, inputShape: shape, outChannels: f[s],
-                                                kernel: a.kernelSizes[s], stride: i == 0 ? a.strides[s] : ones)
+        switch a.kind {
+        case .plainConvUNet:
+            for s in 0..<n {
+                for i in 0..<a.blocksPerStage[s] {
+                    (current, shape) = try convUnit("encoder.stages.\(s).0.convs.\(i)", source: current, inputShape: shape, outChannels: f[s],
+                                                    kernel: a.kernelSizes[s], stride: i == 0 ? a.strides[s] : ones)
+                }
+                skips.append((current, shape))
             }
-            skips.append((current, shape))
+        case .residualEncoderUNet:
+            (current, shape) = try convUnit("encoder.stem.convs.0", source: current, inputShape: shape, outChannels: a.stemChannels ?? f[0],
+                                            kernel: a.kernelSizes[0], stride: ones)
+            for s in 0..<n {
+                for b in 0..<a.blocksPerStage[s] {
+                    let prefix = "encoder.stages.\(s).blocks.\(b)"
+                    let stride = b == 0 ? a.strides[s] : ones
+                    let strided = stride.contains { $0 != 1 }
+                    let (blockInput, inputShape) = (current, shape)
+                    let (main1, shape1) = try convUnit("\(prefix).conv1", source: blockInput, inputShape: inputShape, outChannels: f[s],
+                                                       kernel: a.kernelSizes[s], stride: stride)
+                    let (main, mainShape) = try convUnit("\(prefix).conv2", source: main1, inputShape: shape1, outChannels: f[s],
+                                                         kernel: a.kernelSizes[s], stride: ones, activation: false)
+                    var (skip, skipShape) = (blockInput, inputShape)
+                    if strided {
+                        let pool = try TrainingPooling(context: context, source: values[skip].desc, inputShape: skipShape, window: stride)
+                        let pooled = try addValue(pool.destinationDesc)
+                        pools.append(Pool(kernel: pool, input: skip, output: pooled))
+                        ops.append(.pool(pools.count - 1))
+                        (skip, skipShape) = (pooled, pool.outputShape)
+                    }
+                    if inputShape[1] != f[s] {
+                        (skip, skipShape) = try convUnit("\(prefix).skip.\(strided ? 1 : 0)", source: skip, inputShape: skipShape, outChannels: f[s],
+                                                         kernel: ones, stride: ones, activation: false)
+                    }
+                    guard skipShape == mainShape else {
+                        throw TrainingError.invalidPatch("patch \(patch): residual branches \(mainShape) and \(skipShape) differ in \(prefix)")
+                    }
+                    let joined = try addValue(values[main].desc)
+                    residuals.append(Residual(main: main, skip: skip, output: joined))
+                    ops.append(.residual(residuals.count - 1))
+                    (current, shape) = (joined, mainShape)
+                }
+                skips.append((current, shape))
+            }
         }
         for s in 0..<(n - 1) {
             let (skip, skipShape) = skips[n - 2 - s]
@@ -260,6 +304,13 @@ public final class TrainingNetwork: @unchecked Sendable {
             case .concat(let i):
                 let c = concats[i]
                 try timed("concat") { try c.kernel.run(sources: [values[c.up], values[c.skip]], destination: values[c.output]) }
+            case .pool(let i):
+                let p = pools[i]
+                try p.kernel.runForward(source: try converted(p.input, p.kernel.sourceDesc), destination: values[p.output])
+            case .residual(let i):
+                let r = residuals[i]
+                TrainingKernels.residualForward(main: values[r.main], skip: try converted(r.skip, values[r.main].desc), output: values[r.output],
+                                                slope: Float(architecture.leakyReLUSlope))
             case .head(let i):
                 let h = heads[i]
                 try loadWeights(h.conv, h.weight, h.bias)
@@ -339,6 +390,20 @@ public final class TrainingNetwork: @unchecked Sendable {
                 if let g = u.gamma { add(dGamma, to: g) }
                 if let b = u.beta { add(dBeta, to: b) }
                 try backwardConvolution(u.conv, weight: u.weight, bias: u.bias, input: u.input, diffOutput: dY, key: "unit\(i)")
+            case .pool(let i):
+                let p = pools[i]
+                guard diffWritten[p.output] else { continue }
+                let dX = try scratchMemory("pool-dx\(i)", p.kernel.diffSourceDesc)
+                try p.kernel.runBackward(diffDestination: try diffs[p.output]!.converted(to: p.kernel.diffDestinationDesc), diffSource: dX)
+                try addDiff(p.input, dX)
+            case .residual(let i):
+                let r = residuals[i]
+                guard diffWritten[r.output] else { continue }
+                let dSum = try scratchMemory("residual\(i)", values[r.output].desc)
+                TrainingKernels.residualBackward(diffOutput: diffs[r.output]!, output: values[r.output], diffSum: dSum,
+                                                 slope: Float(architecture.leakyReLUSlope))
+                try addDiff(r.main, dSum)
+                try addDiff(r.skip, dSum)
             case .transposed(let i):
                 let t = transposed[i]
                 guard diffWritten[t.output] else { continue }

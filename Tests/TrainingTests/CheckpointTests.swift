@@ -56,4 +56,26 @@ struct CheckpointTests {
         #expect(order.firstIndex(of: "decoder.stages.1.convs.0.conv.weight")! < order.firstIndex(of: "decoder.transpconvs.0.weight")!)
         #expect(order.last == "decoder.seg_layers.1.bias")
     }
+
+    /// A ResEnc checkpoint has exactly the keys torch's `state_dict()` has for the same network (180 for
+    /// features 16/16/32, blocks 1/2/1, one decoder conv per stage — counted with dynamic-network-architectures 0.4.4).
+    @Test func residualEncoderCheckpointHasTorchsKeySet() throws {
+        let a = NetworkArchitecture(kind: .residualEncoderUNet, dimension: 3, featuresPerStage: [16, 16, 32], kernelSizes: [[3, 3, 3], [3, 3, 3], [3, 3, 3]],
+                                    strides: [[1, 1, 1], [2, 2, 2], [2, 2, 2]], blocksPerStage: [1, 2, 1], convsPerDecoderStage: [1, 1])
+        let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: 3, batch: 1, patch: [8, 8, 8], initialization: .kaiming(seed: 1))
+        let folder = try SharedData.temporaryDirectory("checkpoint-resenc")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let url = folder.appendingPathComponent("checkpoint_final.pth")
+        let context = CheckpointContext(plans: [String: Any](), dataset: [String: Any](), configuration: "3d_fullres", fold: .all,
+                                        trainerName: "nnUNetTrainer", mirrorAxes: [0, 1, 2])
+        try TrainingCheckpoint.save(network: net, optimizer: SGDNesterov(), state: CheckpointState(epoch: 0, log: TrainingLog(), bestEMA: nil),
+                                    context: context, to: url)
+        let names = try TorchCheckpoint(contentsOf: url).stateDict(at: "network_weights").map(\.name)
+        #expect(names.count == 180 && Set(names).count == 180)
+        #expect(names.contains("encoder.stages.2.blocks.0.skip.1.all_modules.1.bias"))
+        #expect(names.contains("decoder.encoder.stem.convs.0.all_modules.0.weight"))
+        #expect(TrainingCheckpoint.torchOrder(net.parameters.map(\.name)).prefix(5) == [
+            "encoder.stem.convs.0.conv.weight", "encoder.stem.convs.0.conv.bias", "encoder.stem.convs.0.norm.weight",
+            "encoder.stem.convs.0.norm.bias", "encoder.stages.0.blocks.0.conv1.conv.weight"])
+    }
 }

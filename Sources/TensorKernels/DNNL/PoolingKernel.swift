@@ -74,3 +74,53 @@ extension DNNLMemory {
         return dnnl_memory_desc_equal(&a, &b) != 0
     }
 }
+
+/// Average pooling (kernel = stride, no padding) for training: forward and backward primitives from
+/// `any` layouts (backward with the forward as hint). ResEnc's strided identity path.
+public final class TrainingPooling: @unchecked Sendable {
+    let forward: DNNLPrimitive
+    let backward: DNNLPrimitive
+    let context: DNNLContext
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let sourceDesc: dnnl_memory_desc_t
+    public let destinationDesc: dnnl_memory_desc_t
+    public let diffDestinationDesc: dnnl_memory_desc_t
+    public let diffSourceDesc: dnnl_memory_desc_t
+
+    public init(context: DNNLContext, source: dnnl_memory_desc_t, inputShape: [Int], window: [Int]) throws {
+        self.context = context
+        self.inputShape = inputShape
+        outputShape = Array(inputShape.prefix(2)) + zip(inputShape.dropFirst(2), window).map { $0 / $1 }
+        var src = source
+        var dst = try makeDesc(outputShape, tag: dnnl_format_tag_any)
+        let zeros = dnnlDims(window.map { _ in 0 }), w = dnnlDims(window)
+        var desc = dnnl_pooling_desc_t()
+        try dnnlCheck(dnnl_pooling_forward_desc_init(&desc, dnnl_forward_training, dnnl_pooling_avg_include_padding, &src, &dst, w, w, zeros, zeros),
+                      "dnnl_pooling_forward_desc_init(training)")
+        var pd: dnnl_primitive_desc_t?
+        try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(pooling forward)")
+        forward = try DNNLPrimitive(descriptor: pd!, name: "pooling forward")
+        sourceDesc = forward.queryDesc(dnnl_query_src_md)
+        destinationDesc = forward.queryDesc(dnnl_query_dst_md)
+        var diffSrc = try makeDesc(inputShape, tag: dnnl_format_tag_any), diffDst = try makeDesc(outputShape, tag: dnnl_format_tag_any)
+        var bdesc = dnnl_pooling_desc_t()
+        try dnnlCheck(dnnl_pooling_backward_desc_init(&bdesc, dnnl_pooling_avg_include_padding, &diffSrc, &diffDst, w, w, zeros, zeros),
+                      "dnnl_pooling_backward_desc_init")
+        var bpd: dnnl_primitive_desc_t?
+        try dnnlCheck(dnnl_primitive_desc_create(&bpd, &bdesc, nil, context.engine, forward.descriptor), "dnnl_primitive_desc_create(pooling backward)")
+        backward = try DNNLPrimitive(descriptor: bpd!, name: "pooling backward")
+        diffDestinationDesc = backward.queryDesc(dnnl_query_diff_dst_md)
+        diffSourceDesc = backward.queryDesc(dnnl_query_diff_src_md)
+    }
+
+    public var implementations: [String] { [forward.implementation, backward.implementation] }
+
+    public func runForward(source: DNNLMemory, destination: DNNLMemory) throws {
+        try context.execute(forward, [(nnseg_dnnl_arg_src, source), (nnseg_dnnl_arg_dst, destination)])
+    }
+
+    public func runBackward(diffDestination: DNNLMemory, diffSource: DNNLMemory) throws {
+        try context.execute(backward, [(nnseg_dnnl_arg_diff_dst, diffDestination), (nnseg_dnnl_arg_diff_src, diffSource)])
+    }
+}
