@@ -69,10 +69,15 @@ public enum SegmentationMetrics {
 
 extension Trainer {
     /// Final validation (spec 6.8): the fold's validation cases predicted from the raw images with the
-    /// final weights (sliding window, Gaussian, mirroring), written to `validation/`, and scored against
+    /// final (or given) checkpoint's weights (sliding window, Gaussian, mirroring), written to `validation/`, and scored against
     /// the raw labels into `validation/summary.json`. Returns the foreground mean Dice.
-    public func validate(rawImages: URL, rawLabels: URL, progress: @escaping (Int, Int) -> Void = { _, _ in }) throws -> Double {
-        let bundle = try ModelBundle(folder: trainerFolder, folds: ["\(fold)"])
+    public func validate(rawImages: URL, rawLabels: URL, checkpointName: String = "checkpoint_final.pth",
+                         progress: @escaping (Int, Int) -> Void = { _, _ in }) throws -> Double {
+        let checkpoint = outputFolder.appendingPathComponent(checkpointName)
+        guard FileManager.default.fileExists(atPath: checkpoint.path) else {
+            throw TrainingError.checkpoint(file: checkpoint.path, problem: "missing: the fold has not been trained (to the end)")
+        }
+        let bundle = try ModelBundle(folder: trainerFolder, folds: ["\(fold)"], checkpointName: checkpointName)
         let engine = try InferenceEngine(bundle: bundle)
         let folder = outputFolder.appendingPathComponent("validation")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

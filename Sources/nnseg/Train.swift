@@ -53,6 +53,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Skip the final sliding-window validation.")
     var noValidation = false
 
+    @Flag(name: .customLong("val"), help: "Only run the fold's validation (the fold must be trained), as nnUNetv2_train --val.")
+    var validationOnly = false
+
+    @Flag(name: .customLong("val-best"), help: "Validate with checkpoint_best.pth instead of checkpoint_final.pth.")
+    var validateBest = false
+
     @Option(help: ArgumentHelp("Stop after this many epochs in this invocation (resume later with --continue).", visibility: .hidden))
     var stopAfterEpochs: Int?
 
@@ -84,6 +90,7 @@ struct TrainCommand: ParsableCommand {
             "val_cases": "\(trainer.split.val.count)", "epochs": "\(epochs)", "iterations": "\(iterations)", "seed": "\(options.seed)",
             "output": "\(trainer.outputFolder.path)", "precision": "\(options.precision.rawValue)",
         ])
+        if validationOnly { return try validate(trainer, raw: raw, logger: logger, foldSpec: foldSpec) }
         let bar = ProgressReporter(title: "epoch", minimumTotal: 1)
         var epochStart = Date()
         var lastEpoch = -1
@@ -118,8 +125,13 @@ struct TrainCommand: ParsableCommand {
             print("trained: \(trainer.outputFolder.path)")
             return
         }
+        try validate(trainer, raw: raw, logger: logger, foldSpec: foldSpec)
+    }
+
+    func validate(_ trainer: Trainer, raw: RawDataset, logger: Logger, foldSpec: FoldSpec) throws {
         let validation = ProgressReporter(title: "validation", minimumTotal: 1)
-        let dice = try trainer.validate(rawImages: raw.folder.appendingPathComponent("imagesTr"), rawLabels: raw.folder.appendingPathComponent("labelsTr")) {
+        let dice = try trainer.validate(rawImages: raw.folder.appendingPathComponent("imagesTr"), rawLabels: raw.folder.appendingPathComponent("labelsTr"),
+                                        checkpointName: validateBest ? "checkpoint_best.pth" : "checkpoint_final.pth") {
             validation.update($0, $1)
         }
         validation.finish()
