@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Training-step benchmark against the reference nnU-Net's 6.3 s/iteration (issue #9).
 # Usage: bash Ops/bench/training_step.sh [--znver5] — --znver5 also runs a -target-cpu znver5 build.
+# LOADER_DATA=<preprocessed>/<dataset>/nnUNetPlans_3d_fullres also times the data loader (augmented batches).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source Ops/env.sh
