@@ -95,11 +95,18 @@ public struct Sample: Sendable {
 
 /// nnU-Net's training augmentation (batchgeneratorsv2 pipeline, spec 6.4) applied to one enlarged crop,
 /// producing a final-size patch: spatial (rotation p 0.2, scaling p 0.2, no elastic), Gaussian noise,
-/// Gaussian blur, brightness, contrast, low resolution, inverted and plain gamma, mirroring, −1 → 0.
+/// Gaussian blur, brightness, contrast, low resolution, inverted and plain gamma, mirroring, image masking
+/// (`use_mask_for_norm` channels), −1 → 0.
 public struct Augmenter: Sendable {
     public let configuration: AugmentationConfiguration
+    /// Channels normalised inside the non-zero mask (`use_mask_for_norm`): zeroed where the label is −1
+    /// (outside the mask) before −1 becomes 0, as nnU-Net's MaskImageTransform does.
+    public let maskedChannels: [Int]
 
-    public init(configuration: AugmentationConfiguration) { self.configuration = configuration }
+    public init(configuration: AugmentationConfiguration, useMaskForNorm: [Bool] = []) {
+        self.configuration = configuration
+        maskedChannels = useMaskForNorm.enumerated().filter(\.element).map(\.offset)
+    }
 
     public func augment(_ input: Sample, _ rng: inout RandomSource) -> Sample {
         var s = spatial(input, &rng)
@@ -112,8 +119,17 @@ public struct Augmenter: Sendable {
         if rng.chance(0.1) { gamma(&s, &rng, invert: true) }
         if rng.chance(0.3) { gamma(&s, &rng, invert: false) }
         for axis in configuration.mirrorAxes where rng.chance(0.5) { mirror(&s, axis: axis) }
-        for i in 0..<s.labels.count where s.labels[i] < 0 { s.labels[i] = 0 }
+        maskAndRemoveLabel(&s)
         return s
+    }
+
+    /// MaskImage (use_mask_for_norm channels set to 0 where the label is −1), then RemoveLabel (−1 → 0).
+    func maskAndRemoveLabel(_ s: inout Sample) {
+        let v = s.volume
+        for c in maskedChannels where c < s.channels {
+            for i in 0..<v where s.labels[i] < 0 { s.data[c * v + i] = 0 }
+        }
+        for i in 0..<s.labels.count where s.labels[i] < 0 { s.labels[i] = 0 }
     }
 
     // MARK: Spatial

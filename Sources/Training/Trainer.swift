@@ -177,7 +177,7 @@ public final class Trainer: @unchecked Sendable {
         let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted())
         let trainSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true, ignoreLabel: ignoreLabel)
         let valSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: false, ignoreLabel: ignoreLabel)
-        let augmenter = Augmenter(configuration: augmentation)
+        let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
         let trainIDs = split.train, valIDs = split.val
         var seeds = RandomSource(seed: options.seed &+ UInt64(state.epoch) &* 7919)
         let trainLoader = BackgroundLoader(make: { rng in try trainSampler.batch(data, identifiers: trainIDs, augmenter: augmenter, &rng) },

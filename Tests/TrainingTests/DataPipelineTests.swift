@@ -98,6 +98,21 @@ struct DataPipelineTests {
         #expect(cropped.data[0] == Float(25 + 5 + 1))
     }
 
+    @Test func maskedChannelsAreZeroedOutsideTheMask() {
+        // One voxel outside the non-zero mask (label −1): a use_mask_for_norm channel becomes 0 there.
+        let config = AugmentationConfiguration(patch: [4, 4, 4])
+        var labels = [Int16](repeating: 1, count: 64)
+        labels[3] = -1
+        var out = Sample(shape: [4, 4, 4], channels: 2, data: [Float](repeating: 5, count: 128), labels: labels)
+        Augmenter(configuration: config, useMaskForNorm: [true, false]).maskAndRemoveLabel(&out)
+        #expect(out.data[3] == 0 && out.data[2] == 5, "the masked channel is zeroed only outside the mask")
+        #expect(out.data[64 + 3] == 5, "an unmasked channel is left alone")
+        #expect(out.labels[3] == 0 && !out.labels.contains(-1))
+        var plain = Sample(shape: [4, 4, 4], channels: 1, data: [Float](repeating: 5, count: 64), labels: labels)
+        Augmenter(configuration: config).maskAndRemoveLabel(&plain)
+        #expect(plain.data[3] == 5 && plain.labels[3] == 0)
+    }
+
     @Test func blurAndGammaPreserveStatistics() {
         let augmenter = Augmenter(configuration: AugmentationConfiguration(patch: [8, 8, 8]))
         var rng = RandomSource(seed: 5)
