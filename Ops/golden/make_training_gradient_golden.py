@@ -27,7 +27,7 @@ from torch import nn
 CASES = {
     # name: (dim, features, patch, batch, batch_dice, ignore_label, classes); "resenc" names build a
     # ResidualEncoderUNet (blocks 1, 2, 2, 2; stride-only and projection skips).
-    "plain3d": (3, [16, 16, 32, 32], [8, 16, 8], 2, False, None, 3),
+    "plain3d": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
     "plain2d_batchdice_ignore": (2, [8, 16, 16, 16], [16, 24], 3, True, 3, 3),
     "resenc3d": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
 }
