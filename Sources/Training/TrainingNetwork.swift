@@ -340,8 +340,12 @@ public final class TrainingNetwork: @unchecked Sendable {
         }
     }
 
+    /// Transient backward buffers, shared by every layer with the same role, shape and layout (each is
+    /// consumed before the next layer of its role runs).
     var scratch: [String: DNNLMemory] = [:]
-    func scratchMemory(_ key: String, _ desc: dnnl_memory_desc_t) throws -> DNNLMemory {
+    func scratchMemory(_ role: String, _ desc: dnnl_memory_desc_t) throws -> DNNLMemory {
+        let dims = withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))) }
+        let key = "\(role):\(dims):\(layoutName(desc)):\(desc.data_type.rawValue)"
         if let m = scratch[key], m.sameLayout(asDesc: desc) { return m }
         let m = try DNNLMemory(context: context, desc: desc)
         scratch[key] = m
@@ -359,9 +363,9 @@ public final class TrainingNetwork: @unchecked Sendable {
         for v in 0..<diffWritten.count { diffWritten[v] = false }
         for (h, g) in zip(byLevel, logitGradients) {
             guard let g else { continue }
-            let dOut = try scratchMemory("head\(h.level)", h.conv.weightsDiffDestinationDesc)
+            let dOut = try scratchMemory("head", h.conv.weightsDiffDestinationDesc)
             try dOut.write(g)
-            try backwardConvolution(h.conv, weight: h.weight, bias: h.bias, input: h.input, diffOutput: dOut, key: "head\(h.level)")
+            try backwardConvolution(h.conv, weight: h.weight, bias: h.bias, input: h.input, diffOutput: dOut)
         }
         for op in ops.reversed() {
             switch op {
@@ -369,7 +373,7 @@ public final class TrainingNetwork: @unchecked Sendable {
             case .unit(let i):
                 let u = units[i]
                 guard diffWritten[u.output] else { continue }
-                let dY = try scratchMemory("unit-dy\(u.convOutput)", values[u.convOutput].desc)
+                let dY = try scratchMemory("dy", values[u.convOutput].desc)
                 var dGamma = [Float](repeating: 0, count: u.conv.outputShape[1]), dBeta = dGamma
                 let gamma = u.gamma.map { parameters[$0].value } ?? [Float](repeating: 1, count: u.conv.outputShape[1])
                 timed("norm backward") {
@@ -389,17 +393,17 @@ public final class TrainingNetwork: @unchecked Sendable {
                 }
                 if let g = u.gamma { add(dGamma, to: g) }
                 if let b = u.beta { add(dBeta, to: b) }
-                try backwardConvolution(u.conv, weight: u.weight, bias: u.bias, input: u.input, diffOutput: dY, key: "unit\(i)")
+                try backwardConvolution(u.conv, weight: u.weight, bias: u.bias, input: u.input, diffOutput: dY)
             case .pool(let i):
                 let p = pools[i]
                 guard diffWritten[p.output] else { continue }
-                let dX = try scratchMemory("pool-dx\(i)", p.kernel.diffSourceDesc)
+                let dX = try scratchMemory("pool-dx", p.kernel.diffSourceDesc)
                 try p.kernel.runBackward(diffDestination: try diffs[p.output]!.converted(to: p.kernel.diffDestinationDesc), diffSource: dX)
                 try addDiff(p.input, dX)
             case .residual(let i):
                 let r = residuals[i]
                 guard diffWritten[r.output] else { continue }
-                let dSum = try scratchMemory("residual\(i)", values[r.output].desc)
+                let dSum = try scratchMemory("residual", values[r.output].desc)
                 TrainingKernels.residualBackward(diffOutput: diffs[r.output]!, output: values[r.output], diffSum: dSum,
                                                  slope: Float(architecture.leakyReLUSlope))
                 try addDiff(r.main, dSum)
@@ -407,12 +411,12 @@ public final class TrainingNetwork: @unchecked Sendable {
             case .transposed(let i):
                 let t = transposed[i]
                 guard diffWritten[t.output] else { continue }
-                try backwardConvolution(t.conv, weight: t.weight, bias: t.bias, input: t.input, diffOutput: diffs[t.output]!, key: "up\(i)")
+                try backwardConvolution(t.conv, weight: t.weight, bias: t.bias, input: t.input, diffOutput: diffs[t.output]!)
             case .concat(let i):
                 let c = concats[i]
                 guard diffWritten[c.output] else { continue }
-                let upPart = try scratchMemory("cat-up\(i)", values[c.up].desc)
-                let skipPart = try scratchMemory("cat-skip\(i)", values[c.skip].desc)
+                let upPart = try scratchMemory("cat-up", values[c.up].desc)
+                let skipPart = try scratchMemory("cat-skip", values[c.skip].desc)
                 try timed("concat backward") {
                     try TrainingKernels.copyChannels(from: diffs[c.output]!, first: 0, into: upPart)
                     try TrainingKernels.copyChannels(from: diffs[c.output]!, first: values[c.up].dims[1], into: skipPart)
@@ -429,7 +433,7 @@ public final class TrainingNetwork: @unchecked Sendable {
         parameter.hasGradient = true
     }
 
-    func backwardConvolution(_ conv: TrainingConvolution, weight: Int, bias: Int?, input: Int, diffOutput: DNNLMemory, key: String) throws {
+    func backwardConvolution(_ conv: TrainingConvolution, weight: Int, bias: Int?, input: Int, diffOutput: DNNLMemory) throws {
         let source = try converted(input, conv.weightsSourceDesc)
         let dW = try diffOutput.converted(to: conv.weightsDiffDestinationDesc)
         try timed("conv backward weights") {
@@ -447,7 +451,7 @@ public final class TrainingNetwork: @unchecked Sendable {
         if let bias { parameters[bias].hasGradient = true }
         if let diffSourceDesc = conv.diffSourceDesc {
             let dD = try diffOutput.converted(to: conv.dataDiffDestinationDesc!)
-            let dX = try scratchMemory("dx-\(key)", diffSourceDesc)
+            let dX = try scratchMemory("dx", diffSourceDesc)
             try timed("conv backward data") { try conv.runBackwardData(diffDestination: dD, diffSource: dX) }
             try timed("add gradient") { try addDiff(input, dX) }
         }
