@@ -100,7 +100,7 @@ let package = Package(
         // MARK: Benchmarks (run by Ops/bench/*.sh, never by the tests)
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
         .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog"]),
-        .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "TensorKernels", "PlansModel"]),
+        .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "TensorKernels", "PlansModel", "TorchCheckpoint", "UNet"]),
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport",

@@ -10,7 +10,9 @@
 import Foundation
 import PlansModel
 import TensorKernels
+import TorchCheckpoint
 import Training
+import UNet
 
 let arguments = CommandLine.arguments
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
@@ -22,8 +24,21 @@ let plansURL = root.deletingLastPathComponent().appendingPathComponent("shared/r
 let plans = try Plans(contentsOf: plansURL)
 let configuration = try plans.configuration("3d_fullres")
 let batch = configuration.batchSize, patch = configuration.patchSize
+// WEIGHTS=<checkpoint.pth> starts from trained weights (e.g. to see whether timing drifts as training proceeds).
+var initialization = TrainingNetwork.Initialization.kaiming(seed: 1)
+if let path = ProcessInfo.processInfo.environment["WEIGHTS"] {
+    let checkpoint = try TorchCheckpoint(contentsOf: URL(fileURLWithPath: path))
+    var weights: [String: Tensor] = [:]
+    for (name, reference) in try checkpoint.stateDict(at: "network_weights") where weights[name] == nil {
+        let t = try checkpoint.tensor(reference)
+        weights[name] = Tensor(shape: t.shape, data: t.floats())
+    }
+    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: 3).map(\.name))
+    initialization = .weights(weights.filter { names.contains($0.key) })
+    print("weights from \(path)")
+}
 let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: 3, batch: batch, patch: patch,
-                                  initialization: .kaiming(seed: 1), precision: precision)
+                                  initialization: initialization, precision: precision)
 let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: 3, batchDice: configuration.batchDice))
 var rng = SystemRandomNumberGenerator()
 let input = Tensor(shape: [batch, 1] + patch, data: (0..<(batch * patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
