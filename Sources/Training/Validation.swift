@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import NIfTI
+import PlansModel
 import UNet
 
 /// nnU-Net's evaluation (spec 8): per case and foreground label TP/FP/FN/TN, Dice, IoU (NaN when both
@@ -107,5 +108,55 @@ extension Trainer {
         let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: labels)
         try data.write(to: folder.appendingPathComponent("summary.json"), options: .atomic)
         return dice
+    }
+}
+
+/// nnU-Net's cross-validation merge (the first step of `nnUNetv2_find_best_configuration`): the validation
+/// predictions of the given folds copied into `crossval_results_folds_<folds>/` beside the folds, with
+/// plans.json and dataset.json, and scored together against the raw labels into its `summary.json`.
+public enum CrossValidationResults {
+    public static func merge(trainerFolder: URL, folds: [Int], rawLabels: URL, dataset: DatasetDescription) throws -> (folder: URL, dice: Double) {
+        let fm = FileManager.default
+        let out = trainerFolder.appendingPathComponent("crossval_results_folds_" + folds.map(String.init).joined(separator: "_"))
+        let staging = trainerFolder.appendingPathComponent(".\(out.lastPathComponent).partial")
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        var seen: [String: Int] = [:]
+        var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
+        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
+        for fold in folds {
+            let validation = trainerFolder.appendingPathComponent("fold_\(fold)/validation")
+            guard fm.fileExists(atPath: validation.appendingPathComponent("summary.json").path) else {
+                throw TrainingError.dataset(file: validation.path, problem: "fold \(fold) has no finished validation (train it, or run `nnseg train --val`)")
+            }
+            let files = try fm.contentsOfDirectory(atPath: validation.path).filter { $0.hasSuffix(dataset.fileEnding) }.sorted()
+            for file in files {
+                let id = String(file.dropLast(dataset.fileEnding.count))
+                if let other = seen[id] {
+                    throw TrainingError.dataset(file: validation.appendingPathComponent(file).path,
+                                                problem: "case \(id) is validated in fold \(other) and fold \(fold): the folds overlap")
+                }
+                seen[id] = fold
+                let target = staging.appendingPathComponent(file)
+                try fm.copyItem(at: validation.appendingPathComponent(file), to: target)
+                let referenceURL = rawLabels.appendingPathComponent(file)
+                let r = try NIfTIImage(contentsOf: referenceURL).voxels.withDoubles { Array($0) }
+                let p = try NIfTIImage(contentsOf: target).voxels.withDoubles { Array($0) }
+                guard r.count == p.count else {
+                    throw TrainingError.dataset(file: referenceURL.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
+                }
+                rows.append((out.appendingPathComponent(file).path, referenceURL.path,
+                             SegmentationMetrics.counts(prediction: p, reference: r, labels: dataset.foregroundLabels, ignoreLabel: ignoreLabel)))
+            }
+        }
+        for file in ["plans.json", "dataset.json"] {
+            let from = trainerFolder.appendingPathComponent(file)
+            if fm.fileExists(atPath: from.path) { try fm.copyItem(at: from, to: staging.appendingPathComponent(file)) }
+        }
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: dataset.foregroundLabels)
+        try data.write(to: staging.appendingPathComponent("summary.json"))
+        try? fm.removeItem(at: out)
+        try fm.moveItem(at: staging, to: out)
+        return (out, dice)
     }
 }

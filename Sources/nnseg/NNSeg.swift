@@ -5,6 +5,6 @@ struct NNSeg: ParsableCommand {
         commandName: "nnseg",
         abstract: "nnU-Net as a DICOM-native clinical batch processor.",
         version: "0.1.0",
-        subcommands: [Run.self, Watch.self, Status.self, Inspect.self, Predict.self, Export.self, Audit.self, PlanCommand.self, PreprocessCommand.self, DatasetFromDICOM.self, TrainCommand.self]
+        subcommands: [Run.self, Watch.self, Status.self, Inspect.self, Predict.self, Export.self, Audit.self, PlanCommand.self, PreprocessCommand.self, DatasetFromDICOM.self, TrainCommand.self, CrossValidateCommand.self]
     )
 }

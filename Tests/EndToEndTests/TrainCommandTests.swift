@@ -62,6 +62,17 @@ struct TrainCommandTests {
         #expect(perCase.count == splits[0]["val"]!.count)
         #expect((summary["mean"] as? [String: Any])?.keys.sorted() == ["1", "2"])
         #expect(resumed.stdout.contains("validation: mean foreground Dice"))
+        // The cross-validation merge of this fold reproduces its per-case metrics.
+        let merged = try CommandRunner.nnseg(["crossval", "-d", raw.path, "--output", pre.path, "--results", results.path, "-f", "0"])
+        #expect(merged.status == 0, "\(merged.stderr.suffix(1000))")
+        let crossval = fold.deletingLastPathComponent().appendingPathComponent("crossval_results_folds_0")
+        let mergedSummary = try #require(try SharedData.json(crossval.appendingPathComponent("summary.json")) as? [String: Any])
+        let mergedMean = try #require(mergedSummary["foreground_mean"] as? [String: Any])
+        let foldMean = try #require(summary["foreground_mean"] as? [String: Any])
+        #expect((mergedMean["Dice"] as? Double) == (foldMean["Dice"] as? Double))
+        #expect(FileManager.default.fileExists(atPath: crossval.appendingPathComponent("plans.json").path))
+        let missing = try CommandRunner.nnseg(["crossval", "-d", raw.path, "--output", pre.path, "--results", results.path, "-f", "0", "1"])
+        #expect(missing.status != 0 && missing.stderr.contains("fold 1 has no finished validation"))
         // A finished fold is not overwritten by accident.
         let again = try CommandRunner.nnseg(arguments)
         #expect(again.status != 0 && again.stderr.contains("already trained"))
