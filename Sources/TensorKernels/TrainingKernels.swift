@@ -230,15 +230,18 @@ public enum TrainingKernels {
     /// `target += source` over the whole buffer (same layout; block padding stays zero).
     public static func accumulate(_ target: DNNLMemory, adding source: DNNLMemory) {
         checkSame(target, source, "accumulate")
-        let count = target.byteSize / 4
         nonisolated(unsafe) let (t, s) = (target.pointer, source.pointer)
-        let chunks = max(1, min(64, count / 65536))
-        let size = (count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { k in
-            let start = k * size, end = min(count, start + size)
+        forEachRange(floats: target.byteSize / 4) { start, end in
             var i = start
             while i < end { t[i] += s[i]; i &+= 1 }
         }
+    }
+
+    /// Splits `floats` elements (a whole buffer, block padding included) into up to 64 ranges of at least
+    /// 64 Ki elements and runs `body(start, end)` for each on all cores.
+    static func forEachRange(floats count: Int, _ body: @Sendable (Int, Int) -> Void) {
+        let chunks = max(1, min(64, count / 65536)), size = (count + chunks - 1) / chunks
+        DispatchQueue.concurrentPerform(iterations: chunks) { k in body(k * size, min(count, k * size + size)) }
     }
 
     /// Copies channels `[first, first + count)` of `source` into `destination` (which has `count`
@@ -269,12 +272,9 @@ extension TrainingKernels {
     public static func residualForward(main: DNNLMemory, skip: DNNLMemory, output: DNNLMemory, slope: Float) {
         checkSame(main, skip, "residual")
         checkSame(main, output, "residual")
-        let count = main.byteSize / 4
         nonisolated(unsafe) let (a, b, y) = (main.pointer, skip.pointer, output.pointer)
-        let chunks = max(1, min(64, count / 65536)), size = (count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { k in
-            var i = k * size
-            let end = min(count, i + size)
+        forEachRange(floats: main.byteSize / 4) { start, end in
+            var i = start
             while i < end {
                 let v = a[i] + b[i]
                 y[i] = v < 0 ? v * slope : v
@@ -288,12 +288,9 @@ extension TrainingKernels {
     public static func residualBackward(diffOutput: DNNLMemory, output: DNNLMemory, diffSum: DNNLMemory, slope: Float) {
         checkSame(diffOutput, output, "residual backward")
         checkSame(diffOutput, diffSum, "residual backward")
-        let count = output.byteSize / 4
         nonisolated(unsafe) let (g, y, d) = (diffOutput.pointer, output.pointer, diffSum.pointer)
-        let chunks = max(1, min(64, count / 65536)), size = (count + chunks - 1) / chunks
-        DispatchQueue.concurrentPerform(iterations: chunks) { k in
-            var i = k * size
-            let end = min(count, i + size)
+        forEachRange(floats: output.byteSize / 4) { start, end in
+            var i = start
             while i < end {
                 d[i] = y[i] < 0 ? g[i] * slope : g[i]
                 i &+= 1

@@ -44,40 +44,13 @@ public final class ConvolutionKernel: @unchecked Sendable {
         var dst = try makeDesc(outputShape, tag: any)
         // A zero descriptor disables the bias term.
         var biasDesc = bias == nil ? dnnl_memory_desc_t() : try makeDesc([outChannels], tag: dnnl_a)
-        let strides = dnnlDims(geometry.stride)
-        let padL = dnnlDims(geometry.padding)
-        let padR = dnnlDims(geometry.padding)
-        var pd: dnnl_primitive_desc_t?
-        let name: String
-        switch kind {
-        case .convolution:
-            var desc = dnnl_convolution_desc_t()
-            try dnnlCheck(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct, &src, &wAny,
-                                                             &biasDesc, &dst, strides, padL, padR),
-                          "dnnl_convolution_forward_desc_init")
-            try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(convolution)")
-            name = "convolution"
-        case .transposed:
-            var desc = dnnl_deconvolution_desc_t()
-            try dnnlCheck(dnnl_deconvolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_deconvolution_direct, &src, &wAny,
-                                                               &biasDesc, &dst, strides, padL, padR),
-                          "dnnl_deconvolution_forward_desc_init")
-            try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(deconvolution)")
-            name = "deconvolution"
-        }
-        primitive = try DNNLPrimitive(descriptor: pd!, name: name)
+        primitive = try convolutionForwardPrimitive(kind, propagation: dnnl_forward_inference, source: &src, weights: &wAny, bias: &biasDesc,
+                                                    destination: &dst, geometry: geometry, context: context,
+                                                    name: kind == .convolution ? "convolution" : "deconvolution")
         self.sourceDesc = primitive.queryDesc(dnnl_query_src_md)
         destinationDesc = primitive.queryDesc(dnnl_query_dst_md)
 
-        // User weights in PyTorch order: (O, I, k…) is "oidhw"; transposed (I, O, k…) is "iodhw".
-        let userTag: dnnl_format_tag_t
-        switch (kind, spatialRank) {
-        case (.convolution, 3): userTag = dnnl_oidhw
-        case (.convolution, _): userTag = dnnl_oihw
-        case (.transposed, 3): userTag = dnnl_iodhw
-        case (.transposed, _): userTag = dnnl_iohw
-        }
-        let userWeights = try DNNLMemory(context: context, desc: makeDesc(logicalWeights, tag: userTag))
+        let userWeights = try DNNLMemory(context: context, desc: makeDesc(logicalWeights, tag: kind.pytorchWeightTag(spatialRank: spatialRank)))
         weights.data.withUnsafeBufferPointer { userWeights.pointer.update(from: $0.baseAddress!, count: weights.count) }
         self.weights = try DNNLMemory(context: context, desc: primitive.queryDesc(dnnl_query_weights_md))
         try reorder(from: userWeights, to: self.weights)
@@ -110,6 +83,41 @@ public final class ConvolutionKernel: @unchecked Sendable {
         try run(source: source, destination: destination)
         return try destination.read()
     }
+}
+
+extension ConvolutionKernel.Kind {
+    /// PyTorch's weight layout as a oneDNN tag: convolution `(O, I, k…)` is "oi(d)hw"; transposed
+    /// `(I, O, k…)` is "io(d)hw".
+    func pytorchWeightTag(spatialRank: Int) -> dnnl_format_tag_t {
+        switch (self, spatialRank) {
+        case (.convolution, 3): return dnnl_oidhw
+        case (.convolution, _): return dnnl_oihw
+        case (.transposed, 3): return dnnl_iodhw
+        case (.transposed, _): return dnnl_iohw
+        }
+    }
+}
+
+/// A forward convolution or deconvolution primitive (inference or training propagation) over the given
+/// descriptors (`any` where oneDNN should choose); `bias` zeroed disables the bias term.
+func convolutionForwardPrimitive(_ kind: ConvolutionKernel.Kind, propagation: dnnl_prop_kind_t, source: inout dnnl_memory_desc_t,
+                                 weights: inout dnnl_memory_desc_t, bias: inout dnnl_memory_desc_t, destination: inout dnnl_memory_desc_t,
+                                 geometry: ConvolutionGeometry, context: DNNLContext, name: String) throws -> DNNLPrimitive {
+    let strides = dnnlDims(geometry.stride), padding = dnnlDims(geometry.padding)
+    var pd: dnnl_primitive_desc_t?
+    switch kind {
+    case .convolution:
+        var desc = dnnl_convolution_desc_t()
+        try dnnlCheck(dnnl_convolution_forward_desc_init(&desc, propagation, dnnl_convolution_direct, &source, &weights, &bias, &destination,
+                                                         strides, padding, padding), "dnnl_convolution_forward_desc_init")
+        try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name))")
+    case .transposed:
+        var desc = dnnl_deconvolution_desc_t()
+        try dnnlCheck(dnnl_deconvolution_forward_desc_init(&desc, propagation, dnnl_deconvolution_direct, &source, &weights, &bias,
+                                                           &destination, strides, padding, padding), "dnnl_deconvolution_forward_desc_init")
+        try dnnlCheck(dnnl_primitive_desc_create(&pd, &desc, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name))")
+    }
+    return try DNNLPrimitive(descriptor: pd!, name: name)
 }
 
 /// Channel concatenation through oneDNN, writing straight into the layout the next layer wants.

@@ -98,21 +98,8 @@ public final class TrainingConvolution: @unchecked Sendable {
         }
 
         // Forward (training).
-        forward = try create({ pd in
-            switch kind {
-            case .convolution:
-                var d = dnnl_convolution_desc_t()
-                try dnnlCheck(dnnl_convolution_forward_desc_init(&d, dnnl_forward_training, dnnl_convolution_direct, &src, &w, &biasDesc,
-                                                                 &dst, strides, pad, pad), "dnnl_convolution_forward_desc_init(training)")
-                try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name) forward)")
-            case .transposed:
-                var d = dnnl_deconvolution_desc_t()
-                try dnnlCheck(dnnl_deconvolution_forward_desc_init(&d, dnnl_forward_training, dnnl_deconvolution_direct, &src, &w,
-                                                                   &biasDesc, &dst, strides, pad, pad),
-                              "dnnl_deconvolution_forward_desc_init(training)")
-                try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, nil), "dnnl_primitive_desc_create(\(name) forward)")
-            }
-        }, "\(name) forward")
+        forward = try convolutionForwardPrimitive(kind, propagation: dnnl_forward_training, source: &src, weights: &w, bias: &biasDesc,
+                                                  destination: &dst, geometry: geometry, context: context, name: "\(name) forward")
         sourceDesc = asFloat32(forward.queryDesc(dnnl_query_src_md))
         destinationDesc = forward.queryDesc(dnnl_query_dst_md)
         let hint = forward.descriptor
@@ -178,14 +165,7 @@ public final class TrainingConvolution: @unchecked Sendable {
             }
         }
 
-        let userTag: dnnl_format_tag_t
-        switch (kind, spatialRank) {
-        case (.convolution, 3): userTag = dnnl_oidhw
-        case (.convolution, _): userTag = dnnl_oihw
-        case (.transposed, 3): userTag = dnnl_iodhw
-        case (.transposed, _): userTag = dnnl_iohw
-        }
-        let userDesc = try makeDesc(logicalWeights, tag: userTag)
+        let userDesc = try makeDesc(logicalWeights, tag: kind.pytorchWeightTag(spatialRank: spatialRank))
         userWeights = try DNNLMemory(context: context, desc: userDesc)
         userDiffWeights = try DNNLMemory(context: context, desc: userDesc)
         forwardWeights = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_weights_md))
