@@ -39,7 +39,7 @@ public enum DatasetPreprocessor {
         let usable = description.labels.filter { $0.name != "ignore" }
         var classes = description.isRegionBased ? usable.filter { $0.values != [0] }.map(\.values)
             : description.foregroundLabels.map { [$0] }
-        if description.labels.contains(where: { $0.name == "ignore" }) {
+        if description.ignoreLabel != nil {
             classes.append([-1] + Set(usable.flatMap(\.values)).sorted())
         }
         return classes

@@ -64,6 +64,9 @@ public struct DatasetDescription: Sendable {
         return withoutIgnore.count
     }
 
+    /// The value of the `ignore` label (voxels left out of the loss and the metrics), if the dataset has one.
+    public var ignoreLabel: Int? { labels.first { $0.name == "ignore" }?.values.first }
+
     /// Foreground label values (label-based datasets), ascending.
     public var foregroundLabels: [Int] {
         labels.filter { $0.name != "ignore" }.flatMap(\.values).filter { $0 != 0 }.sorted()

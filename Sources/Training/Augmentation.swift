@@ -17,10 +17,13 @@ public struct RandomSource: Sendable {
     /// Uniform integer in `[lo, hi]`.
     public mutating func integer(_ lo: Int, _ hi: Int) -> Int { lo + Int(next() % UInt64(hi - lo + 1)) }
     public mutating func chance(_ p: Double) -> Bool { uniform() < p }
-    public mutating func normal() -> Double {
+    public mutating func normal() -> Double { normalPair().0 }
+    /// Two independent standard normal draws (Box–Muller from one pair of uniforms).
+    public mutating func normalPair() -> (Double, Double) {
         var u = uniform()
         while u <= 0 { u = uniform() }
-        return (-2 * log(u)).squareRoot() * cos(2 * .pi * uniform())
+        let r = (-2 * log(u)).squareRoot(), angle = 2 * .pi * uniform()
+        return (r * cos(angle), r * sin(angle))
     }
     /// An independent stream (for a worker thread).
     public mutating func split() -> RandomSource { RandomSource(seed: next()) }

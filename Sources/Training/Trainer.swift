@@ -82,6 +82,8 @@ public final class Trainer: @unchecked Sendable {
     public let fold: FoldSpec
     public let options: TrainerOptions
     public let preprocessedRoot: URL
+    /// `<preprocessed>/<plans>.json`.
+    public let plansFile: URL
     public let outputFolder: URL
     public let trainerFolder: URL
     public let split: CrossValidation.Split
@@ -89,6 +91,11 @@ public final class Trainer: @unchecked Sendable {
     public static let trainerName = "nnUNetTrainer"
 
     public var foldFolder: URL { outputFolder }
+
+    /// `<results>/<dataset>/nnUNetTrainer__<plans>__<configuration>/`: the model folder (all folds).
+    public static func modelFolder(resultsRoot: URL, dataset: String, plans: String, configuration: String) -> URL {
+        resultsRoot.appendingPathComponent(dataset).appendingPathComponent("\(trainerName)__\(plans)__\(configuration)")
+    }
 
     /// - Parameters:
     ///   - preprocessedRoot: `<output>/<dataset>/` with the plans, `dataset.json` and the configuration's data folder.
@@ -101,6 +108,7 @@ public final class Trainer: @unchecked Sendable {
         for url in [plansURL, datasetURL] where !FileManager.default.fileExists(atPath: url.path) {
             throw TrainingError.dataset(file: url.path, problem: "missing; run `nnseg plan` and `nnseg preprocess` first")
         }
+        plansFile = plansURL
         plans = try Plans(contentsOf: plansURL)
         plansJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: plansURL))
         datasetJSON = try JSONSerialization.jsonObject(with: Data(contentsOf: datasetURL))
@@ -131,8 +139,7 @@ public final class Trainer: @unchecked Sendable {
         case .index(let f): split = CrossValidation.randomSplit(all, fold: f)
         }
         guard !split.train.isEmpty else { throw TrainingError.dataset(file: splitsURL.path, problem: "fold \(fold) has no training cases") }
-        trainerFolder = resultsRoot.appendingPathComponent(preprocessedRoot.lastPathComponent)
-            .appendingPathComponent("\(Self.trainerName)__\(plansName)__\(name)")
+        trainerFolder = Self.modelFolder(resultsRoot: resultsRoot, dataset: preprocessedRoot.lastPathComponent, plans: plansName, configuration: name)
         outputFolder = trainerFolder.appendingPathComponent("fold_\(fold)")
     }
 
@@ -142,17 +149,15 @@ public final class Trainer: @unchecked Sendable {
     public func run(progress: @escaping (TrainingProgress) -> Void = { _ in }) throws {
         let fm = FileManager.default
         try fm.createDirectory(at: outputFolder, withIntermediateDirectories: true)
-        for file in ["dataset.json", "dataset_fingerprint.json"] {
-            let from = preprocessedRoot.appendingPathComponent(file), to = trainerFolder.appendingPathComponent(file)
-            if fm.fileExists(atPath: from.path) && !fm.fileExists(atPath: to.path) { try fm.copyItem(at: from, to: to) }
-        }
-        let plansCopy = trainerFolder.appendingPathComponent("plans.json")
-        if !fm.fileExists(atPath: plansCopy.path) {
-            try JSONSerialization.data(withJSONObject: plansJSON, options: [.prettyPrinted, .sortedKeys]).write(to: plansCopy, options: .atomic)
+        // The model folder stands on its own, as nnU-Net's: plans (as plans.json), dataset and fingerprint.
+        for (file, name) in [(plansFile, "plans.json"), (preprocessedRoot.appendingPathComponent("dataset.json"), "dataset.json"),
+                             (preprocessedRoot.appendingPathComponent("dataset_fingerprint.json"), "dataset_fingerprint.json")] {
+            let to = trainerFolder.appendingPathComponent(name)
+            if fm.fileExists(atPath: file.path) && !fm.fileExists(atPath: to.path) { try fm.copyItem(at: file, to: to) }
         }
 
         let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
-        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
+        let ignoreLabel = dataset.ignoreLabel
         let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: dataset.channelNames.count,
                                           numClasses: dataset.segmentationHeads, batch: configuration.batchSize,
                                           patch: configuration.patchSize, initialization: .kaiming(seed: options.seed),

@@ -101,7 +101,15 @@ public final class TrainingNetwork: @unchecked Sendable {
         activeHeads = min(deepSupervisionHeads ?? (a.stages - 1), a.stages - 1)
 
         // Parameters in state-dict order.
-        var rng = NormalGenerator(seed: { if case .kaiming(let s) = initialization { return s } else { return 0 } }())
+        // Standard normal draws in Box–Muller pairs (both halves used, across tensors).
+        var rng = RandomSource(seed: { if case .kaiming(let s) = initialization { return s } else { return 0 } }() &+ 0x9E37_79B9_7F4A_7C15)
+        var spare: Double?
+        func normal() -> Double {
+            if let s = spare { spare = nil; return s }
+            let (first, second) = rng.normalPair()
+            spare = second
+            return first
+        }
         for (name, shape) in UNet.expectedTensors(a, inputChannels: inputChannels, numClasses: numClasses) {
             let count = shape.reduce(1, *)
             var value: [Float]
@@ -120,7 +128,7 @@ public final class TrainingNetwork: @unchecked Sendable {
                     // fan_in = shape[1] × kernel volume (for transposed convs that is the output channels).
                     let fanIn = shape[1] * shape.dropFirst(2).reduce(1, *)
                     let std = (2 / (1 + 0.01 * 0.01) / Double(fanIn)).squareRoot()
-                    value = (0..<count).map { _ in Float(rng.next() * std) }
+                    value = (0..<count).map { _ in Float(normal() * std) }
                 } else {
                     value = [Float](repeating: 0, count: count)
                 }
@@ -474,30 +482,6 @@ public final class TrainingNetwork: @unchecked Sendable {
 }
 
 func zeros(_ n: Int) -> [Int] { [Int](repeating: 0, count: n) }
-
-/// Standard normal draws (Box–Muller over a SplitMix64 stream), for weight initialisation.
-struct NormalGenerator {
-    var state: UInt64
-    var spare: Double?
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func nextUInt64() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Double { Double(nextUInt64() >> 11) * 0x1.0p-53 }
-    mutating func next() -> Double {
-        if let s = spare { spare = nil; return s }
-        var u = uniform()
-        while u <= 0 { u = uniform() }
-        let v = uniform()
-        let r = (-2 * log(u)).squareRoot()
-        spare = r * sin(2 * .pi * v)
-        return r * cos(2 * .pi * v)
-    }
-}
 
 public enum TrainingError: Error, CustomStringConvertible {
     case unsupported(String)

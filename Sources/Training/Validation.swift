@@ -28,6 +28,17 @@ public enum SegmentationMetrics {
         return result
     }
 
+    /// Counts for a prediction file against its reference label file (the dataset's foreground labels,
+    /// its ignore label left out).
+    public static func counts(prediction: URL, reference: URL, dataset: DatasetDescription) throws -> [Counts] {
+        let r = try NIfTIImage(contentsOf: reference).voxels.withDoubles { Array($0) }
+        let p = try NIfTIImage(contentsOf: prediction).voxels.withDoubles { Array($0) }
+        guard r.count == p.count else {
+            throw TrainingError.dataset(file: reference.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
+        }
+        return counts(prediction: p, reference: r, labels: dataset.foregroundLabels, ignoreLabel: dataset.ignoreLabel)
+    }
+
     /// `summary.json` with sorted keys (as nnU-Net writes it); returns the data and the foreground mean Dice.
     public static func summary(cases: [(prediction: String, reference: String, counts: [Counts])], labels: [Int]) -> (Data, Double) {
         func metrics(_ c: Counts) -> [String: Any] {
@@ -84,8 +95,6 @@ extension Trainer {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let (entries, _) = try CaseSource.discover(rawImages, fileEnding: dataset.fileEnding, channels: dataset.channelNames.count)
         let byID = Dictionary(entries.map { ($0.identifier, $0) }, uniquingKeysWith: { a, _ in a })
-        let labels = dataset.foregroundLabels
-        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
         var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
         for (i, id) in split.val.enumerated() {
             guard let entry = byID[id] else {
@@ -96,16 +105,10 @@ extension Trainer {
             let out = folder.appendingPathComponent(id + dataset.fileEnding)
             try CaseWriter.writeSegmentation(result.prediction, geometry: c.geometry, to: out)
             let referenceURL = rawLabels.appendingPathComponent(id + dataset.fileEnding)
-            let reference = try NIfTIImage(contentsOf: referenceURL)
-            let predicted = try NIfTIImage(contentsOf: out)
-            let r = reference.voxels.withDoubles { Array($0) }, p = predicted.voxels.withDoubles { Array($0) }
-            guard r.count == p.count else {
-                throw TrainingError.dataset(file: referenceURL.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
-            }
-            rows.append((out.path, referenceURL.path, SegmentationMetrics.counts(prediction: p, reference: r, labels: labels, ignoreLabel: ignoreLabel)))
+            rows.append((out.path, referenceURL.path, try SegmentationMetrics.counts(prediction: out, reference: referenceURL, dataset: dataset)))
             progress(i + 1, split.val.count)
         }
-        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: labels)
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: dataset.foregroundLabels)
         try data.write(to: folder.appendingPathComponent("summary.json"), options: .atomic)
         return dice
     }
@@ -123,7 +126,6 @@ public enum CrossValidationResults {
         try fm.createDirectory(at: staging, withIntermediateDirectories: true)
         var seen: [String: Int] = [:]
         var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
-        let ignoreLabel = dataset.labels.first { $0.name == "ignore" }?.values.first
         for fold in folds {
             let validation = trainerFolder.appendingPathComponent("fold_\(fold)/validation")
             guard fm.fileExists(atPath: validation.appendingPathComponent("summary.json").path) else {
@@ -140,13 +142,8 @@ public enum CrossValidationResults {
                 let target = staging.appendingPathComponent(file)
                 try fm.copyItem(at: validation.appendingPathComponent(file), to: target)
                 let referenceURL = rawLabels.appendingPathComponent(file)
-                let r = try NIfTIImage(contentsOf: referenceURL).voxels.withDoubles { Array($0) }
-                let p = try NIfTIImage(contentsOf: target).voxels.withDoubles { Array($0) }
-                guard r.count == p.count else {
-                    throw TrainingError.dataset(file: referenceURL.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
-                }
                 rows.append((out.appendingPathComponent(file).path, referenceURL.path,
-                             SegmentationMetrics.counts(prediction: p, reference: r, labels: dataset.foregroundLabels, ignoreLabel: ignoreLabel)))
+                             try SegmentationMetrics.counts(prediction: target, reference: referenceURL, dataset: dataset)))
             }
         }
         for file in ["plans.json", "dataset.json"] {

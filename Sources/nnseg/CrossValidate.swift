@@ -13,14 +13,7 @@ struct CrossValidateCommand: ParsableCommand {
 
     @OptionGroup var source: RawDatasetOptions
 
-    @Option(name: [.customShort("c"), .long], help: "Configuration.")
-    var configuration: String = "3d_fullres"
-
-    @Option(help: "Plans name.")
-    var plans: String = "nnUNetPlans"
-
-    @Option(help: "Results root (as given to nnseg train).")
-    var results: String = "nnseg-results"
+    @OptionGroup var model: ModelFolderOptions
 
     @Option(name: [.customShort("f"), .long], parsing: .upToNextOption, help: "Folds to merge.")
     var folds: [Int] = [0, 1, 2, 3, 4]
@@ -30,9 +23,8 @@ struct CrossValidateCommand: ParsableCommand {
     func run() throws {
         logging.bootstrap()
         let (raw, _) = try source.open()
-        let trainer = URL(fileURLWithPath: results).appendingPathComponent(raw.folder.lastPathComponent)
-            .appendingPathComponent("\(Trainer.trainerName)__\(plans)__\(configuration)")
-        guard FileManager.default.fileExists(atPath: trainer.path) else { throw CommandFailure("\(trainer.path): no trained model for \(configuration)") }
+        let trainer = model.folder(dataset: raw)
+        guard FileManager.default.fileExists(atPath: trainer.path) else { throw CommandFailure("\(trainer.path): no trained model for \(model.configuration)") }
         let (folder, dice) = try CrossValidationResults.merge(trainerFolder: trainer, folds: folds, rawLabels: raw.folder.appendingPathComponent("labelsTr"),
                                                               dataset: raw.description)
         Logger(label: "nnseg.crossval").notice("cross-validation merged", metadata: ["folds": "\(folds)", "mean_dice": "\(String(format: "%.4f", dice))"])

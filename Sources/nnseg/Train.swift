@@ -20,17 +20,11 @@ struct TrainCommand: ParsableCommand {
 
     @OptionGroup var source: RawDatasetOptions
 
-    @Option(name: [.customShort("c"), .long], help: "Configuration to train.")
-    var configuration: String = "3d_fullres"
 
     @Option(name: [.customShort("f"), .long], help: "Fold: 0–4 (5-fold cross-validation), a higher number for a random 80:20 split, or 'all'.")
     var fold: String = "0"
 
-    @Option(help: "Plans name (the plans file without .json).")
-    var plans: String = "nnUNetPlans"
-
-    @Option(help: "Results root.")
-    var results: String = "nnseg-results"
+    @OptionGroup var model: ModelFolderOptions
 
     @Option(help: "Epochs (nnU-Net: 1000). The poly learning rate is scheduled over this many epochs.")
     var epochs: Int = 1000
@@ -83,10 +77,10 @@ struct TrainCommand: ParsableCommand {
         case "fp32", "bf16": options.precision = TrainingConvolution.Precision(rawValue: precision)!
         default: throw CommandFailure("--precision \(precision): expected auto, fp32 or bf16")
         }
-        let trainer = try Trainer(preprocessedRoot: root, plansName: plans, configuration: configuration, fold: foldSpec,
-                                  resultsRoot: URL(fileURLWithPath: results), options: options, logger: logger)
+        let trainer = try Trainer(preprocessedRoot: root, plansName: model.plans, configuration: model.configuration, fold: foldSpec,
+                                  resultsRoot: URL(fileURLWithPath: model.results), options: options, logger: logger)
         logger.notice("training", metadata: [
-            "configuration": "\(configuration)", "fold": "\(foldSpec)", "train_cases": "\(trainer.split.train.count)",
+            "configuration": "\(model.configuration)", "fold": "\(foldSpec)", "train_cases": "\(trainer.split.train.count)",
             "val_cases": "\(trainer.split.val.count)", "epochs": "\(epochs)", "iterations": "\(iterations)", "seed": "\(options.seed)",
             "output": "\(trainer.outputFolder.path)", "precision": "\(options.precision.rawValue)",
         ])
@@ -144,5 +138,23 @@ struct TrainCommand: ParsableCommand {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds)
         return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
+
+/// Where a trained model lives: configuration, plans name and results root (shared by train and crossval).
+struct ModelFolderOptions: ParsableArguments {
+    @Option(name: [.customShort("c"), .long], help: "Configuration.")
+    var configuration: String = "3d_fullres"
+
+    @Option(help: "Plans name (the plans file without .json).")
+    var plans: String = "nnUNetPlans"
+
+    @Option(help: "Results root.")
+    var results: String = "nnseg-results"
+
+    /// The model folder for a raw dataset (`<results>/<dataset>/nnUNetTrainer__<plans>__<configuration>/`).
+    func folder(dataset: RawDataset) -> URL {
+        Trainer.modelFolder(resultsRoot: URL(fileURLWithPath: results), dataset: dataset.folder.lastPathComponent, plans: plans,
+                            configuration: configuration)
     }
 }

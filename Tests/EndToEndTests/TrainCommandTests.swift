@@ -21,12 +21,7 @@ struct TrainCommandTests {
         let latest = fold.appendingPathComponent("checkpoint_latest.pth")
 
         // First run: SIGKILL as soon as the first epoch's checkpoint is in place.
-        let process = Process()
-        process.executableURL = CommandRunner.executable
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try CommandRunner.launch(arguments)
         let deadline = Date().addingTimeInterval(600)
         while !FileManager.default.fileExists(atPath: latest.path) && process.isRunning && Date() < deadline { usleep(100_000) }
         kill(process.processIdentifier, SIGKILL)

@@ -16,13 +16,7 @@ struct WatchFaultInjectionTests {
         init(arguments: [String]) { self.arguments = arguments }
 
         func start() throws {
-            let p = Process()
-            p.executableURL = CommandRunner.executable
-            p.arguments = arguments
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            process = p
+            process = try CommandRunner.launch(arguments)
         }
 
         func kill(_ signal: Int32) {

@@ -22,6 +22,17 @@ public enum CommandRunner {
         try run(executable.path, arguments)
     }
 
+    /// Starts `nnseg` in the background, output discarded (for tests that kill it).
+    public static func launch(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// Runs any program (validators such as dciodvfy, plastimatch, the highdicom script).
     public static func run(_ path: String, _ arguments: [String]) throws -> Result {
         let process = Process()
