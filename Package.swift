@@ -4,7 +4,7 @@
 //
 // Module map (see ../shared/STYLE.md): imports point down only.
 //   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CLibz   — C / system libraries
-//   L1  VolumeGeometry                                                           — Volume, geometry, transforms
+//   L1  VolumeGeometry, SeriesAssembly                                           — Volume, geometry, transforms; series assembly rule
 //   L2  NIfTI (CLibz), DICOMImport (CDCMTK)                                       — image I/O
 //   L7  nnseg (executable)                                                       — CLI; sole reader of env/args
 import PackageDescription
@@ -48,6 +48,8 @@ let package = Package(
         // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
         .target(name: "TensorKernels", dependencies: ["CDNNL", "CBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "PlansModel"),
+        // Series assembly and the late-instance rule for every intake (watch folder, network node): pure logic.
+        .target(name: "SeriesAssembly"),
         .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
@@ -88,7 +90,7 @@ let package = Package(
                                                       "NIfTI", "QASnapshot", .product(name: "Yams", package: "Yams")]),
 
         // MARK: L6
-        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
@@ -119,6 +121,7 @@ let package = Package(
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
+        .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),

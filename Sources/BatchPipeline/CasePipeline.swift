@@ -59,11 +59,14 @@ public final class CasePipeline: @unchecked Sendable {
     @discardableResult
     /// - Parameter caseID: a caller-chosen ID (the watch service passes its claim ID so that a case
     ///   interrupted after its outputs were moved into place is recognised on restart).
-    public func run(study: URL, output: URL, caseID fixedID: String? = nil) throws -> Result {
+    /// - Parameter deliveredSeries: the Series Instance UID the caller delivered (watch): the case row
+    ///   carries it even when the case fails before a series is selected, so later deliveries of the same
+    ///   series find it.
+    public func run(study: URL, output: URL, caseID fixedID: String? = nil, deliveredSeries: String? = nil) throws -> Result {
         let started = Date()
         let caseID = fixedID ?? Self.newCaseID(started)
         let folder = output.appendingPathComponent(caseID)
-        var seriesUID = ""
+        var seriesUID = deliveredSeries ?? ""
         var timings: [(String, Double)] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds

@@ -318,8 +318,22 @@ nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *me
                 return NNSEG_DCM_UNSUPPORTED_TRANSFER_SYNTAX;
             }
         }
-        writeMessage(message, message_capacity, std::string("DCMTK cannot parse the file: ") + cond.text());
         delete file;
+        // The stream ended inside an element (or a length points past the end): the file is cut short.
+        if (part10 && (cond == EC_StreamNotifyClient || cond == EC_InvalidStream)) {
+            long size = 0;
+            if (FILE *f = std::fopen(path, "rb")) {
+                std::fseek(f, 0, SEEK_END);
+                size = std::ftell(f);
+                std::fclose(f);
+            }
+            writeMessage(message, message_capacity,
+                         "the file ends (after " + std::to_string(size) +
+                             " bytes) before the data its header declares: truncated, or a corrupt element length (DCMTK: " +
+                             cond.text() + ")");
+            return NNSEG_DCM_TRUNCATED;
+        }
+        writeMessage(message, message_capacity, std::string("DCMTK cannot parse the file: ") + cond.text());
         return part10 ? NNSEG_DCM_READ_FAILED : NNSEG_DCM_NOT_DICOM;
     }
     *out = file;
@@ -370,6 +384,17 @@ long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path) {
     DcmSequenceOfItems *sequence = nullptr;
     if (parent->findAndGetSequence(steps.back().tag, sequence).bad() || sequence == nullptr) return -1;
     return static_cast<long>(sequence->card());
+}
+
+long nnseg_dcm_pixel_data_length(const nnseg_dcm_file *file) {
+    if (file == nullptr) return -1;
+    auto *f = const_cast<nnseg_dcm_file *>(file);
+    DcmDataset *ds = f->format.getDataset();
+    DcmElement *element = nullptr;
+    if (ds->findAndGetElement(DCM_PixelData, element).bad() || element == nullptr) return -1;
+    if (DcmXfer(ds->getOriginalXfer()).isEncapsulated()) return -2;
+    const Uint32 length = element->getLength();
+    return length == DCM_UndefinedLength ? -2 : static_cast<long>(length);
 }
 
 nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_bytes, size_t *out_length,

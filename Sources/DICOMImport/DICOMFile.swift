@@ -1,4 +1,5 @@
 import CDCMTK
+import Foundation
 
 /// One parsed DICOM file. Attribute values stay in DCMTK; pixel data is decoded on request.
 ///
@@ -82,6 +83,39 @@ public final class DICOMFile {
     /// The header fields nnseg uses (identity, pixel format, per-frame geometry).
     public func header() -> InstanceHeader { InstanceHeader(file: self) }
 
+    /// Length of the stored Pixel Data value: nil when absent, -1 when encapsulated (compressed).
+    public var pixelDataLength: Int? {
+        let n = nnseg_dcm_pixel_data_length(handle)
+        return n == -1 ? nil : (n < 0 ? -1 : n)
+    }
+
+    /// Refuses (``DICOMImportError/Code/truncated``) an image whose content stops short of what its header
+    /// declares: an image-storage SOP class without Pixel Data (the file ends before it), or native Pixel
+    /// Data shorter than Rows × Columns × Frames × Samples × Bits Allocated. A file cut inside an element is
+    /// refused when it is opened; this catches a cut that falls exactly between two elements.
+    public func checkComplete(_ header: InstanceHeader) throws {
+        guard SOPClass.isImageStorage(header.sopClassUID) else { return }
+        guard let length = pixelDataLength else {
+            throw DICOMImportError(.truncated, path, "\(SOPClass.name(header.sopClassUID)) without Pixel Data (7FE0,0010): the file ends "
+                                   + "before its pixels (\(fileSize.map { "\($0) bytes" } ?? "size unknown"))")
+        }
+        guard length >= 0 else { return }  // encapsulated: a cut fragment is refused on open or on decode
+        let f = header.pixelFormat
+        let (pixels, o1) = f.rows.multipliedReportingOverflow(by: f.columns)
+        let (samples, o2) = pixels.multipliedReportingOverflow(by: max(f.frames, 1))
+        let (perPixel, o3) = samples.multipliedReportingOverflow(by: max(f.samplesPerPixel, 1))
+        let (bits, o4) = perPixel.multipliedReportingOverflow(by: f.bitsAllocated)
+        let required = (o1 || o2 || o3 || o4) ? Int.max : (bits + 7) / 8
+        if f.rows > 0, f.columns > 0, f.bitsAllocated > 0, length < required {
+            throw DICOMImportError(.truncated, path, "Pixel Data holds \(length) bytes; Rows \(f.rows) × Columns \(f.columns) × Frames "
+                                   + "\(f.frames) × Samples \(f.samplesPerPixel) × \(f.bitsAllocated) bits need \(required == Int.max ? "more than addressable" : String(required))")
+        }
+    }
+
+    private var fileSize: Int? {
+        (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
+    }
+
     /// Stored values of every frame, masked to BitsStored and sign-extended.
     public func decodePixels() throws -> DecodedPixels {
         try DecodedPixels(rawBytes: decodedPixelBytes(), format: header().pixelFormat, source: path)
@@ -108,6 +142,7 @@ extension nnseg_dcm_status {
         case NNSEG_DCM_NO_PIXEL_DATA: return .noPixelData
         case NNSEG_DCM_UNSUPPORTED_TRANSFER_SYNTAX: return .unsupportedTransferSyntax
         case NNSEG_DCM_DECODE_FAILED: return .decodeFailed
+        case NNSEG_DCM_TRUNCATED: return .truncated
         default: return .readFailed
         }
     }

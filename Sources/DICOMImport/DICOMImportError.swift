@@ -5,8 +5,14 @@ public struct DICOMImportError: Error, CustomStringConvertible, Equatable, Senda
     public enum Code: String, Sendable, CaseIterable {
         /// Neither a Part 10 file nor a raw dataset.
         case notDICOM = "NOT_DICOM"
-        /// Unreadable, truncated or corrupt file.
+        /// Unreadable or corrupt file.
         case readFailed = "READ_FAILED"
+        /// The file ends before the content its header declares or its SOP class requires (cut short while
+        /// being copied or received): the meta header, an element, or Pixel Data shorter than
+        /// Rows × Columns × Frames × Samples × Bits Allocated.
+        case truncated = "TRUNCATED"
+        /// An image without a Series Instance UID: it cannot be grouped with its series.
+        case seriesUIDMissing = "SERIES_UID_MISSING"
         /// The object carries no Pixel Data (RTSTRUCT, SR, …).
         case noPixelData = "NO_PIXEL_DATA"
         /// No decoder for the transfer syntax in this build.

@@ -47,7 +47,7 @@ public struct DICOMScanner: Sendable {
 
     /// `progress` is called with (files done, files total) from the scanning threads.
     public func scan(_ folder: URL, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> DICOMScan {
-        let paths = try Self.listFiles(folder)
+        let (paths, unreadable) = try Self.listFiles(folder)
         let results = ScanResults(count: paths.count)
         let chunk = max(1, (paths.count + concurrency - 1) / concurrency)
         DispatchQueue.concurrentPerform(iterations: min(concurrency, max(paths.count, 1))) { worker in
@@ -60,7 +60,7 @@ public struct DICOMScanner: Sendable {
         }
         var instances: [InstanceHeader] = []
         var others: [NonVolumeObject] = []
-        var skipped: [SkippedFile] = []
+        var skipped: [SkippedFile] = unreadable
         for outcome in results.all() {
             switch outcome {
             case .instance(let header):
@@ -80,7 +80,7 @@ public struct DICOMScanner: Sendable {
         }
         let built = StackBuilder().build(instances)
         skipped += built.droppedDuplicates
-        return DICOMScan(root: folder.path, filesSeen: paths.count, instances: instances, nonVolumeObjects: others,
+        return DICOMScan(root: folder.path, filesSeen: paths.count + unreadable.count, instances: instances, nonVolumeObjects: others,
                          skipped: skipped, stacks: built.stacks)
     }
 
@@ -92,7 +92,9 @@ public struct DICOMScanner: Sendable {
     static func read(_ path: String) -> Outcome {
         do {
             let file = try DICOMFile(path: path)
-            return .instance(InstanceHeader(file: file))
+            let header = InstanceHeader(file: file)
+            try file.checkComplete(header)
+            return .instance(header)
         } catch let error as DICOMImportError {
             return .skipped(SkippedFile(path: path, code: error.code, reason: error.detail))
         } catch {
@@ -100,26 +102,23 @@ public struct DICOMScanner: Sendable {
         }
     }
 
-    /// Regular files under `folder` (or the file itself), sorted, hidden files and DICOMDIR included as
-    /// candidates (DICOMDIR is recognised by its SOP class later).
-    static func listFiles(_ folder: URL) throws -> [String] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) else {
-            throw DICOMImportError(.readFailed, folder.path, "no such file or folder")
-        }
-        guard isDirectory.boolValue else { return [folder.path] }
-        guard let enumerator = FileManager.default.enumerator(
-            at: folder, includingPropertiesForKeys: [.isRegularFileKey], options: [])
-        else {
-            throw DICOMImportError(.readFailed, folder.path, "cannot list folder")
-        }
+    /// Files under `folder` (or the file itself), sorted, following symbolic links to files and folders
+    /// (each folder entered once per descent: no loops), hidden files and DICOMDIR included as candidates
+    /// (DICOMDIR is recognised by its SOP class later). Broken links, loops and special files are returned
+    /// as skipped, never dropped.
+    static func listFiles(_ folder: URL) throws -> (paths: [String], skipped: [SkippedFile]) {
         var paths: [String] = []
-        for case let url as URL in enumerator {
-            if (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true {
-                paths.append(url.path)
+        var skipped: [SkippedFile] = []
+        for entry in try FolderWalker(followFolderLinks: true).walk(folder) {
+            switch entry.kind {
+            case .file: paths.append(entry.path)
+            case .brokenLink: skipped.append(SkippedFile(path: entry.path, code: .readFailed, reason: "broken symbolic link (its target does not exist)"))
+            case .loop: skipped.append(SkippedFile(path: entry.path, code: .readFailed, reason: "folder link loops back into a folder being read; not entered again"))
+            case .linkedFolder: break  // only when links to folders are not followed
+            case .special: skipped.append(SkippedFile(path: entry.path, code: .notDICOM, reason: "not a regular file (FIFO, socket or device)"))
             }
         }
-        return paths.sorted()
+        return (paths, skipped)
     }
 }
 

@@ -80,6 +80,21 @@ public enum SOPClass {
         return nonVolumePrefixes.contains { prefix in parts.count >= prefix.count && Array(parts.prefix(prefix.count)) == prefix }
     }
 
+    /// Image Storage SOP classes whose instances must carry Pixel Data (CR, DX/MG/IO, CT, US, MR, SC, XA/RF,
+    /// NM, PET, RT Image and their enhanced / legacy-converted forms).
+    static let imageStoragePrefixes: [[Substring]] = [
+        "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.4",
+        "1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.12", "1.2.840.10008.5.1.4.1.1.20",
+        "1.2.840.10008.5.1.4.1.1.128", "1.2.840.10008.5.1.4.1.1.130", "1.2.840.10008.5.1.4.1.1.481.1",
+    ].map { $0.split(separator: ".") }
+
+    /// True for an Image Storage SOP class (an instance of it without Pixel Data is incomplete).
+    public static func isImageStorage(_ uid: String) -> Bool {
+        if uid == "1.2.840.10008.5.1.4.1.1.4.2" { return false }  // MR Spectroscopy: no Pixel Data
+        let parts = uid.split(separator: ".")
+        return imageStoragePrefixes.contains { prefix in parts.count >= prefix.count && Array(parts.prefix(prefix.count)) == prefix }
+    }
+
     /// Human name of the common SOP classes, for reports.
     public static func name(_ uid: String) -> String {
         switch uid {

@@ -4,6 +4,7 @@ import DICOMImport
 import Dispatch
 import Foundation
 import Logging
+import SeriesAssembly
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,7 +15,9 @@ public struct WatchConfiguration: Sendable {
     public var outgoing: URL
     public var archive: URL?
     public var quarantine: URL
-    /// A series is complete when none of its files changed for this long.
+    /// Late instances of series already processed, kept aside for the operator (`nnseg status`).
+    public var held: URL
+    /// A series is complete when none of its files appeared or changed for this long.
     public var quietPeriod: TimeInterval
     public var pollInterval: TimeInterval
     /// Attempts (including ones cut short by a crash) before a series goes to quarantine.
@@ -22,12 +25,13 @@ public struct WatchConfiguration: Sendable {
     /// Process a series again even if it was processed before.
     public var reprocessDuplicates: Bool
 
-    public init(incoming: URL, outgoing: URL, archive: URL? = nil, quarantine: URL? = nil, quietPeriod: TimeInterval = 10,
+    public init(incoming: URL, outgoing: URL, archive: URL? = nil, quarantine: URL? = nil, held: URL? = nil, quietPeriod: TimeInterval = 10,
                 pollInterval: TimeInterval = 1, maximumAttempts: Int = 3, reprocessDuplicates: Bool = false) {
         self.incoming = incoming
         self.outgoing = outgoing
         self.archive = archive
         self.quarantine = quarantine ?? incoming.appendingPathComponent(".nnseg/quarantine")
+        self.held = held ?? incoming.appendingPathComponent(".nnseg/held")
         self.quietPeriod = quietPeriod
         self.pollInterval = pollInterval
         self.maximumAttempts = maximumAttempts
@@ -36,31 +40,50 @@ public struct WatchConfiguration: Sendable {
 
     var state: URL { incoming.appendingPathComponent(".nnseg") }
     var work: URL { state.appendingPathComponent("work") }
+
+    /// Folders under `incoming` that are the service's own (state, and any output folder configured inside
+    /// it): never scanned as deliveries.
+    var ownFolders: Set<String> {
+        let root = incoming.standardizedFileURL.path
+        return Set(([state, outgoing, quarantine, held] + [archive].compactMap { $0 }).map { $0.standardizedFileURL.path }
+            .filter { $0.hasPrefix(root + "/") })
+    }
 }
 
 /// A claimed series: its files moved (renamed) into `work/<claim>/` with `claim.json` beside them.
 struct Claim: Codable {
     var id: String
     var seriesKey: String
+    /// Paths relative to the incoming folder (and to the claim folder, which mirrors them).
     var files: [String]
     var attempts: Int
     var claimedAt: Date
+    var sopInstanceUIDs: [String]?
+    /// The failed case whose quarantined inputs were re-assembled into this claim.
+    var reassembledFrom: String?
 }
 
-/// Watches an incoming folder (a DICOM router or storescp writes into it), picks up each complete
-/// series, processes it once through the case pipeline, and survives crashes (issue #7):
+/// Watches an incoming folder (a DICOM router or storescp writes into it, at the top level or in
+/// sub-folders such as storescp's `--sort-on-study-uid`), picks up each complete series, processes it once
+/// through the case pipeline, and survives crashes (issues #7, #23):
 ///
-/// * **Claim** — the files of a quiet series are renamed into `.nnseg/work/<claim>/`, then `claim.json`
-///   is written atomically; a work folder without it (a crash mid-claim) is put back.
+/// * **Assembly** — ``SeriesAssembler``'s rule: a series is claimed only when none of its files appeared
+///   or changed within the quiet period and no file of unknown series is still arriving. A file that is
+///   still unreadable once it has settled is quarantined with its code (`TRUNCATED`, `NOT_DICOM`,
+///   `SERIES_UID_MISSING`, …); nothing in the folder is ignored silently (broken links, linked folders and
+///   special files are quarantined with a reason; a link to a file is resolved by copying its target).
+/// * **Claim** — the files of a ready series are renamed into `.nnseg/work/<claim>/` (sub-folders kept),
+///   then `claim.json` is written atomically; a work folder without it (a crash mid-claim) is put back.
+///   Emptied sub-folders are removed once they have been quiet for the quiet period.
+/// * **Late instances** — ``DeliveryRule``: files of a series that was already processed are never a case
+///   of their own: a re-delivery is `DUPLICATE`, new instances are held aside as `LATE_INSTANCE` naming
+///   the case, a failed series is re-assembled with them and processed again (Ops/RUNBOOK.md).
 /// * **Exactly once** — the case ID is the claim ID and the pipeline moves a case's outputs into
 ///   `outgoing/<claim>/` in one rename, so after a restart a claim whose output folder exists is
 ///   finished (recorded if the crash came before the audit row) instead of being processed again.
 /// * **Bounded retries** — every (re)start counts an attempt; past `maximumAttempts` the series goes
-///   to quarantine with the reason. Bad input (non-DICOM, truncated, mixed series, no matching series,
-///   a model error) goes to quarantine with a reason file; the service keeps running.
+///   to quarantine with the reason.
 /// * **One watcher** — an exclusive `flock` on `.nnseg/watch.lock`; a second watcher refuses to start.
-/// * **Duplicates** — a series already processed successfully is recorded (`DUPLICATE`) and archived,
-///   not processed again, unless `reprocessDuplicates`.
 /// * **Graceful stop** — `requestStop()` (SIGTERM) lets the running case finish, then returns.
 public final class WatchService: @unchecked Sendable {
     public let configuration: WatchConfiguration
@@ -69,18 +92,19 @@ public final class WatchService: @unchecked Sendable {
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
     private var stopRequested = false
-    /// Header cache: path → (size, mtime, when first noticed, series key, problem). A file counts as
-    /// settled only when both its mtime and the moment it appeared are older than the quiet period, so
-    /// copies that keep an old mtime (cp -p, rsync -t) are not taken for complete too early.
-    private var seen: [String: (size: Int, modified: Date, firstSeen: Date, key: String?, problem: String?)] = [:]
+    private var assembler: SeriesAssembler
+    /// Time source (tests may shift it); everything the assembler decides is relative to it.
+    var clock: () -> Date = Date.init
 
     public init(configuration: WatchConfiguration, pipeline: CasePipeline, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
         self.pipeline = pipeline
         self.pipeline.requireSingleStack = true
         self.logger = logger
+        assembler = SeriesAssembler(quietPeriod: configuration.quietPeriod)
         let fm = FileManager.default
-        for folder in [configuration.incoming, configuration.outgoing, configuration.quarantine, configuration.work] + [configuration.archive].compactMap({ $0 }) {
+        for folder in [configuration.incoming, configuration.outgoing, configuration.quarantine, configuration.held, configuration.work]
+            + [configuration.archive].compactMap({ $0 }) {
             try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         }
         let lockPath = configuration.state.appendingPathComponent("watch.lock").path
@@ -141,9 +165,11 @@ public final class WatchService: @unchecked Sendable {
             let folder = configuration.work.appendingPathComponent(name)
             let claimFile = folder.appendingPathComponent("claim.json")
             guard let data = try? Data(contentsOf: claimFile), var claim = try? Self.decoder.decode(Claim.self, from: data) else {
-                // Crash while claiming: return the files; they will be grouped again.
-                for file in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] where file != "claim.json" && !file.hasPrefix(".") {
-                    try? fm.moveItem(at: folder.appendingPathComponent(file), to: configuration.incoming.appendingPathComponent(file))
+                // Crash while claiming: return the files (to their sub-folders); they will be grouped again.
+                for file in Self.relativeFiles(in: folder) where file != "claim.json" && file != ".claim.json.partial" {
+                    let target = configuration.incoming.appendingPathComponent(file)
+                    try? fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                    try? fm.moveItem(at: folder.appendingPathComponent(file), to: target)
                 }
                 try? fm.removeItem(at: folder)
                 logger.warning("returned files of an unfinished claim", metadata: ["claim": "\(name)"])
@@ -173,7 +199,7 @@ public final class WatchService: @unchecked Sendable {
                 continue
             }
             logger.notice("retrying interrupted case", metadata: ["claim": "\(claim.id)", "attempt": "\(claim.attempts)"])
-            try process(claim, folder: folder)
+            try dispatch(claim, try decide(seriesUID: claim.seriesKey, instances: claim.sopInstanceUIDs ?? []))
         }
     }
 
@@ -192,87 +218,247 @@ public final class WatchService: @unchecked Sendable {
 
     // MARK: Polling
 
-    /// One pass: quarantine stale junk, claim and process every quiet series. Returns whether it did anything.
+    /// One pass: look at every delivery, quarantine settled junk, claim and process every ready series,
+    /// tidy emptied sub-folders. Returns whether it did anything.
     func pollOnce() throws -> Bool {
-        let fm = FileManager.default
-        let now = Date()
-        var groups: [String: [String]] = [:]
-        var newest: [String: Date] = [:]
+        let now = clock()
         var worked = false
-        let names = try fm.contentsOfDirectory(atPath: configuration.incoming.path).filter { !$0.hasPrefix(".") }.sorted()
+        let entries = (try? FolderWalker(followFolderLinks: false, skipFolderPaths: configuration.ownFolders)
+            .walk(configuration.incoming.standardizedFileURL)) ?? []
+        let root = configuration.incoming.standardizedFileURL.path + "/"
         var present = Set<String>()
-        for name in names {
-            let url = configuration.incoming.appendingPathComponent(name)
-            guard let attributes = try? fm.attributesOfItem(atPath: url.path), (attributes[.type] as? FileAttributeType) == .typeRegular,
-                  let size = (attributes[.size] as? NSNumber)?.intValue, let modified = attributes[.modificationDate] as? Date
-            else { continue }
-            present.insert(url.path)
-            var entry = seen[url.path]
-            if entry == nil || entry!.size != size || entry!.modified != modified || (entry!.key == nil && entry!.problem == nil) {
-                let firstSeen = (entry?.size == size && entry?.modified == modified) ? entry!.firstSeen : now
-                entry = (size, modified, firstSeen, nil, nil)
-                if now.timeIntervalSince(max(modified, firstSeen)) >= configuration.quietPeriod {
-                    do {
-                        let header = try DICOMFile(path: url.path).header()
-                        entry!.key = Self.seriesKey(header)
-                    } catch let error as DICOMImportError {
-                        entry!.problem = error.description
-                    }
-                    seen[url.path] = entry
-                } else {
-                    seen[url.path] = entry
-                    continue  // still being written
-                }
+        var linked = Set<String>()
+        for entry in entries {
+            let id = String(entry.path.dropFirst(root.count))
+            present.insert(id)
+            let changed = assembler.observe(id, size: entry.size, modified: entry.modified, now: now)
+            switch entry.kind {
+            case .file(let isLink):
+                if isLink { linked.insert(id) }
+                if changed { assembler.record(id, Self.identify(entry.path, final: false)) }
+            case .brokenLink:
+                assembler.record(id, .problem(code: "BROKEN_SYMLINK", detail: "a symbolic link whose target does not exist"), final: true)
+            case .linkedFolder:
+                assembler.record(id, .problem(code: "LINKED_FOLDER", detail: "a symbolic link to a folder: watch takes files and real sub-folders only"), final: true)
+            case .loop, .special:
+                assembler.record(id, .problem(code: "NOT_A_REGULAR_FILE", detail: "a FIFO, socket or device: not a delivery"), final: true)
             }
-            guard let e = entry else { continue }
-            if let problem = e.problem {
-                try quarantineFile(url, reason: problem)
-                seen[url.path] = nil
-                worked = true
-                continue
-            }
-            guard let key = e.key else { continue }
-            groups[key, default: []].append(name)
-            newest[key] = max(newest[key] ?? .distantPast, max(e.modified, e.firstSeen))
         }
-        seen = seen.filter { present.contains($0.key) }
-        // A series whose newest file is older than the quiet period is complete.
-        for (key, files) in groups.sorted(by: { $0.key < $1.key }) where now.timeIntervalSince(newest[key]!) >= configuration.quietPeriod {
-            if shouldStop { break }
-            let claim = try claimSeries(key: key, files: files)
-            try process(claim, folder: configuration.work.appendingPathComponent(claim.id))
+        assembler.retain(only: present)
+        // Files that settled since their header was last read: read them whole, with the completeness checks.
+        for id in assembler.needingFinalRead(now: now) {
+            assembler.record(id, Self.identify(root + id, final: true), final: true)
+        }
+        let plan = assembler.plan(now: now)
+        for problem in plan.problems {
+            try quarantineFile(configuration.incoming.appendingPathComponent(problem.file), reason: "\(problem.code): \(problem.file): \(problem.detail)")
+            assembler.forget([problem.file])
             worked = true
         }
+        for series in plan.ready {
+            if shouldStop { break }
+            try deliver(series, linked: linked)
+            worked = true
+        }
+        removeEmptyFolders(now: now)
         return worked
     }
 
-    func claimSeries(key: String, files: [String]) throws -> Claim {
+    /// Header of a delivered file as the assembler needs it. `final`: the file has settled, so it must be
+    /// complete (``DICOMFile/checkComplete(_:)``) and carry a Series Instance UID.
+    static func identify(_ path: String, final: Bool) -> DeliveredFileState {
+        do {
+            let file = try DICOMFile(path: path)
+            let header = file.header()
+            if final { try file.checkComplete(header) }
+            guard !header.seriesInstanceUID.isEmpty else {
+                return .problem(code: DICOMImportError.Code.seriesUIDMissing.rawValue,
+                                detail: "no Series Instance UID (0020,000E): the file cannot be grouped with its series")
+            }
+            return .identified(InstanceIdentity(studyInstanceUID: header.studyInstanceUID, seriesInstanceUID: header.seriesInstanceUID,
+                                                sopInstanceUID: header.sopInstanceUID))
+        } catch let error as DICOMImportError {
+            return .problem(code: error.code.rawValue, detail: error.detail)
+        } catch {
+            return .problem(code: DICOMImportError.Code.readFailed.rawValue, detail: "\(error)")
+        }
+    }
+
+    /// A ready series: decide with the late-instance rule, claim, then process, hold or record.
+    func deliver(_ series: ReadySeries, linked: Set<String>) throws {
+        let disposition = try decide(seriesUID: series.seriesInstanceUID, instances: series.sopInstanceUIDs)
+        var reassembling: String?
+        if case .reassemble(let earlier) = disposition { reassembling = earlier }
+        let claim = try claimSeries(series, linked: linked, reassembling: reassembling)
+        try dispatch(claim, disposition)
+    }
+
+    func decide(seriesUID: String, instances: [String]) throws -> DeliveryDisposition {
+        DeliveryRule.decide(instances: Set(instances), priors: try priorCases(seriesUID), reprocessDuplicates: configuration.reprocessDuplicates)
+    }
+
+    /// Carries out a claim's disposition (also after a restart, decided again from the audit log).
+    func dispatch(_ claim: Claim, _ disposition: DeliveryDisposition) throws {
+        let folder = configuration.work.appendingPathComponent(claim.id)
+        switch disposition {
+        case .process, .reassemble:
+            try process(claim, folder: folder)
+        case .supersede(let earlier):
+            try pipeline.audit.append(caseID: claim.id, kind: "superseding_delivery", payload: [
+                "previous_case": .string(earlier), "series_uid": .string(claim.seriesKey),
+                "detail": .string("the whole series again with new instances: processed as a new version"),
+            ])
+            try process(claim, folder: folder)
+        case .duplicate(let earlier):
+            try recordDuplicate(claim, folder: folder, of: earlier)
+        case .late(let earlier):
+            try hold(claim, belongsTo: earlier)
+        }
+    }
+
+    /// Earlier cases of a series, newest first, with the instances they were claimed with.
+    func priorCases(_ seriesUID: String) throws -> [PriorCase] {
+        try pipeline.audit.cases(.init(seriesInstanceUID: seriesUID)).map { c in
+            let outcome: PriorCase.Outcome
+            switch c.status {
+            case "SUCCEEDED", "EMPTY_RESULT": outcome = .succeeded
+            case "FAILED", "QUARANTINED": outcome = .failed
+            default: outcome = .other
+            }
+            var instances: Set<String>?
+            if outcome == .succeeded {
+                for event in try pipeline.audit.events(caseID: c.caseID) where event.kind == "claimed" {
+                    let payload = try? JSONSerialization.jsonObject(with: Data(event.payload.utf8)) as? [String: Any]
+                    if let uids = payload?["sop_instance_uids"] as? [String] { instances = Set(uids) }
+                }
+            }
+            let quarantined = configuration.quarantine.appendingPathComponent(c.caseID)
+            let hasInputs = outcome == .failed && !Self.relativeFiles(in: quarantined).filter { !Self.bookkeeping.contains($0) }.isEmpty
+            return PriorCase(caseID: c.caseID, outcome: outcome, sopInstanceUIDs: instances, inputsInQuarantine: hasInputs)
+        }
+    }
+
+    static let bookkeeping: Set<String> = ["claim.json", "REASON.txt", ".claim.json.partial"]
+
+    func claimSeries(_ series: ReadySeries, linked: Set<String>, reassembling earlier: String? = nil) throws -> Claim {
         let fm = FileManager.default
         let id = Self.claimID()
         let folder = configuration.work.appendingPathComponent(id)
         try fm.createDirectory(at: folder, withIntermediateDirectories: true)
-        for f in files { try fm.moveItem(at: configuration.incoming.appendingPathComponent(f), to: folder.appendingPathComponent(f)) }
-        for f in files { seen[configuration.incoming.appendingPathComponent(f).path] = nil }
-        let claim = Claim(id: id, seriesKey: key, files: files, attempts: 1, claimedAt: Date())
+        var files: [String] = []
+        for f in series.files {
+            let source = configuration.incoming.appendingPathComponent(f), target = folder.appendingPathComponent(f)
+            try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if linked.contains(f) {
+                // A link to a file: the claim keeps a copy of what it points at; the link itself is consumed.
+                try fm.copyItem(at: source.resolvingSymlinksInPath(), to: target)
+                try fm.removeItem(at: source)
+            } else {
+                try fm.moveItem(at: source, to: target)
+            }
+            files.append(f)
+        }
+        assembler.forget(series.files)
+        var instances = series.sopInstanceUIDs
+        if let earlier {
+            // The failed case's inputs join the new files (their own sub-folder, so names cannot collide).
+            let quarantined = configuration.quarantine.appendingPathComponent(earlier)
+            for f in Self.relativeFiles(in: quarantined) where !Self.bookkeeping.contains(f) {
+                let name = "reassembled-\(earlier)/\(f)"
+                let target = folder.appendingPathComponent(name)
+                try fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try fm.moveItem(at: quarantined.appendingPathComponent(f), to: target)
+                files.append(name)
+            }
+            if let earlierClaim = try? Self.decoder.decode(Claim.self, from: Data(contentsOf: quarantined.appendingPathComponent("claim.json"))) {
+                instances += earlierClaim.sopInstanceUIDs ?? []
+            }
+            try? fm.removeItem(at: quarantined)
+        }
+        let claim = Claim(id: id, seriesKey: series.seriesInstanceUID, files: files, attempts: 1, claimedAt: Date(),
+                          sopInstanceUIDs: Array(Set(instances)).sorted(), reassembledFrom: earlier)
         try write(claim, to: folder)
-        try pipeline.audit.append(caseID: id, kind: "claimed", payload: ["series_uid": .string(key), "files": .int(Int64(files.count))])
-        logger.info("series claimed", metadata: ["claim": "\(id)", "series": "\(key)", "files": "\(files.count)"])
+        var payload: [String: AuditValue] = [
+            "series_uid": .string(series.seriesInstanceUID), "files": .int(Int64(files.count)),
+            "sop_instance_uids": .array(claim.sopInstanceUIDs!.map { .string($0) }),
+        ]
+        if let earlier { payload["reassembled_from"] = .string(earlier) }
+        try pipeline.audit.append(caseID: id, kind: "claimed", payload: payload)
+        if let earlier {
+            try pipeline.audit.append(caseID: id, kind: "reassembled", payload: [
+                "previous_case": .string(earlier), "late_files": .int(Int64(series.files.count)),
+                "detail": .string("more of a failed series arrived: its quarantined inputs are processed again with the new files"),
+            ])
+        }
+        logger.info("series claimed", metadata: ["claim": "\(id)", "series": "\(series.seriesInstanceUID)", "files": "\(files.count)"])
         return claim
     }
 
-    func process(_ claim: Claim, folder: URL) throws {
-        if !configuration.reprocessDuplicates,
-           try pipeline.audit.cases(.init(status: "SUCCEEDED", seriesInstanceUID: claim.seriesKey, limit: 1)).first != nil {
-            try pipeline.audit.append(caseID: claim.id, kind: "duplicate_delivery", payload: [
-                "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)),
-            ])
-            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "DUPLICATE", model: pipeline.engine.bundle.plans.datasetName,
-                                      seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: "already processed; not repeated")
-            logger.notice("duplicate delivery recorded, not reprocessed", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)"])
-            try archive(folder: folder, claim: claim)
-            return
+    /// Late instances of a series that was already processed: kept aside, recorded as `HELD` with
+    /// `LATE_INSTANCE` naming the case they belong to.
+    func hold(_ claim: Claim, belongsTo earlier: String) throws {
+        let folder = configuration.work.appendingPathComponent(claim.id)
+        let reason = "LATE_INSTANCE: \(claim.files.count) file(s) of series \(claim.seriesKey) arrived after case \(earlier) had been processed "
+            + "from the rest of the series; held, not processed alone (see Ops/RUNBOOK.md, Late instances)"
+        try pipeline.audit.append(caseID: claim.id, kind: "late_instance", payload: [
+            "belongs_to": .string(earlier), "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)),
+            "reason": .string(reason),
+        ])
+        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "HELD", model: pipeline.engine.bundle.plans.datasetName,
+                                  seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
+        let target = configuration.held.appendingPathComponent(claim.id)
+        try Data("\(reason)\nseries: \(claim.seriesKey)\nbelongs to: \(earlier)\nfiles: \(claim.files.count)\n".utf8)
+            .write(to: folder.appendingPathComponent("REASON.txt"))
+        try FileManager.default.moveItem(at: folder, to: target)
+        try pipeline.audit.append(caseID: claim.id, kind: "inputs_held", payload: ["destination": .string(target.path)])
+        logger.warning("late instances held", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "belongs_to": "\(earlier)"])
+    }
+
+    /// Removes sub-folders of `incoming` that are empty and have not changed for the quiet period (a
+    /// router may still be about to write into a folder it has just made).
+    func removeEmptyFolders(now: Date) {
+        let fm = FileManager.default
+        let own = configuration.ownFolders
+        func prune(_ path: String) -> Bool {
+            guard let names = try? fm.contentsOfDirectory(atPath: path) else { return false }
+            var empty = true
+            for name in names {
+                let child = path + "/" + name
+                var s = stat()
+                guard lstat(child, &s) == 0 else { empty = false; continue }
+                if (s.st_mode & S_IFMT) == S_IFDIR && !own.contains(child) && prune(child) { continue }
+                empty = false
+            }
+            guard empty, path != configuration.incoming.standardizedFileURL.path else { return false }
+            var s = stat()
+            guard stat(path, &s) == 0 else { return false }
+            let modified = Date(timeIntervalSince1970: Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) / 1e9)
+            guard now.timeIntervalSince(modified) >= configuration.quietPeriod else { return false }
+            return rmdir(path) == 0
         }
-        let result = try pipeline.run(study: folder, output: configuration.outgoing, caseID: claim.id)
+        _ = prune(configuration.incoming.standardizedFileURL.path)
+    }
+
+    /// Files under `folder`, relative to it, sorted (sub-folders walked, links not followed).
+    static func relativeFiles(in folder: URL) -> [String] {
+        let root = folder.standardizedFileURL.path + "/"
+        let entries = (try? FolderWalker(followFolderLinks: false).walk(folder.standardizedFileURL)) ?? []
+        return entries.map { String($0.path.dropFirst(root.count)) }
+    }
+
+    /// Every instance was in an earlier successful case: recorded as `DUPLICATE`, archived, not processed.
+    func recordDuplicate(_ claim: Claim, folder: URL, of earlier: String) throws {
+        try pipeline.audit.append(caseID: claim.id, kind: "duplicate_delivery", payload: [
+            "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)), "previous_case": .string(earlier),
+        ])
+        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "DUPLICATE", model: pipeline.engine.bundle.plans.datasetName,
+                                  seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: "already processed as \(earlier); not repeated")
+        logger.notice("duplicate delivery recorded, not reprocessed", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)"])
+        try archive(folder: folder, claim: claim)
+    }
+
+    func process(_ claim: Claim, folder: URL) throws {
+        let result = try pipeline.run(study: folder, output: configuration.outgoing, caseID: claim.id, deliveredSeries: claim.seriesKey)
         if result.status == "FAILED" {
             try quarantine(folder: folder, claim: claim, reason: result.error ?? "FAILED")
         } else {

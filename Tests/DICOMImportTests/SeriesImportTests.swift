@@ -262,13 +262,33 @@ struct SeriesImportTests {
         #expect(result.instances.count + result.skipped.count == 2)
         let text = try #require(result.skipped.first { $0.path.hasSuffix("notes.txt") })
         #expect(text.code == .notDICOM)
-        // DCMTK either rejects the header or the pixel load fails; both name the file.
-        if let cut = result.skipped.first(where: { $0.path.hasSuffix("cut.dcm") }) {
-            #expect(cut.code == .readFailed)
-        } else {
-            let error = #expect(throws: DICOMImportError.self) { try DICOMFile(path: path.path).decodePixels() }
-            #expect(error?.subject == path.path)
-            #expect([.decodeFailed, .readFailed].contains(error?.code))
+        let cut = try #require(result.skipped.first { $0.path.hasSuffix("cut.dcm") })
+        #expect(cut.code == .truncated)
+    }
+
+    /// Issue #23: a file cut at any byte is named TRUNCATED — inside the meta header, inside an element
+    /// before the Series Instance UID, exactly between two elements before it, and inside Pixel Data.
+    @Test func aFileCutAnywhereIsNamedTruncated() throws {
+        let dir = try SharedData.temporaryDirectory("truncated-offsets")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try Data(contentsOf: SharedData.dataFile("dicom-zoo/mr-hippocrop/study1/1.dcm"))
+        let bytes = [UInt8](source)
+        func offset(of group: UInt16, _ element: UInt16, from: Int = 132) throws -> Int {
+            let needle: [UInt8] = [UInt8(group & 0xFF), UInt8(group >> 8), UInt8(element & 0xFF), UInt8(element >> 8)]
+            return try #require((from..<(bytes.count - 4)).first { Array(bytes[$0..<$0 + 4]) == needle })
+        }
+        // The meta header ends after its group length element (12 bytes at 132) and the length it gives.
+        let metaEnd = 144 + Int(bytes[140]) | Int(bytes[141]) << 8 | Int(bytes[142]) << 16 | Int(bytes[143]) << 24
+        let series = try offset(of: 0x0020, 0x000E), pixel = try offset(of: 0x7FE0, 0x0010)
+        let cuts = ["meta": 150, "meta-end": metaEnd - 3, "meta-only": metaEnd, "before-series-inside-element": series - 10,
+                    "before-series-on-boundary": series, "pixel-header": pixel + 6, "pixel-data": pixel + 200, "last-byte": bytes.count - 1]
+        for (name, length) in cuts {
+            let path = dir.appendingPathComponent("\(name).dcm")
+            try Data(bytes.prefix(length)).write(to: path)
+            let scan = try DICOMScanner().scan(path)
+            let skipped = try #require(scan.skipped.first, "\(name) (\(length) bytes) was not refused")
+            #expect(skipped.code == .truncated, "\(name) (\(length) bytes): \(skipped.code?.rawValue ?? "") \(skipped.reason)")
+            #expect(scan.instances.isEmpty && scan.nonVolumeObjects.isEmpty)
         }
     }
 }

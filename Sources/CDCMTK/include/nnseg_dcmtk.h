@@ -52,6 +52,8 @@ typedef enum {
     /// A decoder was found but failed (corrupt or truncated codestream).
     NNSEG_DCM_DECODE_FAILED = 5,
     NNSEG_DCM_BAD_ARGUMENT = 6,
+    /// The file ends before the data its header declares (cut short, or a corrupt element length).
+    NNSEG_DCM_TRUNCATED = 7,
 } nnseg_dcm_status;
 
 typedef struct nnseg_dcm_file nnseg_dcm_file;
@@ -79,6 +81,10 @@ long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *bu
 
 /// 1 when an attribute exists at `path` (any VR, even empty), else 0. Does not load its value.
 int nnseg_dcm_has(const nnseg_dcm_file *file, const char *path);
+
+/// Length in bytes of the top-level Pixel Data value: -1 when absent, -2 when encapsulated (undefined
+/// length). Reads the element header only.
+long nnseg_dcm_pixel_data_length(const nnseg_dcm_file *file);
 
 /// Number of items of the sequence at `path`, or -1 when absent or not a sequence.
 long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path);
