@@ -72,7 +72,7 @@ public enum CaseSource {
         // DICOM: every stack that has geometry becomes a case, named by its series.
         let scan = try DICOMScanner().scan(folder)
         guard !scan.stacks.isEmpty else {
-            throw CaseSourceError(subject: folder.path, detail: "no \(fileEnding) files and no DICOM image series found")
+            throw DICOMImportError(.noImageSeries, folder.path, "no \(fileEnding) files and no DICOM image series found")
         }
         guard channels == 1 else {
             throw CaseSourceError(subject: folder.path, detail: "the model takes \(channels) channels; DICOM input gives one series per case")

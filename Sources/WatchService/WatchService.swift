@@ -540,22 +540,29 @@ public final class WatchService: @unchecked Sendable {
     // MARK: Status
 
     public struct Status: Sendable {
+        /// Files waiting in the incoming folder and its sub-folders.
         public var pendingFiles: Int
         public var running: [String]
         public var quarantined: [(name: String, reason: String)]
+        /// Late instances kept aside (`LATE_INSTANCE`), each with the case it belongs to.
+        public var held: [(name: String, reason: String)]
     }
 
     /// What an operator sees with `nnseg status`.
     public static func status(_ configuration: WatchConfiguration) -> Status {
         let fm = FileManager.default
-        let pending = ((try? fm.contentsOfDirectory(atPath: configuration.incoming.path)) ?? []).filter { !$0.hasPrefix(".") }.count
+        let pending = ((try? FolderWalker(followFolderLinks: false, skipFolderPaths: configuration.ownFolders)
+            .walk(configuration.incoming.standardizedFileURL)) ?? []).count
         let running = ((try? fm.contentsOfDirectory(atPath: configuration.work.path)) ?? []).sorted()
-        let quarantined = ((try? fm.contentsOfDirectory(atPath: configuration.quarantine.path)) ?? []).sorted().suffix(20).map { name -> (String, String) in
-            let reason = (try? String(contentsOf: configuration.quarantine.appendingPathComponent(name).appendingPathComponent("REASON.txt"), encoding: .utf8))?
-                .split(separator: "\n").first.map(String.init) ?? ""
-            return (name, reason)
+        func reasons(_ folder: URL, newest: Int) -> [(String, String)] {
+            ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).sorted().suffix(newest).map { name -> (String, String) in
+                let reason = (try? String(contentsOf: folder.appendingPathComponent(name).appendingPathComponent("REASON.txt"), encoding: .utf8))?
+                    .split(separator: "\n").first.map(String.init) ?? ""
+                return (name, reason)
+            }
         }
-        return Status(pendingFiles: pending, running: running, quarantined: quarantined)
+        return Status(pendingFiles: pending, running: running, quarantined: reasons(configuration.quarantine, newest: 20),
+                      held: reasons(configuration.held, newest: 1000))
     }
 }
 

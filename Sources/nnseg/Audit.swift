@@ -66,7 +66,9 @@ struct Audit: ParsableCommand {
 
         func run() throws {
             let events = try db.open().events(caseID: caseID)
-            guard !events.isEmpty else { throw ValidationError("no case \(caseID)") }
+            guard !events.isEmpty else {
+                throw CommandOutcome(code: "CASE_NOT_FOUND", message: "CASE_NOT_FOUND: \(caseID): no events for this case ID in the audit log", status: .nothingFound)
+            }
             for e in events { print("#\(e.id ?? 0) \(e.recordedAt) \(e.kind) \(e.payload)") }
         }
     }
@@ -97,7 +99,7 @@ struct Audit: ParsableCommand {
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Walk the hash chain; exit 1 at the first broken row.")
+        static let configuration = CommandConfiguration(abstract: "Walk the hash chain; exit status 3 at the first broken row.")
         @OptionGroup var db: Database
 
         func run() throws {
@@ -106,7 +108,7 @@ struct Audit: ParsableCommand {
                 print("audit log intact: \(n) event(s) verified")
             case .broken(let id, let reason):
                 print("audit log BROKEN at event \(id): \(reason)")
-                throw ExitCode(1)
+                throw CommandOutcome(code: "AUDIT_BROKEN", message: "AUDIT_BROKEN: event \(id): \(reason)", status: .auditBroken)
             }
         }
     }

@@ -36,6 +36,11 @@ struct Inspect: ParsableCommand {
             "files": "\(scan.filesSeen)", "stacks": "\(scan.stacks.count)",
             "nonImageObjects": "\(scan.nonVolumeObjects.count)", "skipped": "\(scan.skipped.count)",
         ])
+        // No image series: exit status 2 with NO_IMAGE_SERIES, in the JSON document or as the error line.
+        let noSeries = scan.stacks.isEmpty
+            ? DICOMImportError(.noImageSeries, scan.root, "no DICOM image series among \(scan.filesSeen) file(s) "
+                               + "(\(scan.nonVolumeObjects.count) other DICOM object(s), \(scan.skipped.count) skipped)")
+            : nil
         var reports: [StackReport] = []
         for (index, stack) in scan.stacks.enumerated() {
             var report = StackReport(index: index + 1, stack: stack)
@@ -60,10 +65,12 @@ struct Inspect: ParsableCommand {
                     .init(path: $0.path, sopClass: SOPClass.name($0.sopClassUID), modality: $0.modality,
                           seriesInstanceUID: $0.seriesInstanceUID)
                 },
-                skipped: scan.skipped.map { .init(path: $0.path, code: $0.code?.rawValue, reason: $0.reason) })
+                skipped: scan.skipped.map { .init(path: $0.path, code: $0.code?.rawValue, reason: $0.reason) },
+                error: noSeries.map { .init(code: $0.code.rawValue, message: $0.description) })
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(document), as: UTF8.self))
+            if noSeries != nil { throw ExitCode(ExitStatus.nothingFound.rawValue) }  // reported in the document
             return
         }
         print("\(scan.filesSeen) file(s) under \(scan.root): \(scan.stacks.count) image stack(s), "
@@ -79,7 +86,7 @@ struct Inspect: ParsableCommand {
             print("\nSkipped files:")
             for s in scan.skipped { print("  \(s.code?.rawValue ?? "DUPLICATE"): \(s.path): \(s.reason)") }
         }
-        if scan.stacks.isEmpty { throw ExitCode(2) }
+        if let noSeries { throw noSeries }
     }
 
     func inspectNIfTI(_ url: URL) throws {
@@ -179,9 +186,16 @@ struct InspectDocument: Encodable {
         var reason: String
     }
 
+    struct Failure: Encodable {
+        var code: String
+        var message: String
+    }
+
     var root: String
     var filesSeen: Int
     var stacks: [StackReport]
     var otherObjects: [Other]
     var skipped: [Skipped]
+    /// Set when the exit status is not 0 (the same code the text output names).
+    var error: Failure?
 }

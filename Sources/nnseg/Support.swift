@@ -1,4 +1,5 @@
 import ArgumentParser
+import DICOMImport
 import Foundation
 import ExperimentPlanning
 import Logging
@@ -82,5 +83,64 @@ struct RawDatasetOptions: ParsableArguments {
     func open() throws -> (raw: RawDataset, folder: URL) {
         let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
         return (raw, URL(fileURLWithPath: output).appendingPathComponent(raw.folder.lastPathComponent))
+    }
+}
+
+/// The exit statuses of every command (README, "Exit codes"). The same with and without `--json`.
+enum ExitStatus: Int32 {
+    /// The work was done (`run`: the case SUCCEEDED or had an empty result).
+    case success = 0
+    /// The work failed or was refused, with a named error (`CODE: subject: detail`); `run`: the case FAILED
+    /// (it is in the audit log); `predict`: at least one case failed.
+    case failed = 1
+    /// Nothing to work on: the input holds no image series or case, or the case asked for does not exist.
+    case nothingFound = 2
+    /// `audit verify`: the audit log's chain or a sealed case does not check out.
+    case auditBroken = 3
+    /// Usage: an unknown option, a missing argument, a value of the wrong kind (argument-parser's 64).
+    case usage = 64
+}
+
+/// A command's failure as every command reports it: a stable code, the message, the exit status.
+struct CommandOutcome: Error, CustomStringConvertible {
+    let code: String
+    let message: String
+    let status: ExitStatus
+
+    init(code: String, message: String, status: ExitStatus = .failed) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
+    /// Maps an error thrown by a command; nil for argument-parser's own (usage, help, `ExitCode`).
+    init?(_ error: Error) {
+        if let outcome = error as? CommandOutcome {
+            self = outcome
+            return
+        }
+        if error is ExitCode || error is ValidationError || error is CleanExit { return nil }
+        if let e = error as? DICOMImportError {
+            self.init(code: e.code.rawValue, message: e.description, status: e.code == .noImageSeries ? .nothingFound : .failed)
+            return
+        }
+        // The project's errors describe themselves as "CODE: subject: detail"; others get a generic code.
+        let text = "\(error)"
+        if String(describing: type(of: error)).hasPrefix("CommandError") || String(describing: type(of: error)).hasPrefix("ParserError") { return nil }
+        let head = text.prefix { $0 != ":" }
+        let isCode = !head.isEmpty && head.count < text.count && head.allSatisfy { $0.isUppercase || $0.isNumber || $0 == "_" }
+        self.init(code: isCode ? String(head) : "FAILED", message: text)
+    }
+
+    var description: String { message }
+
+    func report(asJSON: Bool) {
+        if asJSON {
+            let document: [String: Any] = ["error": ["code": code, "message": message], "exitStatus": Int(status.rawValue)]
+            if let data = try? JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys]) {
+                print(String(decoding: data, as: UTF8.self))
+            }
+        }
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
     }
 }

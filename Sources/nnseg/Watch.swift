@@ -16,6 +16,7 @@ struct Watch: ParsableCommand {
     @Option(help: "Folder for the case outputs.") var outgoing: String
     @Option(help: "Where processed inputs go (default: deleted after success).") var archive: String?
     @Option(help: "Where bad input goes, with REASON.txt (default: <incoming>/.nnseg/quarantine).") var quarantine: String?
+    @Option(help: "Where late instances of processed series are kept (default: <incoming>/.nnseg/held).") var held: String?
     @Option(help: "Seconds without change before a series counts as complete.") var quietPeriod = 10.0
     @Option(help: "Seconds between scans.") var pollInterval = 1.0
     @Option(help: "Attempts before a series is quarantined.") var maxAttempts = 3
@@ -30,7 +31,7 @@ struct Watch: ParsableCommand {
         let audit = try AuditLog(path: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite")
         let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
                                         archive: archive.map { URL(fileURLWithPath: $0) }, quarantine: quarantine.map { URL(fileURLWithPath: $0) },
-                                        quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
+                                        held: held.map { URL(fileURLWithPath: $0) }, quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
                                         reprocessDuplicates: reprocessDuplicates)
         let service = try WatchService(configuration: config, pipeline: try CasePipeline(profile: caseProfile, audit: audit))
         // SIGTERM / SIGINT: finish the running case, then stop.
@@ -56,11 +57,12 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show a watch folder's queue, running case and recent failures.")
     @Option(help: "The watched folder.") var incoming: String
     @Option(help: "Quarantine folder if not the default.") var quarantine: String?
+    @Option(help: "Held (late instances) folder if not the default.") var held: String?
     @Option(help: "Audit database for recent failed cases.") var auditDb: String?
 
     func run() throws {
         let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: incoming),
-                                        quarantine: quarantine.map { URL(fileURLWithPath: $0) })
+                                        quarantine: quarantine.map { URL(fileURLWithPath: $0) }, held: held.map { URL(fileURLWithPath: $0) })
         let s = WatchService.status(config)
         let lockPath = URL(fileURLWithPath: incoming).appendingPathComponent(".nnseg/watch.lock").path
         let pid = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
@@ -69,6 +71,8 @@ struct Status: ParsableCommand {
         print("running   \(s.running.isEmpty ? "none" : s.running.joined(separator: ", "))")
         print("quarantine (newest \(s.quarantined.count)):")
         for q in s.quarantined { print("  \(q.name): \(q.reason)") }
+        print("held late instances (\(s.held.count)) — see Ops/RUNBOOK.md, Late instances:")
+        for h in s.held { print("  \(h.name): \(h.reason)") }
         if let auditDb, FileManager.default.fileExists(atPath: auditDb) {
             let failed = try AuditLog(path: auditDb).cases(.init(status: "FAILED", limit: 10))
             print("recent failed cases:")
