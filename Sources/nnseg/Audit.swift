@@ -14,7 +14,7 @@ struct Audit: ParsableCommand {
 
         func open() throws -> AuditLog {
             guard FileManager.default.fileExists(atPath: database) else {
-                throw ValidationError("no audit database at \(database)")
+                throw CommandOutcome(code: "AUDIT_DB_NOT_FOUND", message: "AUDIT_DB_NOT_FOUND: \(database): no audit database there", status: .nothingFound)
             }
             return try AuditLog(path: database)
         }

@@ -79,7 +79,7 @@ struct Predict: ParsableCommand {
         if engines.count > 1 {
             let labels = first.bundle.dataset.labels.map(\.name)
             for e in engines.dropFirst() where e.bundle.dataset.labels.map(\.name) != labels {
-                throw ValidationError("models to ensemble must share their labels: \(e.bundle.folder.path) differs from \(first.bundle.folder.path)")
+                throw CommandOutcome(code: "MODELS_INCOMPATIBLE", message: "MODELS_INCOMPATIBLE: models to ensemble must share their labels: \(e.bundle.folder.path) differs from \(first.bundle.folder.path)")
             }
         }
         let postprocessing = (noPostprocessing || engines.count > 1) ? nil : try Postprocessing.find(in: first.bundle.folder)

@@ -66,7 +66,11 @@ struct Status: ParsableCommand {
         let s = WatchService.status(config)
         let lockPath = URL(fileURLWithPath: incoming).appendingPathComponent(".nnseg/watch.lock").path
         let pid = (try? String(contentsOfFile: lockPath, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        print("watcher   \(pid.isEmpty ? "not running" : "pid \(pid) (last holder of the lock)")")
+        // The watcher holds an exclusive lock while it runs: if a shared one can be taken, none is running.
+        let descriptor = open(lockPath, O_RDONLY)
+        let running = descriptor >= 0 && flock(descriptor, LOCK_SH | LOCK_NB) != 0
+        if descriptor >= 0 { close(descriptor) }
+        print("watcher   \(running ? "running, pid \(pid)" : "not running" + (pid.isEmpty ? "" : " (last pid \(pid))"))")
         print("queue     \(s.pendingFiles) file(s) waiting in \(incoming)")
         print("running   \(s.running.isEmpty ? "none" : s.running.joined(separator: ", "))")
         print("quarantine (newest \(s.quarantined.count)):")

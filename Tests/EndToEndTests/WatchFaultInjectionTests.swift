@@ -54,8 +54,13 @@ struct WatchFaultInjectionTests {
             for f in files { try fm.copyItem(at: source.appendingPathComponent(f), to: folder.appendingPathComponent(f)) }
             let uid = "2.25.\(UInt64.random(in: 1...UInt64.max, using: &rng))\(s)"
             seriesUIDs.append(uid)
-            let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-gin", "-m", "(0020,000e)=\(uid)"] + files.map { folder.appendingPathComponent($0).path })
-            #expect(modified.status == 0, "\(modified.stderr)")
+            // New SOP Instance UIDs from the seeded generator (not dcmodify -gin, whose random UIDs change
+            // length from run to run): the files, and so every offset below, are the same on every run.
+            for (k, f) in files.enumerated() {
+                let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-m", "(0020,000e)=\(uid)", "-m", "(0008,0018)=\(uid).\(k + 1)",
+                                                                            folder.appendingPathComponent(f).path])
+                #expect(modified.status == 0, "\(modified.stderr)")
+            }
         }
         // A mixed delivery: two different matrices (51×35 and 48×36) under one Series Instance UID.
         let mixed = dir.appendingPathComponent("src/mixed")
@@ -68,11 +73,18 @@ struct WatchFaultInjectionTests {
             mixedFiles.append("b_\(f)")
         }
         let mixedUID = "2.25.\(UInt64.random(in: 1...UInt64.max, using: &rng))99"
-        _ = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-gin", "-m", "(0020,000e)=\(mixedUID)"] + mixedFiles.map { mixed.appendingPathComponent($0).path })
-        // Plus bad deliveries: a non-DICOM file and a truncated one.
+        for (k, f) in mixedFiles.enumerated() {
+            _ = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-m", "(0020,000e)=\(mixedUID)", "-m", "(0008,0018)=\(mixedUID).\(k + 1)",
+                                                             mixed.appendingPathComponent(f).path])
+        }
+        // Plus bad deliveries: a non-DICOM file and copies of a file cut inside the meta header, inside the
+        // dataset before the Series Instance UID, exactly on the element boundary before it, and inside Pixel Data.
         try Data("not an image".utf8).write(to: dir.appendingPathComponent("src/notes.txt"))
-        let whole = try Data(contentsOf: dir.appendingPathComponent("src/0/\(files[0])"))
-        try whole.prefix(600).write(to: dir.appendingPathComponent("src/truncated.dcm"))
+        let whole = [UInt8](try Data(contentsOf: dir.appendingPathComponent("src/0/\(files[0])")))
+        func offset(_ tag: [UInt8]) throws -> Int { try #require((132..<(whole.count - 4)).first { Array(whole[$0..<$0 + 4]) == tag }) }
+        let seriesTag = try offset([0x20, 0x00, 0x0E, 0x00]), pixelTag = try offset([0xE0, 0x7F, 0x10, 0x00])
+        let cuts = [("meta", 150), ("before-series", seriesTag - 10), ("series-boundary", seriesTag), ("pixels", pixelTag + 200)]
+        for (name, length) in cuts { try Data(whole.prefix(length)).write(to: dir.appendingPathComponent("src/truncated-\(name).dcm")) }
 
         let watcher = Watcher(arguments: ["watch", "--profile", profile.path, "--incoming", incoming.path, "--outgoing", outgoing.path,
                                           "--archive", archive.path, "--quiet-period", "2", "--poll-interval", "0.2",
@@ -83,7 +95,9 @@ struct WatchFaultInjectionTests {
         for s in 0..<seriesCount { for f in files { deliveries.append((dir.appendingPathComponent("src/\(s)/\(f)"), "s\(s)_\(f)")) } }
         deliveries += mixedFiles.map { (mixed.appendingPathComponent($0), "mixed_\($0)") }
         deliveries.insert((dir.appendingPathComponent("src/notes.txt"), "notes.txt"), at: deliveries.count / 3)
-        deliveries.insert((dir.appendingPathComponent("src/truncated.dcm"), "truncated.dcm"), at: deliveries.count / 2)
+        for (k, (name, _)) in cuts.enumerated() {
+            deliveries.insert((dir.appendingPathComponent("src/truncated-\(name).dcm"), "truncated-\(name).dcm"), at: deliveries.count * (k + 2) / 6)
+        }
         var killAt = Set<Int>()
         while killAt.count < kills { killAt.insert(Int.random(in: 1..<deliveries.count, using: &rng)) }
         for (i, (from, name)) in deliveries.enumerated() {
@@ -124,10 +138,12 @@ struct WatchFaultInjectionTests {
             #expect(succeeded == 1 || (succeeded == 0 && quarantinedSeries[uid] != nil),
                     "series \(uid): \(succeeded) successful case(s), quarantined: \(quarantinedSeries[uid] ?? "no")")
         }
-        // The two bad deliveries are quarantined with their reasons.
+        // The bad deliveries are quarantined with their reasons.
         let reasons = try quarantined.map { try String(contentsOf: quarantine.appendingPathComponent($0).appendingPathComponent("REASON.txt"), encoding: .utf8) }
         #expect(reasons.contains { $0.hasPrefix("NOT_DICOM") })
-        #expect(reasons.contains { $0.hasPrefix("READ_FAILED") || $0.hasPrefix("DECODE_FAILED") })
+        for (name, _) in cuts {
+            #expect(reasons.contains { $0.hasPrefix("TRUNCATED: truncated-\(name).dcm") }, "the file cut at \(name) is not quarantined as TRUNCATED")
+        }
         #expect(reasons.contains { $0.hasPrefix("MIXED_SERIES") && $0.contains("Rows/Columns") })
         // No partial output: every case folder is complete, no staging folder is left.
         let outputs = try fm.contentsOfDirectory(atPath: outgoing.path)
