@@ -266,6 +266,20 @@ struct SeriesImportTests {
         #expect(cut.code == .truncated)
     }
 
+    /// Pixel Data shorter than Rows × Columns × Frames × Bits Allocated (the header says 60 rows, the pixels hold 51).
+    @Test func pixelDataShorterThanDeclaredIsNamedTruncated() throws {
+        let dir = try SharedData.temporaryDirectory("short-pixels")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("short.dcm")
+        try FileManager.default.copyItem(at: SharedData.dataFile("dicom-zoo/mr-hippocrop/study1/1.dcm"), to: path)
+        let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-m", "(0028,0010)=60", path.path])
+        #expect(modified.status == 0, "\(modified.stderr)")
+        let scan = try DICOMScanner().scan(dir)
+        let skipped = try #require(scan.skipped.first)
+        #expect(skipped.code == .truncated)
+        #expect(skipped.reason.contains("Pixel Data holds 3570 bytes; Rows 60 × Columns 35"), "\(skipped.reason)")
+    }
+
     /// Issue #23: a file cut at any byte is named TRUNCATED — inside the meta header, inside an element
     /// before the Series Instance UID, exactly between two elements before it, and inside Pixel Data.
     @Test func aFileCutAnywhereIsNamedTruncated() throws {
