@@ -92,9 +92,8 @@ public final class WatchService: @unchecked Sendable {
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
     private var stopRequested = false
+    /// What was seen of every delivered file, and when (the assembly rule, ``SeriesAssembler``).
     private var assembler: SeriesAssembler
-    /// Time source (tests may shift it); everything the assembler decides is relative to it.
-    var clock: () -> Date = Date.init
 
     public init(configuration: WatchConfiguration, pipeline: CasePipeline, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
@@ -185,6 +184,8 @@ public final class WatchService: @unchecked Sendable {
             if let recorded = try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) {
                 if recorded.status == "FAILED" || recorded.status == "QUARANTINED" {
                     try quarantine(folder: folder, claim: claim, reason: recorded.error ?? recorded.status)
+                } else if recorded.status == "HELD" {
+                    try moveToHeld(folder: folder, claim: claim, reason: recorded.error ?? "LATE_INSTANCE")
                 } else {
                     try archive(folder: folder, claim: claim)
                 }
@@ -221,7 +222,7 @@ public final class WatchService: @unchecked Sendable {
     /// One pass: look at every delivery, quarantine settled junk, claim and process every ready series,
     /// tidy emptied sub-folders. Returns whether it did anything.
     func pollOnce() throws -> Bool {
-        let now = clock()
+        let now = Date()
         var worked = false
         let entries = (try? FolderWalker(followFolderLinks: false, skipFolderPaths: configuration.ownFolders)
             .walk(configuration.incoming.standardizedFileURL)) ?? []
@@ -255,8 +256,9 @@ public final class WatchService: @unchecked Sendable {
             assembler.forget([problem.file])
             worked = true
         }
-        for series in plan.ready {
-            if shouldStop { break }
+        // One series per pass: a case may run for minutes, and what arrived meanwhile must be looked at
+        // before the next series is taken (the next pass starts at once).
+        if let series = plan.ready.first, !shouldStop {
             try deliver(series, linked: linked)
             worked = true
         }
@@ -406,12 +408,15 @@ public final class WatchService: @unchecked Sendable {
         ])
         try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "HELD", model: pipeline.engine.bundle.plans.datasetName,
                                   seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
+        try moveToHeld(folder: folder, claim: claim, reason: reason)
+        logger.warning("late instances held", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "belongs_to": "\(earlier)"])
+    }
+
+    func moveToHeld(folder: URL, claim: Claim, reason: String) throws {
         let target = configuration.held.appendingPathComponent(claim.id)
-        try Data("\(reason)\nseries: \(claim.seriesKey)\nbelongs to: \(earlier)\nfiles: \(claim.files.count)\n".utf8)
-            .write(to: folder.appendingPathComponent("REASON.txt"))
+        try Data("\(reason)\nseries: \(claim.seriesKey)\nfiles: \(claim.files.count)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         try FileManager.default.moveItem(at: folder, to: target)
         try pipeline.audit.append(caseID: claim.id, kind: "inputs_held", payload: ["destination": .string(target.path)])
-        logger.warning("late instances held", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "belongs_to": "\(earlier)"])
     }
 
     /// Removes sub-folders of `incoming` that are empty and have not changed for the quiet period (a
