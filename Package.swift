@@ -4,7 +4,7 @@
 //
 // Module map (see ../shared/STYLE.md): imports point down only.
 //   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CLibz   — C / system libraries
-//   L1  VolumeGeometry, SeriesAssembly                                           — Volume, geometry, transforms; series assembly rule
+//   L1  VolumeGeometry, SeriesAssembly, ConfigDecoding                                        — Volume, geometry, transforms; series assembly rule
 //   L2  NIfTI (CLibz), DICOMImport (CDCMTK)                                       — image I/O
 //   L7  nnseg (executable)                                                       — CLI; sole reader of env/args
 import PackageDescription
@@ -50,6 +50,8 @@ let package = Package(
         .target(name: "PlansModel"),
         // Series assembly and the late-instance rule for every intake (watch folder, network node): pure logic.
         .target(name: "SeriesAssembly"),
+        // Strict decoding of configuration files (unknown keys refused at every level, with the key path).
+        .target(name: "ConfigDecoding"),
         .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
@@ -87,7 +89,7 @@ let package = Package(
 
         // MARK: L5
         .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
-                                                      "NIfTI", "QASnapshot", .product(name: "Yams", package: "Yams")]),
+                                                      "NIfTI", "QASnapshot", "ConfigDecoding", .product(name: "Yams", package: "Yams")]),
 
         // MARK: L6
         .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", .product(name: "Logging", package: "swift-log")]),
@@ -122,6 +124,7 @@ let package = Package(
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
+        .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),

@@ -1,5 +1,6 @@
 import DICOMExport
 import Digest
+import ConfigDecoding
 import Foundation
 import Yams
 
@@ -63,40 +64,23 @@ public struct CaseProfile: Sendable {
         guard let data = try? Data(contentsOf: url), let text = String(data: data, encoding: .utf8) else {
             throw ProfileError(file: path, key: "", detail: "cannot read the file")
         }
-        let root: [String: Any]
+        // Decoded strictly into typed values: an unknown key at any level, or a value of the wrong type, is
+        // refused with its path (``ProfileDocument``); the checks below are the ones types cannot express.
+        let document: ProfileDocument
         do {
-            guard let node = try Yams.load(yaml: text) as? [String: Any] else {
-                throw ProfileError(file: path, key: "", detail: "the document must be a mapping")
-            }
-            root = node
-        } catch let error as ProfileError {
-            throw error
+            document = try StrictDecoding.decode { try YAMLDecoder().decode(StrictDecoding.Root<ProfileDocument>.self, from: text).value }
+        } catch let issue as ConfigurationIssue {
+            throw ProfileError(file: path, key: issue.path, detail: issue.detail)
         } catch {
             throw ProfileError(file: path, key: "", detail: "not valid YAML (\(error))")
-        }
-        let known: Set<String> = ["name", "model", "selection", "inference", "geometry", "outputs", "structures", "audit", "postprocessing"]
-        if let unknown = root.keys.sorted().first(where: { !known.contains($0) }) {
-            throw ProfileError(file: path, key: unknown, detail: "unknown key (known: \(known.sorted().joined(separator: ", ")))")
-        }
-        func section(_ key: String) throws -> [String: Any] {
-            guard let value = root[key] else { return [:] }
-            guard let map = value as? [String: Any] else { throw ProfileError(file: path, key: key, detail: "must be a mapping") }
-            return map
-        }
-        func value<T>(_ map: [String: Any], _ section: String, _ key: String, _ type: T.Type) throws -> T? {
-            guard let v = map[key] else { return nil }
-            if let t = v as? T { return t }
-            if T.self == Double.self, let i = v as? Int { return Double(i) as? T }
-            throw ProfileError(file: path, key: "\(section).\(key)", detail: "must be \(T.self == String.self ? "text" : T.self == Bool.self ? "true or false" : "a number")")
         }
         file = path
         content = text
         sha256 = SHA256.hash(Array(data)).hex
-        guard let name = root["name"] as? String, !name.isEmpty else { throw ProfileError(file: path, key: "name", detail: "required text") }
+        guard let name = document.name, !name.isEmpty else { throw ProfileError(file: path, key: "name", detail: "required text") }
         self.name = name
 
-        let model = try section("model")
-        guard let folder = try value(model, "model", "folder", String.self) else {
+        guard let folder = document.model?.folder else {
             throw ProfileError(file: path, key: "model.folder", detail: "required: the nnU-Net model folder")
         }
         let base = url.deletingLastPathComponent()
@@ -104,102 +88,169 @@ public struct CaseProfile: Sendable {
         guard FileManager.default.fileExists(atPath: modelFolder.appendingPathComponent("plans.json").path) else {
             throw ProfileError(file: path, key: "model.folder", detail: "\(modelFolder.path) has no plans.json")
         }
-        if let f = model["folds"] {
-            guard let list = f as? [Any] else { throw ProfileError(file: path, key: "model.folds", detail: "must be a list") }
-            folds = list.map { "\($0)" }
-        } else {
-            folds = nil
-        }
-        checkpoint = try value(model, "model", "checkpoint", String.self) ?? "checkpoint_final.pth"
+        folds = document.model?.folds?.map(\.text)
+        checkpoint = document.model?.checkpoint ?? "checkpoint_final.pth"
 
-        let s = try section("selection")
+        let s = document.selection
         var thickness: ClosedRange<Double>?
-        if let t = s["sliceThickness"] {
-            guard let pair = t as? [Any], pair.count == 2, let lo = (pair[0] as? Double) ?? (pair[0] as? Int).map(Double.init),
-                  let hi = (pair[1] as? Double) ?? (pair[1] as? Int).map(Double.init), lo <= hi
-            else { throw ProfileError(file: path, key: "selection.sliceThickness", detail: "must be [minimum, maximum] in mm") }
-            thickness = lo...hi
+        if let pair = s?.sliceThickness {
+            guard pair.count == 2, pair[0] <= pair[1] else {
+                throw ProfileError(file: path, key: "selection.sliceThickness", detail: "must be [minimum, maximum] in mm")
+            }
+            thickness = pair[0]...pair[1]
         }
-        let orientation = try value(s, "selection", "orientation", String.self)?.uppercased()
+        let orientation = s?.orientation?.uppercased()
         if let o = orientation, !["AXIAL", "CORONAL", "SAGITTAL", "OBLIQUE", "ANY"].contains(o) {
             throw ProfileError(file: path, key: "selection.orientation", detail: "'\(o)' is not AXIAL, CORONAL, SAGITTAL, OBLIQUE or ANY")
         }
-        let pattern = try value(s, "selection", "seriesDescription", String.self)
+        let pattern = s?.seriesDescription
         if let pattern, (try? NSRegularExpression(pattern: pattern)) == nil {
             throw ProfileError(file: path, key: "selection.seriesDescription", detail: "'\(pattern)' is not a valid regular expression")
         }
-        selection = Selection(modality: try value(s, "selection", "modality", String.self)?.uppercased(),
-                              orientation: orientation == "ANY" ? nil : orientation,
-                              minimumSlices: try value(s, "selection", "minimumSlices", Int.self) ?? 1, sliceThickness: thickness,
-                              seriesDescription: pattern)
+        selection = Selection(modality: s?.modality?.uppercased(), orientation: orientation == "ANY" ? nil : orientation,
+                              minimumSlices: s?.minimumSlices ?? 1, sliceThickness: thickness, seriesDescription: pattern)
 
-        let inference = try section("inference")
-        mirroring = try value(inference, "inference", "mirroring", Bool.self) ?? true
-        stepSize = try value(inference, "inference", "stepSize", Double.self) ?? 0.5
+        mirroring = document.inference?.mirroring ?? true
+        stepSize = document.inference?.stepSize ?? 0.5
         guard stepSize > 0 && stepSize <= 1 else { throw ProfileError(file: path, key: "inference.stepSize", detail: "must be in (0, 1]") }
-        allowTilt = try value(try section("geometry"), "geometry", "allowTilt", Bool.self) ?? false
+        allowTilt = document.geometry?.allowTilt ?? false
 
-        let outputs = try section("outputs")
-        writeSEG = try value(outputs, "outputs", "seg", Bool.self) ?? true
-        writeRTSTRUCT = try value(outputs, "outputs", "rtstruct", Bool.self) ?? true
-        writeNIfTI = try value(outputs, "outputs", "nifti", Bool.self) ?? true
-        writeQASnapshot = try value(outputs, "outputs", "qaSnapshot", Bool.self) ?? true
-        seriesNumberSEG = try value(outputs, "outputs", "segSeriesNumber", Int.self) ?? 901
-        seriesNumberRTSTRUCT = try value(outputs, "outputs", "rtstructSeriesNumber", Int.self) ?? 902
+        let outputs = document.outputs
+        writeSEG = outputs?.seg ?? true
+        writeRTSTRUCT = outputs?.rtstruct ?? true
+        writeNIfTI = outputs?.nifti ?? true
+        writeQASnapshot = outputs?.qaSnapshot ?? true
+        seriesNumberSEG = outputs?.segSeriesNumber ?? 901
+        seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
 
-        guard let list = root["structures"] as? [Any], !list.isEmpty else {
+        guard let list = document.structures, !list.isEmpty else {
             throw ProfileError(file: path, key: "structures", detail: "required: one entry per model label")
         }
-        structures = try list.enumerated().map { i, entry in
+        structures = try list.enumerated().map { i, m in
             let key = "structures[\(i)]"
-            guard let m = entry as? [String: Any] else { throw ProfileError(file: path, key: key, detail: "must be a mapping") }
-            guard let label = m["label"] as? Int, label > 0 else { throw ProfileError(file: path, key: "\(key).label", detail: "required positive integer") }
-            guard let name = m["name"] as? String, !name.isEmpty, name.utf8.count <= 64 else {
+            guard m.label > 0 else { throw ProfileError(file: path, key: "\(key).label", detail: "required positive integer") }
+            guard !m.name.isEmpty, m.name.utf8.count <= 64 else {
                 throw ProfileError(file: path, key: "\(key).name", detail: "required, 1–64 characters")
             }
-            func code(_ field: String) throws -> CodedConcept? {
-                guard let v = m[field] else { return nil }
-                guard let c = v as? [Any], c.count == 3 else {
-                    throw ProfileError(file: path, key: "\(key).\(field)", detail: "must be [code value, scheme, meaning]")
-                }
-                return CodedConcept("\(c[0])", "\(c[1])", "\(c[2])")
+            func code(_ field: String, _ value: [ProfileDocument.Scalar]?) throws -> CodedConcept? {
+                guard let c = value else { return nil }
+                guard c.count == 3 else { throw ProfileError(file: path, key: "\(key).\(field)", detail: "must be [code value, scheme, meaning]") }
+                return CodedConcept(c[0].text, c[1].text, c[2].text)
             }
             var color: SIMD3<UInt8>?
-            if let c = m["color"] {
-                guard let rgb = c as? [Int], rgb.count == 3, rgb.allSatisfy({ (0...255).contains($0) }) else {
+            if let rgb = m.color {
+                guard rgb.count == 3, rgb.allSatisfy({ (0...255).contains($0) }) else {
                     throw ProfileError(file: path, key: "\(key).color", detail: "must be [r, g, b] with values 0–255")
                 }
                 color = SIMD3(UInt8(rgb[0]), UInt8(rgb[1]), UInt8(rgb[2]))
             }
-            let interpreted = (m["interpretedType"] as? String)?.uppercased() ?? "ORGAN"
+            let interpreted = m.interpretedType?.uppercased() ?? "ORGAN"
             let allowed = ["EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_VOLUME", "BOLUS", "AVOIDANCE", "ORGAN", "MARKER",
                            "REGISTRATION", "ISOCENTER", "CONTRAST_AGENT", "CAVITY", "SUPPORT", "FIXATION", "DOSE_REGION", "CONTROL"]
             guard allowed.contains(interpreted) else {
                 throw ProfileError(file: path, key: "\(key).interpretedType", detail: "'\(interpreted)' is not an RT ROI Interpreted Type")
             }
-            return StructureDescription(label: label, name: name, category: try code("category") ?? .tissue, type: try code("type") ?? .tissue,
-                                        modifier: try code("modifier"), color: color, interpretedType: interpreted)
+            return StructureDescription(label: m.label, name: m.name, category: try code("category", m.category) ?? .tissue,
+                                        type: try code("type", m.type) ?? .tissue, modifier: try code("modifier", m.modifier),
+                                        color: color, interpretedType: interpreted)
         }
         let labels = structures.map(\.label)
         if Set(labels).count != labels.count { throw ProfileError(file: path, key: "structures", detail: "labels must be unique") }
 
-        let post = try section("postprocessing")
-        useModelPostprocessing = try value(post, "postprocessing", "useModel", Bool.self) ?? true
-        if let k = post["keepLargestComponent"] {
-            guard let list = k as? [Int] else {
-                throw ProfileError(file: path, key: "postprocessing.keepLargestComponent", detail: "must be a list of labels")
-            }
-            keepLargestComponent = list
-        } else {
-            keepLargestComponent = []
-        }
+        useModelPostprocessing = document.postprocessing?.useModel ?? true
+        keepLargestComponent = document.postprocessing?.keepLargestComponent ?? []
         let describedLabels = Set(structures.map(\.label))
         if let unknownLabel = keepLargestComponent.first(where: { !describedLabels.contains($0) }) {
             throw ProfileError(file: path, key: "postprocessing.keepLargestComponent", detail: "label \(unknownLabel) is not among structures")
         }
 
-        let audit = try section("audit")
-        auditDatabase = try value(audit, "audit", "database", String.self)
-        storePatientIdentifiers = try value(audit, "audit", "storePatientIdentifiers", Bool.self) ?? false
+        auditDatabase = document.audit?.database
+        storePatientIdentifiers = document.audit?.storePatientIdentifiers ?? false
     }
+}
+
+/// A profile file as written: every section and key it may hold, each with its type. Decoded with
+/// ``StrictDecoding``, so an unknown key anywhere (`outputs.rtstuct`) is refused with a suggestion.
+struct ProfileDocument: Decodable {
+    /// A YAML scalar kept as text (fold numbers or "all"; code values that look like numbers).
+    struct Scalar: Decodable {
+        var text: String
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let i = try? c.decode(Int.self) { text = String(i) } else if let d = try? c.decode(Double.self) { text = String(d) } else {
+                text = try c.decode(String.self)
+            }
+        }
+    }
+
+    struct Model: Decodable {
+        var folder: String?
+        var folds: [Scalar]?
+        var checkpoint: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case folder, folds, checkpoint }
+    }
+
+    struct Selection: Decodable {
+        var modality: String?
+        var orientation: String?
+        var minimumSlices: Int?
+        var sliceThickness: [Double]?
+        var seriesDescription: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case modality, orientation, minimumSlices, sliceThickness, seriesDescription }
+    }
+
+    struct Inference: Decodable {
+        var mirroring: Bool?
+        var stepSize: Double?
+        enum CodingKeys: String, CodingKey, CaseIterable { case mirroring, stepSize }
+    }
+
+    struct Geometry: Decodable {
+        var allowTilt: Bool?
+        enum CodingKeys: String, CodingKey, CaseIterable { case allowTilt }
+    }
+
+    struct Outputs: Decodable {
+        var seg: Bool?
+        var rtstruct: Bool?
+        var nifti: Bool?
+        var qaSnapshot: Bool?
+        var segSeriesNumber: Int?
+        var rtstructSeriesNumber: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber }
+    }
+
+    struct Structure: Decodable {
+        var label: Int
+        var name: String
+        var color: [Int]?
+        var interpretedType: String?
+        var category: [Scalar]?
+        var type: [Scalar]?
+        var modifier: [Scalar]?
+        enum CodingKeys: String, CodingKey, CaseIterable { case label, name, color, interpretedType, category, type, modifier }
+    }
+
+    struct Postprocessing: Decodable {
+        var useModel: Bool?
+        var keepLargestComponent: [Int]?
+        enum CodingKeys: String, CodingKey, CaseIterable { case useModel, keepLargestComponent }
+    }
+
+    struct Audit: Decodable {
+        var database: String?
+        var storePatientIdentifiers: Bool?
+        enum CodingKeys: String, CodingKey, CaseIterable { case database, storePatientIdentifiers }
+    }
+
+    var name: String?
+    var model: Model?
+    var selection: Selection?
+    var inference: Inference?
+    var geometry: Geometry?
+    var outputs: Outputs?
+    var structures: [Structure]?
+    var audit: Audit?
+    var postprocessing: Postprocessing?
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, model, selection, inference, geometry, outputs, structures, audit, postprocessing }
 }

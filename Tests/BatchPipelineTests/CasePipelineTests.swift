@@ -34,12 +34,26 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 1, name: B}]\n", "structures"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: []\n", "structures"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\npostprocessing: {keepLargestComponent: [3]}\n", "postprocessing.keepLargestComponent"),
+        // Issue #13: typos and wrong types below the top level are refused with their path.
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n", "outputs.rtstuct"),
+        ("name: x\nmodel: {folder: MODEL, fold: [0]}\nstructures: [{label: 1, name: A}]\n", "model.fold"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A, colr: [1, 2, 3]}]\n", "structures[0].colr"),
+        ("name: x\nmodel: {folder: MODEL}\ninference: {mirroring: sometimes}\nstructures: [{label: 1, name: A}]\n", "inference.mirroring"),
+        ("name: x\nmodel: {folder: MODEL}\nselection: {minimumSlices: many}\nstructures: [{label: 1, name: A}]\n", "selection.minimumSlices"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{name: A}]\n", "structures[0].label"),
     ])
     func invalidProfilesNameTheKey(_ yaml: String, _ key: String) throws {
         let url = try Self.write(yaml.replacingOccurrences(of: "MODEL", with: Self.model))
         let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
         #expect(error?.key == key, "\(error?.description ?? "no error")")
         #expect(error?.file == url.path)
+    }
+
+    @Test func aNestedTypoSuggestsTheKey() throws {
+        let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n")
+        let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
+        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: nifti, qaSnapshot, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber)") == true,
+                "\(error?.description ?? "")")
     }
 }
 
