@@ -2,11 +2,8 @@
 //
 // nnseg — nnU-Net rebuilt in Swift as a DICOM-native clinical batch processor.
 //
-// Module map (see ../shared/STYLE.md): imports point down only.
-//   L0  CDCMTK (C++ shim, extern "C"), CDNNL, CBLAS, COpenJPEG, CSQLite, CLibz   — C / system libraries
-//   L1  VolumeGeometry, SeriesAssembly, ConfigDecoding                                        — Volume, geometry, transforms; series assembly rule
-//   L2  NIfTI (CLibz), DICOMImport (CDCMTK)                                       — image I/O
-//   L7  nnseg (executable)                                                       — CLI; sole reader of env/args
+// Module map: Ops/layers.txt (imports point down; which modules may use each C library). Ops/check_layers.sh
+// checks every target's imports against it and against the dependencies declared here; CI runs it.
 import PackageDescription
 
 let package = Package(
@@ -25,9 +22,7 @@ let package = Package(
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .systemLibrary(name: "COpenJPEG", path: "Sources/COpenJPEG"),
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite"),
         .systemLibrary(name: "CLibz", path: "Sources/CLibz"),
         // DCMTK behind a plain C API (no Swift C++ interop anywhere).
         .target(
@@ -46,7 +41,7 @@ let package = Package(
         // MARK: L1
         .target(name: "VolumeGeometry"),
         // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
-        .target(name: "TensorKernels", dependencies: ["CDNNL", "CBLAS"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
+        .target(name: "TensorKernels", dependencies: ["CDNNL"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "PlansModel"),
         // Series assembly and the late-instance rule for every intake (watch folder, network node): pure logic.
         .target(name: "SeriesAssembly"),
@@ -67,11 +62,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .target(name: "UNet", dependencies: ["TensorKernels", "PlansModel", "TorchCheckpoint", "CDNNL"]),
+        .target(name: "UNet", dependencies: ["TensorKernels", "PlansModel", "TorchCheckpoint"]),
 
         // MARK: L3
         .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel"], swiftSettings: [.unsafeFlags(["-O"])]),
 
+        // L4 in the map (it builds on Preprocessing)
         .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling", "DICOMImport", "VolumeGeometry"],
                 swiftSettings: [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]),
 
@@ -82,21 +78,23 @@ let package = Package(
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
-        .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "CDNNL", "ExperimentPlanning", "Inference", "NIfTI",
+        // L5 in the map (it validates with Inference's predictor)
+        .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI",
                                                  "TorchCheckpoint", "Preprocessing", "Resampling", "VolumeGeometry", "QASnapshot",
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
         // MARK: L5
         .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
-                                                      "NIfTI", "QASnapshot", "ConfigDecoding", .product(name: "Yams", package: "Yams")]),
+                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding",
+                                                      .product(name: "Yams", package: "Yams")]),
 
         // MARK: L6
         .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -112,7 +110,7 @@ let package = Package(
         .testTarget(name: "VolumeGeometryTests", dependencies: ["VolumeGeometry", "TestSupport"]),
         .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
         .testTarget(name: "DICOMImportTests", dependencies: ["DICOMImport", "NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
-        .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "CBLAS", "CSQLite", "COpenJPEG", "CDCMTK"]),
+        .testTarget(name: "SystemLibrariesTests", dependencies: ["CDNNL", "COpenJPEG", "CDCMTK"]),
         .testTarget(name: "TorchCheckpointTests", dependencies: ["TorchCheckpoint", "Digest", "TestSupport",
                                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels", "TestSupport"]),

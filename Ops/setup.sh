@@ -9,7 +9,6 @@ BUILD_PACKAGES=(
   libdcmtk-dev        # DICOM reading/writing (C++ shim in Sources/CDCMTK)
   libopenjp2-7-dev    # JPEG 2000 decoding (not in DCMTK's free build)
   libdnnl-dev         # oneDNN 2.6 convolution kernels
-  libopenblas-dev     # GEMM
   libsqlite3-dev      # audit log
   zlib1g-dev          # .nii.gz
 )

@@ -10,4 +10,5 @@ if [[ ! -d ../shared/data ]]; then
   exit 1
 fi
 swift build --build-tests
+bash Ops/check_layers.sh   # the module map (Ops/layers.txt) against every import
 swift test

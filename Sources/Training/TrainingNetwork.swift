@@ -1,4 +1,3 @@
-import CDNNL
 import Dispatch
 import Foundation
 import PlansModel
@@ -141,7 +140,7 @@ public final class TrainingNetwork: @unchecked Sendable {
         let ones = [Int](repeating: 1, count: a.dimension)
 
         // Values are created by their producers; the input gets the first conv's layout.
-        func addValue(_ desc: dnnl_memory_desc_t) throws -> Int {
+        func addValue(_ desc: DNNLMemoryDescriptor) throws -> Int {
             values.append(try DNNLMemory(context: context, desc: desc))
             diffs.append(nil)
             diffWritten.append(false)
@@ -332,7 +331,7 @@ public final class TrainingNetwork: @unchecked Sendable {
     var byLevel: [Head] { heads.sorted { $0.level < $1.level } }
 
     /// `values[v]` in layout `desc` (itself, or a converted copy).
-    func converted(_ v: Int, _ desc: dnnl_memory_desc_t) throws -> DNNLMemory {
+    func converted(_ v: Int, _ desc: DNNLMemoryDescriptor) throws -> DNNLMemory {
         try values[v].converted(to: desc)
     }
 
@@ -351,7 +350,7 @@ public final class TrainingNetwork: @unchecked Sendable {
     /// Transient backward buffers, shared by every layer with the same role, shape and layout (each is
     /// consumed before the next layer of its role runs).
     var scratch: [String: DNNLMemory] = [:]
-    func scratchMemory(_ role: String, _ desc: dnnl_memory_desc_t) throws -> DNNLMemory {
+    func scratchMemory(_ role: String, _ desc: DNNLMemoryDescriptor) throws -> DNNLMemory {
         let dims = withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))) }
         let key = "\(role):\(dims):\(layoutName(desc)):\(desc.data_type.rawValue)"
         if let m = scratch[key], m.sameLayout(asDesc: desc) { return m }

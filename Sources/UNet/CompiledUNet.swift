@@ -1,4 +1,3 @@
-import CDNNL
 import Dispatch
 import Foundation
 import PlansModel

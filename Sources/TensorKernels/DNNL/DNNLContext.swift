@@ -106,6 +106,9 @@ final class DNNLPrimitive {
 }
 
 /// A oneDNN memory object (its own allocation) with its descriptor.
+/// oneDNN's memory descriptor, named here so that layers above use oneDNN only through this module.
+public typealias DNNLMemoryDescriptor = dnnl_memory_desc_t
+
 public final class DNNLMemory: @unchecked Sendable {
     let handle: dnnl_memory_t
     public let desc: dnnl_memory_desc_t
