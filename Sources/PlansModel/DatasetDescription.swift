@@ -46,9 +46,27 @@ public struct DatasetDescription: Sendable {
             if let vs = value.intArray { return (name, vs) }
             throw PlansError(file: source, key: "labels.\(name)", detail: "must be an integer or a list of integers")
         }.sorted { ($0.1.first ?? 0, $0.0) < ($1.1.first ?? 0, $1.0) }
-        regionClassOrder = raw["regions_class_order"]?.intArray
-        numTraining = raw["numTraining"]?.int
-        fileEnding = raw["file_ending"]?.string ?? ".nii.gz"
+        if let bad = labels.first(where: { $0.values.contains { !(0...65535).contains($0) } }) {
+            throw PlansError(file: source, key: "labels.\(bad.name)", detail: "label values must be 0…65535 (stored as uint16)")
+        }
+        if !labels.contains(where: { $0.values.count > 1 }) {
+            var seen: [Int: String] = [:]
+            for label in labels {
+                if let other = seen[label.values[0]] {
+                    throw PlansError(file: source, key: "labels.\(label.name)", detail: "value \(label.values[0]) is also \(other)")
+                }
+                seen[label.values[0]] = label.name
+            }
+        }
+        let document = raw
+        func optional<T>(_ key: String, _ what: String, _ transform: (JSONValue) -> T?) throws -> T? {
+            guard let value = document[key], !value.isNull else { return nil }
+            guard let typed = transform(value) else { throw PlansError(file: source, key: key, detail: "must be \(what)") }
+            return typed
+        }
+        regionClassOrder = try optional("regions_class_order", "a list of integers") { $0.intArray }
+        numTraining = try optional("numTraining", "an integer ≥ 0") { $0.int.flatMap { $0 >= 0 ? $0 : nil } }
+        fileEnding = try optional("file_ending", "text such as \".nii.gz\"") { $0.string } ?? ".nii.gz"
     }
 
     /// Any label given as a list of more than one value makes the dataset region-based.

@@ -112,5 +112,11 @@ public struct NetworkArchitecture: Equatable, Sendable {
         guard (kernelSizes + strides).allSatisfy({ $0.count == dimension }) else {
             throw fail("architecture", "kernel sizes and strides must have \(dimension) entries each")
         }
+        guard featuresPerStage.allSatisfy({ $0 > 0 }), blocksPerStage.allSatisfy({ $0 > 0 }), convsPerDecoderStage.allSatisfy({ $0 > 0 }) else {
+            throw fail("architecture", "features and per-stage counts must be positive")
+        }
+        guard (kernelSizes + strides).allSatisfy({ $0.allSatisfy { (1...15).contains($0) } }) else {
+            throw fail("architecture", "kernel sizes and strides must be 1…15")
+        }
     }
 }

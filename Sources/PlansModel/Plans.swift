@@ -59,11 +59,35 @@ public struct Plans: Sendable {
         plansName = try require("plans_name") { $0.string }
         transposeForward = try require("transpose_forward") { $0.intArray }
         transposeBackward = try require("transpose_backward") { $0.intArray }
+        // The axis permutations must be permutations of (0, 1, 2), each the other's inverse: they index arrays.
+        for (key, permutation) in [("transpose_forward", transposeForward), ("transpose_backward", transposeBackward)]
+            where permutation.sorted() != [0, 1, 2] {
+            throw PlansError(file: source, key: key, detail: "\(permutation) is not a permutation of [0, 1, 2]")
+        }
+        let forward = transposeForward, backward = transposeBackward
+        guard forward.indices.allSatisfy({ backward[forward[$0]] == $0 }) else {
+            throw PlansError(file: source, key: "transpose_backward",
+                             detail: "\(backward) does not undo transpose_forward \(forward)")
+        }
         imageReaderWriter = raw["image_reader_writer"]?.string
-        originalMedianSpacingAfterTranspose = raw["original_median_spacing_after_transp"]?.array?.compactMap(\.double) ?? []
-        originalMedianShapeAfterTranspose = raw["original_median_shape_after_transp"]?.array?.compactMap { $0.double.map { Int($0) } } ?? []
+        func numbers(_ key: String) throws -> [Double] {
+            guard let value = raw[key] else { return [] }
+            guard let list = value.array, let numbers = Optional(list.compactMap(\.double)), numbers.count == list.count,
+                  numbers.allSatisfy({ $0.isFinite && $0 >= 0 })
+            else { throw PlansError(file: source, key: key, detail: "must be a list of non-negative numbers") }
+            return numbers
+        }
+        originalMedianSpacingAfterTranspose = try numbers("original_median_spacing_after_transp")
+        originalMedianShapeAfterTranspose = try numbers("original_median_shape_after_transp").map { Int($0) }
         var intensities: [String: IntensityProperties] = [:]
+        if let value = raw["foreground_intensity_properties_per_channel"], value.object == nil {
+            throw PlansError(file: source, key: "foreground_intensity_properties_per_channel", detail: "must be a mapping of channel → statistics")
+        }
         for (channel, value) in raw["foreground_intensity_properties_per_channel"]?.object ?? [:] {
+            guard Int(channel) != nil, value.object != nil else {
+                throw PlansError(file: source, key: "foreground_intensity_properties_per_channel.\(channel)",
+                                 detail: "must be a channel number with a mapping of statistics")
+            }
             func d(_ k: String) -> Double { value[k]?.double ?? .nan }
             intensities[channel] = IntensityProperties(max: d("max"), mean: d("mean"), median: d("median"), min: d("min"),
                                                        percentile00_5: d("percentile_00_5"), percentile99_5: d("percentile_99_5"),
@@ -132,9 +156,34 @@ public struct ConfigurationPlan: Sendable {
         preprocessorName = json["preprocessor_name"]?.string ?? "DefaultPreprocessor"
         batchSize = json["batch_size"]?.int ?? 2
         medianImageSizeInVoxels = json["median_image_size_in_voxels"]?.array?.compactMap(\.double) ?? []
-        guard let schemes = json["normalization_schemes"]?.array?.compactMap(\.string) else { throw fail("normalization_schemes") }
+        guard patch.allSatisfy({ $0 > 0 }) else { throw fail("patch_size", "\(patch): every size must be positive") }
+        guard spacing.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw fail("spacing", "\(spacing): every spacing must be a positive number") }
+        guard let schemeList = json["normalization_schemes"]?.array, let schemes = Optional(schemeList.compactMap(\.string)),
+              schemes.count == schemeList.count, !schemes.isEmpty
+        else { throw fail("normalization_schemes", "must be a list of scheme names, one per channel") }
+        if let unknown = schemes.firstIndex(where: { !Self.normalizationSchemes.contains($0) }) {
+            throw fail("normalization_schemes[\(unknown)]", "'\(schemes[unknown])' is not a known scheme (\(Self.normalizationSchemes.sorted().joined(separator: ", ")))")
+        }
         normalizationSchemes = schemes
-        useMaskForNorm = json["use_mask_for_norm"]?.array?.compactMap(\.bool) ?? schemes.map { _ in false }
+        if let maskList = json["use_mask_for_norm"] {
+            guard let list = maskList.array, let flags = Optional(list.compactMap(\.bool)), flags.count == list.count, flags.count == schemes.count else {
+                throw fail("use_mask_for_norm", "must be a list of \(schemes.count) true/false value(s), one per channel")
+            }
+            useMaskForNorm = flags
+        } else {
+            useMaskForNorm = schemes.map { _ in false }
+        }
+        // Interpolation orders index the resampling kernels: 0…5 (scikit-image / SciPy).
+        for key in ["resampling_fn_data_kwargs", "resampling_fn_seg_kwargs", "resampling_fn_probabilities_kwargs"] {
+            guard let kwargs = json[key], !kwargs.isNull else { continue }
+            guard kwargs.object != nil else { throw fail(key, "must be a mapping") }
+            for orderKey in ["order", "order_z"] {
+                guard let value = kwargs[orderKey] else { continue }
+                guard let order = value.int, (0...5).contains(order) else {
+                    throw fail("\(key).\(orderKey)", "must be an interpolation order 0…5")
+                }
+            }
+        }
         resamplingDataKwargs = json["resampling_fn_data_kwargs"] ?? .null
         resamplingSegKwargs = json["resampling_fn_seg_kwargs"] ?? .null
         resamplingProbabilitiesKwargs = json["resampling_fn_probabilities_kwargs"] ?? .null
@@ -142,5 +191,13 @@ public struct ConfigurationPlan: Sendable {
         previousStage = json["previous_stage"]?.string
         nextStage = json["next_stage"]?.array?.compactMap(\.string) ?? json["next_stage"]?.string.map { [$0] } ?? []
         architecture = try NetworkArchitecture(configuration: json, dimension: patch.count) { key, detail in fail(key, detail) }
+        guard architecture.dimension == patch.count else {
+            throw fail("patch_size", "\(patch.count) axes, the network is \(architecture.dimension)-D")
+        }
     }
+
+    /// The normalisation schemes nnU-Net v2 defines (spec §6.4).
+    public static let normalizationSchemes: Set<String> = [
+        "ZScoreNormalization", "CTNormalization", "NoNormalization", "RescaleTo01Normalization", "RGBTo01Normalization",
+    ]
 }

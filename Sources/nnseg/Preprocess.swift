@@ -33,7 +33,7 @@ struct PreprocessCommand: ParsableCommand {
             throw CommandFailure("\(plansURL.path): no plans; run `nnseg plan -d \(source.dataset) --output \(source.output)` first")
         }
         let planned = try Plans(contentsOf: plansURL)
-        let names = configuration.isEmpty ? ["2d", "3d_fullres", "3d_lowres"].filter { (try? planned.configuration($0)) != nil } : configuration
+        let names = configuration.isEmpty ? ["2d", "3d_fullres", "3d_lowres"].filter { planned.configurationNames.contains($0) } : configuration
         for name in names {
             _ = try planned.configuration(name)  // names the file and key if it is not there
         }
