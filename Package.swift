@@ -45,6 +45,8 @@ let package = Package(
         .target(name: "PlansModel"),
         // Series assembly and the late-instance rule for every intake (watch folder, network node): pure logic.
         .target(name: "SeriesAssembly"),
+        // The software version, case IDs and case statuses: one definition each.
+        .target(name: "CaseIdentity"),
         // Strict decoding of configuration files (unknown keys refused at every level, with the key path).
         .target(name: "ConfigDecoding"),
         .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
@@ -55,7 +57,7 @@ let package = Package(
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "AuditLog", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
@@ -86,22 +88,22 @@ let package = Package(
 
         // MARK: L5
         .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
-                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding",
+                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding", "CaseIdentity",
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L6
-        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L7 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // MARK: Benchmarks (run by Ops/bench/*.sh, never by the tests)
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
-        .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog"]),
+        .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog", "CaseIdentity"]),
         .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "TensorKernels", "PlansModel", "TorchCheckpoint", "UNet"]),
 
         // MARK: Tests
@@ -119,7 +121,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
-        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),

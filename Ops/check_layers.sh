@@ -55,7 +55,7 @@ for target in package["targets"]:
     declared[target["name"]] = (deps, None)
 
 problems = []
-importer = re.compile(r"^\s*(?:@testable\s+|@_implementationOnly\s+|public\s+|internal\s+)*import\s+(?:(?:struct|class|enum|func|var|let|protocol)\s+)?([A-Za-z_][A-Za-z0-9_]*)")
+importer = re.compile(r"^\s*(?:@testable\s+|@_implementationOnly\s+|@_exported\s+|public\s+|internal\s+)*import\s+(?:(?:struct|class|enum|func|var|let|protocol)\s+)?([A-Za-z_][A-Za-z0-9_]*)")
 for name, (deps, _) in sorted(declared.items()):
     if name not in layer:
         problems.append(f"{name}: not in the module map {map_file}")

@@ -4,6 +4,7 @@
 //
 // Goal: every query answers in under 100 ms. Prints each query's median time and the ratio goal ÷ measured.
 import AuditLog
+import CaseIdentity
 import Foundation
 
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-audit-bench-\(UUID().uuidString)")
@@ -11,7 +12,7 @@ try FileManager.default.createDirectory(at: directory, withIntermediateDirectori
 defer { try? FileManager.default.removeItem(at: directory) }
 let log = try AuditLog(path: directory.appendingPathComponent("audit.sqlite").path)
 let models = ["Dataset004_Hippocampus", "TotalSegmentator", "Prostate", "Liver"]
-let statuses = ["SUCCEEDED", "SUCCEEDED", "SUCCEEDED", "FAILED", "EMPTY_RESULT"]
+let statuses: [CaseStatus] = [.succeeded, .succeeded, .succeeded, .failed, .emptyResult]
 let start = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01
 var summaries: [AuditLog.CaseSummary] = []
 for i in 0..<100_000 {
@@ -40,7 +41,7 @@ let day = start.addingTimeInterval(180 * 86_400)
 let queries: [(String, AuditLog.Filter)] = [
     ("newest 50", .init(limit: 50)),
     ("one day (date range)", .init(since: day, until: day.addingTimeInterval(86_400))),
-    ("failed cases, newest 100", .init(status: "FAILED", limit: 100)),
+    ("failed cases, newest 100", .init(status: CaseStatus.failed.rawValue, limit: 100)),
     ("one model, one week", .init(since: day, until: day.addingTimeInterval(7 * 86_400), model: "TotalSegmentator")),
     ("by series UID", .init(seriesInstanceUID: "1.2.826.0.1.3680043.54321")),
 ]

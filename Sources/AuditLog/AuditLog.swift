@@ -1,3 +1,4 @@
+import CaseIdentity
 import Digest
 import Foundation
 import GRDB
@@ -37,7 +38,7 @@ public struct AuditCase: Codable, Equatable, Sendable, FetchableRecord, Persista
     public var caseID: String
     public var startedAt: String
     public var finishedAt: String
-    /// SUCCEEDED, FAILED, EMPTY_RESULT, …
+    /// A ``CaseStatus`` raw value (SUCCEEDED, FAILED, …), as stored.
     public var status: String
     public var model: String
     public var seriesInstanceUID: String
@@ -45,6 +46,9 @@ public struct AuditCase: Codable, Equatable, Sendable, FetchableRecord, Persista
     public var error: String?
     /// The event holding the same summary (its hash seals this row).
     public var summaryEventID: Int64
+
+    /// The status as the enum (nil only for a value written by a newer version).
+    public var caseStatus: CaseStatus? { CaseStatus(rawValue: status) }
 
     enum CodingKeys: String, CodingKey {
         case caseID = "case_id", startedAt = "started_at", finishedAt = "finished_at", status, model
@@ -154,13 +158,13 @@ public final class AuditLog: @unchecked Sendable {
         public var caseID: String
         public var startedAt: Date
         public var finishedAt: Date
-        public var status: String
+        public var status: CaseStatus
         public var model: String
         public var seriesInstanceUID: String
         public var profile: String
         public var error: String?
 
-        public init(caseID: String, startedAt: Date, finishedAt: Date = Date(), status: String, model: String,
+        public init(caseID: String, startedAt: Date, finishedAt: Date = Date(), status: CaseStatus, model: String,
                     seriesInstanceUID: String, profile: String, error: String? = nil) {
             self.caseID = caseID
             self.startedAt = startedAt
@@ -174,7 +178,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// Closes a case: a `case_summary` event plus its `cases` row, in one transaction.
-    public func finish(caseID: String, startedAt: Date, status: String, model: String, seriesInstanceUID: String,
+    public func finish(caseID: String, startedAt: Date, status: CaseStatus, model: String, seriesInstanceUID: String,
                        profile: String, error: String?, at date: Date = Date()) throws {
         try finish([CaseSummary(caseID: caseID, startedAt: startedAt, finishedAt: date, status: status, model: model,
                                 seriesInstanceUID: seriesInstanceUID, profile: profile, error: error)])
@@ -189,7 +193,7 @@ public final class AuditLog: @unchecked Sendable {
             for s in summaries {
                 var payload: [String: AuditValue] = [
                     "started_at": .string(Self.timestamp(s.startedAt)), "finished_at": .string(Self.timestamp(s.finishedAt)),
-                    "status": .string(s.status), "model": .string(s.model), "series_uid": .string(s.seriesInstanceUID),
+                    "status": .string(s.status.rawValue), "model": .string(s.model), "series_uid": .string(s.seriesInstanceUID),
                     "profile": .string(s.profile),
                 ]
                 if let error = s.error { payload["error"] = .string(error) }
@@ -199,7 +203,7 @@ public final class AuditLog: @unchecked Sendable {
                 let hash = AuditEvent.digest(previous: previous, id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)
                 try AuditEvent(id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous,
                                hash: hash).insert(db)
-                try AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status, model: s.model,
+                try AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status.rawValue, model: s.model,
                               seriesInstanceUID: s.seriesInstanceUID, profile: s.profile, error: s.error, summaryEventID: id).insert(db)
                 previous = hash
             }

@@ -1,4 +1,5 @@
 import AuditLog
+import CaseIdentity
 import DICOMExport
 import DICOMImport
 import Digest
@@ -24,11 +25,11 @@ public final class CasePipeline: @unchecked Sendable {
     let modelFiles: [String: AuditValue]
     let postprocessing: Postprocessing?
     let logger: Logger
-    public static let softwareVersion = "nnseg 0.1.0"
-
     public struct Result: Sendable {
         public var caseID: String
-        public var status: String
+        public var caseStatus: CaseStatus
+        /// ``caseStatus`` as recorded (its raw value).
+        public var status: String { caseStatus.rawValue }
         public var outputFolder: URL
         public var outputs: [String]
         public var seriesInstanceUID: String
@@ -64,7 +65,7 @@ public final class CasePipeline: @unchecked Sendable {
     ///   series find it.
     public func run(study: URL, output: URL, caseID fixedID: String? = nil, deliveredSeries: String? = nil) throws -> Result {
         let started = Date()
-        let caseID = fixedID ?? Self.newCaseID(started)
+        let caseID = fixedID ?? CaseID.make(at: started)
         let folder = output.appendingPathComponent(caseID)
         var seriesUID = deliveredSeries ?? ""
         var timings: [(String, Double)] = []
@@ -75,7 +76,7 @@ public final class CasePipeline: @unchecked Sendable {
         }
         try audit.append(caseID: caseID, kind: "case_started", payload: [
             "profile": .string(profile.name), "profile_sha256": .string(profile.sha256), "profile_content": .string(profile.content),
-            "software": .string(Self.softwareVersion), "host": .string(ProcessInfo.processInfo.hostName), "study": .string(study.path),
+            "software": .string(SoftwareVersion.described), "host": .string(ProcessInfo.processInfo.hostName), "study": .string(study.path),
         ])
         do {
             // 1. Select and load the series.
@@ -128,7 +129,7 @@ public final class CasePipeline: @unchecked Sendable {
             let series = try ReferencedSeries(stack: stack, loaded: loaded)
             let present = Set(labels.voxels)
             let structures = profile.structures.filter { present.contains(UInt8(clamping: $0.label)) }
-            let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: Self.softwareVersion,
+            let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: SoftwareVersion.described,
                                                     parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
             var outputs: [(String, String, [String: AuditValue])] = []
             var segReference: RTStructWriter.SegmentationReference?
@@ -179,27 +180,19 @@ public final class CasePipeline: @unchecked Sendable {
             try audit.append(caseID: caseID, kind: "stage_timings", payload: .init(uniqueKeysWithValues: timings.map {
                 ($0.0.replacingOccurrences(of: " ", with: "_"), AuditValue.double(($0.1 * 1000).rounded() / 1000))
             }))
-            let status = structures.isEmpty ? "EMPTY_RESULT" : "SUCCEEDED"
+            let status: CaseStatus = structures.isEmpty ? .emptyResult : .succeeded
             try audit.finish(caseID: caseID, startedAt: started, status: status, model: engine.bundle.plans.datasetName,
                              seriesInstanceUID: seriesUID, profile: profile.name, error: nil)
-            logger.notice("case done", metadata: ["case": "\(caseID)", "status": "\(status)", "series": "\(seriesUID)", "output": "\(folder.path)"])
-            return Result(caseID: caseID, status: status, outputFolder: folder, outputs: outputs.map { $0.1 },
+            logger.notice("case done", metadata: ["case": "\(caseID)", "status": "\(status.rawValue)", "series": "\(seriesUID)", "output": "\(folder.path)"])
+            return Result(caseID: caseID, caseStatus: status, outputFolder: folder, outputs: outputs.map { $0.1 },
                           seriesInstanceUID: seriesUID, error: nil)
         } catch {
             let message = "\(error)"
-            try audit.finish(caseID: caseID, startedAt: started, status: "FAILED", model: engine.bundle.plans.datasetName,
+            try audit.finish(caseID: caseID, startedAt: started, status: .failed, model: engine.bundle.plans.datasetName,
                              seriesInstanceUID: seriesUID, profile: profile.name, error: message)
             logger.error("case failed", metadata: ["case": "\(caseID)", "error": "\(message)"])
-            return Result(caseID: caseID, status: "FAILED", outputFolder: folder, outputs: [], seriesInstanceUID: seriesUID, error: message)
+            return Result(caseID: caseID, caseStatus: .failed, outputFolder: folder, outputs: [], seriesInstanceUID: seriesUID, error: message)
         }
-    }
-
-    static func newCaseID(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss"
-        return "case-\(f.string(from: date))-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
     static func sha256(of url: URL) throws -> String {

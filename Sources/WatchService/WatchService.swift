@@ -1,5 +1,6 @@
 import AuditLog
 import BatchPipeline
+import CaseIdentity
 import DICOMImport
 import Dispatch
 import Foundation
@@ -182,9 +183,9 @@ public final class WatchService: @unchecked Sendable {
             }
             // Interrupted after the case was recorded but before the inputs were moved on.
             if let recorded = try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) {
-                if recorded.status == "FAILED" || recorded.status == "QUARANTINED" {
+                if recorded.caseStatus?.isFailure == true {
                     try quarantine(folder: folder, claim: claim, reason: recorded.error ?? recorded.status)
-                } else if recorded.status == "HELD" {
+                } else if recorded.caseStatus == .held {
                     try moveToHeld(folder: folder, claim: claim, reason: recorded.error ?? "LATE_INSTANCE")
                 } else {
                     try archive(folder: folder, claim: claim)
@@ -211,7 +212,7 @@ public final class WatchService: @unchecked Sendable {
                 "detail": .string("outputs were complete before an interruption; recorded on restart"),
                 "output": .string(configuration.outgoing.appendingPathComponent(claim.id).path),
             ])
-            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "SUCCEEDED", model: pipeline.engine.bundle.plans.datasetName,
+            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .succeeded, model: pipeline.engine.bundle.plans.datasetName,
                                       seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: nil)
         }
         try archive(folder: folder, claim: claim)
@@ -321,12 +322,8 @@ public final class WatchService: @unchecked Sendable {
     /// Earlier cases of a series, newest first, with the instances they were claimed with.
     func priorCases(_ seriesUID: String) throws -> [PriorCase] {
         try pipeline.audit.cases(.init(seriesInstanceUID: seriesUID)).map { c in
-            let outcome: PriorCase.Outcome
-            switch c.status {
-            case "SUCCEEDED", "EMPTY_RESULT": outcome = .succeeded
-            case "FAILED", "QUARANTINED": outcome = .failed
-            default: outcome = .other
-            }
+            let status = c.caseStatus
+            let outcome: PriorCase.Outcome = status?.isSuccess == true ? .succeeded : status?.isFailure == true ? .failed : .other
             var instances: Set<String>?
             if outcome == .succeeded {
                 for event in try pipeline.audit.events(caseID: c.caseID) where event.kind == "claimed" {
@@ -344,7 +341,7 @@ public final class WatchService: @unchecked Sendable {
 
     func claimSeries(_ series: ReadySeries, linked: Set<String>, reassembling earlier: String? = nil) throws -> Claim {
         let fm = FileManager.default
-        let id = Self.claimID()
+        let id = CaseID.make()
         let folder = configuration.work.appendingPathComponent(id)
         try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         var files: [String] = []
@@ -406,7 +403,7 @@ public final class WatchService: @unchecked Sendable {
             "belongs_to": .string(earlier), "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)),
             "reason": .string(reason),
         ])
-        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "HELD", model: pipeline.engine.bundle.plans.datasetName,
+        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .held, model: pipeline.engine.bundle.plans.datasetName,
                                   seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
         try moveToHeld(folder: folder, claim: claim, reason: reason)
         logger.warning("late instances held", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "belongs_to": "\(earlier)"])
@@ -456,7 +453,7 @@ public final class WatchService: @unchecked Sendable {
         try pipeline.audit.append(caseID: claim.id, kind: "duplicate_delivery", payload: [
             "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)), "previous_case": .string(earlier),
         ])
-        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "DUPLICATE", model: pipeline.engine.bundle.plans.datasetName,
+        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .duplicate, model: pipeline.engine.bundle.plans.datasetName,
                                   seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: "already processed as \(earlier); not repeated")
         logger.notice("duplicate delivery recorded, not reprocessed", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)"])
         try archive(folder: folder, claim: claim)
@@ -464,8 +461,8 @@ public final class WatchService: @unchecked Sendable {
 
     func process(_ claim: Claim, folder: URL) throws {
         let result = try pipeline.run(study: folder, output: configuration.outgoing, caseID: claim.id, deliveredSeries: claim.seriesKey)
-        if result.status == "FAILED" {
-            try quarantine(folder: folder, claim: claim, reason: result.error ?? "FAILED")
+        if result.caseStatus == .failed {
+            try quarantine(folder: folder, claim: claim, reason: result.error ?? CaseStatus.failed.rawValue)
         } else {
             try archive(folder: folder, claim: claim)
         }
@@ -489,7 +486,7 @@ public final class WatchService: @unchecked Sendable {
         // Every claim ends as one case row: record it if the pipeline did not get that far.
         if try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) == nil {
             try pipeline.audit.append(caseID: claim.id, kind: "quarantined", payload: ["reason": .string(reason), "series_uid": .string(claim.seriesKey)])
-            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: "QUARANTINED", model: pipeline.engine.bundle.plans.datasetName,
+            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .quarantined, model: pipeline.engine.bundle.plans.datasetName,
                                       seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
         }
         let target = configuration.quarantine.appendingPathComponent(claim.id)
@@ -500,13 +497,13 @@ public final class WatchService: @unchecked Sendable {
     }
 
     func quarantineFile(_ url: URL, reason: String) throws {
-        let folder = configuration.quarantine.appendingPathComponent("file-\(Self.claimID())")
+        let folder = configuration.quarantine.appendingPathComponent("file-\(CaseID.make())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try FileManager.default.moveItem(at: url, to: folder.appendingPathComponent(url.lastPathComponent))
         try Data("\(reason)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         let id = folder.lastPathComponent
         try pipeline.audit.append(caseID: id, kind: "file_quarantined", payload: ["file": .string(url.lastPathComponent), "reason": .string(reason)])
-        try pipeline.audit.finish(caseID: id, startedAt: Date(), status: "QUARANTINED", model: pipeline.engine.bundle.plans.datasetName,
+        try pipeline.audit.finish(caseID: id, startedAt: Date(), status: .quarantined, model: pipeline.engine.bundle.plans.datasetName,
                                   seriesInstanceUID: "", profile: pipeline.profile.name, error: reason)
         logger.warning("file quarantined", metadata: ["file": "\(url.lastPathComponent)", "reason": "\(reason)"])
     }
@@ -520,14 +517,6 @@ public final class WatchService: @unchecked Sendable {
 
     static func seriesKey(_ header: InstanceHeader) -> String {
         header.seriesInstanceUID.isEmpty ? "no-series-uid-\(header.studyInstanceUID)" : header.seriesInstanceUID
-    }
-
-    static func claimID() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss"
-        return "case-\(f.string(from: Date()))-\(UUID().uuidString.prefix(8).lowercased())"
     }
 
     static let encoder: JSONEncoder = {

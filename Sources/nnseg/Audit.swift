@@ -1,5 +1,6 @@
 import ArgumentParser
 import AuditLog
+import CaseIdentity
 import Foundation
 
 /// `nnseg audit list|show|export|verify` over the audit journal.
@@ -23,13 +24,19 @@ struct Audit: ParsableCommand {
     struct Filters: ParsableArguments {
         @Option(help: "Cases started on or after this date (YYYY-MM-DD or ISO 8601).") var since: String?
         @Option(help: "Cases started before this date.") var until: String?
-        @Option(help: "Status (SUCCEEDED, FAILED, …).") var status: String?
+        @Option(help: "Status: \(CaseStatus.allCases.map(\.rawValue).joined(separator: ", ")).") var status: String?
         @Option(help: "Model name.") var model: String?
         @Option(help: "Input Series Instance UID.") var series: String?
         @Option(help: "At most this many cases (newest first).") var limit: Int?
 
+        func validate() throws {
+            if let status, CaseStatus(rawValue: status.uppercased()) == nil {
+                throw ValidationError("--status \(status) is not one of \(CaseStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+        }
+
         func filter() throws -> AuditLog.Filter {
-            AuditLog.Filter(since: try since.map(Self.date), until: try until.map(Self.date), status: status, model: model,
+            AuditLog.Filter(since: try since.map(Self.date), until: try until.map(Self.date), status: status?.uppercased(), model: model,
                             seriesInstanceUID: series, limit: limit)
         }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaseIdentity
 import BatchPipeline
 import DICOMExport
 import DICOMImport
@@ -73,7 +74,7 @@ struct Export: ParsableCommand {
             throw DICOMExportError(.invalidDescription, labels, "the label map is empty: nothing to export")
         }
         let structures = present.map { StructureDescription(label: Int($0), name: names[Int($0)] ?? "Label \($0)") }
-        let algorithm = AlgorithmIdentification(name: "nnseg", version: NNSeg.configuration.version,
+        let algorithm = AlgorithmIdentification(name: "nnseg", version: SoftwareVersion.number,
                                                 parameters: "labels \(URL(fileURLWithPath: labels).lastPathComponent)")
         var segReference: RTStructWriter.SegmentationReference?
         var written: [URL] = []

@@ -1,10 +1,11 @@
 import ArgumentParser
+import CaseIdentity
 
 struct NNSeg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nnseg",
         abstract: "nnU-Net as a DICOM-native clinical batch processor.",
-        version: "0.1.0",
+        version: SoftwareVersion.number,
         subcommands: [Run.self, Watch.self, Status.self, Inspect.self, Predict.self, Export.self, Audit.self, PlanCommand.self, PreprocessCommand.self, DatasetFromDICOM.self, TrainCommand.self, CrossValidateCommand.self]
     )
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditLog
 import BatchPipeline
+import CaseIdentity
 import Foundation
 import Logging
 
@@ -34,6 +35,6 @@ struct Run: ParsableCommand {
         if let error = result.error { print("error     \(error)") }
         for name in result.outputs { print("output    \(result.outputFolder.appendingPathComponent(name).path)") }
         print("audit     \(URL(fileURLWithPath: databasePath).standardizedFileURL.path) (nnseg audit show \(result.caseID) --database \(databasePath))")
-        if result.status == "FAILED" { throw ExitCode(1) }
+        if result.caseStatus == .failed { throw ExitCode(ExitStatus.failed.rawValue) }
     }
 }

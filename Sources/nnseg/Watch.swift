@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditLog
 import BatchPipeline
+import CaseIdentity
 import Dispatch
 import Foundation
 import Logging
@@ -78,7 +79,7 @@ struct Status: ParsableCommand {
         print("held late instances (\(s.held.count)) — see Ops/RUNBOOK.md, Late instances:")
         for h in s.held { print("  \(h.name): \(h.reason)") }
         if let auditDb, FileManager.default.fileExists(atPath: auditDb) {
-            let failed = try AuditLog(path: auditDb).cases(.init(status: "FAILED", limit: 10))
+            let failed = try AuditLog(path: auditDb).cases(.init(status: CaseStatus.failed.rawValue, limit: 10))
             print("recent failed cases:")
             for c in failed { print("  \(c.startedAt) \(c.caseID): \(c.error ?? "")") }
         }

@@ -3,6 +3,7 @@ import GRDB
 import Testing
 import TestSupport
 @testable import AuditLog
+import CaseIdentity
 
 struct AuditLogTests {
     static func freshLog() throws -> (AuditLog, URL) {
@@ -10,18 +11,18 @@ struct AuditLogTests {
         return (try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path), dir)
     }
 
-    static func recordCase(_ log: AuditLog, _ id: String, status: String = "SUCCEEDED", model: String = "Dataset004") throws {
+    static func recordCase(_ log: AuditLog, _ id: String, status: CaseStatus = .succeeded, model: String = "Dataset004") throws {
         let start = Date()
         try log.append(caseID: id, kind: "case_started", payload: ["profile": .string("hippocampus")])
         try log.append(caseID: id, kind: "stage_timing", payload: ["stage": .string("predict"), "seconds": .double(0.25)])
         try log.finish(caseID: id, startedAt: start, status: status, model: model, seriesInstanceUID: "1.2.3.\(id.count)",
-                       profile: "hippocampus", error: status == "FAILED" ? "READ_FAILED: x" : nil)
+                       profile: "hippocampus", error: status == .failed ? "READ_FAILED: x" : nil)
     }
 
     @Test func chainVerifiesAndQueriesFilter() throws {
         let (log, dir) = try Self.freshLog()
         defer { try? FileManager.default.removeItem(at: dir) }
-        for i in 0..<5 { try Self.recordCase(log, "case-\(i)", status: i == 3 ? "FAILED" : "SUCCEEDED") }
+        for i in 0..<5 { try Self.recordCase(log, "case-\(i)", status: i == 3 ? .failed : .succeeded) }
         #expect(try log.verify() == .intact(events: 15))
         #expect(try log.cases().count == 5)
         #expect(try log.cases(.init(status: "FAILED")).map(\.caseID) == ["case-3"])
