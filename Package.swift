@@ -122,7 +122,7 @@ let package = Package(
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "TestSupport"]),
+        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "NIfTI", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),

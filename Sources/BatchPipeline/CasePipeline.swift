@@ -121,14 +121,14 @@ public final class CasePipeline: @unchecked Sendable {
             timings += result.timings.map { ($0.stage, $0.seconds) }
             var segmentation = result.prediction.segmentation
             if let postprocessing { postprocessing.apply(&segmentation, shape: result.prediction.shape) }
-            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: segmentation.map { UInt8(clamping: $0) })
+            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: segmentation)
             // 3. Outputs, written into a temporary folder and moved into place together.
             let staging = output.appendingPathComponent(".\(caseID).partial")
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: staging) }
             let series = try ReferencedSeries(stack: stack, loaded: loaded)
             let present = Set(labels.voxels)
-            let structures = profile.structures.filter { present.contains(UInt8(clamping: $0.label)) }
+            let structures = profile.structures.filter { present.contains(UInt16($0.label)) }  // 1…65535 (profile)
             let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: SoftwareVersion.described,
                                                     parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
             var outputs: [(String, String, [String: AuditValue])] = []
@@ -155,7 +155,7 @@ public final class CasePipeline: @unchecked Sendable {
                                                                  "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
                 }
                 if profile.writeQASnapshot, let png = QASnapshot.render(image: v, labels: labels, structures: structures.map {
-                    QASnapshot.Structure(label: UInt8(clamping: $0.label), color: $0.color)
+                    QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
                 }) {
                     try QASnapshot.png(png).write(to: staging.appendingPathComponent("qa.png"))
                     outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(png.width)), "height": .int(Int64(png.height))]))
@@ -172,7 +172,8 @@ public final class CasePipeline: @unchecked Sendable {
             }
             let voxelCM3 = v.geometry.spacing.x * v.geometry.spacing.y * v.geometry.spacing.z / 1000
             for s in profile.structures {
-                let count = labels.voxels.reduce(0) { $0 + ($1 == UInt8(clamping: s.label) ? 1 : 0) }
+                let value = UInt16(s.label)
+                let count = labels.voxels.reduce(0) { $0 + ($1 == value ? 1 : 0) }
                 try audit.append(caseID: caseID, kind: "roi_volume", payload: [
                     "label": .int(Int64(s.label)), "name": .string(s.name), "cm3": .double((Double(count) * voxelCM3 * 1000).rounded() / 1000),
                 ])

@@ -128,7 +128,7 @@ public struct CaseProfile: Sendable {
         }
         structures = try list.enumerated().map { i, m in
             let key = "structures[\(i)]"
-            guard m.label > 0 else { throw ProfileError(file: path, key: "\(key).label", detail: "required positive integer") }
+            guard (1...65535).contains(m.label) else { throw ProfileError(file: path, key: "\(key).label", detail: "required integer 1…65535") }
             guard !m.name.isEmpty, m.name.utf8.count <= 64 else {
                 throw ProfileError(file: path, key: "\(key).name", detail: "required, 1–64 characters")
             }

@@ -7,12 +7,12 @@ enum LabelBoxes {
         var minX, minY, maxX, maxY: Int
     }
 
-    static func perSlice(_ labels: LabelVolume) -> [[UInt8: Box]] {
+    static func perSlice(_ labels: LabelVolume) -> [[UInt16: Box]] {
         let (d, h, w) = (labels.shape.z, labels.shape.y, labels.shape.x)
-        var result = [[UInt8: Box]](repeating: [:], count: d)
+        var result = [[UInt16: Box]](repeating: [:], count: d)
         labels.voxels.withUnsafeBufferPointer { v in
             for k in 0..<d {
-                var boxes: [UInt8: Box] = [:]
+                var boxes: [UInt16: Box] = [:]
                 for y in 0..<h {
                     let row = (k * h + y) * w
                     for x in 0..<w {

@@ -126,7 +126,7 @@ public enum RTStructWriter {
             let contourItem = "3006,0039[\(r)]"
             try b.put("\(contourItem)/3006,0084", String(number))
             try b.put("\(contourItem)/3006,002a", "\(s.color.x)\\\(s.color.y)\\\(s.color.z)")
-            let label = UInt8(clamping: s.label)
+            let label = try s.labelValue(output: url.path)
             var c = 0
             for (k, slice) in series.slices.enumerated() {
                 guard let box = boxes[k][label] else { continue }

@@ -153,6 +153,17 @@ public struct StructureDescription: Sendable, Equatable {
     }
 }
 
+extension StructureDescription {
+    /// The label's value in a label map; a label outside 1…65535 cannot be in one and is refused, never
+    /// clamped onto another label.
+    func labelValue(output: String) throws -> UInt16 {
+        guard let value = UInt16(exactly: label), value > 0 else {
+            throw DICOMExportError(.invalidDescription, output, "structure \(name): label \(label) is outside 1…65535")
+        }
+        return value
+    }
+}
+
 enum CIELab {
     /// sRGB (0…255) → DICOM PCS-scaled CIELab (PS3.3 C.10.7.1.1), D65.
     static func dicom(_ rgb: SIMD3<UInt8>) -> [Int] {

@@ -125,7 +125,7 @@ public enum SegmentationWriter {
         var emptySegments: [Int] = []
         let boxes = LabelBoxes.perSlice(labels)
         for (i, s) in structures.enumerated() {
-            let label = UInt8(clamping: s.label)
+            let label = try s.labelValue(output: url.path)
             var present: [Int] = []
             for k in 0..<series.slices.count where options.emitAllFrames || boxes[k][label] != nil { present.append(k) }
             if present.isEmpty {
@@ -167,7 +167,7 @@ public enum SegmentationWriter {
             try b.put("\(derivation)/0008,2112[0]/0008,1155", slice.sopInstanceUID)
             try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
             try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
-            let label = UInt8(clamping: structures[frame.segment - 1].label)
+            let label = try structures[frame.segment - 1].labelValue(output: url.path)
             guard let box = boxes[frame.slice][label] else { continue }
             let start = frame.slice * sliceSize, bitBase = f * sliceSize
             for y in box.minY...box.maxY {

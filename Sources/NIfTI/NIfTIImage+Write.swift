@@ -49,6 +49,15 @@ extension NIfTIImage {
         self.init(voxels: .uint8(volume.voxels), shape: volume.shape, geometry: volume.geometry)
     }
 
+    /// A label map: uint8 when every value fits (what nnU-Net's datasets hold), else uint16.
+    public init(volume: Volume<UInt16>) {
+        if volume.voxels.allSatisfy({ $0 <= 255 }) {
+            self.init(voxels: .uint8(volume.voxels.map { UInt8($0) }), shape: volume.shape, geometry: volume.geometry)
+        } else {
+            self.init(voxels: .uint16(volume.voxels), shape: volume.shape, geometry: volume.geometry)
+        }
+    }
+
     public init(volume: Volume<Int16>) {
         self.init(voxels: .int16(volume.voxels), shape: volume.shape, geometry: volume.geometry)
     }

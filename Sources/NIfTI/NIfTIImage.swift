@@ -278,16 +278,16 @@ public struct NIfTIImage: Equatable, Sendable {
         return ImageVolume(shape: shape, geometry: geometry, voxels: values)
     }
 
-    /// A label map: every value (after scaling) must be a whole number in 0...255.
+    /// A label map: every value (after scaling) must be a whole number in 0...65535.
     public func labelVolume(path: String = "") throws -> LabelVolume {
         let image = floatVolume()
-        var labels = [UInt8](repeating: 0, count: image.voxels.count)
+        var labels = [UInt16](repeating: 0, count: image.voxels.count)
         for (i, v) in image.voxels.enumerated() {
-            guard v >= 0, v <= 255, v.rounded() == v else {
+            guard v >= 0, v <= 65535, v.rounded() == v else {
                 throw NIfTIError(code: .notALabelMap, path: path,
-                                 detail: "voxel \(i) holds \(v); labels must be whole numbers 0...255")
+                                 detail: "voxel \(i) holds \(v); labels must be whole numbers 0...65535")
             }
-            labels[i] = UInt8(v)
+            labels[i] = UInt16(v)
         }
         return LabelVolume(shape: image.shape, geometry: image.geometry, voxels: labels)
     }

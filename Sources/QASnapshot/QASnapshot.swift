@@ -7,9 +7,9 @@ import VolumeGeometry
 /// drawn in its colour. Planes keep their physical aspect; superior is up in coronal and sagittal views.
 public enum QASnapshot {
     public struct Structure: Sendable {
-        public var label: UInt8
+        public var label: UInt16
         public var color: SIMD3<UInt8>
-        public init(label: UInt8, color: SIMD3<UInt8>) {
+        public init(label: UInt16, color: SIMD3<UInt8>) {
             self.label = label
             self.color = color
         }

@@ -77,8 +77,9 @@ public struct Volume<Element: VoxelScalar>: Sendable, Equatable {
 
 /// Intensity image (what the network reads).
 public typealias ImageVolume = Volume<Float>
-/// Label map (what the network writes); nnU-Net labels fit in 8 bits for all shipped datasets.
-public typealias LabelVolume = Volume<UInt8>
+/// Label map (what the network writes): label values 0…65535, as nnU-Net's uint16 segmentations — never
+/// narrowed on the way to an output (a format that cannot hold a value refuses it).
+public typealias LabelVolume = Volume<UInt16>
 
 extension Volume {
     /// The same voxels indexed on another grid that covers exactly the same voxel centres — a

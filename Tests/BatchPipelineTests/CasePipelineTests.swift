@@ -1,6 +1,7 @@
 import AuditLog
 import DICOMImport
 import Foundation
+import NIfTI
 import Testing
 import TestSupport
 @testable import BatchPipeline
@@ -118,6 +119,40 @@ struct CasePipelineTests {
         #expect(input["patient_id_form"]?.string == "salted-sha256")
         let model = try #require(AuditValue.parse(events[2].payload)?.object)
         #expect(model["files"]?.object?["fold_0/checkpoint_final.pth"]?.string?.count == 64)
+    }
+
+    /// Issue #13: labels above 255 (a region-based model whose regions_class_order is 256, 300, 400) stay
+    /// themselves end to end: NIfTI uint16, and every structure in SEG and RTSTRUCT — never clamped to 255.
+    @Test func labelsAbove255AreNotClamped() throws {
+        let dir = try SharedData.temporaryDirectory("labels16")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: CaseProfileTests.model), to: model)
+        var dataset = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("dataset.json"))) as? [String: Any])
+        dataset["labels"] = ["background": 0, "r1": [1, 2], "r2": [2], "r3": [3]]
+        dataset["regions_class_order"] = [256, 300, 400]
+        try JSONSerialization.data(withJSONObject: dataset).write(to: model.appendingPathComponent("dataset.json"))
+        let profile = try CaseProfile(contentsOf: try CaseProfileTests.write("""
+            name: regions
+            model: {folder: \(model.path), folds: [0]}
+            selection: {modality: MR}
+            inference: {mirroring: false}
+            structures: [{label: 256, name: R256}, {label: 300, name: R300}, {label: 400, name: R400}]
+            """))
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let result = try CasePipeline(profile: profile, audit: audit).run(study: SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr"),
+                                                                          output: dir.appendingPathComponent("out"))
+        #expect(result.status == "SUCCEEDED", "\(result.error ?? "")")
+        let image = try NIfTIImage(contentsOf: result.outputFolder.appendingPathComponent("labels.nii.gz"))
+        #expect(image.voxels.dataType == .uint16)
+        let values = Set(try image.labelVolume().voxels)
+        #expect(values.isSubset(of: [0, 256, 300, 400]) && values.contains { $0 > 255 }, "\(values)")
+        #expect(result.outputs == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png"])
+        // Each present label is its own segment and ROI (not merged into one clamped value).
+        let present = values.subtracting([0]).count
+        let roiVolumes = try audit.events(caseID: result.caseID).filter { $0.kind == "roi_volume" }
+            .compactMap { AuditValue.parse($0.payload)?.object?["cm3"] }.filter { $0 != .double(0) }
+        #expect(roiVolumes.count == present)
     }
 
     @Test func failedCaseIsRecordedWithItsReason() throws {

@@ -17,7 +17,7 @@ struct RTStructWriterTests {
         var labels = LabelVolume(shape: grid.shape, geometry: grid.geometry, repeating: 0)
         let rois = file.itemCount(atPath: "3006,0039") ?? 0
         for r in 0..<rois {
-            let label = UInt8(structures[r].label)
+            let label = UInt16(structures[r].label)
             var perSlice: [Int: [Polygon]] = [:]
             for c in 0..<(file.itemCount(atPath: "3006,0039[\(r)]/3006,0040") ?? 0) {
                 let values = try #require(file.doubles(atPath: "3006,0039[\(r)]/3006,0040[\(c)]/3006,0050"))
@@ -55,7 +55,7 @@ struct RTStructWriterTests {
         let url = dir.appendingPathComponent("rtstruct.dcm")
         let result = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
                                               algorithm: ExportFixture.algorithm, to: url)
-        let absent = ExportFixture.structures.map(\.label).filter { !labels.voxels.contains(UInt8($0)) }
+        let absent = ExportFixture.structures.map(\.label).filter { !labels.voxels.contains(UInt16($0)) }
         #expect(result.emptyROIs == absent)
         let (_, report) = try runTool("/usr/bin/dciodvfy", ["-new", url.path])
         let errors = report.split(separator: "\n").filter { $0.hasPrefix("Error") }

@@ -38,7 +38,7 @@ struct SegmentationWriterTests {
             let sop = file.string(atPath: "5200,9230[\(f)]/0008,9124[0]/0008,2112[0]/0008,1155")
             #expect(sop == fixture.series.slices[k].sopInstanceUID)
             for p in 0..<sliceSize where pixels.values[f * sliceSize + p] != 0 {
-                rebuilt.voxels[k * sliceSize + p] = UInt8(ExportFixture.structures[segment - 1].label)
+                rebuilt.voxels[k * sliceSize + p] = UInt16(ExportFixture.structures[segment - 1].label)
             }
         }
         #expect(rebuilt.voxels == labels.voxels)
@@ -91,7 +91,7 @@ struct HighdicomReadBackTests {
         _ = try SegmentationWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
                                          algorithm: ExportFixture.algorithm, to: url)
         let expected = dir.appendingPathComponent("labels.npy")
-        try writeNumpyUInt8(labels.voxels, shape: labels.shape.zyx, to: expected)
+        try writeNumpyUInt8(labels.voxels.map { UInt8($0) }, shape: labels.shape.zyx, to: expected)
         let script = SharedData.repositoryRoot.appendingPathComponent("Ops/validate/seg_highdicom.py").path
         let (status, output) = try runTool(python, [script, url.path, SharedData.dataFile(folder).path, expected.path, "1,2,3"])
         #expect(status == 0, "highdicom: \(output)")
