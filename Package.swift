@@ -67,7 +67,7 @@ let package = Package(
         .target(name: "UNet", dependencies: ["TensorKernels", "PlansModel", "TorchCheckpoint"]),
 
         // MARK: L3
-        .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel", "VolumeGeometry"], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // L4 in the map (it builds on Preprocessing)
         .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling", "DICOMImport", "VolumeGeometry"],

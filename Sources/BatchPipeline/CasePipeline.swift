@@ -115,8 +115,8 @@ public final class CasePipeline: @unchecked Sendable {
             ])
             // 2. Predict on the series grid.
             let v = loaded.volume
-            let image = ChannelArray(shape: v.shape.zyx, channels: [v.voxels])
-            let result = try engine.predict(image, spacing: [v.geometry.spacing.z, v.geometry.spacing.y, v.geometry.spacing.x],
+            let image = try CaseImage(channels: [v], sources: [stack.seriesInstanceUID])
+            let result = try engine.predict(image.channels, spacing: image.spacing,
                                             options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
             timings += result.timings.map { ($0.stage, $0.seconds) }
             var segmentation = result.prediction.segmentation

@@ -141,8 +141,8 @@ public struct DatasetFingerprint: Sendable {
                 let c = dataset.cases[index]
                 let images = try c.images.map { try NIfTIImage(contentsOf: $0).floatVolume() }
                 let label = try NIfTIImage(contentsOf: c.label).floatVolume()
-                let shape = images[0].shape.zyx
-                let data = ChannelArray(shape: shape, channels: images.map(\.voxels))
+                let image = try CaseImage(channels: images, sources: c.images.map(\.path))
+                let shape = image.channels.shape, data = image.channels
                 let (box, _) = Preprocessor.nonZeroBoundingBox(data)
                 let cropped = Preprocessor.crop(data, box: box)
                 let seg = Preprocessor.crop(ChannelArray(shape: shape, channels: [label.voxels]), box: box).channels[0]
@@ -154,8 +154,7 @@ public struct DatasetFingerprint: Sendable {
                     if foreground.isEmpty { samples.append([]); continue }
                     samples.append(rng.randomIndices(upperBound: foreground.count, count: samplesPerCase).map { foreground[$0] })
                 }
-                let s = images[0].geometry.spacing
-                let result = CaseResult(shape: cropped.shape, spacing: [s.z, s.y, s.x],
+                let result = CaseResult(shape: cropped.shape, spacing: image.spacing,
                                         relative: Double(cropped.voxelCount) / Double(data.voxelCount), samples: samples)
                 lock.lock()
                 shared[index] = result

@@ -78,11 +78,10 @@ public enum DatasetPreprocessor {
         guard seg.shape.zyx == shape else {
             throw DatasetPreprocessingError(file: c.label.path, detail: "size \(seg.shape.zyx) differs from the image \(shape)")
         }
-        let s = images[0].geometry.spacing
         let result: (data: ChannelArray, segmentation: [Float]?, properties: PreprocessingProperties)
         do {
-            result = try preprocessor.preprocess(ChannelArray(shape: shape, channels: volumes.map(\.voxels)), spacing: [s.z, s.y, s.x],
-                                                 segmentation: seg.voxels)
+            let image = try CaseImage(channels: volumes, sources: c.images.map(\.path))
+            result = try preprocessor.preprocess(image.channels, spacing: image.spacing, segmentation: seg.voxels)
         } catch {
             throw DatasetPreprocessingError(file: c.images[0].path, detail: "\(error)")
         }

@@ -91,33 +91,17 @@ public enum CaseSource {
     public static func load(_ entry: Entry, policy: GeometryPolicy = GeometryPolicy()) throws -> InferenceCase {
         switch entry {
         case .nifti(let id, let urls):
-            var channels: [[Float]] = []
-            var reference: ImageVolume?
-            for url in urls {
-                let volume = try NIfTIImage(contentsOf: url).floatVolume()
-                if let first = reference {
-                    guard first.shape == volume.shape else {
-                        throw CaseSourceError(subject: url.path, detail: "size \(volume.shape) differs from channel 0 (\(first.shape))")
-                    }
-                    guard maxAbs(first.geometry.spacing - volume.geometry.spacing) < 1e-5 else {
-                        throw CaseSourceError(subject: url.path, detail: "spacing \(volume.geometry.spacing) differs from channel 0 (\(first.geometry.spacing))")
-                    }
-                } else {
-                    reference = volume
-                }
-                channels.append(volume.voxels)
+            let volumes = try urls.map { try NIfTIImage(contentsOf: $0).floatVolume() }
+            let image: CaseImage
+            do { image = try CaseImage(channels: volumes, sources: urls.map(\.path)) } catch let error as PreprocessingError {
+                throw CaseSourceError(subject: urls[0].deletingLastPathComponent().appendingPathComponent(id).path, detail: error.detail)
             }
-            let v = reference!
-            let s = v.geometry.spacing
-            return InferenceCase(identifier: id, channels: ChannelArray(shape: v.shape.zyx, channels: channels),
-                                 spacing: [abs(s.z), abs(s.y), abs(s.x)], geometry: v.geometry,
+            return InferenceCase(identifier: id, channels: image.channels, spacing: image.spacing, geometry: image.geometry,
                                  source: urls.map(\.lastPathComponent).joined(separator: ", "))
         case .dicom(let id, let stack):
             let series = try DICOMSeriesLoader(policy: policy).load(stack)
-            let v = series.volume
-            let s = v.geometry.spacing
-            return InferenceCase(identifier: id, channels: ChannelArray(shape: v.shape.zyx, channels: [v.voxels]),
-                                 spacing: [s.z, s.y, s.x], geometry: v.geometry,
+            let image = try CaseImage(channels: [series.volume], sources: [stack.seriesInstanceUID])
+            return InferenceCase(identifier: id, channels: image.channels, spacing: image.spacing, geometry: image.geometry,
                                  source: "DICOM series \(stack.seriesInstanceUID.isEmpty ? "(empty UID)" : stack.seriesInstanceUID), \(stack.slices.count) slices")
         }
     }
