@@ -86,17 +86,20 @@ let package = Package(
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
-        // MARK: L5
-        .target(name: "BatchPipeline", dependencies: ["DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
+        // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
+        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "VolumeGeometry"]),
+
+        // MARK: L6
+        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
                                                       "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding", "CaseIdentity",
                                                       .product(name: "Yams", package: "Yams")]),
 
-        // MARK: L6
+        // MARK: L7
         .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", .product(name: "Logging", package: "swift-log")]),
 
-        // MARK: L7 — CLI
+        // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,5 +1,6 @@
 import AuditLog
 import CaseIdentity
+import CaseLayer
 import DICOMExport
 import DICOMImport
 import Digest
@@ -24,6 +25,7 @@ public final class CasePipeline: @unchecked Sendable {
     public var requireSingleStack = false
     let modelFiles: [String: AuditValue]
     let postprocessing: Postprocessing?
+    let ensemble: Ensemble
     let logger: Logger
     public struct Result: Sendable {
         public var caseID: String
@@ -54,6 +56,7 @@ public final class CasePipeline: @unchecked Sendable {
         var steps = profile.useModelPostprocessing ? (try Postprocessing.find(in: profile.modelFolder)?.steps ?? []) : []
         steps += profile.keepLargestComponent.map { [$0] }
         postprocessing = steps.isEmpty ? nil : Postprocessing(steps: steps, source: "profile \(profile.name)")
+        ensemble = try Ensemble(engines: [engine], postprocessing: postprocessing)
     }
 
     /// Runs one study; the case is recorded whatever happens (a failure is an audit row too).
@@ -116,12 +119,9 @@ public final class CasePipeline: @unchecked Sendable {
             // 2. Predict on the series grid.
             let v = loaded.volume
             let image = try CaseImage(channels: [v], sources: [stack.seriesInstanceUID])
-            let result = try engine.predict(image.channels, spacing: image.spacing,
-                                            options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
+            let result = try ensemble.predict(image, options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
             timings += result.timings.map { ($0.stage, $0.seconds) }
-            var segmentation = result.prediction.segmentation
-            if let postprocessing { postprocessing.apply(&segmentation, shape: result.prediction.shape) }
-            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: segmentation)
+            let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: result.prediction.segmentation)
             // 3. Outputs, written into a temporary folder and moved into place together.
             let staging = output.appendingPathComponent(".\(caseID).partial")
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
@@ -132,27 +132,26 @@ public final class CasePipeline: @unchecked Sendable {
             let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: SoftwareVersion.described,
                                                     parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
             var outputs: [(String, String, [String: AuditValue])] = []
-            var segReference: RTStructWriter.SegmentationReference?
             try timed("write") {
                 if profile.writeNIfTI {
                     try NIfTIImage(volume: labels).write(to: staging.appendingPathComponent("labels.nii.gz"))
                     outputs.append(("nifti", "labels.nii.gz", [:]))
                 }
-                if !structures.isEmpty && profile.writeSEG {
-                    let r = try SegmentationWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
-                                                         options: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
-                                                         to: staging.appendingPathComponent("seg.dcm"))
-                    segReference = .init(sopInstanceUID: r.sopInstanceUID,
-                                         segmentNumbers: Dictionary(uniqueKeysWithValues: structures.enumerated().map { ($1.label, $0 + 1) }))
-                    outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
-                                                       "frames": .int(Int64(r.frames))]))
-                }
-                if !structures.isEmpty && profile.writeRTSTRUCT {
-                    let r = try RTStructWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
-                                                     options: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT),
-                                                     segmentation: segReference, to: staging.appendingPathComponent("rtstruct.dcm"))
-                    outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
-                                                                 "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
+                if !structures.isEmpty {
+                    let written = try CaseOutputs.writeDICOM(
+                        labels: labels, series: series, structures: structures, algorithm: algorithm,
+                        seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
+                        segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
+                        rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
+                        rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT))
+                    if let r = written.seg {
+                        outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                           "frames": .int(Int64(r.frames))]))
+                    }
+                    if let r = written.rtstruct {
+                        outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                                     "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
+                    }
                 }
                 if profile.writeQASnapshot, let png = QASnapshot.render(image: v, labels: labels, structures: structures.map {
                     QASnapshot.Structure(label: UInt16($0.label), color: $0.color)

@@ -7,12 +7,14 @@ import VolumeGeometry
 /// One case to predict: its channels as the reader gives them, with the geometry to write results on.
 public struct InferenceCase: Sendable {
     public var identifier: String
-    public var channels: ChannelArray
-    /// Array-order spacing (z, y, x), as nnU-Net's SimpleITK reader reports it.
-    public var spacing: [Double]
-    public var geometry: VolumeGeometry
+    public var image: CaseImage
     /// Where the case came from (file paths or series UID), for logs.
     public var source: String
+
+    public var channels: ChannelArray { image.channels }
+    /// Array-order spacing (z, y, x), as nnU-Net's SimpleITK reader reports it.
+    public var spacing: [Double] { image.spacing }
+    public var geometry: VolumeGeometry { image.geometry }
 }
 
 /// A problem with the input folder: names the file or series and what is wrong.
@@ -96,13 +98,11 @@ public enum CaseSource {
             do { image = try CaseImage(channels: volumes, sources: urls.map(\.path)) } catch let error as PreprocessingError {
                 throw CaseSourceError(subject: urls[0].deletingLastPathComponent().appendingPathComponent(id).path, detail: error.detail)
             }
-            return InferenceCase(identifier: id, channels: image.channels, spacing: image.spacing, geometry: image.geometry,
-                                 source: urls.map(\.lastPathComponent).joined(separator: ", "))
+            return InferenceCase(identifier: id, image: image, source: urls.map(\.lastPathComponent).joined(separator: ", "))
         case .dicom(let id, let stack):
             let series = try DICOMSeriesLoader(policy: policy).load(stack)
             let image = try CaseImage(channels: [series.volume], sources: [stack.seriesInstanceUID])
-            return InferenceCase(identifier: id, channels: image.channels, spacing: image.spacing, geometry: image.geometry,
-                                 source: "DICOM series \(stack.seriesInstanceUID.isEmpty ? "(empty UID)" : stack.seriesInstanceUID), \(stack.slices.count) slices")
+            return InferenceCase(identifier: id, image: image, source: "DICOM series \(stack.seriesInstanceUID.isEmpty ? "(empty UID)" : stack.seriesInstanceUID), \(stack.slices.count) slices")
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CaseIdentity
+import CaseLayer
 import BatchPipeline
 import DICOMExport
 import DICOMImport
@@ -76,29 +77,14 @@ struct Export: ParsableCommand {
         let structures = present.map { StructureDescription(label: Int($0), name: names[Int($0)] ?? "Label \($0)") }
         let algorithm = AlgorithmIdentification(name: "nnseg", version: SoftwareVersion.number,
                                                 parameters: "labels \(URL(fileURLWithPath: labels).lastPathComponent)")
-        var segReference: RTStructWriter.SegmentationReference?
-        var written: [URL] = []
-        do {
-            if let seg {
-                let url = URL(fileURLWithPath: seg)
-                let result = try SegmentationWriter.write(labels: aligned, series: series, structures: structures, algorithm: algorithm, to: url)
-                written.append(url)
-                segReference = .init(sopInstanceUID: result.sopInstanceUID,
-                                     segmentNumbers: Dictionary(uniqueKeysWithValues: structures.enumerated().map { ($1.label, $0 + 1) }))
-                print("SEG       \(seg): \(structures.count) segment(s), \(result.frames) frame(s), series \(result.seriesInstanceUID)")
-            }
-            if let rtstruct {
-                let url = URL(fileURLWithPath: rtstruct)
-                let result = try RTStructWriter.write(labels: aligned, series: series, structures: structures, algorithm: algorithm,
-                                                      options: RTStructOptions(simplificationToleranceMM: simplifyMm),
-                                                      segmentation: segReference, to: url)
-                written.append(url)
-                print("RTSTRUCT  \(rtstruct): \(structures.count) ROI(s), \(result.contours.values.reduce(0, +)) contour(s), series \(result.seriesInstanceUID)")
-            }
-        } catch {
-            // All or nothing: remove what this run already wrote.
-            for url in written { try? FileManager.default.removeItem(at: url) }
-            throw error
+        let written = try CaseOutputs.writeDICOM(labels: aligned, series: series, structures: structures, algorithm: algorithm,
+                                                 seg: seg.map { URL(fileURLWithPath: $0) }, rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
+                                                 rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm))
+        if let seg, let r = written.seg {
+            print("SEG       \(seg): \(structures.count) segment(s), \(r.frames) frame(s), series \(r.seriesInstanceUID)")
+        }
+        if let rtstruct, let r = written.rtstruct {
+            print("RTSTRUCT  \(rtstruct): \(structures.count) ROI(s), \(r.contours.values.reduce(0, +)) contour(s), series \(r.seriesInstanceUID)")
         }
         logger.info("export done", metadata: ["series": "\(series.seriesInstanceUID)", "structures": "\(structures.count)"])
     }

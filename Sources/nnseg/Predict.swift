@@ -1,4 +1,5 @@
 import ArgumentParser
+import CaseLayer
 import DICOMImport
 import Foundation
 import Inference
@@ -76,14 +77,8 @@ struct Predict: ParsableCommand {
             return engine
         }
         let first = engines[0]
-        if engines.count > 1 {
-            let labels = first.bundle.dataset.labels.map(\.name)
-            for e in engines.dropFirst() where e.bundle.dataset.labels.map(\.name) != labels {
-                throw CommandOutcome(code: "MODELS_INCOMPATIBLE", message: "MODELS_INCOMPATIBLE: models to ensemble must share their labels: \(e.bundle.folder.path) differs from \(first.bundle.folder.path)")
-            }
-        }
-        let postprocessing = (noPostprocessing || engines.count > 1) ? nil : try Postprocessing.find(in: first.bundle.folder)
-        if let postprocessing { logger.notice("applying postprocessing", metadata: ["file": "\(postprocessing.source)"]) }
+        let ensemble = try Ensemble(engines: engines, postprocessing: noPostprocessing ? nil : try Postprocessing.find(in: first.bundle.folder))
+        if let postprocessing = ensemble.postprocessing { logger.notice("applying postprocessing", metadata: ["file": "\(postprocessing.source)"]) }
 
         let outputFolder = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
@@ -98,8 +93,7 @@ struct Predict: ParsableCommand {
         var failures = 0
         for (index, entry) in entries.enumerated() {
             do {
-                try predictCase(entry, engines: engines, options: options, postprocessing: postprocessing, outputFolder: outputFolder,
-                                ending: ending, logger: logger)
+                try predictCase(entry, ensemble: ensemble, options: options, outputFolder: outputFolder, ending: ending, logger: logger)
             } catch {
                 failures += 1
                 logger.error("case failed", metadata: ["case": "\(entry.identifier)", "error": "\(error)"])
@@ -114,8 +108,8 @@ struct Predict: ParsableCommand {
         if failures > 0 { throw ExitCode(1) }
     }
 
-    func predictCase(_ entry: CaseSource.Entry, engines: [InferenceEngine], options: InferenceEngine.Options,
-                     postprocessing: Postprocessing?, outputFolder: URL, ending: String, logger: Logger) throws {
+    func predictCase(_ entry: CaseSource.Entry, ensemble: Ensemble, options: InferenceEngine.Options, outputFolder: URL, ending: String,
+                     logger: Logger) throws {
         let readStart = DispatchTime.now().uptimeNanoseconds
         let item = try CaseSource.load(entry, policy: GeometryPolicy(allowShear: allowTilt))
         var stageTimes: [(String, Double)] = [("read", elapsed(since: readStart))]
@@ -128,35 +122,9 @@ struct Predict: ParsableCommand {
             }
             previous = labels.voxels.map(Float.init)
         }
-        let wantProbabilities = saveProbabilities || engines.count > 1
-        var prediction: CasePrediction?
-        var summed: [[Float]]?
-        for engine in engines {
-            let result = try engine.predict(item.channels, spacing: item.spacing, probabilities: wantProbabilities,
-                                            previousStage: engine.needsPreviousStage ? previous : nil, options: options)
-            stageTimes += result.timings.map { ($0.stage, $0.seconds) }
-            if engines.count == 1 {
-                prediction = result.prediction
-            } else if let p = result.prediction.probabilities {
-                // Ensemble: probabilities averaged in float32 in the given order (nnUNetv2_ensemble).
-                if summed == nil { summed = p } else {
-                    for k in 0..<p.count { for v in 0..<p[k].count { summed![k][v] += p[k][v] } }
-                }
-                prediction = result.prediction
-            }
-        }
-        guard var final = prediction else { return }
-        if let summed {
-            let n = Float(engines.count)
-            let averaged = summed.map { $0.map { $0 / n } }
-            final.probabilities = averaged
-            for v in 0..<final.segmentation.count {
-                var best = 0
-                for k in 1..<averaged.count where averaged[k][v] > averaged[best][v] { best = k }
-                final.segmentation[v] = UInt16(best)
-            }
-        }
-        if let postprocessing { postprocessing.apply(&final.segmentation, shape: final.shape) }
+        let result = try ensemble.predict(item.image, probabilities: saveProbabilities, previousStage: previous, options: options)
+        stageTimes += result.timings.map { ($0.stage, $0.seconds) }
+        let final = result.prediction
         let writeStart = DispatchTime.now().uptimeNanoseconds
         try CaseWriter.writeSegmentation(final, geometry: item.geometry, to: outputFolder.appendingPathComponent(item.identifier + ending))
         if saveProbabilities, let p = final.probabilities {
