@@ -131,7 +131,8 @@ let package = Package(
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline",
+                                                      "CaseLayer", "CaseIdentity", "WatchService"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -87,11 +87,11 @@ public final class CasePipeline: @unchecked Sendable {
             let selection = SeriesSelection.select(scan.stacks, rules: profile.selection)
             let distinctSeries = Set(scan.stacks.map(\.seriesInstanceUID))
             if scan.stacks.count > 1 && distinctSeries.count == 1 && requireSingleStack {
-                throw PipelineError(code: "MIXED_SERIES", detail: "one series holds \(scan.stacks.count) geometric stacks (split by "
+                throw PipelineError(code: .mixedSeries, detail: "one series holds \(scan.stacks.count) geometric stacks (split by "
                     + Set(scan.stacks.flatMap(\.splitReasons)).sorted().joined(separator: ", ") + ")")
             }
             guard let stack = selection.chosen else {
-                throw PipelineError(code: "NO_MATCHING_SERIES", detail: "no series matches \(selection.rule): "
+                throw PipelineError(code: .noMatchingSeries, detail: "no series matches \(selection.rule): "
                     + selection.rejected.map { "\($0.series): \($0.reason)" }.joined(separator: "; "))
             }
             seriesUID = stack.seriesInstanceUID
@@ -214,7 +214,14 @@ public final class CasePipeline: @unchecked Sendable {
 
 /// A case-level failure with a stable code.
 public struct PipelineError: Error, CustomStringConvertible {
-    public let code: String
+    public enum Code: String, Sendable, CaseIterable {
+        /// One Series Instance UID holds several volumes (matrix, orientation or frame of reference differ).
+        case mixedSeries = "MIXED_SERIES"
+        /// The profile's selection rules reject every series of the study.
+        case noMatchingSeries = "NO_MATCHING_SERIES"
+    }
+
+    public let code: Code
     public let detail: String
-    public var description: String { "\(code): \(detail)" }
+    public var description: String { "\(code.rawValue): \(detail)" }
 }

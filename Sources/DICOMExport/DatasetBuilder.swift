@@ -3,7 +3,7 @@ import Foundation
 
 /// A failure to write a DICOM object; names the output and what is wrong. Nothing partial is left.
 public struct DICOMExportError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable {
+    public enum Code: String, Sendable, CaseIterable {
         case gridMismatch = "LABELS_GRID_MISMATCH"
         case missingFrameOfReference = "NO_FRAME_OF_REFERENCE"
         case missingUIDs = "SOURCE_UIDS_MISSING"

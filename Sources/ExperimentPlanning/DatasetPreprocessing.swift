@@ -19,7 +19,7 @@ public struct PreprocessedCase: Sendable {
 public struct DatasetPreprocessingError: Error, CustomStringConvertible {
     public let file: String
     public let detail: String
-    public var description: String { "\(file): \(detail)" }
+    public var description: String { "DATASET_INVALID: \(file): \(detail)" }
 }
 
 /// Preprocessing of a whole raw dataset for training, and nnseg's on-disk format for it.

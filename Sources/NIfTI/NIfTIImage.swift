@@ -50,7 +50,7 @@ public enum NIfTIVoxels: Equatable, Sendable {
 
 /// Errors of NIfTI reading and writing. Each names the file and what is wrong with it.
 public struct NIfTIError: Error, CustomStringConvertible, Equatable {
-    public enum Code: String, Sendable {
+    public enum Code: String, Sendable, CaseIterable {
         case unreadable = "NIFTI_UNREADABLE"
         case notNIfTI = "NIFTI_NOT_NIFTI"
         case unsupportedDataType = "NIFTI_UNSUPPORTED_DATATYPE"

@@ -110,7 +110,7 @@ public final class WatchService: @unchecked Sendable {
         let lockPath = configuration.state.appendingPathComponent("watch.lock").path
         lockDescriptor = open(lockPath, O_CREAT | O_RDWR, 0o644)
         guard lockDescriptor >= 0, flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
-            throw WatchError(detail: "another watcher holds \(lockPath); refusing to start")
+            throw WatchError(code: .locked, detail: "another watcher holds \(lockPath); refusing to start")
         }
         let pid = "\(getpid())\n"
         _ = ftruncate(lockDescriptor, 0)
@@ -186,7 +186,7 @@ public final class WatchService: @unchecked Sendable {
                 if recorded.caseStatus?.isFailure == true {
                     try quarantine(folder: folder, claim: claim, reason: recorded.error ?? recorded.status)
                 } else if recorded.caseStatus == .held {
-                    try moveToHeld(folder: folder, claim: claim, reason: recorded.error ?? "LATE_INSTANCE")
+                    try moveToHeld(folder: folder, claim: claim, reason: recorded.error ?? WatchReason.lateInstance.rawValue)
                 } else {
                     try archive(folder: folder, claim: claim)
                 }
@@ -197,7 +197,7 @@ public final class WatchService: @unchecked Sendable {
             try pipeline.audit.append(caseID: claim.id, kind: "resumed", payload: ["attempt": .int(Int64(claim.attempts)),
                                                                                    "series_uid": .string(claim.seriesKey)])
             if claim.attempts > configuration.maximumAttempts {
-                try quarantine(folder: folder, claim: claim, reason: "RETRIES_EXHAUSTED: \(claim.attempts - 1) attempt(s) did not complete (crash, power loss or disk full)")
+                try quarantine(folder: folder, claim: claim, reason: "\(WatchReason.retriesExhausted.rawValue): \(claim.attempts - 1) attempt(s) did not complete (crash, power loss or disk full)")
                 continue
             }
             logger.notice("retrying interrupted case", metadata: ["claim": "\(claim.id)", "attempt": "\(claim.attempts)"])
@@ -239,11 +239,11 @@ public final class WatchService: @unchecked Sendable {
                 if isLink { linked.insert(id) }
                 if changed { assembler.record(id, Self.identify(entry.path, final: false)) }
             case .brokenLink:
-                assembler.record(id, .problem(code: "BROKEN_SYMLINK", detail: "a symbolic link whose target does not exist"), final: true)
+                assembler.record(id, .problem(code: WatchReason.brokenSymlink.rawValue, detail: "a symbolic link whose target does not exist"), final: true)
             case .linkedFolder:
-                assembler.record(id, .problem(code: "LINKED_FOLDER", detail: "a symbolic link to a folder: watch takes files and real sub-folders only"), final: true)
+                assembler.record(id, .problem(code: WatchReason.linkedFolder.rawValue, detail: "a symbolic link to a folder: watch takes files and real sub-folders only"), final: true)
             case .loop, .special:
-                assembler.record(id, .problem(code: "NOT_A_REGULAR_FILE", detail: "a FIFO, socket or device: not a delivery"), final: true)
+                assembler.record(id, .problem(code: WatchReason.notARegularFile.rawValue, detail: "a FIFO, socket or device: not a delivery"), final: true)
             }
         }
         assembler.retain(only: present)
@@ -397,7 +397,7 @@ public final class WatchService: @unchecked Sendable {
     /// `LATE_INSTANCE` naming the case they belong to.
     func hold(_ claim: Claim, belongsTo earlier: String) throws {
         let folder = configuration.work.appendingPathComponent(claim.id)
-        let reason = "LATE_INSTANCE: \(claim.files.count) file(s) of series \(claim.seriesKey) arrived after case \(earlier) had been processed "
+        let reason = "\(WatchReason.lateInstance.rawValue): \(claim.files.count) file(s) of series \(claim.seriesKey) arrived after case \(earlier) had been processed "
             + "from the rest of the series; held, not processed alone (see Ops/RUNBOOK.md, Late instances)"
         try pipeline.audit.append(caseID: claim.id, kind: "late_instance", payload: [
             "belongs_to": .string(earlier), "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)),
@@ -561,6 +561,27 @@ public final class WatchService: @unchecked Sendable {
 }
 
 public struct WatchError: Error, CustomStringConvertible {
+    public enum Code: String, Sendable, CaseIterable {
+        /// Another watcher holds the incoming folder's lock.
+        case locked = "WATCH_LOCKED"
+    }
+
+    public let code: Code
     public let detail: String
-    public var description: String { "WATCH: \(detail)" }
+    public var description: String { "\(code.rawValue): \(detail)" }
+}
+
+/// Why the watch service set a delivery aside (REASON.txt, the audit row's error), besides the reading
+/// codes of ``DICOMImportError`` and the case codes of the pipeline.
+public enum WatchReason: String, Sendable, CaseIterable {
+    /// A symbolic link whose target does not exist.
+    case brokenSymlink = "BROKEN_SYMLINK"
+    /// A symbolic link to a folder (watch takes files and real sub-folders).
+    case linkedFolder = "LINKED_FOLDER"
+    /// A FIFO, socket or device in the incoming folder.
+    case notARegularFile = "NOT_A_REGULAR_FILE"
+    /// New instances of a series already processed: held, not processed alone.
+    case lateInstance = "LATE_INSTANCE"
+    /// A case interrupted (crash, power loss, full disk) more often than `--max-attempts`.
+    case retriesExhausted = "RETRIES_EXHAUSTED"
 }

@@ -4,7 +4,7 @@ import CDNNL
 public struct DNNLError: Error, CustomStringConvertible {
     public let call: String
     public let status: String
-    public var description: String { "oneDNN \(call) failed: \(status)" }
+    public var description: String { "DNNL_FAILED: oneDNN \(call) failed: \(status)" }
 }
 
 @inline(__always)
