@@ -75,19 +75,18 @@ let package = Package(
 
         // MARK: L4
         .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels",
-                                                  "NIfTI", "DICOMImport", "VolumeGeometry",
-                                                  .product(name: "Logging", package: "swift-log"),
-                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")],
+                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
-        // L5 in the map (it validates with Inference's predictor)
-        .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI",
+        // L6 in the map (it validates with the case layer's reader and writer and Inference's predictor)
+        .target(name: "Training", dependencies: ["UNet", "TensorKernels", "PlansModel", "ExperimentPlanning", "Inference", "CaseLayer", "NIfTI",
                                                  "TorchCheckpoint", "Preprocessing", "Resampling", "VolumeGeometry", "QASnapshot",
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
         // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
-        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "VolumeGeometry"]),
+        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "NIfTI", "VolumeGeometry",
+                                                  .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
         .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",

@@ -1,3 +1,4 @@
+import CaseLayer
 import Foundation
 import Inference
 import NIfTI

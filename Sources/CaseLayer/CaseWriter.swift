@@ -1,5 +1,6 @@
 import Foundation
 import NIfTI
+import Inference
 import VolumeGeometry
 import ZIPFoundation
 
