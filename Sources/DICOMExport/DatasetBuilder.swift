@@ -56,13 +56,8 @@ final class DatasetBuilder {
         }
     }
 
-    /// Copies top-level attributes from a source file (those it has).
-    func copy(from path: String, tags: [String]) throws {
-        var file: OpaquePointer?
-        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else {
-            throw DICOMExportError(.writeFailed, path, "cannot reopen the source: \(String(cString: message))")
-        }
-        defer { nnseg_dcm_close(file) }
+    /// Copies top-level attributes from an open source file (those it has).
+    func copy(from file: OpaquePointer, tags: [String]) {
         var cStrings = tags.map { strdup($0) }
         defer { cStrings.forEach { free($0) } }
         _ = cStrings.withUnsafeMutableBufferPointer { buffer in
@@ -102,24 +97,56 @@ enum DecimalString {
     }
 }
 
-/// Reads single attributes of a source file (for presence checks).
-enum SourceProbe {
-    /// The value of a top-level attribute, trimmed; nil when absent.
-    static func string(path: String, tag: String) -> String? {
+/// The header of a series' first source file, opened once and shared by every output written for the
+/// series (SEG and RTSTRUCT copy patient/study attributes from it and probe Type 2 attributes).
+final class SourceHeader: @unchecked Sendable {
+    let path: String
+    private let lock = NSLock()
+    private var handle: OpaquePointer?
+    private var failure: String?
+
+    init(path: String) { self.path = path }
+
+    deinit { if let handle { nnseg_dcm_close(handle) } }
+
+    /// The open file (opened on first use).
+    func file() throws -> OpaquePointer {
+        lock.lock()
+        defer { lock.unlock() }
+        if let handle { return handle }
+        if let failure { throw DICOMExportError(.writeFailed, path, "cannot reopen the source: \(failure)") }
         var file: OpaquePointer?
         var message = [CChar](repeating: 0, count: 256)
-        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else { return nil }
-        defer { nnseg_dcm_close(file) }
-        var buffer = [CChar](repeating: 0, count: 1024)
-        guard nnseg_dcm_get_string(file, tag, &buffer, buffer.count) >= 0 else { return nil }
-        return String(cString: buffer).trimmingCharacters(in: .whitespaces)
+        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else {
+            failure = String(decoding: message.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw DICOMExportError(.writeFailed, path, "cannot reopen the source: \(failure ?? "")")
+        }
+        handle = file
+        return file
     }
 
-    static func has(path: String, tag: String) -> Bool {
-        var file: OpaquePointer?
-        var message = [CChar](repeating: 0, count: 256)
-        guard nnseg_dcm_open(path, &file, &message, message.count) == NNSEG_DCM_OK, let file else { return false }
-        defer { nnseg_dcm_close(file) }
+    /// The value of a top-level attribute, trimmed; nil when absent.
+    func string(_ tag: String) throws -> String? {
+        let file = try file()
+        lock.lock()
+        defer { lock.unlock() }
+        var buffer = [CChar](repeating: 0, count: 1024)
+        guard nnseg_dcm_get_string(file, tag, &buffer, buffer.count) >= 0 else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+    }
+
+    func has(_ tag: String) throws -> Bool {
+        let file = try file()
+        lock.lock()
+        defer { lock.unlock() }
         return nnseg_dcm_has(file, tag) != 0
+    }
+
+    /// Copies the attributes of `tags` that the source has into `builder`.
+    func copy(into builder: DatasetBuilder, tags: [String]) throws {
+        let file = try file()
+        lock.lock()
+        defer { lock.unlock() }
+        builder.copy(from: file, tags: tags)
     }
 }

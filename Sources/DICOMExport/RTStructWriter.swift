@@ -68,10 +68,9 @@ public enum RTStructWriter {
         let b = DatasetBuilder()
         let (date, time) = SegmentationWriter.dateTime(Date())
         let seriesUID = DatasetBuilder.newUID(), sopUID = DatasetBuilder.newUID()
-        let source = series.slices[0].path
-        try b.copy(from: source, tags: SourceAttributes.copied)
-        for tag in SourceAttributes.type2 where !SourceProbe.has(path: source, tag: tag) { try b.put(tag, "") }
-        if let charset = SourceProbe.string(path: source, tag: "0008,0005"), !charset.isEmpty { try b.put("0008,0005", charset) }
+        try series.sourceHeader.copy(into: b, tags: SourceAttributes.copied)
+        for tag in SourceAttributes.type2 where !(try series.sourceHeader.has(tag)) { try b.put(tag, "") }
+        if let charset = try series.sourceHeader.string("0008,0005"), !charset.isEmpty { try b.put("0008,0005", charset) }
         try b.put("0020,000d", series.studyInstanceUID)
         try b.put("0020,0052", series.frameOfReferenceUID)
         try b.put("0008,0016", "1.2.840.10008.5.1.4.1.1.481.3")

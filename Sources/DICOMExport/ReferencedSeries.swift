@@ -35,6 +35,8 @@ public struct ReferencedSeries: Sendable {
     /// The voxel grid of the series as the reader built it.
     public var geometry: VolumeGeometry
     public var isLossy: Bool
+    /// The first slice's header, opened once for all outputs of this series.
+    let sourceHeader: SourceHeader
 
     public init(studyInstanceUID: String, seriesInstanceUID: String, frameOfReferenceUID: String, modality: String, rows: Int,
                 columns: Int, pixelSpacing: SIMD2<Double>, rowDirection: SIMD3<Double>, columnDirection: SIMD3<Double>,
@@ -52,6 +54,7 @@ public struct ReferencedSeries: Sendable {
         self.slices = slices
         self.geometry = geometry
         self.isLossy = isLossy
+        sourceHeader = SourceHeader(path: slices.first?.path ?? "")
     }
 
     public var shape: VolumeShape { VolumeShape(z: slices.count, y: rows, x: columns) }

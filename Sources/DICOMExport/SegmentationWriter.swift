@@ -61,11 +61,11 @@ public enum SegmentationWriter {
         let (date, time) = Self.dateTime(now)
         let seriesUID = DatasetBuilder.newUID(), sopUID = DatasetBuilder.newUID()
         // Patient / Study / FoR from the first source instance.
-        try b.copy(from: series.slices[0].path, tags: SourceAttributes.copied)
-        for tag in SourceAttributes.type2 where !(try has(b, tag, source: series.slices[0].path)) { try b.put(tag, "") }
+        try series.sourceHeader.copy(into: b, tags: SourceAttributes.copied)
+        for tag in SourceAttributes.type2 where !(try series.sourceHeader.has(tag)) { try b.put(tag, "") }
         try b.put("0020,000d", series.studyInstanceUID)
         try b.put("0020,0052", series.frameOfReferenceUID)
-        if let charset = SourceProbe.string(path: series.slices[0].path, tag: "0008,0005"), !charset.isEmpty {
+        if let charset = try series.sourceHeader.string("0008,0005"), !charset.isEmpty {
             try b.put("0008,0005", charset)  // Type 1C: only when the source declares one
         }
         // SOP common, series, equipment.
@@ -193,11 +193,6 @@ public enum SegmentationWriter {
         try b.put("\(item)/0008,0100", code.value)
         try b.put("\(item)/0008,0102", code.scheme)
         try b.put("\(item)/0008,0104", code.meaning)
-    }
-
-    /// Whether the source file has an attribute (so Type 2 gaps are filled empty, not overwritten).
-    static func has(_ b: DatasetBuilder, _ tag: String, source: String) throws -> Bool {
-        SourceProbe.has(path: source, tag: tag)
     }
 
     static func dateTime(_ date: Date) -> (String, String) {

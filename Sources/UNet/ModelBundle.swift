@@ -36,6 +36,9 @@ public struct ModelBundle: Sendable {
     public let trainerName: String
     /// Spatial axes (0-based, in the network's array order) mirroring TTA may flip; nil: none allowed.
     public let inferenceAllowedMirroringAxes: [Int]?
+    /// Fold 0's checkpoint, read once for the metadata above and handed to the first ``weights(_:)`` call
+    /// for that fold (then released), so the file is parsed once.
+    private let firstCheckpoint: CheckpointHandOff
 
     /// - Parameters:
     ///   - folds: fold names; nil finds every `fold_<int>` folder holding the checkpoint (not `fold_all`).
@@ -63,6 +66,7 @@ public struct ModelBundle: Sendable {
             return Fold(name: name, checkpoint: url)
         }
         let first = try TorchCheckpoint(contentsOf: self.folds[0].checkpoint)
+        firstCheckpoint = CheckpointHandOff(first, url: self.folds[0].checkpoint)
         guard let configuration = first.root["init_args"]?["configuration"]?.stringValue else {
             throw ModelBundleError(path: self.folds[0].checkpoint.path, detail: "init_args.configuration is missing")
         }
@@ -85,7 +89,7 @@ public struct ModelBundle: Sendable {
     /// dynamic-network-architectures registers twice (`…all_modules.N…`, `decoder.encoder.…`) are dropped
     /// after checking that they share storage with (or equal) their canonical tensor.
     public func weights(_ fold: Fold) throws -> [String: Tensor] {
-        let checkpoint = try TorchCheckpoint(contentsOf: fold.checkpoint)
+        let checkpoint = try firstCheckpoint.take(for: fold.checkpoint) ?? TorchCheckpoint(contentsOf: fold.checkpoint)
         let entries = try checkpoint.stateDict(at: "network_weights")
         let byName = Dictionary(entries.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         var weights: [String: Tensor] = [:]
@@ -116,5 +120,26 @@ public struct ModelBundle: Sendable {
         else if let range = n.range(of: ".all_modules.1.") { n.replaceSubrange(range, with: ".norm.") }
         else if let range = n.range(of: ".all_modules.2.") { n.replaceSubrange(range, with: ".norm.") }  // with dropout
         return n
+    }
+}
+
+/// Holds one parsed checkpoint until its first user takes it.
+final class CheckpointHandOff: @unchecked Sendable {
+    private let lock = NSLock()
+    private var checkpoint: TorchCheckpoint?
+    private let url: URL
+
+    init(_ checkpoint: TorchCheckpoint, url: URL) {
+        self.checkpoint = checkpoint
+        self.url = url
+    }
+
+    /// The held checkpoint if it is the one at `url` (once), else nil.
+    func take(for url: URL) -> TorchCheckpoint? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard url == self.url, let held = checkpoint else { return nil }
+        checkpoint = nil
+        return held
     }
 }
