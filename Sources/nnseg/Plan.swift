@@ -2,7 +2,6 @@ import ArgumentParser
 import ExperimentPlanning
 import Foundation
 import Logging
-import PlansModel
 
 /// `nnseg plan <raw dataset>`: nnU-Net's self-configuration — integrity check, dataset fingerprint and
 /// experiment planning — writing `dataset.json`, `dataset_fingerprint.json` and `<plans>.json` in
@@ -34,63 +33,23 @@ struct PlanCommand: ParsableCommand {
         let (raw, target) = try source.open()
         logger.info("dataset read", metadata: ["folder": "\(raw.folder.lastPathComponent)", "cases": "\(raw.cases.count)",
                                                "channels": "\(raw.description.channelNames.count)"])
-        if !skipVerify {
-            let problems = raw.verify()
-            if !problems.isEmpty {
-                for p in problems { FileHandle.standardError.write(Data("integrity: \(p)\n".utf8)) }
-                throw CommandFailure("\(raw.folder.path): \(problems.count) integrity problem(s); nothing was planned")
+        let progress = ProgressReporter(title: "fingerprint", minimumTotal: 2)
+        let outcome: DatasetPlanning.Outcome
+        do {
+            outcome = try DatasetPlanning.plan(raw, into: target, preset: preset, verify: !skipVerify, clean: clean) { done, total in
+                progress.update(done, total)
             }
-            logger.info("integrity check passed")
+        } catch let refusal as DatasetPlanning.Refusal {
+            for p in refusal.problems { FileHandle.standardError.write(Data("integrity: \(p)\n".utf8)) }
+            throw refusal
         }
-        // A splits_final.json shipped with the raw dataset is checked first and copied at the end (spec §6.2).
-        let rawSplits = raw.folder.appendingPathComponent("splits_final.json")
-        let ownSplits = FileManager.default.fileExists(atPath: rawSplits.path)
-            ? try CrossValidation.read(rawSplits, cases: Set(raw.cases.map(\.identifier))) : nil
-        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
-        let fingerprintURL = target.appendingPathComponent("dataset_fingerprint.json")
-        let fingerprint: DatasetFingerprint
-        if !clean, FileManager.default.fileExists(atPath: fingerprintURL.path) {
-            fingerprint = try DatasetFingerprint(contentsOf: fingerprintURL)
-            logger.notice("reusing the existing fingerprint (--clean recomputes it)", metadata: ["file": "\(fingerprintURL.path)"])
-        } else {
-            let progress = ProgressReporter(title: "fingerprint", minimumTotal: 2)
-            fingerprint = try DatasetFingerprint.extract(raw) { done, total in progress.update(done, total) }
-            progress.finish()
-            try fingerprint.json().write(to: fingerprintURL, options: .atomic)
+        progress.finish()
+        if outcome.reusedFingerprint { logger.notice("reusing the existing fingerprint (--clean recomputes it)", metadata: ["file": "\(target.appendingPathComponent("dataset_fingerprint.json").path)"]) }
+        if !outcome.keptConfigurations.isEmpty {
+            logger.notice("keeping configurations of the existing plans file", metadata: ["configurations": "\(outcome.keptConfigurations)"])
         }
-        let input = PlannerInput(spacings: fingerprint.spacings, shapesAfterCrop: fingerprint.shapesAfterCrop,
-                                 channelNames: raw.description.channelNames, labelCount: raw.description.labels.count,
-                                 numTraining: raw.cases.count, medianRelativeSizeAfterCropping: fingerprint.medianRelativeSizeAfterCropping)
-        let plan = ExperimentPlanner.plan(input, preset: preset)
-        let plansURL = target.appendingPathComponent("\(preset.plansName).json")
-        // Configurations someone added to an earlier plans file of this name are kept, as nnU-Net does.
-        var keeping: [(String, OrderedJSON)] = []
-        if FileManager.default.fileExists(atPath: plansURL.path) {
-            let old: JSONValue
-            do { old = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: plansURL)) } catch {
-                throw CommandFailure("\(plansURL.path): the existing plans file is not valid JSON (\(error)); move it away to re-plan")
-            }
-            let planned: Set = ["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"]
-            let custom = (old["configurations"]?.object ?? [:]).filter { !planned.contains($0.key) }
-            keeping = custom.keys.sorted().map { ($0, OrderedJSON(custom[$0]!)) }
-            if !keeping.isEmpty {
-                logger.notice("keeping configurations of the existing plans file", metadata: ["configurations": "\(keeping.map(\.0))"])
-            }
-        }
-        let text = plan.plansJSON(datasetName: raw.folder.lastPathComponent, preset: preset,
-                                  foregroundIntensityProperties: fingerprint.intensityProperties, keeping: keeping).text()
-        try Data(text.utf8).write(to: plansURL, options: .atomic)
-        try Data(contentsOf: raw.folder.appendingPathComponent("dataset.json"))
-            .write(to: target.appendingPathComponent("dataset.json"), options: .atomic)
-        if let splits = ownSplits {
-            let copy = target.appendingPathComponent("splits_final.json")
-            let data = try Data(contentsOf: rawSplits)
-            if FileManager.default.fileExists(atPath: copy.path), try CrossValidation.read(copy, cases: Set(raw.cases.map(\.identifier))) != splits {
-                throw CommandFailure("\(copy.path) differs from \(rawSplits.path); move one of them away")
-            }
-            try data.write(to: copy, options: .atomic)
-            logger.notice("using the dataset's own cross-validation splits", metadata: ["folds": "\(splits.count)"])
-        }
+        if let folds = outcome.ownSplitFolds { logger.notice("using the dataset's own cross-validation splits", metadata: ["folds": "\(folds)"]) }
+        let plan = outcome.plan, plansURL = outcome.plansURL
         print("plans: \(plansURL.path)")
         print("transpose_forward \(plan.transposeForward)")
         for name in ["2d", "3d_lowres", "3d_fullres"] {
