@@ -1,4 +1,5 @@
 import DICOMExport
+import DICOMImport
 import Foundation
 import VolumeGeometry
 
@@ -37,5 +38,28 @@ public enum CaseOutputs {
             throw error
         }
         return written
+    }
+}
+
+/// The source series an existing label map belongs to (`nnseg export`): the first image stack under a
+/// folder whose grid holds the labels exactly (same voxel centres, axes possibly permuted or flipped).
+public enum LabelReference {
+    public struct Match: Sendable {
+        public var stack: ImageStack
+        public var loaded: LoadedSeries
+        /// The labels re-indexed onto the stack's grid.
+        public var labels: LabelVolume
+    }
+
+    public static func locate(_ labels: LabelVolume, labelsPath: String, in folder: URL) throws -> Match {
+        let scan = try DICOMScanner().scan(folder)
+        for stack in scan.stacks where stack.geometry != nil {
+            guard let loaded = try? DICOMSeriesLoader(policy: GeometryPolicy(allowShear: true)).load(stack) else { continue }
+            if let aligned = labels.reindexed(onto: loaded.volume.geometry, shape: loaded.volume.shape) {
+                return Match(stack: stack, loaded: loaded, labels: aligned)
+            }
+        }
+        throw DICOMExportError(.gridMismatch, labelsPath,
+                               "not on the grid of any of the \(scan.stacks.count) series under \(folder.path) (size \(labels.shape), spacing \(labels.geometry.spacing))")
     }
 }

@@ -51,20 +51,8 @@ struct Export: ParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.export")
         let labelImage = try NIfTIImage(contentsOf: URL(fileURLWithPath: labels)).labelVolume(path: labels)
-        let scan = try DICOMScanner().scan(URL(fileURLWithPath: reference))
-        // The stack whose grid the labels sit on.
-        var match: (ImageStack, LoadedSeries, LabelVolume)?
-        for stack in scan.stacks where stack.geometry != nil {
-            guard let loaded = try? DICOMSeriesLoader(policy: GeometryPolicy(allowShear: true)).load(stack) else { continue }
-            if let aligned = labelImage.reindexed(onto: loaded.volume.geometry, shape: loaded.volume.shape) {
-                match = (stack, loaded, aligned)
-                break
-            }
-        }
-        guard let (stack, loaded, aligned) = match else {
-            throw DICOMExportError(.gridMismatch, labels,
-                                   "not on the grid of any of the \(scan.stacks.count) series under \(reference) (size \(labelImage.shape), spacing \(labelImage.geometry.spacing))")
-        }
+        let match = try LabelReference.locate(labelImage, labelsPath: labels, in: URL(fileURLWithPath: reference))
+        let (stack, loaded, aligned) = (match.stack, match.loaded, match.labels)
         if repairMissingUids && stack.hasEmptySOPInstanceUIDs {
             logger.warning("repairing missing UIDs: references use file-meta SOP Instance UIDs", metadata: ["series": "\(stack.seriesInstanceUID)"])
         }

@@ -4,8 +4,6 @@ import DICOMImport
 import Foundation
 import Inference
 import Logging
-import NIfTI
-import Preprocessing
 
 /// `nnseg predict`: nnU-Net v2 prediction on a folder of NIfTI cases or DICOM series.
 struct Predict: ParsableCommand {
@@ -89,11 +87,18 @@ struct Predict: ParsableCommand {
         logger.notice("cases found", metadata: ["cases": "\(entries.count)", "input": "\(input)"])
 
         let options = InferenceEngine.Options(mirroring: !disableTta, stepSize: stepSize, accumulation: Accumulation(rawValue: accumulation)!)
+        let work = FilePrediction(ensemble: ensemble, options: options, outputFolder: outputFolder, ending: ending,
+                                  saveProbabilities: saveProbabilities, previousStage: previousStage.map { URL(fileURLWithPath: $0) },
+                                  geometryPolicy: GeometryPolicy(allowShear: allowTilt))
         let progress = ProgressReporter(title: "predicting", minimumTotal: 1)
         var failures = 0
         for (index, entry) in entries.enumerated() {
             do {
-                try predictCase(entry, ensemble: ensemble, options: options, outputFolder: outputFolder, ending: ending, logger: logger)
+                let done = try work.run(entry)
+                var metadata: Logger.Metadata = ["case": "\(done.item.identifier)", "source": "\(done.item.source)",
+                                                 "shape": "\(done.item.channels.shape.map(String.init).joined(separator: "x"))"]
+                for (stage, s) in done.timings { metadata[stage.replacingOccurrences(of: " ", with: "_") + "_s"] = "\(String(format: "%.3f", s))" }
+                logger.info("case done", metadata: metadata)
             } catch {
                 failures += 1
                 logger.error("case failed", metadata: ["case": "\(entry.identifier)", "error": "\(error)"])
@@ -105,36 +110,7 @@ struct Predict: ParsableCommand {
             "cases": "\(entries.count)", "failed": "\(failures)", "seconds": "\(seconds(since: started))",
             "peakMemoryMiB": "\(peakResidentMiB())",
         ])
-        if failures > 0 { throw ExitCode(1) }
-    }
-
-    func predictCase(_ entry: CaseSource.Entry, ensemble: Ensemble, options: InferenceEngine.Options, outputFolder: URL, ending: String,
-                     logger: Logger) throws {
-        let readStart = DispatchTime.now().uptimeNanoseconds
-        let item = try CaseSource.load(entry, policy: GeometryPolicy(allowShear: allowTilt))
-        var stageTimes: [(String, Double)] = [("read", elapsed(since: readStart))]
-        var previous: [Float]?
-        if let previousStage {
-            let url = URL(fileURLWithPath: previousStage).appendingPathComponent(item.identifier + ending)
-            let labels = try NIfTIImage(contentsOf: url).labelVolume(path: url.path)
-            guard labels.shape.zyx == item.channels.shape else {
-                throw CaseSourceError(subject: url.path, detail: "size \(labels.shape) differs from the image \(item.channels.shape)")
-            }
-            previous = labels.voxels.map(Float.init)
-        }
-        let result = try ensemble.predict(item.image, probabilities: saveProbabilities, previousStage: previous, options: options)
-        stageTimes += result.timings.map { ($0.stage, $0.seconds) }
-        let final = result.prediction
-        let writeStart = DispatchTime.now().uptimeNanoseconds
-        try CaseWriter.writeSegmentation(final, geometry: item.geometry, to: outputFolder.appendingPathComponent(item.identifier + ending))
-        if saveProbabilities, let p = final.probabilities {
-            try CaseWriter.writeProbabilities(p, shape: final.shape, to: outputFolder.appendingPathComponent(item.identifier + ".npz"))
-        }
-        stageTimes.append(("write", elapsed(since: writeStart)))
-        var metadata: Logger.Metadata = ["case": "\(item.identifier)", "source": "\(item.source)",
-                                         "shape": "\(item.channels.shape.map(String.init).joined(separator: "x"))"]
-        for (stage, s) in stageTimes { metadata[stage.replacingOccurrences(of: " ", with: "_") + "_s"] = "\(String(format: "%.3f", s))" }
-        logger.info("case done", metadata: metadata)
+        if failures > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
     }
 }
 
