@@ -42,7 +42,9 @@ let package = Package(
         .target(name: "VolumeGeometry"),
         // Kernels are always optimised (also in debug builds) so tests and benchmarks run at speed.
         .target(name: "TensorKernels", dependencies: ["CDNNL"], swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
-        .target(name: "PlansModel"),
+        .target(name: "PlansModel", dependencies: ["JSON"]),
+        // The one JSON value type (plans, audit payloads, nnU-Net-layout files).
+        .target(name: "JSON"),
         // Series assembly and the late-instance rule for every intake (watch folder, network node): pure logic.
         .target(name: "SeriesAssembly"),
         // The software version, case IDs and case statuses: one definition each.
@@ -57,7 +59,7 @@ let package = Package(
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
@@ -67,14 +69,14 @@ let package = Package(
         .target(name: "UNet", dependencies: ["TensorKernels", "PlansModel", "TorchCheckpoint"]),
 
         // MARK: L3
-        .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel", "VolumeGeometry"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Preprocessing", dependencies: ["Resampling", "PlansModel", "VolumeGeometry", "JSON"], swiftSettings: [.unsafeFlags(["-O"])]),
 
         // L4 in the map (it builds on Preprocessing)
-        .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "NIfTI", "Resampling", "DICOMImport", "VolumeGeometry"],
+        .target(name: "ExperimentPlanning", dependencies: ["Preprocessing", "PlansModel", "JSON", "NIfTI", "Resampling", "DICOMImport", "VolumeGeometry"],
                 swiftSettings: [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]),
 
         // MARK: L4
-        .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels",
+        .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels", "JSON",
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
@@ -90,11 +92,11 @@ let package = Package(
 
         // MARK: L6
         .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
-                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding", "CaseIdentity",
+                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7
-        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
@@ -124,7 +126,7 @@ let package = Package(
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "NIfTI", "TestSupport"]),
+        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),

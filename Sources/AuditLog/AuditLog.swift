@@ -2,6 +2,7 @@ import CaseIdentity
 import Digest
 import Foundation
 import GRDB
+import JSON
 
 /// A failure of the audit log (names the database file).
 public struct AuditLogError: Error, CustomStringConvertible, Equatable {
@@ -55,6 +56,9 @@ public struct AuditCase: Codable, Equatable, Sendable, FetchableRecord, Persista
         case seriesInstanceUID = "series_uid", profile, error, summaryEventID = "summary_event_id"
     }
 }
+
+/// An audit payload value: the project's JSON value type (its canonical text is what the chain seals).
+public typealias AuditValue = JSONValue
 
 /// The append-only, tamper-evident SQLite audit journal (GRDB, WAL). UPDATE and DELETE are refused by
 /// triggers; `verify()` walks the hash chain and names the first broken row.
@@ -140,7 +144,7 @@ public final class AuditLog: @unchecked Sendable {
     /// Appends an event to the chain; returns it with its id and hash.
     @discardableResult
     public func append(caseID: String, kind: String, payload: [String: AuditValue], at date: Date = Date()) throws -> AuditEvent {
-        let text = AuditValue.object(payload).canonicalJSON
+        let text = JSONValue.object(JSONObject(payload)).canonicalJSON
         let recordedAt = Self.timestamp(date)
         return try pool.write { db in
             let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
@@ -197,7 +201,7 @@ public final class AuditLog: @unchecked Sendable {
                     "profile": .string(s.profile),
                 ]
                 if let error = s.error { payload["error"] = .string(error) }
-                let text = AuditValue.object(payload).canonicalJSON
+                let text = JSONValue.object(JSONObject(payload)).canonicalJSON
                 let recordedAt = Self.timestamp(s.finishedAt)
                 id += 1
                 let hash = AuditEvent.digest(previous: previous, id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)

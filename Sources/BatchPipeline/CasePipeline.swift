@@ -7,6 +7,7 @@ import Digest
 import Dispatch
 import Foundation
 import Inference
+import JSON
 import Logging
 import NIfTI
 import Preprocessing
@@ -113,7 +114,7 @@ public final class CasePipeline: @unchecked Sendable {
             try audit.append(caseID: caseID, kind: "model", payload: [
                 "folder": .string(profile.modelFolder.path), "configuration": .string(engine.bundle.configurationName),
                 "trainer": .string(engine.bundle.trainerName), "folds": .array(engine.bundle.folds.map { .string($0.name) }),
-                "files": .object(modelFiles),
+                "files": .object(JSONObject(modelFiles)),
                 "postprocessing": .array((postprocessing?.steps ?? []).map { .array($0.map { .int(Int64($0)) }) }),
             ])
             // 2. Predict on the series grid.

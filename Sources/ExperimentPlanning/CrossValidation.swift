@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// nnU-Net's cross-validation splits (spec §6.2): 5-fold KFold over the sorted case identifiers with
 /// numpy's legacy `RandomState(12345).shuffle`, written as `splits_final.json`.
@@ -46,10 +47,10 @@ public enum CrossValidation {
 
     /// `splits_final.json` as nnU-Net writes it (indent 4).
     public static func json(_ splits: [Split]) -> Data {
-        let value = OrderedJSON.array(splits.map {
-            .object([("train", .array($0.train.map(OrderedJSON.string))), ("val", .array($0.val.map(OrderedJSON.string)))])
+        let value = JSONValue.array(splits.map {
+            .object([("train", .array($0.train.map(JSONValue.string))), ("val", .array($0.val.map(JSONValue.string)))])
         })
-        return Data(value.text().utf8)
+        return Data(value.pythonText().utf8)
     }
 
     /// Reads a `splits_final.json`, checking that every identifier is a case of the dataset.

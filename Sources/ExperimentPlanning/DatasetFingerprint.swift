@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import JSON
 import NIfTI
 import PlansModel
 import Preprocessing
@@ -208,12 +209,12 @@ public struct DatasetFingerprint: Sendable {
 
     /// The JSON nnU-Net writes (sorted keys, indent 4, Python float repr).
     public func json() -> Data {
-        let object = OrderedJSON.object([
-            ("foreground_intensity_properties_per_channel", OrderedJSON.intensityStatistics(intensityProperties)),
+        let object = JSONValue.object([
+            ("foreground_intensity_properties_per_channel", JSONValue.intensityStatistics(intensityProperties)),
             ("median_relative_size_after_cropping", .double(medianRelativeSizeAfterCropping)),
-            ("shapes_after_crop", .array(shapesAfterCrop.map(OrderedJSON.ints))),
-            ("spacings", .array(spacings.map(OrderedJSON.doubles))),
+            ("shapes_after_crop", .array(shapesAfterCrop.map(JSONValue.ints))),
+            ("spacings", .array(spacings.map(JSONValue.doubles))),
         ])
-        return Data(object.text().utf8)
+        return Data(object.pythonText().utf8)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import PlansModel
 
 /// `nnseg plan` as one library call (nnUNetv2_plan_and_preprocess's planning half): integrity check,
@@ -53,7 +54,7 @@ public enum DatasetPlanning {
         let plan = ExperimentPlanner.plan(input, preset: preset)
         let plansURL = target.appendingPathComponent("\(preset.plansName).json")
         // Configurations someone added to an earlier plans file of this name are kept, as nnU-Net does.
-        var keeping: [(String, OrderedJSON)] = []
+        var keeping: [(String, JSONValue)] = []
         if FileManager.default.fileExists(atPath: plansURL.path) {
             let old: JSONValue
             do { old = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: plansURL)) } catch {
@@ -61,10 +62,10 @@ public enum DatasetPlanning {
             }
             let planned: Set = ["2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres"]
             let custom = (old["configurations"]?.object ?? [:]).filter { !planned.contains($0.key) }
-            keeping = custom.keys.sorted().map { ($0, OrderedJSON(custom[$0]!)) }
+            keeping = custom.keys.sorted().map { ($0, custom[$0]!) }
         }
         let text = plan.plansJSON(datasetName: raw.folder.lastPathComponent, preset: preset,
-                                  foregroundIntensityProperties: fingerprint.intensityProperties, keeping: keeping).text()
+                                  foregroundIntensityProperties: fingerprint.intensityProperties, keeping: keeping).pythonText()
         try Data(text.utf8).write(to: plansURL, options: .atomic)
         try Data(contentsOf: raw.folder.appendingPathComponent("dataset.json")).write(to: target.appendingPathComponent("dataset.json"), options: .atomic)
         if let splits = ownSplits {

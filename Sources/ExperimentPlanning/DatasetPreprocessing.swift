@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import JSON
 import NIfTI
 import PlansModel
 import Preprocessing
@@ -99,17 +100,18 @@ public enum DatasetPreprocessor {
         try NumpyFile.data(floats, shape: shape).write(to: folder.appendingPathComponent("\(p.identifier).npy"), options: .atomic)
         try NumpyFile.data(p.segmentation, shape: [1] + p.data.shape).write(to: folder.appendingPathComponent("\(p.identifier)_seg.npy"),
                                                                              options: .atomic)
-        let properties = OrderedJSON.object([
-            ("spacing", OrderedJSON.doubles(p.properties.spacing)),
-            ("shape_before_cropping", OrderedJSON.ints(p.properties.shapeBeforeCropping)),
-            ("bbox_used_for_cropping", .array(p.properties.boundingBox.map(OrderedJSON.ints))),
-            ("shape_after_cropping_and_before_resampling", OrderedJSON.ints(p.properties.shapeAfterCropping)),
-            ("class_locations", .object(p.classLocations.map { key, rows in
-                (key.count == 1 ? String(key[0]) : "(" + key.map(String.init).joined(separator: ", ") + ")",
-                 .array(rows.map(OrderedJSON.ints)))
-            })),
-        ])
-        try Data(properties.compactText().utf8).write(to: folder.appendingPathComponent("\(p.identifier).json"), options: .atomic)
+        let locations: [(String, JSONValue)] = p.classLocations.map { key, rows in
+            (key.count == 1 ? String(key[0]) : "(" + key.map(String.init).joined(separator: ", ") + ")", JSONValue.array(rows.map(JSONValue.ints)))
+        }
+        let members: [(String, JSONValue)] = [
+            ("spacing", JSONValue.doubles(p.properties.spacing)),
+            ("shape_before_cropping", JSONValue.ints(p.properties.shapeBeforeCropping)),
+            ("bbox_used_for_cropping", JSONValue.array(p.properties.boundingBox.map(JSONValue.ints))),
+            ("shape_after_cropping_and_before_resampling", JSONValue.ints(p.properties.shapeAfterCropping)),
+            ("class_locations", JSONValue.object(JSONObject(locations))),
+        ]
+        let properties = JSONValue.object(JSONObject(members))
+        try Data(properties.pythonCompactText().utf8).write(to: folder.appendingPathComponent("\(p.identifier).json"), options: .atomic)
     }
 
     /// Preprocesses every case of `dataset` for one configuration into `<output>/<data_identifier>/`, with

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import PlansModel
 
 /// nnU-Net's postprocessing (spec §11): "remove all but the largest connected component" for the label

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// `dataset.json` (nnU-Net v2; legacy `modality` accepted for `channel_names`).
 public struct DatasetDescription: Sendable {

@@ -1,3 +1,4 @@
+import JSON
 /// The U-Net a configuration describes, as typed values (no class lookup by string at run time: the two
 /// architectures nnU-Net's planners produce are an explicit list).
 public struct NetworkArchitecture: Equatable, Sendable {

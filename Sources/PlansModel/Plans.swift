@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 /// A problem with a plans or dataset file: names the file and the key at fault.
 public struct PlansError: Error, CustomStringConvertible, Equatable {
@@ -118,7 +119,7 @@ public struct Plans: Sendable {
             for (k, v) in body where merged[k] == nil { merged[k] = v }  // the child's keys win
             current = body["inherits_from"]?.string
         }
-        return try ConfigurationPlan(name: name, json: .object(merged), source: source)
+        return try ConfigurationPlan(name: name, json: .object(JSONObject(sortedFrom: merged)), source: source)
     }
 }
 

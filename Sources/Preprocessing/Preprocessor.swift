@@ -1,3 +1,4 @@
+import JSON
 import PlansModel
 import Resampling
 

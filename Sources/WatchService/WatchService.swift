@@ -8,6 +8,7 @@ import Logging
 import SeriesAssembly
 #if canImport(Glibc)
 import Glibc
+import JSON
 #endif
 
 /// Folders and timing of a watch service.

@@ -5,6 +5,7 @@ import NIfTI
 import Testing
 import TestSupport
 @testable import BatchPipeline
+import JSON
 
 struct CaseProfileTests {
     static func write(_ yaml: String) throws -> URL {

@@ -117,7 +117,7 @@ struct PlansWriterTests {
         struct Statistics: Decodable { var foreground_intensity_properties_per_channel: [String: [String: Double]] }
         let statistics = try JSONDecoder().decode(Statistics.self, from: Data(contentsOf: folder.appendingPathComponent("dataset_fingerprint.json")))
             .foreground_intensity_properties_per_channel["0"]!
-        let text = ExperimentPlanner.plan(input).plansJSON(datasetName: "Dataset004_Hippocampus", foregroundIntensityProperties: [statistics]).text()
+        let text = ExperimentPlanner.plan(input).plansJSON(datasetName: "Dataset004_Hippocampus", foregroundIntensityProperties: [statistics]).pythonText()
         #expect(text == referenceText)
         let plans = try Plans(data: Data(text.utf8), source: "written")
         #expect(try plans.configuration("3d_fullres").patchSize == [40, 56, 40])
@@ -130,7 +130,7 @@ struct PlansWriterTests {
             let plan = ExperimentPlanner.plan(PlannerTests.ctInput, preset: preset)
             let text = plan.plansJSON(datasetName: "Dataset999_Synthetic", preset: preset,
                                       foregroundIntensityProperties: [["max": 1, "mean": 0, "median": 0, "min": -1, "percentile_00_5": -1,
-                                                                       "percentile_99_5": 1, "std": 1]]).text()
+                                                                       "percentile_99_5": 1, "std": 1]]).pythonText()
             let plans = try Plans(data: Data(text.utf8), source: "written")
             let cascade = try plans.configuration(preset == .default ? "3d_cascade_fullres" : "3d_fullres")
             #expect(cascade.patchSize == plan.configurations["3d_fullres"]!.patchSize)
