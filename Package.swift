@@ -87,12 +87,12 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
         // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
-        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "NIfTI", "VolumeGeometry",
+        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "NIfTI", "QASnapshot", "VolumeGeometry",
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
         .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
-                                                      "NIfTI", "QASnapshot", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
+                                                      "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7

@@ -9,9 +9,7 @@ import Foundation
 import Inference
 import JSON
 import Logging
-import NIfTI
 import Preprocessing
-import QASnapshot
 import VolumeGeometry
 
 /// The clinical job (issue #6): a DICOM study in, SEG / RTSTRUCT / NIfTI / QA snapshot out, every step
@@ -134,31 +132,25 @@ public final class CasePipeline: @unchecked Sendable {
                                                     parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
             var outputs: [(String, String, [String: AuditValue])] = []
             try timed("write") {
-                if profile.writeNIfTI {
-                    try NIfTIImage(volume: labels).write(to: staging.appendingPathComponent("labels.nii.gz"))
-                    outputs.append(("nifti", "labels.nii.gz", [:]))
+                let written = try CaseOutputs.write(
+                    labels: labels, image: v, series: series, structures: structures, algorithm: algorithm,
+                    request: .init(nifti: profile.writeNIfTI ? staging.appendingPathComponent("labels.nii.gz") : nil,
+                                   seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
+                                   segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
+                                   rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
+                                   rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT),
+                                   qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil))
+                if written.nifti != nil { outputs.append(("nifti", "labels.nii.gz", [:])) }
+                if let r = written.seg {
+                    outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                       "frames": .int(Int64(r.frames))]))
                 }
-                if !structures.isEmpty {
-                    let written = try CaseOutputs.writeDICOM(
-                        labels: labels, series: series, structures: structures, algorithm: algorithm,
-                        seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
-                        segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
-                        rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
-                        rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT))
-                    if let r = written.seg {
-                        outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
-                                                           "frames": .int(Int64(r.frames))]))
-                    }
-                    if let r = written.rtstruct {
-                        outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
-                                                                     "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
-                    }
+                if let r = written.rtstruct {
+                    outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
+                                                                 "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
                 }
-                if profile.writeQASnapshot, let png = QASnapshot.render(image: v, labels: labels, structures: structures.map {
-                    QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
-                }) {
-                    try QASnapshot.png(png).write(to: staging.appendingPathComponent("qa.png"))
-                    outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(png.width)), "height": .int(Int64(png.height))]))
+                if let qa = written.qa {
+                    outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(qa.width)), "height": .int(Int64(qa.height))]))
                 }
                 try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
                 try FileManager.default.moveItem(at: staging, to: folder)

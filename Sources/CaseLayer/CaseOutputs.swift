@@ -1,22 +1,81 @@
 import DICOMExport
 import DICOMImport
 import Foundation
+import NIfTI
+import QASnapshot
 import VolumeGeometry
 
-/// The DICOM outputs of one case, written in one sequence for every command: the SEG first, then the
-/// RTSTRUCT referencing it (each ROI points at its segment), all or nothing — if one fails, what was
-/// already written is removed.
+/// The outputs of one case, written in one sequence for every command — each optional: the label map as
+/// NIfTI, the SEG, then the RTSTRUCT referencing it (each ROI points at its segment), and the QA image;
+/// all or nothing — if one fails, what was already written is removed. The source header is read once
+/// for both DICOM objects (``ReferencedSeries``).
 public enum CaseOutputs {
     public struct Written: Sendable {
+        public var nifti: URL?
         public var seg: SegmentationWriter.Result?
         public var rtstruct: RTStructWriter.Result?
+        /// Width and height of the QA image written.
+        public var qa: (width: Int, height: Int)?
+    }
+
+    /// Where each output goes (nil: not wanted) and how the DICOM objects are numbered.
+    public struct Request: Sendable {
+        public var nifti: URL?
+        public var seg: URL?
+        public var segOptions: SegmentationOptions
+        public var rtstruct: URL?
+        public var rtstructOptions: RTStructOptions
+        public var qa: URL?
+
+        public init(nifti: URL? = nil, seg: URL? = nil, segOptions: SegmentationOptions = SegmentationOptions(), rtstruct: URL? = nil,
+                    rtstructOptions: RTStructOptions = RTStructOptions(), qa: URL? = nil) {
+            self.nifti = nifti
+            self.seg = seg
+            self.segOptions = segOptions
+            self.rtstruct = rtstruct
+            self.rtstructOptions = rtstructOptions
+            self.qa = qa
+        }
+    }
+
+    /// Writes what `request` asks for. `image`: the series' intensities (for the QA image). SEG, RTSTRUCT and
+    /// QA need at least one structure present; the NIfTI is written even for an empty result.
+    public static func write(labels: LabelVolume, image: ImageVolume, series: ReferencedSeries, structures: [StructureDescription],
+                             algorithm: AlgorithmIdentification, request: Request) throws -> Written {
+        var written = Written()
+        var files: [URL] = []
+        do {
+            if let url = request.nifti {
+                try NIfTIImage(volume: labels).write(to: url)
+                files.append(url)
+                written.nifti = url
+            }
+            if !structures.isEmpty {
+                let dicom = try writeDICOM(labels: labels, series: series, structures: structures, algorithm: algorithm, seg: request.seg,
+                                           segOptions: request.segOptions, rtstruct: request.rtstruct, rtstructOptions: request.rtstructOptions)
+                written.seg = dicom.seg
+                written.rtstruct = dicom.rtstruct
+                files += [request.seg, request.rtstruct].compactMap { $0 }
+                if let url = request.qa, let png = QASnapshot.render(image: image, labels: labels, structures: structures.map {
+                    QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
+                }) {
+                    try QASnapshot.png(png).write(to: url)
+                    files.append(url)
+                    written.qa = (png.width, png.height)
+                }
+            }
+        } catch {
+            for url in files { try? FileManager.default.removeItem(at: url) }
+            throw error
+        }
+        return written
     }
 
     /// Writes the SEG to `seg` and/or the RTSTRUCT to `rtstruct` (nil: not wanted).
     public static func writeDICOM(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription],
                                   algorithm: AlgorithmIdentification, seg: URL?, segOptions: SegmentationOptions = SegmentationOptions(),
-                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions()) throws -> Written {
-        var written = Written()
+                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions()) throws -> (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?) {
+        var written: (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?) = (nil, nil)
         var files: [URL] = []
         do {
             var reference: RTStructWriter.SegmentationReference?
