@@ -268,9 +268,11 @@ std::string knownName(const std::string &uid) {
 
 }  // namespace
 
+// Every function below is a function-try-block: no C++ exception (DCMTK, std::bad_alloc, …) crosses the
+// extern "C" boundary into Swift, where it would abort the process; each returns its error value instead.
 extern "C" {
 
-void nnseg_dcm_initialize(void) {
+void nnseg_dcm_initialize(void) try {
     static std::once_flag once;
     std::call_once(once, [] {
         OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
@@ -278,9 +280,10 @@ void nnseg_dcm_initialize(void) {
         DJDecoderRegistration::registerCodecs();
         DJLSDecoderRegistration::registerCodecs();
     });
+} catch (...) {
 }
 
-nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *message, size_t message_capacity) {
+nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *message, size_t message_capacity) try {
     if (path == nullptr || out == nullptr) return NNSEG_DCM_BAD_ARGUMENT;
     *out = nullptr;
     nnseg_dcm_initialize();
@@ -338,20 +341,24 @@ nnseg_dcm_status nnseg_dcm_open(const char *path, nnseg_dcm_file **out, char *me
     }
     *out = file;
     return NNSEG_DCM_OK;
+} catch (...) {
+    if (out != nullptr) *out = nullptr; writeMessage(message, message_capacity, "internal error while parsing (C++ exception)"); return NNSEG_DCM_READ_FAILED;
 }
 
 void nnseg_dcm_close(nnseg_dcm_file *file) { delete file; }
 
 int nnseg_dcm_has_meta_header(const nnseg_dcm_file *file) { return file != nullptr && file->hasMeta ? 1 : 0; }
 
-long nnseg_dcm_transfer_syntax_uid(const nnseg_dcm_file *file, char *buffer, size_t capacity) {
+long nnseg_dcm_transfer_syntax_uid(const nnseg_dcm_file *file, char *buffer, size_t capacity) try {
     if (file == nullptr) return -1;
     auto *f = const_cast<nnseg_dcm_file *>(file);
     DcmXfer x(f->format.getDataset()->getOriginalXfer());
     return copyOut(x.getXferID(), buffer, capacity);
+} catch (...) {
+    return -1;
 }
 
-long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *buffer, size_t capacity) {
+long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *buffer, size_t capacity) try {
     if (file == nullptr) return -1;
     std::vector<PathStep> steps;
     if (!parsePath(path, steps) || steps.back().item >= 0) return -1;
@@ -364,18 +371,22 @@ long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *bu
     if (element->getLength() == 0) return copyOut("", buffer, capacity);
     if (element->getOFStringArray(value, OFTrue).bad()) return -1;
     return copyOut(std::string(value.c_str(), value.length()), buffer, capacity);
+} catch (...) {
+    return -1;
 }
 
-int nnseg_dcm_has(const nnseg_dcm_file *file, const char *path) {
+int nnseg_dcm_has(const nnseg_dcm_file *file, const char *path) try {
     if (file == nullptr) return 0;
     std::vector<PathStep> steps;
     if (!parsePath(path, steps) || steps.back().item >= 0) return 0;
     DcmItem *parent = resolveParent(file, steps);
     DcmElement *element = nullptr;
     return parent != nullptr && parent->findAndGetElement(steps.back().tag, element).good() && element != nullptr;
+} catch (...) {
+    return 0;
 }
 
-long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path) {
+long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path) try {
     if (file == nullptr) return -1;
     std::vector<PathStep> steps;
     if (!parsePath(path, steps) || steps.back().item >= 0) return -1;
@@ -384,9 +395,11 @@ long nnseg_dcm_item_count(const nnseg_dcm_file *file, const char *path) {
     DcmSequenceOfItems *sequence = nullptr;
     if (parent->findAndGetSequence(steps.back().tag, sequence).bad() || sequence == nullptr) return -1;
     return static_cast<long>(sequence->card());
+} catch (...) {
+    return -1;
 }
 
-long nnseg_dcm_pixel_data_length(const nnseg_dcm_file *file) {
+long nnseg_dcm_pixel_data_length(const nnseg_dcm_file *file) try {
     if (file == nullptr) return -1;
     auto *f = const_cast<nnseg_dcm_file *>(file);
     DcmDataset *ds = f->format.getDataset();
@@ -395,10 +408,12 @@ long nnseg_dcm_pixel_data_length(const nnseg_dcm_file *file) {
     if (DcmXfer(ds->getOriginalXfer()).isEncapsulated()) return -2;
     const Uint32 length = element->getLength();
     return length == DCM_UndefinedLength ? -2 : static_cast<long>(length);
+} catch (...) {
+    return -1;
 }
 
 nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_bytes, size_t *out_length,
-                                         char *message, size_t message_capacity) {
+                                         char *message, size_t message_capacity) try {
     if (file == nullptr || out_bytes == nullptr || out_length == nullptr) return NNSEG_DCM_BAD_ARGUMENT;
     *out_bytes = nullptr;
     *out_length = 0;
@@ -466,15 +481,19 @@ nnseg_dcm_status nnseg_dcm_decode_pixels(nnseg_dcm_file *file, uint8_t **out_byt
     *out_bytes = buffer;
     *out_length = decoded.size();
     return NNSEG_DCM_OK;
+} catch (...) {
+    writeMessage(message, message_capacity, "internal error while decoding (C++ exception)"); return NNSEG_DCM_DECODE_FAILED;
 }
 
 void nnseg_dcm_free(void *pointer) { std::free(pointer); }
 
 const char *nnseg_dcm_dcmtk_version(void) { return OFFIS_DCMTK_VERSION_STRING; }
 
-nnseg_dcm_builder *nnseg_dcm_builder_create(void) {
+nnseg_dcm_builder *nnseg_dcm_builder_create(void) try {
     nnseg_dcm_initialize();
     return new nnseg_dcm_builder();
+} catch (...) {
+    return nullptr;
 }
 
 void nnseg_dcm_builder_destroy(nnseg_dcm_builder *builder) { delete builder; }
@@ -500,7 +519,7 @@ DcmItem *createParent(nnseg_dcm_builder *builder, const std::vector<PathStep> &s
 }
 }  // namespace
 
-int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const char *value, char *message, size_t message_capacity) {
+int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const char *value, char *message, size_t message_capacity) try {
     std::vector<PathStep> steps;
     if (builder == nullptr || value == nullptr || !parsePath(path, steps) || steps.back().item >= 0) {
         writeMessage(message, message_capacity, std::string("malformed attribute path ") + (path ? path : "(null)"));
@@ -532,9 +551,11 @@ int nnseg_dcm_builder_put(nnseg_dcm_builder *builder, const char *path, const ch
         return 1;
     }
     return 0;
+} catch (...) {
+    writeMessage(message, message_capacity, "internal error (C++ exception)"); return 1;
 }
 
-int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path, char *message, size_t message_capacity) {
+int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path, char *message, size_t message_capacity) try {
     std::vector<PathStep> steps;
     if (builder == nullptr || !parsePath(path, steps) || steps.back().item >= 0) {
         writeMessage(message, message_capacity, std::string("malformed sequence path ") + (path ? path : "(null)"));
@@ -554,10 +575,12 @@ int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path,
         return 1;
     }
     return 0;
+} catch (...) {
+    writeMessage(message, message_capacity, "internal error (C++ exception)"); return 1;
 }
 
 int nnseg_dcm_builder_put_pixel_data(nnseg_dcm_builder *builder, const uint8_t *bytes, size_t length, int bits_allocated,
-                                     char *message, size_t message_capacity) {
+                                     char *message, size_t message_capacity) try {
     if (builder == nullptr || bytes == nullptr) return 1;
     DcmDataset *ds = builder->format.getDataset();
     OFCondition cond;
@@ -576,9 +599,11 @@ int nnseg_dcm_builder_put_pixel_data(nnseg_dcm_builder *builder, const uint8_t *
         return 1;
     }
     return 0;
+} catch (...) {
+    writeMessage(message, message_capacity, "internal error (C++ exception)"); return 1;
 }
 
-int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *source, const char *const *tags, size_t count) {
+int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *source, const char *const *tags, size_t count) try {
     if (builder == nullptr || source == nullptr) return 1;
     auto *src = const_cast<nnseg_dcm_file *>(source)->format.getDataset();
     DcmDataset *dst = builder->format.getDataset();
@@ -591,10 +616,12 @@ int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *sou
         }
     }
     return 0;
+} catch (...) {
+    return 1;
 }
 
 int nnseg_dcm_builder_save(nnseg_dcm_builder *builder, const char *path, const char *transfer_syntax, char *message,
-                           size_t message_capacity) {
+                           size_t message_capacity) try {
     if (builder == nullptr || path == nullptr) return 1;
     E_TransferSyntax xfer = (transfer_syntax != nullptr && std::strcmp(transfer_syntax, "implicit") == 0)
                                 ? EXS_LittleEndianImplicit : EXS_LittleEndianExplicit;
@@ -615,12 +642,16 @@ int nnseg_dcm_builder_save(nnseg_dcm_builder *builder, const char *path, const c
         return 1;
     }
     return 0;
+} catch (...) {
+    writeMessage(message, message_capacity, "internal error while writing (C++ exception)"); return 1;
 }
 
-long nnseg_dcm_new_uid(char *buffer, size_t capacity) {
+long nnseg_dcm_new_uid(char *buffer, size_t capacity) try {
     char uid[100];
     dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT);
     return copyOut(uid, buffer, capacity);
+} catch (...) {
+    return -1;
 }
 
 }  // extern "C"

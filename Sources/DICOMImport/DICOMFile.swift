@@ -89,11 +89,13 @@ public final class DICOMFile {
         return n == -1 ? nil : (n < 0 ? -1 : n)
     }
 
-    /// Refuses (``DICOMImportError/Code/truncated``) an image whose content stops short of what its header
+    /// Refuses an attribute the header could not use (``InstanceHeader/problem``, `ATTRIBUTE_INVALID`), and
+    /// (``DICOMImportError/Code/truncated``) an image whose content stops short of what its header
     /// declares: an image-storage SOP class without Pixel Data (the file ends before it), or native Pixel
     /// Data shorter than Rows × Columns × Frames × Samples × Bits Allocated. A file cut inside an element is
     /// refused when it is opened; this catches a cut that falls exactly between two elements.
     public func checkComplete(_ header: InstanceHeader) throws {
+        if let problem = header.problem { throw problem }
         guard SOPClass.isImageStorage(header.sopClassUID) else { return }
         guard let length = pixelDataLength else {
             throw DICOMImportError(.truncated, path, "\(SOPClass.name(header.sopClassUID)) without Pixel Data (7FE0,0010): the file ends "

@@ -13,6 +13,9 @@ public struct DICOMImportError: Error, CustomStringConvertible, Equatable, Senda
         case truncated = "TRUNCATED"
         /// An image without a Series Instance UID: it cannot be grouped with its series.
         case seriesUIDMissing = "SERIES_UID_MISSING"
+        /// An attribute that sizes an allocation or enters geometry is out of range or not a finite number
+        /// (NumberOfFrames beyond the limit, Image Position at ±1e308, BitsAllocated 7, …).
+        case invalidAttribute = "ATTRIBUTE_INVALID"
         /// The object carries no Pixel Data (RTSTRUCT, SR, …).
         case noPixelData = "NO_PIXEL_DATA"
         /// No decoder for the transfer syntax in this build.

@@ -58,6 +58,15 @@ public struct InstanceHeader: Sendable {
 
     public var pixelFormat: PixelFormat
     public var frames: [FrameHeader]
+    /// An attribute that cannot be used safely (a frame count beyond the limit, a position that is not a
+    /// finite number of millimetres, …): the file is refused with it (``DICOMFile/checkComplete(_:)``)
+    /// before anything is allocated or computed from the value.
+    public var problem: DICOMImportError?
+
+    /// Limits on header values that size allocations or enter geometry. Frames: an Enhanced multi-frame
+    /// object with more is refused (real ones hold thousands at most). Coordinates: |Image Position| in mm.
+    public static let maximumFrames = 65_536
+    public static let maximumCoordinate = 1e6
 
     /// Whether this object can contribute frames to an image volume (not SEG, RTSTRUCT, SR, …).
     public var isVolumeImage: Bool { hasPixelData && !SOPClass.isNonVolume(sopClassUID) }
@@ -155,7 +164,14 @@ extension InstanceHeader {
         hasModalityLUTSequence = file.itemCount(atPath: DICOMTag.modalityLUTSequence.path) ?? 0 > 0
         hasPixelData = file.has(.pixelData)
 
-        let frameCount = max(file.int(.numberOfFrames) ?? 1, 1)
+        var problem: DICOMImportError?
+        let declaredFrames = file.double(.numberOfFrames) ?? 1
+        var frameCount = declaredFrames.isFinite && declaredFrames >= 1 && declaredFrames <= Double(Self.maximumFrames) ? Int(declaredFrames) : 1
+        if !declaredFrames.isFinite || declaredFrames > Double(Self.maximumFrames) || declaredFrames.rounded() != declaredFrames {
+            problem = DICOMImportError(.invalidAttribute, file.path, "NumberOfFrames (0028,0008) is \(file.string(.numberOfFrames) ?? "?"): "
+                                       + "not a whole number within the limit of \(Self.maximumFrames) frames")
+            frameCount = 1
+        }
         let bitsAllocated = file.int(.bitsAllocated) ?? 0
         let bitsStored = file.int(.bitsStored) ?? bitsAllocated
         pixelFormat = PixelFormat(
@@ -183,6 +199,27 @@ extension InstanceHeader {
                     stackID: nil)
             }
         }
+        // Geometry enters slice sorting and gap arithmetic: every value must be a finite, plausible number.
+        if problem == nil, let bad = frames.first(where: { !Self.plausible($0) }) {
+            problem = DICOMImportError(.invalidAttribute, file.path, "frame \(bad.frameIndex + 1): Image Position/Orientation (Patient), "
+                                       + "Pixel Spacing or Slice Thickness is not a finite value within ±\(Int(Self.maximumCoordinate)) mm")
+        }
+        let format = pixelFormat
+        if problem == nil, hasPixelData, ![1, 8, 16, 32].contains(format.bitsAllocated) || !(1...4).contains(format.samplesPerPixel) {
+            problem = DICOMImportError(.invalidAttribute, file.path, "BitsAllocated \(format.bitsAllocated) / SamplesPerPixel "
+                                       + "\(format.samplesPerPixel) cannot describe pixels")
+        }
+        self.problem = problem
+    }
+
+    static func plausible(_ f: FrameHeader) -> Bool {
+        func ok(_ v: Double, _ limit: Double) -> Bool { v.isFinite && abs(v) <= limit }
+        if let p = f.imagePosition, !(ok(p.x, maximumCoordinate) && ok(p.y, maximumCoordinate) && ok(p.z, maximumCoordinate)) { return false }
+        if let o = f.imageOrientation, ![o.row.x, o.row.y, o.row.z, o.column.x, o.column.y, o.column.z].allSatisfy({ ok($0, 1.5) }) { return false }
+        if let s = f.pixelSpacing, !(ok(s.x, 1e4) && ok(s.y, 1e4)) { return false }
+        if let t = f.sliceThickness, !ok(t, 1e4) { return false }
+        if let t = f.spacingBetweenSlices, !ok(t, 1e4) { return false }
+        return ok(f.rescaleSlope, 1e30) && ok(f.rescaleIntercept, 1e30)
     }
 
     private static func functionalGroupFrame(_ file: DICOMFile, index: Int, hasPerFrame: Bool) -> FrameHeader {

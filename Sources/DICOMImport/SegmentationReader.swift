@@ -82,6 +82,10 @@ public enum SegmentationReader {
                 }
             }
             let p = toVoxel(position)
+            // Range first: Int() of a non-finite or huge coordinate from the file would trap.
+            guard p.z.isFinite, p.z > -1, p.z < Double(shape.z) else {
+                throw DICOMImportError(.noGeometry, path, String(format: "frame %d lies off the series grid (voxel %.3g, %.3g, %.3g)", f + 1, p.x, p.y, p.z))
+            }
             let k = Int(p.z.rounded())
             guard abs(p.x) < 0.01, abs(p.y) < 0.01, abs(p.z - Double(k)) < 0.01, k >= 0, k < shape.z else {
                 throw DICOMImportError(.noGeometry, path, String(format: "frame %d lies off the series grid (voxel %.3f, %.3f, %.3f)", f + 1, p.x, p.y, p.z))

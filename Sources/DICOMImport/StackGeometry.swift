@@ -145,7 +145,8 @@ public struct StackGeometry: Sendable {
         var missing: [Double] = []
         for (k, step) in steps.enumerated() {
             let multiple = (step / unit).rounded()
-            guard multiple >= 1, abs(step - multiple * unit) <= tolerance else { return nil }
+            // A step of more than 10,000 slice spacings is not a gap to fill in: the spacing is non-uniform.
+            guard multiple >= 1, multiple <= 10_000, abs(step - multiple * unit) <= tolerance else { return nil }
             if multiple > 1 { missing += (1..<Int(multiple)).map { d[k] + Double($0) * unit } }
         }
         return missing.isEmpty ? nil : missing

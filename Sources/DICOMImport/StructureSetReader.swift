@@ -70,7 +70,15 @@ public enum StructureSetReader {
                     points.append(SIMD2(v.x, v.y))
                     planes.append(v.z)
                 }
-                let k = Int(planes[0].rounded())
+                guard points.allSatisfy({ $0.x.isFinite && $0.y.isFinite && abs($0.x) < 1e6 && abs($0.y) < 1e6 }) else {
+                    throw DICOMImportError(.noGeometry, path, "ROI '\(entry.roi.name)' contour \(c + 1): a point is not a finite position near the series")
+                }
+                // Range first: Int() of a non-finite or huge coordinate from the file would trap.
+                guard let first = planes.first, first.isFinite, first > -1, first < Double(shape.z) else {
+                    throw DICOMImportError(.noGeometry, path, String(format: "ROI '%@' contour %d lies off the series grid (slice position %.3g of 0…%d)",
+                                                                     entry.roi.name, c + 1, planes.first ?? .nan, shape.z - 1))
+                }
+                let k = Int(first.rounded())
                 guard planes.allSatisfy({ abs($0 - Double(k)) < 0.05 }), k >= 0, k < shape.z else {
                     throw DICOMImportError(.noGeometry, path, String(format: "ROI '%@' contour %d lies off the series grid (slice position %.2f of 0…%d)",
                                                                      entry.roi.name, c + 1, planes[0], shape.z - 1))

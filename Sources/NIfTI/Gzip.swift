@@ -12,8 +12,11 @@ enum Gzip {
         data.count >= 2 && data[data.startIndex] == 0x1F && data[data.startIndex + 1] == 0x8B
     }
 
-    /// Inflates every concatenated gzip member of `data`.
-    static func decompress(_ data: Data) throws -> Data {
+    /// The most a file may inflate to (4 GiB: a 512×512×2000 float32 CT is 2 GiB): a gzip bomb stops here.
+    static let maximumInflatedBytes = 4 << 30
+
+    /// Inflates every concatenated gzip member of `data`, refusing output beyond `limit` bytes.
+    static func decompress(_ data: Data, limit: Int = maximumInflatedBytes) throws -> Data {
         var output = Data()
         var stream = z_stream()
         // 15 + 32: zlib or gzip header, detected automatically.
@@ -34,6 +37,9 @@ enum Gzip {
                     return inflate(&stream, Z_NO_FLUSH)
                 }
                 output.append(contentsOf: buffer[0..<(chunk - Int(stream.avail_out))])
+                guard output.count <= limit else {
+                    throw Failure(description: "gzip data inflates beyond the limit of \(limit >> 20) MiB")
+                }
                 if status == Z_STREAM_END {
                     // Another member may follow (concatenated gzip); skip trailing zero padding.
                     guard stream.avail_in > 0, stream.next_in.pointee == 0x1F else { return }

@@ -130,11 +130,19 @@ public struct NIfTIImage: Equatable, Sendable {
             throw NIfTIError(code: .unsupportedDimensions, path: path,
                              detail: "image is \(rank)-D with sizes \(extents); nnseg reads 2-D and 3-D images (one file per channel, as nnU-Net)")
         }
-        let offset = Int(header.voxOffset)
-        guard offset >= NIfTIHeader.size else {
-            throw NIfTIError(code: .notNIfTI, path: path, detail: "vox_offset \(header.voxOffset) is inside the header")
+        // vox_offset and the sizes come from the file: finite, in range, and their product without overflow.
+        guard header.voxOffset.isFinite, header.voxOffset >= Float(NIfTIHeader.size), header.voxOffset <= Float(bytes.count) else {
+            throw NIfTIError(code: .notNIfTI, path: path, detail: "vox_offset \(header.voxOffset) is not a position inside the file after the header")
         }
-        let count = extents.reduce(1, *)
+        let offset = Int(header.voxOffset)
+        var count = 1
+        for e in extents {
+            let (product, overflow) = count.multipliedReportingOverflow(by: e)
+            guard !overflow, product <= bytes.count else {
+                throw NIfTIError(code: .truncated, path: path, detail: "dimension sizes \(extents) need more voxels than the file's \(bytes.count) bytes hold")
+            }
+            count = product
+        }
         let needed = offset + count * type.bytesPerVoxel
         guard bytes.count >= needed else {
             throw NIfTIError(code: .truncated, path: path,

@@ -319,6 +319,11 @@ struct RestrictedUnpickler {
               case .bytes(let raw) = args[1]
         else { throw PickleError(description: "malformed numpy scalar") }
         func unsigned() -> UInt64 { raw.reversed().reduce(0) { $0 << 8 | UInt64($1) } }
+        // The byte count must match the dtype: a longer value would not fit its integer (a file could say anything).
+        let sizes: [String: Int] = ["f8": 8, "f4": 4, "i8": 8, "i4": 4, "i2": 2, "i1": 1, "u8": 8, "u4": 4, "u2": 2, "u1": 1, "b1": 1]
+        if let size = sizes[code], raw.count != size {
+            throw PickleError(description: "numpy scalar of dtype \(code) has \(raw.count) bytes, not \(size)")
+        }
         switch code {
         case "f8": return .float(Double(bitPattern: unsigned()))
         case "f4": return .float(Double(Float(bitPattern: UInt32(unsigned()))))

@@ -163,3 +163,15 @@ struct NIfTITests {
         }
     }
 }
+
+/// Issue #14: a gzip stream that inflates beyond its limit (a gzip bomb) is refused, not inflated.
+struct GzipLimitTests {
+    @Test func inflatingBeyondTheLimitIsRefused() throws {
+        let zeros = Data(count: 8 << 20)
+        let compressed = try Gzip.compress(zeros)
+        #expect(compressed.count < 64 << 10)
+        #expect(try Gzip.decompress(compressed, limit: 16 << 20) == zeros)
+        let error = #expect(throws: Gzip.Failure.self) { try Gzip.decompress(compressed, limit: 1 << 20) }
+        #expect(error?.description.contains("beyond the limit of 1 MiB") == true)
+    }
+}
