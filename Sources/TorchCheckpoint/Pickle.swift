@@ -295,6 +295,15 @@ struct RestrictedUnpickler {
             guard args.count >= 4, case .storage(let storage) = args[0], let offset = args[1].intValue,
                   let shape = args[2].elements?.compactMap(\.intValue), let strides = args[3].elements?.compactMap(\.intValue)
             else { throw PickleError(description: "malformed _rebuild_tensor_v2 arguments") }
+            // Shape, strides and offset index the storage: non-negative, one stride per axis, and a product
+            // that cannot overflow (the storage bounds are checked when the values are read).
+            guard shape.count == strides.count, shape.count <= 8, offset >= 0, offset < 1 << 40,
+                  shape.allSatisfy({ (0...(1 << 31)).contains($0) }), strides.allSatisfy({ (0...(1 << 40)).contains($0) }),
+                  shape.reduce(Int64(1), { total, n in
+                      let (product, overflow) = total.multipliedReportingOverflow(by: n)
+                      return overflow ? Int64.max : product
+                  }) <= (1 << 40)
+            else { throw PickleError(description: "tensor shape \(shape), strides \(strides), offset \(offset) cannot index a storage") }
             return .tensor(TensorReference(storage: storage, offset: Int(offset), shape: shape.map { Int($0) },
                                            strides: strides.map { Int($0) }))
         case "torch._utils._rebuild_parameter":

@@ -135,6 +135,25 @@ struct TorchCheckpointTests {
         #expect(try checkpoint.tensor(dict[2].tensor).dtype == .bfloat16)
     }
 
+    /// Issue #14: tensor metadata that cannot index its storage (negative sizes or strides, a shape whose
+    /// product overflows, a view past the storage) is refused with a named error, never read.
+    @Test(arguments: [([-4], [1], 0), ([2, 2], [-1, 1], 0), ([1 << 30, 1 << 30, 1 << 30], [1, 1, 1], 0), ([4], [1], 3), ([2], [1, 1], 0)])
+    func impossibleTensorViewsAreRefused(_ shape: [Int], _ strides: [Int], _ offset: Int) throws {
+        let dir = try SharedData.temporaryDirectory("pickle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var p = PickleWriter()
+        p.op(PickleWriter.emptyDict)
+        p.string("w"); p.tensor(storageClass: "FloatStorage", key: "0", count: 4, offset: offset, shape: shape, strides: strides); p.op(PickleWriter.setitem)
+        p.op(PickleWriter.stop)
+        let url = dir.appendingPathComponent("bad.pth")
+        try Self.writeArchive(["data.pkl": p.bytes, "data/0": [UInt8](repeating: 0, count: 16)], to: url)
+        let error = #expect(throws: CheckpointError.self) {
+            let checkpoint = try TorchCheckpoint(contentsOf: url)
+            for entry in try checkpoint.stateDict() { _ = try checkpoint.tensor(entry.tensor) }
+        }
+        #expect(error?.description.hasPrefix("CHECKPOINT_INVALID: \(url.path)") == true, "\(error?.description ?? "")")
+    }
+
     @Test func notACheckpointIsNamed() throws {
         let dir = try SharedData.temporaryDirectory("pickle")
         defer { try? FileManager.default.removeItem(at: dir) }
