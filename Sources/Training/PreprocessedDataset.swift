@@ -130,7 +130,13 @@ struct NumpyReader {
         guard let s = field("shape"), let open = s.firstIndex(of: "("), let close = s.firstIndex(of: ")") else {
             throw TrainingError.dataset(file: url.path, problem: "no shape in the .npy header")
         }
-        shape = s[s.index(after: open)..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let parts = s[s.index(after: open)..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // This module is compiled -Ounchecked: sizes from the file are checked here, before any index uses them.
+        let dims = parts.compactMap { Int($0) }
+        guard dims.count == parts.count, dims.allSatisfy({ $0 >= 0 }) else {
+            throw TrainingError.dataset(file: url.path, problem: "shape (\(parts.joined(separator: ", "))) is not a list of sizes ≥ 0")
+        }
+        shape = dims
         body = raw.subdata(in: (raw.startIndex + start + headerLength)..<raw.endIndex)
         let size: Int
         switch descr {
@@ -140,7 +146,13 @@ struct NumpyReader {
         case "|u1", "|i1", "|b1": size = 1
         default: throw TrainingError.dataset(file: url.path, problem: "dtype \(descr) is not supported")
         }
-        guard body.count >= shape.reduce(1, *) * size else {
+        var needed = size
+        for n in shape {
+            let (product, overflow) = needed.multipliedReportingOverflow(by: n)
+            guard !overflow else { throw TrainingError.dataset(file: url.path, problem: "shape \(shape) is too large to address") }
+            needed = product
+        }
+        guard body.count >= needed else {
             throw TrainingError.dataset(file: url.path, problem: "truncated: \(body.count) bytes for shape \(shape) of \(descr)")
         }
     }
