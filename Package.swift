@@ -96,7 +96,7 @@ let package = Package(
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7
-        .target(name: "WatchService", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "WatchService", dependencies: ["AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [

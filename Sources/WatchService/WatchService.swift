@@ -1,14 +1,13 @@
 import AuditLog
-import BatchPipeline
 import CaseIdentity
 import DICOMImport
 import Dispatch
 import Foundation
+import JSON
 import Logging
 import SeriesAssembly
 #if canImport(Glibc)
 import Glibc
-import JSON
 #endif
 
 /// Folders and timing of a watch service.
@@ -89,7 +88,10 @@ struct Claim: Codable {
 /// * **Graceful stop** — `requestStop()` (SIGTERM) lets the running case finish, then returns.
 public final class WatchService: @unchecked Sendable {
     public let configuration: WatchConfiguration
-    let pipeline: CasePipeline
+    let audit: AuditLog
+    let profileName: String
+    let modelName: String
+    let runner: CaseRunner
     let logger: Logger
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
@@ -97,10 +99,18 @@ public final class WatchService: @unchecked Sendable {
     /// What was seen of every delivered file, and when (the assembly rule, ``SeriesAssembler``).
     private var assembler: SeriesAssembler
 
-    public init(configuration: WatchConfiguration, pipeline: CasePipeline, logger: Logger = Logger(label: "nnseg.watch")) throws {
+    /// - Parameters:
+    ///   - runner: runs each claimed case (in a worker process: the supervisor itself reads headers only and
+    ///     never decodes pixels or runs a model).
+    ///   - profileName, modelName: recorded on the case rows the supervisor writes itself (duplicates, held,
+    ///     quarantined deliveries).
+    public init(configuration: WatchConfiguration, audit: AuditLog, profileName: String, modelName: String, runner: CaseRunner,
+                logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
-        self.pipeline = pipeline
-        self.pipeline.requireSingleStack = true
+        self.audit = audit
+        self.profileName = profileName
+        self.modelName = modelName
+        self.runner = runner
         self.logger = logger
         assembler = SeriesAssembler(quietPeriod: configuration.quietPeriod)
         let fm = FileManager.default
@@ -183,7 +193,7 @@ public final class WatchService: @unchecked Sendable {
                 continue
             }
             // Interrupted after the case was recorded but before the inputs were moved on.
-            if let recorded = try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) {
+            if let recorded = try audit.cases().first(where: { $0.caseID == claim.id }) {
                 if recorded.caseStatus?.isFailure == true {
                     try quarantine(folder: folder, claim: claim, reason: recorded.error ?? recorded.status)
                 } else if recorded.caseStatus == .held {
@@ -195,7 +205,7 @@ public final class WatchService: @unchecked Sendable {
             }
             claim.attempts += 1
             try write(claim, to: folder)
-            try pipeline.audit.append(caseID: claim.id, kind: "resumed", payload: ["attempt": .int(Int64(claim.attempts)),
+            try audit.append(caseID: claim.id, kind: "resumed", payload: ["attempt": .int(Int64(claim.attempts)),
                                                                                    "series_uid": .string(claim.seriesKey)])
             if claim.attempts > configuration.maximumAttempts {
                 try quarantine(folder: folder, claim: claim, reason: "\(WatchReason.retriesExhausted.rawValue): \(claim.attempts - 1) attempt(s) did not complete (crash, power loss or disk full)")
@@ -208,13 +218,13 @@ public final class WatchService: @unchecked Sendable {
 
     /// Outputs were moved into place before the crash: make sure the audit log has the case, archive.
     func finishRecovered(_ claim: Claim, folder: URL) throws {
-        if try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) == nil {
-            try pipeline.audit.append(caseID: claim.id, kind: "case_recovered", payload: [
+        if try audit.cases().first(where: { $0.caseID == claim.id }) == nil {
+            try audit.append(caseID: claim.id, kind: "case_recovered", payload: [
                 "detail": .string("outputs were complete before an interruption; recorded on restart"),
                 "output": .string(configuration.outgoing.appendingPathComponent(claim.id).path),
             ])
-            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .succeeded, model: pipeline.engine.bundle.plans.datasetName,
-                                      seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: nil)
+            try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .succeeded, model: modelName,
+                                      seriesInstanceUID: claim.seriesKey, profile: profileName, error: nil)
         }
         try archive(folder: folder, claim: claim)
     }
@@ -308,7 +318,7 @@ public final class WatchService: @unchecked Sendable {
         case .process, .reassemble:
             try process(claim, folder: folder)
         case .supersede(let earlier):
-            try pipeline.audit.append(caseID: claim.id, kind: "superseding_delivery", payload: [
+            try audit.append(caseID: claim.id, kind: "superseding_delivery", payload: [
                 "previous_case": .string(earlier), "series_uid": .string(claim.seriesKey),
                 "detail": .string("the whole series again with new instances: processed as a new version"),
             ])
@@ -322,12 +332,12 @@ public final class WatchService: @unchecked Sendable {
 
     /// Earlier cases of a series, newest first, with the instances they were claimed with.
     func priorCases(_ seriesUID: String) throws -> [PriorCase] {
-        try pipeline.audit.cases(.init(seriesInstanceUID: seriesUID)).map { c in
+        try audit.cases(.init(seriesInstanceUID: seriesUID)).map { c in
             let status = c.caseStatus
             let outcome: PriorCase.Outcome = status?.isSuccess == true ? .succeeded : status?.isFailure == true ? .failed : .other
             var instances: Set<String>?
             if outcome == .succeeded {
-                for event in try pipeline.audit.events(caseID: c.caseID) where event.kind == "claimed" {
+                for event in try audit.events(caseID: c.caseID) where event.kind == "claimed" {
                     let payload = try? JSONSerialization.jsonObject(with: Data(event.payload.utf8)) as? [String: Any]
                     if let uids = payload?["sop_instance_uids"] as? [String] { instances = Set(uids) }
                 }
@@ -383,9 +393,9 @@ public final class WatchService: @unchecked Sendable {
             "sop_instance_uids": .array(claim.sopInstanceUIDs!.map { .string($0) }),
         ]
         if let earlier { payload["reassembled_from"] = .string(earlier) }
-        try pipeline.audit.append(caseID: id, kind: "claimed", payload: payload)
+        try audit.append(caseID: id, kind: "claimed", payload: payload)
         if let earlier {
-            try pipeline.audit.append(caseID: id, kind: "reassembled", payload: [
+            try audit.append(caseID: id, kind: "reassembled", payload: [
                 "previous_case": .string(earlier), "late_files": .int(Int64(series.files.count)),
                 "detail": .string("more of a failed series arrived: its quarantined inputs are processed again with the new files"),
             ])
@@ -400,12 +410,12 @@ public final class WatchService: @unchecked Sendable {
         let folder = configuration.work.appendingPathComponent(claim.id)
         let reason = "\(WatchReason.lateInstance.rawValue): \(claim.files.count) file(s) of series \(claim.seriesKey) arrived after case \(earlier) had been processed "
             + "from the rest of the series; held, not processed alone (see Ops/RUNBOOK.md, Late instances)"
-        try pipeline.audit.append(caseID: claim.id, kind: "late_instance", payload: [
+        try audit.append(caseID: claim.id, kind: "late_instance", payload: [
             "belongs_to": .string(earlier), "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)),
             "reason": .string(reason),
         ])
-        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .held, model: pipeline.engine.bundle.plans.datasetName,
-                                  seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
+        try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .held, model: modelName,
+                                  seriesInstanceUID: claim.seriesKey, profile: profileName, error: reason)
         try moveToHeld(folder: folder, claim: claim, reason: reason)
         logger.warning("late instances held", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "belongs_to": "\(earlier)"])
     }
@@ -414,7 +424,7 @@ public final class WatchService: @unchecked Sendable {
         let target = configuration.held.appendingPathComponent(claim.id)
         try Data("\(reason)\nseries: \(claim.seriesKey)\nfiles: \(claim.files.count)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         try FileManager.default.moveItem(at: folder, to: target)
-        try pipeline.audit.append(caseID: claim.id, kind: "inputs_held", payload: ["destination": .string(target.path)])
+        try audit.append(caseID: claim.id, kind: "inputs_held", payload: ["destination": .string(target.path)])
     }
 
     /// Removes sub-folders of `incoming` that are empty and have not changed for the quiet period (a
@@ -451,21 +461,49 @@ public final class WatchService: @unchecked Sendable {
 
     /// Every instance was in an earlier successful case: recorded as `DUPLICATE`, archived, not processed.
     func recordDuplicate(_ claim: Claim, folder: URL, of earlier: String) throws {
-        try pipeline.audit.append(caseID: claim.id, kind: "duplicate_delivery", payload: [
+        try audit.append(caseID: claim.id, kind: "duplicate_delivery", payload: [
             "series_uid": .string(claim.seriesKey), "files": .int(Int64(claim.files.count)), "previous_case": .string(earlier),
         ])
-        try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .duplicate, model: pipeline.engine.bundle.plans.datasetName,
-                                  seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: "already processed as \(earlier); not repeated")
+        try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .duplicate, model: modelName,
+                                  seriesInstanceUID: claim.seriesKey, profile: profileName, error: "already processed as \(earlier); not repeated")
         logger.notice("duplicate delivery recorded, not reprocessed", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)"])
         try archive(folder: folder, claim: claim)
     }
 
+    /// Runs the case in its worker. A worker that crashes, runs out of memory or time is an attempt, recorded
+    /// with its reason; the case is tried again at once, up to `maximumAttempts`, then quarantined with the
+    /// reason — other series flow on, and the supervisor is never touched by what the files contain.
     func process(_ claim: Claim, folder: URL) throws {
-        let result = try pipeline.run(study: folder, output: configuration.outgoing, caseID: claim.id, deliveredSeries: claim.seriesKey)
-        if result.caseStatus == .failed {
-            try quarantine(folder: folder, claim: claim, reason: result.error ?? CaseStatus.failed.rawValue)
-        } else {
-            try archive(folder: folder, claim: claim)
+        var claim = claim
+        while true {
+            let outcome = runner.run(claimFolder: folder, outgoing: configuration.outgoing, caseID: claim.id, series: claim.seriesKey)
+            switch outcome {
+            case .recorded(let status, let error):
+                if status == .failed {
+                    try quarantine(folder: folder, claim: claim, reason: error ?? CaseStatus.failed.rawValue)
+                } else {
+                    try archive(folder: folder, claim: claim)
+                }
+                return
+            case .workerFailed(let reason, let detail):
+                try audit.append(caseID: claim.id, kind: "worker_failed", payload: [
+                    "attempt": .int(Int64(claim.attempts)), "reason": .string(reason.rawValue), "detail": .string(detail),
+                    "series_uid": .string(claim.seriesKey),
+                ])
+                logger.error("case worker failed", metadata: ["claim": "\(claim.id)", "attempt": "\(claim.attempts)", "reason": "\(reason.rawValue)"])
+                // Whatever the worker left: a staging folder is discarded; complete outputs mean it finished.
+                try? FileManager.default.removeItem(at: configuration.outgoing.appendingPathComponent(".\(claim.id).partial"))
+                if FileManager.default.fileExists(atPath: configuration.outgoing.appendingPathComponent(claim.id).path) {
+                    try finishRecovered(claim, folder: folder)
+                    return
+                }
+                if claim.attempts >= configuration.maximumAttempts {
+                    try quarantine(folder: folder, claim: claim, reason: "\(reason.rawValue): \(detail) (\(claim.attempts) attempt(s))")
+                    return
+                }
+                claim.attempts += 1
+                try write(claim, to: folder)
+            }
         }
     }
 
@@ -478,22 +516,22 @@ public final class WatchService: @unchecked Sendable {
         } else {
             try fm.removeItem(at: folder)
         }
-        try pipeline.audit.append(caseID: claim.id, kind: "inputs_archived", payload: [
+        try audit.append(caseID: claim.id, kind: "inputs_archived", payload: [
             "destination": .string(configuration.archive?.appendingPathComponent(claim.id).path ?? "deleted"),
         ])
     }
 
     func quarantine(folder: URL, claim: Claim, reason: String) throws {
         // Every claim ends as one case row: record it if the pipeline did not get that far.
-        if try pipeline.audit.cases().first(where: { $0.caseID == claim.id }) == nil {
-            try pipeline.audit.append(caseID: claim.id, kind: "quarantined", payload: ["reason": .string(reason), "series_uid": .string(claim.seriesKey)])
-            try pipeline.audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .quarantined, model: pipeline.engine.bundle.plans.datasetName,
-                                      seriesInstanceUID: claim.seriesKey, profile: pipeline.profile.name, error: reason)
+        if try audit.cases().first(where: { $0.caseID == claim.id }) == nil {
+            try audit.append(caseID: claim.id, kind: "quarantined", payload: ["reason": .string(reason), "series_uid": .string(claim.seriesKey)])
+            try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .quarantined, model: modelName,
+                                      seriesInstanceUID: claim.seriesKey, profile: profileName, error: reason)
         }
         let target = configuration.quarantine.appendingPathComponent(claim.id)
         try Data("\(reason)\nseries: \(claim.seriesKey)\nfiles: \(claim.files.count)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         try FileManager.default.moveItem(at: folder, to: target)
-        try pipeline.audit.append(caseID: claim.id, kind: "inputs_quarantined", payload: ["destination": .string(target.path), "reason": .string(reason)])
+        try audit.append(caseID: claim.id, kind: "inputs_quarantined", payload: ["destination": .string(target.path), "reason": .string(reason)])
         logger.warning("series quarantined", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)", "reason": "\(reason)"])
     }
 
@@ -503,9 +541,9 @@ public final class WatchService: @unchecked Sendable {
         try FileManager.default.moveItem(at: url, to: folder.appendingPathComponent(url.lastPathComponent))
         try Data("\(reason)\n".utf8).write(to: folder.appendingPathComponent("REASON.txt"))
         let id = folder.lastPathComponent
-        try pipeline.audit.append(caseID: id, kind: "file_quarantined", payload: ["file": .string(url.lastPathComponent), "reason": .string(reason)])
-        try pipeline.audit.finish(caseID: id, startedAt: Date(), status: .quarantined, model: pipeline.engine.bundle.plans.datasetName,
-                                  seriesInstanceUID: "", profile: pipeline.profile.name, error: reason)
+        try audit.append(caseID: id, kind: "file_quarantined", payload: ["file": .string(url.lastPathComponent), "reason": .string(reason)])
+        try audit.finish(caseID: id, startedAt: Date(), status: .quarantined, model: modelName,
+                                  seriesInstanceUID: "", profile: profileName, error: reason)
         logger.warning("file quarantined", metadata: ["file": "\(url.lastPathComponent)", "reason": "\(reason)"])
     }
 
@@ -585,4 +623,12 @@ public enum WatchReason: String, Sendable, CaseIterable {
     case lateInstance = "LATE_INSTANCE"
     /// A case interrupted (crash, power loss, full disk) more often than `--max-attempts`.
     case retriesExhausted = "RETRIES_EXHAUSTED"
+    /// The case's worker was killed by a signal (the signal is named).
+    case crashed = "CRASHED"
+    /// The case's worker went over its memory limit and was stopped.
+    case outOfMemory = "OUT_OF_MEMORY"
+    /// The case's worker went over its time limit and was stopped.
+    case timeout = "TIMEOUT"
+    /// The case's worker exited without a result.
+    case workerFailed = "WORKER_FAILED"
 }

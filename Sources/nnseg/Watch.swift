@@ -5,6 +5,7 @@ import CaseIdentity
 import Dispatch
 import Foundation
 import Logging
+import PlansModel
 import WatchService
 
 /// `nnseg watch`: the watch-folder service.
@@ -22,6 +23,8 @@ struct Watch: ParsableCommand {
     @Option(help: "Seconds between scans.") var pollInterval = 1.0
     @Option(help: "Attempts before a series is quarantined.") var maxAttempts = 3
     @Flag(help: "Process series again that were processed before.") var reprocessDuplicates = false
+    @Option(help: "Seconds a case's worker may run before it is stopped (TIMEOUT); 0: no limit.") var caseTimeLimit = 3600.0
+    @Option(help: "Resident memory (MiB) a case's worker may use before it is stopped (OUT_OF_MEMORY); 0: no limit.") var caseMemoryLimitMb = 0
     @Option(help: "Audit database (default: the profile's, else ./nnseg-audit.sqlite).") var auditDb: String?
     @OptionGroup var logging: LoggingOptions
 
@@ -34,7 +37,18 @@ struct Watch: ParsableCommand {
                                         archive: archive.map { URL(fileURLWithPath: $0) }, quarantine: quarantine.map { URL(fileURLWithPath: $0) },
                                         held: held.map { URL(fileURLWithPath: $0) }, quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
                                         reprocessDuplicates: reprocessDuplicates)
-        let service = try WatchService(configuration: config, pipeline: try CasePipeline(profile: caseProfile, audit: audit))
+        // Each case runs in a worker process (this binary's `watch-worker`); the supervisor never decodes
+        // pixels or runs the model, so no delivery can take it down.
+        let databasePath = URL(fileURLWithPath: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite").standardizedFileURL.path
+        let runner = WorkerProcessRunner(
+            executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
+            arguments: ["watch-worker", "--profile", URL(fileURLWithPath: profile).standardizedFileURL.path, "--audit-db", databasePath,
+                        "--log-level", logging.logLevel],
+            timeLimit: caseTimeLimit > 0 ? caseTimeLimit : nil, memoryLimit: caseMemoryLimitMb > 0 ? caseMemoryLimitMb << 20 : nil)
+        let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
+        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner)
+        logger.notice("case workers", metadata: ["time_limit_s": "\(caseTimeLimit)", "memory_limit_mb": "\(caseMemoryLimitMb)",
+                                                 "attempts": "\(maxAttempts)"])
         // SIGTERM / SIGINT: finish the running case, then stop.
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
@@ -50,6 +64,42 @@ struct Watch: ParsableCommand {
         logger.notice("watching", metadata: ["incoming": "\(incoming)", "outgoing": "\(outgoing)", "pid": "\(getpid())"])
         try service.run()
         _ = sources
+    }
+}
+
+/// `nnseg watch-worker`: runs one claimed case for the watch supervisor, in its own process (internal: the
+/// supervisor starts it). Records the case in the audit log and prints `{"status": …, "error": …}`.
+struct WatchWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "watch-worker", abstract: "Run one claimed case (started by nnseg watch).",
+                                                    shouldDisplay: false)
+    @Option var profile: String
+    @Option var auditDb: String
+    @Option var claim: String
+    @Option var outgoing: String
+    @Option var caseId: String
+    @Option var series: String
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        // A worker never outlives its supervisor: if the supervisor dies (kill -9), the restarted one will run
+        // the claim again, and two workers must never write the same case.
+        let supervisor = getppid()
+        Thread.detachNewThread {
+            while getppid() == supervisor { usleep(100_000) }
+            _exit(3)
+        }
+        // Test-only trigger (NNSEG_TEST_ABORT_SERIES=<Series Instance UID>): the worker aborts on that series, as a
+        // decoder crash would, so the suite can prove the supervisor survives and quarantines it.
+        if let poison = ProcessInfo.processInfo.environment["NNSEG_TEST_ABORT_SERIES"], !poison.isEmpty, poison == series { abort() }
+        let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
+        let pipeline = try CasePipeline(profile: caseProfile, audit: try AuditLog(path: auditDb))
+        pipeline.requireSingleStack = true
+        let result = try pipeline.run(study: URL(fileURLWithPath: claim), output: URL(fileURLWithPath: outgoing), caseID: caseId,
+                                      deliveredSeries: series)
+        var document: [String: Any] = ["status": result.status]
+        if let error = result.error { document["error"] = error }
+        print(String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self))
     }
 }
 

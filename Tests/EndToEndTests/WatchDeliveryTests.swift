@@ -18,7 +18,7 @@ struct WatchDeliveryTests {
         let quietPeriod: Double
         var process: Process?
 
-        init(_ name: String, quietPeriod: Double, pollInterval: Double = 0.2) throws {
+        init(_ name: String, quietPeriod: Double, pollInterval: Double = 0.2, extraArguments: [String] = [], environment: [String: String] = [:]) throws {
             dir = try SharedData.temporaryDirectory(name)
             incoming = dir.appendingPathComponent("in")
             outgoing = dir.appendingPathComponent("out")
@@ -32,7 +32,7 @@ struct WatchDeliveryTests {
                 .replacingOccurrences(of: "mirroring: true", with: "mirroring: false").utf8).write(to: profile)
             process = try CommandRunner.launch(["watch", "--profile", profile.path, "--incoming", incoming.path, "--outgoing", outgoing.path,
                                                 "--archive", archive.path, "--quiet-period", "\(quietPeriod)", "--poll-interval", "\(pollInterval)",
-                                                "--audit-db", database.path])
+                                                "--audit-db", database.path] + extraArguments, environment: environment)
         }
 
         deinit {
@@ -248,6 +248,61 @@ struct WatchDeliveryTests {
             #expect(watch.waitUntil(20) { ((try? FileManager.default.contentsOfDirectory(atPath: watch.incoming.path)) ?? []) == [".nnseg"] })
         }
         watch.stop()
+    }
+
+    /// A copy of the demo series as its own series (new Series and SOP Instance UIDs).
+    static func copySeries(to folder: URL, uid: String) throws {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (k, file) in seriesFiles.enumerated() {
+            let target = folder.appendingPathComponent(file.lastPathComponent)
+            try FileManager.default.copyItem(at: file, to: target)
+            let result = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-m", "(0020,000e)=\(uid)", "-m", "(0008,0018)=\(uid).\(k + 1)", target.path])
+            #expect(result.status == 0, "\(result.stderr)")
+        }
+    }
+
+    /// Issue #14: a poison series whose case worker aborts is retried, then quarantined as CRASHED; the series
+    /// before and after it, a truncated file and a non-DICOM file are handled as usual; the supervisor's pid
+    /// never changes.
+    @Test(.timeLimit(.minutes(4)))
+    func aPoisonSeriesNeverStopsTheQueue() throws {
+        let poison = "2.25.2026120214"
+        let watch = try Harness("watch-poison", quietPeriod: 1, extraArguments: ["--max-attempts", "2"],
+                                environment: ["NNSEG_TEST_ABORT_SERIES": poison])
+        let supervisor = try #require(watch.process?.processIdentifier)
+        let src = watch.dir.appendingPathComponent("src")
+        try Self.copySeries(to: src.appendingPathComponent("good1"), uid: "2.25.2026120211")
+        try Self.copySeries(to: src.appendingPathComponent("poison"), uid: poison)
+        try Self.copySeries(to: src.appendingPathComponent("good2"), uid: "2.25.2026120212")
+        func deliver(_ name: String) throws {
+            for file in try FileManager.default.contentsOfDirectory(atPath: src.appendingPathComponent(name).path) {
+                try Self.deliver(src.appendingPathComponent("\(name)/\(file)"), to: watch.incoming.appendingPathComponent("\(name)/\(file)"))
+            }
+        }
+        try deliver("good1")
+        #expect(try watch.waitForCases(1))
+        try deliver("poison")
+        let whole = try Data(contentsOf: Self.seriesFiles[0])
+        try whole.prefix(700).write(to: watch.incoming.appendingPathComponent("cut.dcm"))
+        try Data("not an image".utf8).write(to: watch.incoming.appendingPathComponent("notes.txt"))
+        try deliver("good2")
+        #expect(try watch.waitForCases(5))
+        #expect(watch.process?.isRunning == true && watch.process?.processIdentifier == supervisor, "the supervisor survived")
+        watch.stop()
+        let cases = try watch.cases()
+        let bySeries = Dictionary(grouping: cases, by: { $0["series_uid"] as? String ?? "" })
+        #expect(bySeries["2.25.2026120211"]?.compactMap { $0["status"] as? String } == ["SUCCEEDED"])
+        #expect(bySeries["2.25.2026120212"]?.compactMap { $0["status"] as? String } == ["SUCCEEDED"])
+        let poisoned = try #require(bySeries[poison]?.first)
+        #expect(poisoned["status"] as? String == "QUARANTINED")
+        #expect((poisoned["error"] as? String)?.hasPrefix("CRASHED: the worker was killed by SIGABRT") == true, "\(poisoned)")
+        #expect((poisoned["error"] as? String)?.contains("(2 attempt(s))") == true)
+        let reasons = watch.reasons("quarantine")
+        #expect(reasons.contains { $0.hasPrefix("CRASHED") } && reasons.contains { $0.hasPrefix("TRUNCATED") } && reasons.contains { $0.hasPrefix("NOT_DICOM") },
+                "\(reasons)")
+        let failures = try CommandRunner.nnseg(["audit", "show", poisoned["case_id"] as! String, "--database", watch.database.path])
+        #expect(failures.stdout.components(separatedBy: "worker_failed").count - 1 == 2)
+        #expect(try CommandRunner.nnseg(["audit", "verify", "--database", watch.database.path]).status == 0)
     }
 
     static func freeLoopbackPort() throws -> Int {

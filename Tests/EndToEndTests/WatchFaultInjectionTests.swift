@@ -24,6 +24,22 @@ struct WatchFaultInjectionTests {
             Glibc.kill(p.processIdentifier, signal)
             p.waitUntilExit()
         }
+
+        func workerPIDs() -> [Int32] {
+            guard let p = process, p.isRunning,
+                  let children = try? String(contentsOfFile: "/proc/\(p.processIdentifier)/task/\(p.processIdentifier)/children", encoding: .utf8)
+            else { return [] }
+            return children.split(separator: " ").compactMap { Int32($0) }
+        }
+
+        func hasWorker() -> Bool { !workerPIDs().isEmpty }
+
+        /// SIGKILLs the case worker the watcher is running, if any (issue #14: workers die too). Returns whether one was.
+        func killWorker() -> Bool {
+            let pids = workerPIDs()
+            for pid in pids { Glibc.kill(pid, SIGKILL) }
+            return !pids.isEmpty
+        }
     }
 
     @Test(.timeLimit(.minutes(5)))
@@ -99,15 +115,25 @@ struct WatchFaultInjectionTests {
             deliveries.insert((dir.appendingPathComponent("src/truncated-\(name).dcm"), "truncated-\(name).dcm"), at: deliveries.count * (k + 2) / 6)
         }
         var killAt = Set<Int>()
+        var workerKills = 0
         while killAt.count < kills { killAt.insert(Int.random(in: 1..<deliveries.count, using: &rng)) }
         for (i, (from, name)) in deliveries.enumerated() {
             try Data(contentsOf: from).write(to: incoming.appendingPathComponent(name))  // a fresh file, as a router writes
             usleep(UInt32.random(in: 1_000...12_000, using: &rng))
             if killAt.contains(i) {
                 usleep(UInt32.random(in: 0...800_000, using: &rng))  // land anywhere in claiming / predicting / writing
+                // Half the kills hit the case worker (when one runs), the others the supervisor.
+                if Bool.random(using: &rng), watcher.killWorker() { workerKills += 1; continue }
                 watcher.kill(SIGKILL)
                 try watcher.start()
             }
+        }
+        // Then kill case workers while the queue drains (each is an attempt; --max-attempts 4 leaves room).
+        for _ in 0..<(soak ? 10 : 4) {
+            let deadline = Date().addingTimeInterval(10)
+            while !watcher.hasWorker() && Date() < deadline { usleep(20_000) }
+            usleep(UInt32.random(in: 0...300_000, using: &rng))
+            if watcher.killWorker() { workerKills += 1 }
         }
         // Wait until everything delivered has been claimed and finished.
         let deadline = Date().addingTimeInterval(soak ? 600 : 180)
@@ -156,6 +182,6 @@ struct WatchFaultInjectionTests {
         #expect(outputs.count == rows.filter { $0[3] == "SUCCEEDED" }.count)
         let verify = try CommandRunner.nnseg(["audit", "verify", "--database", database.path])
         #expect(verify.status == 0, "\(verify.stdout)")
-        print("watch fault injection: \(seriesCount) series, \(kills) SIGKILLs → \(outputs.count) processed, \(quarantined.count) quarantined: " + reasons.map { String($0.prefix(120)).replacingOccurrences(of: "\n", with: " / ") }.joined(separator: " | "))
+        print("watch fault injection: \(seriesCount) series, \(kills) SIGKILLs (\(workerKills) of a case worker) → \(outputs.count) processed, \(quarantined.count) quarantined: " + reasons.map { String($0.prefix(120)).replacingOccurrences(of: "\n", with: " / ") }.joined(separator: " | "))
     }
 }

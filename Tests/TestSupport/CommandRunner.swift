@@ -23,10 +23,11 @@ public enum CommandRunner {
     }
 
     /// Starts `nnseg` in the background, output discarded (for tests that kill it).
-    public static func launch(_ arguments: [String]) throws -> Process {
+    public static func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
