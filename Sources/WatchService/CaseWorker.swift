@@ -1,6 +1,8 @@
 import CaseIdentity
+import DICOMImport
 import Dispatch
 import Foundation
+import SeriesAssembly
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -121,5 +123,115 @@ final class PipeCollector: @unchecked Sendable {
     func text() -> String {
         done.wait()
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+// MARK: Header reading
+
+/// Reads delivered files' headers for the assembler.
+public protocol HeaderReader: Sendable {
+    /// One state per path, in order. `final`: the files have settled, so they must be complete.
+    func identify(_ paths: [String], final: Bool) -> [DeliveredFileState]
+}
+
+/// Header reading itself (used inside the reader worker, and by anything that accepts the risk in-process).
+public enum HeaderReading {
+    /// `final`: the file has settled, so it must be complete (``DICOMFile/checkComplete(_:)``) and carry a
+    /// Series Instance UID.
+    public static func identify(_ path: String, final: Bool) -> DeliveredFileState {
+        do {
+            let file = try DICOMFile(path: path)
+            let header = file.header()
+            if final { try file.checkComplete(header) }
+            guard !header.seriesInstanceUID.isEmpty else {
+                return .problem(code: DICOMImportError.Code.seriesUIDMissing.rawValue,
+                                detail: "no Series Instance UID (0020,000E): the file cannot be grouped with its series")
+            }
+            return .identified(InstanceIdentity(studyInstanceUID: header.studyInstanceUID, seriesInstanceUID: header.seriesInstanceUID,
+                                                sopInstanceUID: header.sopInstanceUID))
+        } catch let error as DICOMImportError {
+            return .problem(code: error.code.rawValue, detail: error.detail)
+        } catch {
+            return .problem(code: DICOMImportError.Code.readFailed.rawValue, detail: "\(error)")
+        }
+    }
+
+    /// The reader worker's output line for one file.
+    public static func encode(_ state: DeliveredFileState) -> [String: String] {
+        switch state {
+        case .unknown: return ["state": "unknown"]
+        case .identified(let i): return ["state": "identified", "study": i.studyInstanceUID, "series": i.seriesInstanceUID, "sop": i.sopInstanceUID]
+        case .problem(let code, let detail): return ["state": "problem", "code": code, "detail": detail]
+        }
+    }
+
+    static func decode(_ object: [String: String]) -> DeliveredFileState? {
+        switch object["state"] {
+        case "unknown": return .unknown
+        case "identified":
+            guard let study = object["study"], let series = object["series"], let sop = object["sop"] else { return nil }
+            return .identified(InstanceIdentity(studyInstanceUID: study, seriesInstanceUID: series, sopInstanceUID: sop))
+        case "problem":
+            guard let code = object["code"], let detail = object["detail"] else { return nil }
+            return .problem(code: code, detail: detail)
+        default: return nil
+        }
+    }
+}
+
+/// Reads headers in a child process (this binary's `watch-identify`: paths on stdin, one JSON object per
+/// line on stdout). When the reader dies, the batch is split and read again until the file that kills it is
+/// alone: that file is named `CRASHED` (once it has settled), every other file gets its state.
+public struct WorkerHeaderReader: HeaderReader {
+    public var executable: URL
+    public var arguments: [String]
+    public var timeLimit: TimeInterval
+
+    public init(executable: URL, arguments: [String], timeLimit: TimeInterval = 60) {
+        self.executable = executable
+        self.arguments = arguments
+        self.timeLimit = timeLimit
+    }
+
+    public func identify(_ paths: [String], final: Bool) -> [DeliveredFileState] {
+        guard !paths.isEmpty else { return [] }
+        if let states = read(paths, final: final) { return states }
+        guard paths.count > 1 else {
+            // Alone, it still kills the reader: while it may be changing, wait; once settled, name it.
+            return [final ? .problem(code: WatchReason.crashed.rawValue, detail: "reading this file's header killed the header reader") : .unknown]
+        }
+        let half = paths.count / 2
+        return identify(Array(paths[..<half]), final: final) + identify(Array(paths[half...]), final: final)
+    }
+
+    /// One reader run; nil when it did not return a state for every path.
+    func read(_ paths: [String], final: Bool) -> [DeliveredFileState]? {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments + (final ? ["--final"] : [])
+        let input = Pipe(), output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
+        let collected = PipeCollector(output)
+        do { try process.run() } catch { return nil }
+        let writer = input.fileHandleForWriting
+        try? writer.write(contentsOf: Data((paths.joined(separator: "\n") + "\n").utf8))
+        try? writer.close()
+        if exited.wait(timeout: .now() + timeLimit) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            exited.wait()
+        }
+        let lines = collected.text().split(separator: "\n")
+        guard process.terminationReason == .exit, process.terminationStatus == 0, lines.count == paths.count else { return nil }
+        var states: [DeliveredFileState] = []
+        for line in lines {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String],
+                  let state = HeaderReading.decode(object) else { return nil }
+            states.append(state)
+        }
+        return states
     }
 }

@@ -92,6 +92,7 @@ public final class WatchService: @unchecked Sendable {
     let profileName: String
     let modelName: String
     let runner: CaseRunner
+    let headerReader: HeaderReader
     let logger: Logger
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
@@ -105,12 +106,13 @@ public final class WatchService: @unchecked Sendable {
     ///   - profileName, modelName: recorded on the case rows the supervisor writes itself (duplicates, held,
     ///     quarantined deliveries).
     public init(configuration: WatchConfiguration, audit: AuditLog, profileName: String, modelName: String, runner: CaseRunner,
-                logger: Logger = Logger(label: "nnseg.watch")) throws {
+                headerReader: HeaderReader, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
         self.audit = audit
         self.profileName = profileName
         self.modelName = modelName
         self.runner = runner
+        self.headerReader = headerReader
         self.logger = logger
         assembler = SeriesAssembler(quietPeriod: configuration.quietPeriod)
         let fm = FileManager.default
@@ -241,6 +243,7 @@ public final class WatchService: @unchecked Sendable {
         let root = configuration.incoming.standardizedFileURL.path + "/"
         var present = Set<String>()
         var linked = Set<String>()
+        var toRead: [String] = []
         for entry in entries {
             let id = String(entry.path.dropFirst(root.count))
             present.insert(id)
@@ -248,7 +251,7 @@ public final class WatchService: @unchecked Sendable {
             switch entry.kind {
             case .file(let isLink):
                 if isLink { linked.insert(id) }
-                if changed { assembler.record(id, Self.identify(entry.path, final: false)) }
+                if changed { toRead.append(id) }
             case .brokenLink:
                 assembler.record(id, .problem(code: WatchReason.brokenSymlink.rawValue, detail: "a symbolic link whose target does not exist"), final: true)
             case .linkedFolder:
@@ -258,10 +261,12 @@ public final class WatchService: @unchecked Sendable {
             }
         }
         assembler.retain(only: present)
-        // Files that settled since their header was last read: read them whole, with the completeness checks.
-        for id in assembler.needingFinalRead(now: now) {
-            assembler.record(id, Self.identify(root + id, final: true), final: true)
-        }
+        // Headers are read by the header reader (a worker process: a file that crashes the reader is named,
+        // the supervisor carries on). New or changed files first; then files that settled since their header
+        // was last read, read whole with the completeness checks.
+        for (id, state) in zip(toRead, headerReader.identify(toRead.map { root + $0 }, final: false)) { assembler.record(id, state) }
+        let settled = assembler.needingFinalRead(now: now)
+        for (id, state) in zip(settled, headerReader.identify(settled.map { root + $0 }, final: true)) { assembler.record(id, state, final: true) }
         let plan = assembler.plan(now: now)
         for problem in plan.problems {
             try quarantineFile(configuration.incoming.appendingPathComponent(problem.file), reason: "\(problem.code): \(problem.file): \(problem.detail)")
@@ -276,26 +281,6 @@ public final class WatchService: @unchecked Sendable {
         }
         removeEmptyFolders(now: now)
         return worked
-    }
-
-    /// Header of a delivered file as the assembler needs it. `final`: the file has settled, so it must be
-    /// complete (``DICOMFile/checkComplete(_:)``) and carry a Series Instance UID.
-    static func identify(_ path: String, final: Bool) -> DeliveredFileState {
-        do {
-            let file = try DICOMFile(path: path)
-            let header = file.header()
-            if final { try file.checkComplete(header) }
-            guard !header.seriesInstanceUID.isEmpty else {
-                return .problem(code: DICOMImportError.Code.seriesUIDMissing.rawValue,
-                                detail: "no Series Instance UID (0020,000E): the file cannot be grouped with its series")
-            }
-            return .identified(InstanceIdentity(studyInstanceUID: header.studyInstanceUID, seriesInstanceUID: header.seriesInstanceUID,
-                                                sopInstanceUID: header.sopInstanceUID))
-        } catch let error as DICOMImportError {
-            return .problem(code: error.code.rawValue, detail: error.detail)
-        } catch {
-            return .problem(code: DICOMImportError.Code.readFailed.rawValue, detail: "\(error)")
-        }
     }
 
     /// A ready series: decide with the late-instance rule, claim, then process, hold or record.

@@ -46,7 +46,11 @@ struct Watch: ParsableCommand {
                         "--log-level", logging.logLevel],
             timeLimit: caseTimeLimit > 0 ? caseTimeLimit : nil, memoryLimit: caseMemoryLimitMb > 0 ? caseMemoryLimitMb << 20 : nil)
         let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
-        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner)
+        let reader = WorkerHeaderReader(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), arguments: ["watch-identify"])
+        // A reader or worker that dies while we write to its stdin must not take the supervisor with it.
+        signal(SIGPIPE, SIG_IGN)
+        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
+                                       headerReader: reader)
         logger.notice("case workers", metadata: ["time_limit_s": "\(caseTimeLimit)", "memory_limit_mb": "\(caseMemoryLimitMb)",
                                                  "attempts": "\(maxAttempts)"])
         // SIGTERM / SIGINT: finish the running case, then stop.
@@ -100,6 +104,25 @@ struct WatchWorker: ParsableCommand {
         var document: [String: Any] = ["status": result.status]
         if let error = result.error { document["error"] = error }
         print(String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self))
+    }
+}
+
+/// `nnseg watch-identify`: reads the headers of the files named on stdin (one path a line) for the watch
+/// supervisor, in its own process (internal). One JSON object per file on stdout, in order.
+struct WatchIdentify: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "watch-identify", abstract: "Read delivered files' headers (started by nnseg watch).",
+                                                    shouldDisplay: false)
+    @Flag(help: "The files have settled: check they are complete.") var final = false
+
+    func run() throws {
+        // Test-only trigger (NNSEG_TEST_ABORT_FILE=<file name>): the reader aborts on that file, as a parser crash would.
+        let poison = ProcessInfo.processInfo.environment["NNSEG_TEST_ABORT_FILE"] ?? ""
+        while let line = readLine() {
+            guard !line.isEmpty else { continue }
+            if !poison.isEmpty, URL(fileURLWithPath: line).lastPathComponent == poison { abort() }
+            let object = HeaderReading.encode(HeaderReading.identify(line, final: final))
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        }
     }
 }
 

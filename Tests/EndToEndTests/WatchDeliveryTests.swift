@@ -261,14 +261,14 @@ struct WatchDeliveryTests {
         }
     }
 
-    /// Issue #14: a poison series whose case worker aborts is retried, then quarantined as CRASHED; the series
-    /// before and after it, a truncated file and a non-DICOM file are handled as usual; the supervisor's pid
-    /// never changes.
+    /// Issue #14: a poison series whose case worker aborts is retried, then quarantined as CRASHED; a file whose
+    /// header reading aborts the reader is quarantined on its own as CRASHED; the series before and after them, a
+    /// truncated file and a non-DICOM file are handled as usual; the supervisor's pid never changes.
     @Test(.timeLimit(.minutes(4)))
     func aPoisonSeriesNeverStopsTheQueue() throws {
         let poison = "2.25.2026120214"
         let watch = try Harness("watch-poison", quietPeriod: 1, extraArguments: ["--max-attempts", "2"],
-                                environment: ["NNSEG_TEST_ABORT_SERIES": poison])
+                                environment: ["NNSEG_TEST_ABORT_SERIES": poison, "NNSEG_TEST_ABORT_FILE": "poison-header.dcm"])
         let supervisor = try #require(watch.process?.processIdentifier)
         let src = watch.dir.appendingPathComponent("src")
         try Self.copySeries(to: src.appendingPathComponent("good1"), uid: "2.25.2026120211")
@@ -285,8 +285,10 @@ struct WatchDeliveryTests {
         let whole = try Data(contentsOf: Self.seriesFiles[0])
         try whole.prefix(700).write(to: watch.incoming.appendingPathComponent("cut.dcm"))
         try Data("not an image".utf8).write(to: watch.incoming.appendingPathComponent("notes.txt"))
+        // A file whose header reading kills the reader (test trigger): named CRASHED on its own, nothing else affected.
+        try Self.deliver(src.appendingPathComponent("good1/1.dcm"), to: watch.incoming.appendingPathComponent("poison-header.dcm"))
         try deliver("good2")
-        #expect(try watch.waitForCases(5))
+        #expect(try watch.waitForCases(6))
         #expect(watch.process?.isRunning == true && watch.process?.processIdentifier == supervisor, "the supervisor survived")
         watch.stop()
         let cases = try watch.cases()
@@ -300,6 +302,7 @@ struct WatchDeliveryTests {
         let reasons = watch.reasons("quarantine")
         #expect(reasons.contains { $0.hasPrefix("CRASHED") } && reasons.contains { $0.hasPrefix("TRUNCATED") } && reasons.contains { $0.hasPrefix("NOT_DICOM") },
                 "\(reasons)")
+        #expect(reasons.contains { $0.hasPrefix("CRASHED: poison-header.dcm: reading this file's header killed the header reader") }, "\(reasons)")
         let failures = try CommandRunner.nnseg(["audit", "show", poisoned["case_id"] as! String, "--database", watch.database.path])
         #expect(failures.stdout.components(separatedBy: "worker_failed").count - 1 == 2)
         #expect(try CommandRunner.nnseg(["audit", "verify", "--database", watch.database.path]).status == 0)
