@@ -105,6 +105,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // MARK: Fuzz targets (libFuzzer; Ops/fuzz/run.sh builds them with -sanitize=fuzzer,address -DFUZZING;
+        // a plain build makes corpus replayers)
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "FuzzDICOM", dependencies: ["DICOMImport", "FuzzSupport"]),
+        .executableTarget(name: "FuzzNIfTI", dependencies: ["NIfTI", "FuzzSupport"]),
+        .executableTarget(name: "FuzzCheckpoint", dependencies: ["TorchCheckpoint", "FuzzSupport"]),
+        .executableTarget(name: "FuzzPlans", dependencies: ["PlansModel", "FuzzSupport"]),
+        .executableTarget(name: "FuzzProfile", dependencies: ["BatchPipeline", "FuzzSupport"]),
+
         // MARK: Benchmarks (run by Ops/bench/*.sh, never by the tests)
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
         .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog", "CaseIdentity"]),

@@ -28,8 +28,16 @@ public struct CaseImage: Sendable {
                 throw PreprocessingError(detail: "\(name): spacing \(v.geometry.spacing) differs from channel 0 (\(first.geometry.spacing))")
             }
         }
+        // Spacing and size drive resampling (compiled -Ounchecked) and the target shape: checked here, once.
+        let s = Self.arraySpacing(first.geometry)
+        guard s.allSatisfy({ $0.isFinite && $0 > 0 && $0 <= 1e4 }) else {
+            throw PreprocessingError(detail: "\(sources.first ?? "channel 0"): spacing \(s) (z, y, x) is not a positive, finite size in mm")
+        }
+        guard first.shape.zyx.allSatisfy({ $0 > 0 }), first.voxels.count == first.shape.zyx.reduce(1, *) else {
+            throw PreprocessingError(detail: "\(sources.first ?? "channel 0"): size \(first.shape.zyx) does not match its \(first.voxels.count) voxels")
+        }
         channels = ChannelArray(shape: first.shape.zyx, channels: volumes.map(\.voxels))
-        spacing = Self.arraySpacing(first.geometry)
+        spacing = s
         geometry = first.geometry
     }
 

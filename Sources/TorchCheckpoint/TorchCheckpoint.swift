@@ -49,6 +49,8 @@ public final class TorchCheckpoint: @unchecked Sendable {
     /// The unpickled top-level object.
     public let root: PickleValue
     private let archive: Archive
+    /// Bytes of the checkpoint file (bounds reservations from zip headers).
+    private let fileSize: Int
     private let prefix: String
     private var storageCache: [String: [UInt8]] = [:]
     private let lock = NSLock()
@@ -71,18 +73,33 @@ public final class TorchCheckpoint: @unchecked Sendable {
                 throw CheckpointError(path: url.path, detail: "byteorder is not little endian")
             }
         }
+        // The sizes a zip header declares are the file's word: a reservation is only a hint bounded by the
+        // file's size, and extraction stops at a limit (a zip bomb or a lying header ends as an error).
+        let fileSize = ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? NSNumber)?.intValue ?? 0
         var pickle = [UInt8]()
-        pickle.reserveCapacity(Int(pickleEntry.uncompressedSize))
+        pickle.reserveCapacity(min(Int(clamping: pickleEntry.uncompressedSize), fileSize))
         do {
-            _ = try archive.extract(pickleEntry, skipCRC32: true) { pickle.append(contentsOf: $0) }
+            _ = try archive.extract(pickleEntry, skipCRC32: true) { chunk in
+                guard pickle.count + chunk.count <= Self.maximumPickleBytes else {
+                    throw CheckpointError(path: url.path, detail: "data.pkl inflates beyond \(Self.maximumPickleBytes >> 20) MiB")
+                }
+                pickle.append(contentsOf: chunk)
+            }
             var machine = RestrictedUnpickler(pickle)
             root = try machine.load()
         } catch let error as PickleError {
             throw CheckpointError(path: url.path, detail: error.description)
+        } catch let error as CheckpointError {
+            throw error
         } catch {
             throw CheckpointError(path: url.path, detail: "cannot read data.pkl (\(error))")
         }
+        self.fileSize = fileSize
     }
+
+    /// Limits on what a record may inflate to: the pickle (metadata only) and one tensor storage.
+    static let maximumPickleBytes = 256 << 20
+    static let maximumStorageBytes = 4 << 30
 
     /// The ordered (name, tensor) pairs of a state dict found at a top-level key (nil key: the root).
     public func stateDict(at key: String? = nil) throws -> [(name: String, tensor: TensorReference)] {
@@ -149,9 +166,16 @@ public final class TorchCheckpoint: @unchecked Sendable {
             throw CheckpointError(path: path, detail: "storage record data/\(storage.key) is missing")
         }
         var bytes = [UInt8]()
-        bytes.reserveCapacity(Int(entry.uncompressedSize))
+        bytes.reserveCapacity(min(Int(clamping: entry.uncompressedSize), fileSize))
         do {
-            _ = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: true) { bytes.append(contentsOf: $0) }
+            _ = try archive.extract(entry, bufferSize: 1 << 20, skipCRC32: true) { chunk in
+                guard bytes.count + chunk.count <= Self.maximumStorageBytes else {
+                    throw CheckpointError(path: path, detail: "storage data/\(storage.key) inflates beyond \(Self.maximumStorageBytes >> 30) GiB")
+                }
+                bytes.append(contentsOf: chunk)
+            }
+        } catch let error as CheckpointError {
+            throw error
         } catch {
             throw CheckpointError(path: path, detail: "cannot read storage data/\(storage.key) (\(error))")
         }
