@@ -16,6 +16,8 @@ public struct DICOMImportError: Error, CustomStringConvertible, Equatable, Senda
         /// An attribute that sizes an allocation or enters geometry is out of range or not a finite number
         /// (NumberOfFrames beyond the limit, Image Position at ±1e308, BitsAllocated 7, …).
         case invalidAttribute = "ATTRIBUTE_INVALID"
+        /// The series has more voxels than the loader's limit (``GeometryPolicy/maximumVoxels``).
+        case seriesTooLarge = "SERIES_TOO_LARGE"
         /// The object carries no Pixel Data (RTSTRUCT, SR, …).
         case noPixelData = "NO_PIXEL_DATA"
         /// No decoder for the transfer syntax in this build.

@@ -5,9 +5,15 @@ import VolumeGeometry
 public struct GeometryPolicy: Sendable, Equatable {
     /// Accept a gantry-tilted stack on its native pixel grid with the sheared affine (R-RD-09 opt-in).
     public var allowShear: Bool
+    /// The most voxels one series may have (the volume is float32: 2³¹ voxels are 8 GiB). A larger series is
+    /// refused with `SERIES_TOO_LARGE` before anything is allocated; raise it for what the machine can hold.
+    public var maximumVoxels: Int
 
-    public init(allowShear: Bool = false) {
+    public static let defaultMaximumVoxels = 1 << 31
+
+    public init(allowShear: Bool = false, maximumVoxels: Int = defaultMaximumVoxels) {
         self.allowShear = allowShear
+        self.maximumVoxels = maximumVoxels
     }
 }
 
@@ -60,6 +66,12 @@ public struct DICOMSeriesLoader: Sendable {
         }
 
         let shape = VolumeShape(z: stack.slices.count, y: format.rows, x: format.columns)
+        let (plane, o1) = format.rows.multipliedReportingOverflow(by: format.columns)
+        let (total, o2) = plane.multipliedReportingOverflow(by: stack.slices.count)
+        guard !o1, !o2, total <= policy.maximumVoxels else {
+            throw DICOMImportError(.seriesTooLarge, subject, "\(format.columns)×\(format.rows)×\(stack.slices.count) voxels exceed the limit of "
+                                   + "\(policy.maximumVoxels) voxels per series (GeometryPolicy.maximumVoxels)")
+        }
         let sliceSize = format.rows * format.columns
         var voxels = [Float](repeating: 0, count: shape.count)
         var integral = true

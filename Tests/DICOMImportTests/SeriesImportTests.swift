@@ -266,6 +266,16 @@ struct SeriesImportTests {
         #expect(cut.code == .truncated)
     }
 
+    /// Issue #14: a series over the loader's voxel limit is refused before anything is allocated, naming the limit.
+    @Test func aSeriesOverTheVoxelLimitIsRefused() throws {
+        let scan = try DICOMScanner().scan(SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr"))
+        let stack = try #require(scan.stacks.first)
+        let error = #expect(throws: DICOMImportError.self) { try DICOMSeriesLoader(policy: GeometryPolicy(maximumVoxels: 10_000)).load(stack) }
+        #expect(error?.code == .seriesTooLarge)
+        #expect(error?.detail == "35×51×32 voxels exceed the limit of 10000 voxels per series (GeometryPolicy.maximumVoxels)")
+        #expect(try DICOMSeriesLoader().load(stack).volume.voxels.count == 35 * 51 * 32)
+    }
+
     /// Pixel Data shorter than Rows × Columns × Frames × Bits Allocated (the header says 60 rows, the pixels hold 51).
     @Test func pixelDataShorterThanDeclaredIsNamedTruncated() throws {
         let dir = try SharedData.temporaryDirectory("short-pixels")
