@@ -19,6 +19,8 @@ public enum CaseRunOutcome: Sendable, Equatable {
 /// Runs one claimed case.
 public protocol CaseRunner: Sendable {
     func run(claimFolder: URL, outgoing: URL, caseID: String, series: String) -> CaseRunOutcome
+    /// The limits a case runs under (recorded with each claim): name → value, e.g. `time_limit_s`.
+    var limits: [String: Double] { get }
 }
 
 /// Runs each case in a child process — the same binary's worker command — so that nothing a delivery
@@ -39,6 +41,13 @@ public struct WorkerProcessRunner: CaseRunner {
         self.arguments = arguments
         self.timeLimit = timeLimit
         self.memoryLimit = memoryLimit
+    }
+
+    public var limits: [String: Double] {
+        var l: [String: Double] = [:]
+        if let timeLimit { l["time_limit_s"] = timeLimit }
+        if let memoryLimit { l["memory_limit_mb"] = Double(memoryLimit >> 20) }
+        return l
     }
 
     public func run(claimFolder: URL, outgoing: URL, caseID: String, series: String) -> CaseRunOutcome {

@@ -376,6 +376,7 @@ public final class WatchService: @unchecked Sendable {
         var payload: [String: AuditValue] = [
             "series_uid": .string(series.seriesInstanceUID), "files": .int(Int64(files.count)),
             "sop_instance_uids": .array(claim.sopInstanceUIDs!.map { .string($0) }),
+            "worker_limits": .object(JSONObject(runner.limits.mapValues { JSONValue.double($0) })),
         ]
         if let earlier { payload["reassembled_from"] = .string(earlier) }
         try audit.append(caseID: id, kind: "claimed", payload: payload)

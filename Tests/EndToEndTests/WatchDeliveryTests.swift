@@ -305,6 +305,7 @@ struct WatchDeliveryTests {
         #expect(reasons.contains { $0.hasPrefix("CRASHED: poison-header.dcm: reading this file's header killed the header reader") }, "\(reasons)")
         let failures = try CommandRunner.nnseg(["audit", "show", poisoned["case_id"] as! String, "--database", watch.database.path])
         #expect(failures.stdout.components(separatedBy: "worker_failed").count - 1 == 2)
+        #expect(failures.stdout.contains(#""worker_limits":{"time_limit_s":3600}"#), "the limits the case ran under are recorded")
         #expect(try CommandRunner.nnseg(["audit", "verify", "--database", watch.database.path]).status == 0)
     }
 
