@@ -66,7 +66,7 @@ struct Claim: Codable {
 
 /// Watches an incoming folder (a DICOM router or storescp writes into it, at the top level or in
 /// sub-folders such as storescp's `--sort-on-study-uid`), picks up each complete series, processes it once
-/// through the case pipeline, and survives crashes (issues #7, #23):
+/// through the case pipeline in a worker, and survives crashes (issues #7, #14, #23):
 ///
 /// * **Assembly** — ``SeriesAssembler``'s rule: a series is claimed only when none of its files appeared
 ///   or changed within the quiet period and no file of unknown series is still arriving. A file that is
@@ -84,6 +84,10 @@ struct Claim: Codable {
 ///   finished (recorded if the crash came before the audit row) instead of being processed again.
 /// * **Bounded retries** — every (re)start counts an attempt; past `maximumAttempts` the series goes
 ///   to quarantine with the reason.
+/// * **Isolation** (#14) — this supervisor reads no file itself: headers come from a ``HeaderReader`` (a reader
+///   process, bisected down to the file that kills it) and every case runs through a ``CaseRunner`` (a worker
+///   process with time and memory limits); a worker that dies is an attempt with its reason (`CRASHED`,
+///   `OUT_OF_MEMORY`, `TIMEOUT`, `WORKER_FAILED`), retried up to `maximumAttempts`, then quarantined.
 /// * **One watcher** — an exclusive `flock` on `.nnseg/watch.lock`; a second watcher refuses to start.
 /// * **Graceful stop** — `requestStop()` (SIGTERM) lets the running case finish, then returns.
 public final class WatchService: @unchecked Sendable {
