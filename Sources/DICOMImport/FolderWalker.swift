@@ -108,7 +108,8 @@ public struct FolderWalker: Sendable {
         WalkedEntry(path: path, kind: .file(linked: linked), size: Int(s.st_size), modified: Self.date(s.st_mtim))
     }
 
-    static func date(_ t: timespec) -> Date {
+    /// A `stat` time as a `Date`.
+    public static func date(_ t: timespec) -> Date {
         Date(timeIntervalSince1970: Double(t.tv_sec) + Double(t.tv_nsec) / 1e9)
     }
 

@@ -183,7 +183,7 @@ public final class WatchService: @unchecked Sendable {
             let claimFile = folder.appendingPathComponent("claim.json")
             guard let data = try? Data(contentsOf: claimFile), var claim = try? Self.decoder.decode(Claim.self, from: data) else {
                 // Crash while claiming: return the files (to their sub-folders); they will be grouped again.
-                for file in Self.relativeFiles(in: folder) where file != "claim.json" && file != ".claim.json.partial" {
+                for file in Self.relativeFiles(in: folder) where !Self.bookkeeping.contains(file) {
                     let target = configuration.incoming.appendingPathComponent(file)
                     try? fm.createDirectory(at: target.deletingLastPathComponent(), withIntermediateDirectories: true)
                     try? fm.moveItem(at: folder.appendingPathComponent(file), to: target)
@@ -435,8 +435,7 @@ public final class WatchService: @unchecked Sendable {
             guard empty, path != configuration.incoming.standardizedFileURL.path else { return false }
             var s = stat()
             guard stat(path, &s) == 0 else { return false }
-            let modified = Date(timeIntervalSince1970: Double(s.st_mtim.tv_sec) + Double(s.st_mtim.tv_nsec) / 1e9)
-            guard now.timeIntervalSince(modified) >= configuration.quietPeriod else { return false }
+            guard now.timeIntervalSince(FolderWalker.date(s.st_mtim)) >= configuration.quietPeriod else { return false }
             return rmdir(path) == 0
         }
         _ = prune(configuration.incoming.standardizedFileURL.path)

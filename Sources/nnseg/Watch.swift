@@ -40,13 +40,14 @@ struct Watch: ParsableCommand {
         // Each case runs in a worker process (this binary's `watch-worker`); the supervisor never decodes
         // pixels or runs the model, so no delivery can take it down.
         let databasePath = URL(fileURLWithPath: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite").standardizedFileURL.path
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         let runner = WorkerProcessRunner(
-            executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(),
+            executable: executable,
             arguments: ["watch-worker", "--profile", URL(fileURLWithPath: profile).standardizedFileURL.path, "--audit-db", databasePath,
                         "--log-level", logging.logLevel],
             timeLimit: caseTimeLimit > 0 ? caseTimeLimit : nil, memoryLimit: caseMemoryLimitMb > 0 ? caseMemoryLimitMb << 20 : nil)
         let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
-        let reader = WorkerHeaderReader(executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath(), arguments: ["watch-identify"])
+        let reader = WorkerHeaderReader(executable: executable, arguments: ["watch-identify"])
         // A reader or worker that dies while we write to its stdin must not take the supervisor with it.
         signal(SIGPIPE, SIG_IGN)
         let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
