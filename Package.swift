@@ -109,6 +109,7 @@ let package = Package(
         // a plain build makes corpus replayers)
         .target(name: "FuzzSupport"),
         .executableTarget(name: "FuzzDICOM", dependencies: ["DICOMImport", "FuzzSupport"]),
+        .executableTarget(name: "FuzzGeometry", dependencies: ["DICOMImport", "VolumeGeometry", "FuzzSupport"]),
         .executableTarget(name: "FuzzNIfTI", dependencies: ["NIfTI", "FuzzSupport"]),
         .executableTarget(name: "FuzzCheckpoint", dependencies: ["TorchCheckpoint", "FuzzSupport"]),
         .executableTarget(name: "FuzzPlans", dependencies: ["PlansModel", "FuzzSupport"]),

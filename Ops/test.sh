@@ -12,5 +12,5 @@ fi
 swift build --build-tests
 bash Ops/check_layers.sh   # the module map (Ops/layers.txt) against every import
 # The fuzz targets (issue #14) for a fixed, seeded budget: the same inputs every run; a crash fails CI.
-FUZZ_RUNS=300 FUZZ_SEED=20261202 bash Ops/fuzz/run.sh all 0
+FUZZ_CONFIG=debug FUZZ_RUNS=300 FUZZ_SEED=20261202 bash Ops/fuzz/run.sh all 0
 swift test

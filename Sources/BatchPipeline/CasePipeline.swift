@@ -82,7 +82,7 @@ public final class CasePipeline: @unchecked Sendable {
         ])
         do {
             // 1. Select and load the series.
-            let scan = try timed("scan") { try DICOMScanner().scan(study) }
+            let scan = try timed("scan") { try DICOMScanner(limits: profile.readerLimits).scan(study) }
             let selection = SeriesSelection.select(scan.stacks, rules: profile.selection)
             let distinctSeries = Set(scan.stacks.map(\.seriesInstanceUID))
             if scan.stacks.count > 1 && distinctSeries.count == 1 && requireSingleStack {
@@ -94,7 +94,7 @@ public final class CasePipeline: @unchecked Sendable {
                     + selection.rejected.map { "\($0.series): \($0.reason)" }.joined(separator: "; "))
             }
             seriesUID = stack.seriesInstanceUID
-            let loaded = try timed("load") { try DICOMSeriesLoader(policy: GeometryPolicy(allowShear: profile.allowTilt)).load(stack) }
+            let loaded = try timed("load") { try DICOMSeriesLoader(policy: GeometryPolicy(allowShear: profile.allowTilt, limits: profile.readerLimits)).load(stack) }
             let first = try DICOMFile(path: stack.instances[0].path)
             let patient = first.string(atPath: "0010,0020") ?? ""
             try audit.append(caseID: caseID, kind: "input_series", payload: [

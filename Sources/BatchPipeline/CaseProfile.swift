@@ -1,4 +1,5 @@
 import DICOMExport
+import DICOMImport
 import Digest
 import ConfigDecoding
 import Foundation
@@ -45,6 +46,8 @@ public struct CaseProfile: Sendable {
     public var mirroring: Bool
     public var stepSize: Double
     public var allowTilt: Bool
+    /// `geometry.maximumFrames` / `geometry.maximumSeriesVoxels` (defaults ``ReaderLimits/standard``).
+    public var readerLimits: ReaderLimits
     public var writeSEG: Bool
     public var writeRTSTRUCT: Bool
     public var writeNIfTI: Bool
@@ -114,6 +117,14 @@ public struct CaseProfile: Sendable {
         stepSize = document.inference?.stepSize ?? 0.5
         guard stepSize > 0 && stepSize <= 1 else { throw ProfileError(file: path, key: "inference.stepSize", detail: "must be in (0, 1]") }
         allowTilt = document.geometry?.allowTilt ?? false
+        readerLimits = ReaderLimits(maximumFrames: document.geometry?.maximumFrames ?? ReaderLimits.standard.maximumFrames,
+                                    maximumSeriesVoxels: document.geometry?.maximumSeriesVoxels ?? ReaderLimits.standard.maximumSeriesVoxels)
+        guard readerLimits.maximumFrames >= 1 else {
+            throw ProfileError(file: path, key: "geometry.maximumFrames", detail: "must be at least 1")
+        }
+        guard readerLimits.maximumSeriesVoxels >= 1 else {
+            throw ProfileError(file: path, key: "geometry.maximumSeriesVoxels", detail: "must be at least 1")
+        }
 
         let outputs = document.outputs
         writeSEG = outputs?.seg ?? true
@@ -207,7 +218,9 @@ struct ProfileDocument: Decodable {
 
     struct Geometry: Decodable {
         var allowTilt: Bool?
-        enum CodingKeys: String, CodingKey, CaseIterable { case allowTilt }
+        var maximumFrames: Int?
+        var maximumSeriesVoxels: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case allowTilt, maximumFrames, maximumSeriesVoxels }
     }
 
     struct Outputs: Decodable {

@@ -44,7 +44,8 @@ public enum CaseSource {
     }
 
     /// Lists the cases of `folder`. `channels` is the number of image channels the model takes.
-    public static func discover(_ folder: URL, fileEnding: String, channels: Int) throws -> (entries: [Entry], skipped: [SkippedFile]) {
+    public static func discover(_ folder: URL, fileEnding: String, channels: Int,
+                                limits: ReaderLimits = .standard) throws -> (entries: [Entry], skipped: [SkippedFile]) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw CaseSourceError(subject: folder.path, detail: "not a folder")
@@ -72,7 +73,7 @@ public enum CaseSource {
             return (entries, [])
         }
         // DICOM: every stack that has geometry becomes a case, named by its series.
-        let scan = try DICOMScanner().scan(folder)
+        let scan = try DICOMScanner(limits: limits).scan(folder)
         guard !scan.stacks.isEmpty else {
             throw DICOMImportError(.noImageSeries, folder.path, "no \(fileEnding) files and no DICOM image series found")
         }

@@ -81,7 +81,7 @@ public final class DICOMFile {
     }
 
     /// The header fields nnseg uses (identity, pixel format, per-frame geometry).
-    public func header() -> InstanceHeader { InstanceHeader(file: self) }
+    public func header(limits: ReaderLimits = .standard) -> InstanceHeader { InstanceHeader(file: self, limits: limits) }
 
     /// Length of the stored Pixel Data value: nil when absent, -1 when encapsulated (compressed).
     public var pixelDataLength: Int? {

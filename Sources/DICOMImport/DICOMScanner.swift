@@ -40,9 +40,11 @@ public struct DICOMScan: Sendable {
 public struct DICOMScanner: Sendable {
     /// Parallel header readers (DCMTK handles are per thread).
     public var concurrency: Int
+    public var limits: ReaderLimits
 
-    public init(concurrency: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    public init(concurrency: Int = ProcessInfo.processInfo.activeProcessorCount, limits: ReaderLimits = .standard) {
         self.concurrency = max(1, concurrency)
+        self.limits = limits
     }
 
     /// `progress` is called with (files done, files total) from the scanning threads.
@@ -54,7 +56,7 @@ public struct DICOMScanner: Sendable {
             let start = worker * chunk
             guard start < paths.count else { return }
             for index in start..<min(start + chunk, paths.count) {
-                results.set(index, Self.read(paths[index]))
+                results.set(index, Self.read(paths[index], limits: limits))
                 if let progress { progress(results.incrementDone(), paths.count) }
             }
         }
@@ -89,10 +91,10 @@ public struct DICOMScanner: Sendable {
         case skipped(SkippedFile)
     }
 
-    static func read(_ path: String) -> Outcome {
+    static func read(_ path: String, limits: ReaderLimits) -> Outcome {
         do {
             let file = try DICOMFile(path: path)
-            let header = InstanceHeader(file: file)
+            let header = file.header(limits: limits)
             try file.checkComplete(header)
             return .instance(header)
         } catch let error as DICOMImportError {

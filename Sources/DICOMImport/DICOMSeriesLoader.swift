@@ -15,6 +15,30 @@ public struct GeometryPolicy: Sendable, Equatable {
         self.allowShear = allowShear
         self.maximumVoxels = maximumVoxels
     }
+
+    public init(allowShear: Bool = false, limits: ReaderLimits) {
+        self.init(allowShear: allowShear, maximumVoxels: limits.maximumSeriesVoxels)
+    }
+}
+
+/// Limits on what a file may declare that real data can exceed: settings with safe defaults (profile
+/// `geometry.maximumFrames` / `geometry.maximumSeriesVoxels`, or `--max-frames` / `--max-series-voxels`).
+/// A file or series over one is refused with the limit and the setting named, before anything is allocated.
+public struct ReaderLimits: Sendable, Equatable {
+    /// Frames one (Enhanced multi-frame) object may declare: NumberOfFrames sizes the per-frame header array
+    /// and the decode buffer. Real objects hold thousands at most.
+    public var maximumFrames: Int
+    /// Voxels one series may have (float32: 2³¹ voxels are 8 GiB). Raise it for what the machine can hold.
+    public var maximumSeriesVoxels: Int
+
+    public static let standard = ReaderLimits(maximumFrames: 65_536, maximumSeriesVoxels: GeometryPolicy.defaultMaximumVoxels)
+    static let framesSetting = "setting geometry.maximumFrames / --max-frames"
+    static let voxelsSetting = "setting geometry.maximumSeriesVoxels / --max-series-voxels"
+
+    public init(maximumFrames: Int, maximumSeriesVoxels: Int) {
+        self.maximumFrames = maximumFrames
+        self.maximumSeriesVoxels = maximumSeriesVoxels
+    }
 }
 
 /// A loaded stack: the volume plus what the writer and the auditor need (spec R-RD-16).
@@ -70,7 +94,7 @@ public struct DICOMSeriesLoader: Sendable {
         let (total, o2) = plane.multipliedReportingOverflow(by: stack.slices.count)
         guard !o1, !o2, total <= policy.maximumVoxels else {
             throw DICOMImportError(.seriesTooLarge, subject, "\(format.columns)×\(format.rows)×\(stack.slices.count) voxels exceed the limit of "
-                                   + "\(policy.maximumVoxels) voxels per series (GeometryPolicy.maximumVoxels)")
+                                   + "\(policy.maximumVoxels) voxels per series (\(ReaderLimits.voxelsSetting))")
         }
         let sliceSize = format.rows * format.columns
         var voxels = [Float](repeating: 0, count: shape.count)

@@ -186,10 +186,11 @@ public struct StackBuilder: Sendable {
             return stack
         }
         // 3. Split reasons: what differs from the other stacks of the same series.
+        let fieldValues = stacks.map(\.key.fieldValues)
         for i in stacks.indices {
             var reasons: Set<String> = []
             for j in stacks.indices where j != i && stacks[j].key.seriesInstanceUID == stacks[i].key.seriesInstanceUID {
-                let a = stacks[i].key.fieldValues, b = stacks[j].key.fieldValues
+                let a = fieldValues[i], b = fieldValues[j]
                 for (n, name) in StackKey.fieldNames.enumerated() where a[n] != b[n] { reasons.insert(name) }
                 if stacks[i].key == stacks[j].key { reasons.insert("ImageOrientationPatient") }
             }

@@ -16,6 +16,21 @@ public struct FrameHeader: Equatable, Sendable {
     /// Stack ID of Enhanced objects (Frame Content), nil for classic images.
     public var stackID: String?
 
+    public init(frameIndex: Int, imagePosition: SIMD3<Double>?, imageOrientation: (row: SIMD3<Double>, column: SIMD3<Double>)?,
+                pixelSpacing: SIMD2<Double>?, sliceThickness: Double? = nil, spacingBetweenSlices: Double? = nil,
+                rescaleSlope: Double = 1, rescaleIntercept: Double = 0, rescaleType: String? = nil, stackID: String? = nil) {
+        self.frameIndex = frameIndex
+        self.imagePosition = imagePosition
+        self.imageOrientation = imageOrientation
+        self.pixelSpacing = pixelSpacing
+        self.sliceThickness = sliceThickness
+        self.spacingBetweenSlices = spacingBetweenSlices
+        self.rescaleSlope = rescaleSlope
+        self.rescaleIntercept = rescaleIntercept
+        self.rescaleType = rescaleType
+        self.stackID = stackID
+    }
+
     public static func == (a: FrameHeader, b: FrameHeader) -> Bool {
         a.frameIndex == b.frameIndex && a.imagePosition == b.imagePosition
             && a.imageOrientation?.row == b.imageOrientation?.row
@@ -63,9 +78,8 @@ public struct InstanceHeader: Sendable {
     /// before anything is allocated or computed from the value.
     public var problem: DICOMImportError?
 
-    /// Limits on header values that size allocations or enter geometry. Frames: an Enhanced multi-frame
-    /// object with more is refused (real ones hold thousands at most). Coordinates: |Image Position| in mm.
-    public static let maximumFrames = 65_536
+    /// The limit on |Image Position| (mm) of a plausible frame: a kilometre is no patient. Not a setting —
+    /// no real scanner exceeds it; the limits real data may exceed are ``ReaderLimits``.
     public static let maximumCoordinate = 1e6
 
     /// Whether this object can contribute frames to an image volume (not SEG, RTSTRUCT, SR, …).
@@ -135,7 +149,7 @@ public enum SOPClass {
 extension InstanceHeader {
     /// Reads the header of an opened file. Enhanced multi-frame objects get one ``FrameHeader`` per frame
     /// from their functional groups (per-frame first, then shared).
-    init(file: DICOMFile) {
+    init(file: DICOMFile, limits: ReaderLimits) {
         func text(_ tag: DICOMTag) -> String { file.string(tag) ?? "" }
         path = file.path
         transferSyntaxUID = file.transferSyntaxUID
@@ -166,10 +180,11 @@ extension InstanceHeader {
 
         var problem: DICOMImportError?
         let declaredFrames = file.double(.numberOfFrames) ?? 1
-        var frameCount = declaredFrames.isFinite && declaredFrames >= 1 && declaredFrames <= Double(Self.maximumFrames) ? Int(declaredFrames) : 1
-        if !declaredFrames.isFinite || declaredFrames > Double(Self.maximumFrames) || declaredFrames.rounded() != declaredFrames {
+        let frameLimit = Double(limits.maximumFrames)
+        var frameCount = declaredFrames.isFinite && declaredFrames >= 1 && declaredFrames <= frameLimit ? Int(declaredFrames) : 1
+        if !declaredFrames.isFinite || declaredFrames > frameLimit || declaredFrames.rounded() != declaredFrames {
             problem = DICOMImportError(.invalidAttribute, file.path, "NumberOfFrames (0028,0008) is \(file.string(.numberOfFrames) ?? "?"): "
-                                       + "not a whole number within the limit of \(Self.maximumFrames) frames")
+                                       + "not a whole number within the limit of \(limits.maximumFrames) frames (\(ReaderLimits.framesSetting))")
             frameCount = 1
         }
         let bitsAllocated = file.int(.bitsAllocated) ?? 0
@@ -199,17 +214,56 @@ extension InstanceHeader {
                     stackID: nil)
             }
         }
-        // Geometry enters slice sorting and gap arithmetic: every value must be a finite, plausible number.
-        if problem == nil, let bad = frames.first(where: { !Self.plausible($0) }) {
-            problem = DICOMImportError(.invalidAttribute, file.path, "frame \(bad.frameIndex + 1): Image Position/Orientation (Patient), "
-                                       + "Pixel Spacing or Slice Thickness is not a finite value within ±\(Int(Self.maximumCoordinate)) mm")
+        self.problem = problem ?? Self.implausibility(frames: frames, format: pixelFormat, hasPixelData: hasPixelData, path: file.path)
+    }
+
+    /// A header from values instead of a file (the series-geometry fuzz target, tests), validated as a file's
+    /// header is: ``problem`` is set the same way, and a scan would refuse it the same way.
+    public init(path: String, sopClassUID: String, sopInstanceUID: String, studyInstanceUID: String, seriesInstanceUID: String,
+                frameOfReferenceUID: String, modality: String, pixelFormat: PixelFormat, frames: [FrameHeader],
+                gantryDetectorTilt: Double? = nil, limits: ReaderLimits = .standard) {
+        self.path = path
+        transferSyntaxUID = "1.2.840.10008.1.2.1"
+        hasMetaHeader = true
+        self.sopClassUID = sopClassUID
+        self.sopInstanceUID = sopInstanceUID
+        sopInstanceUIDFromMeta = false
+        self.studyInstanceUID = studyInstanceUID
+        self.seriesInstanceUID = seriesInstanceUID
+        self.frameOfReferenceUID = frameOfReferenceUID
+        self.modality = modality
+        manufacturer = ""
+        seriesDescription = ""
+        imageType = []
+        echoNumbers = ""
+        sequenceName = ""
+        temporalPositionIdentifier = ""
+        self.gantryDetectorTilt = gantryDetectorTilt
+        lossyImageCompression = false
+        hasModalityLUTSequence = false
+        hasPixelData = true
+        self.pixelFormat = pixelFormat
+        self.frames = frames
+        problem = frames.count > limits.maximumFrames
+            ? DICOMImportError(.invalidAttribute, path, "\(frames.count) frames exceed the limit of \(limits.maximumFrames) frames (\(ReaderLimits.framesSetting))")
+            : Self.implausibility(frames: frames, format: pixelFormat, hasPixelData: true, path: path)
+    }
+
+    /// Geometry enters slice sorting and gap arithmetic, the pixel format sizes buffers: every value must be
+    /// a finite, plausible number, and the format one that can describe pixels.
+    static func implausibility(frames: [FrameHeader], format: PixelFormat, hasPixelData: Bool, path: String) -> DICOMImportError? {
+        if let bad = frames.first(where: { !plausible($0) }) {
+            return DICOMImportError(.invalidAttribute, path, "frame \(bad.frameIndex + 1): Image Position/Orientation (Patient), "
+                                    + "Pixel Spacing or Slice Thickness is not a finite value within ±\(Int(maximumCoordinate)) mm")
         }
-        let format = pixelFormat
-        if problem == nil, hasPixelData, ![1, 8, 16, 32].contains(format.bitsAllocated) || !(1...4).contains(format.samplesPerPixel) {
-            problem = DICOMImportError(.invalidAttribute, file.path, "BitsAllocated \(format.bitsAllocated) / SamplesPerPixel "
-                                       + "\(format.samplesPerPixel) cannot describe pixels")
+        if hasPixelData, ![1, 8, 16, 32].contains(format.bitsAllocated) || !(1...4).contains(format.samplesPerPixel) {
+            return DICOMImportError(.invalidAttribute, path, "BitsAllocated \(format.bitsAllocated) / SamplesPerPixel "
+                                    + "\(format.samplesPerPixel) cannot describe pixels")
         }
-        self.problem = problem
+        if hasPixelData, !(1...65_535).contains(format.rows) || !(1...65_535).contains(format.columns) {
+            return DICOMImportError(.invalidAttribute, path, "Rows \(format.rows) / Columns \(format.columns) cannot describe an image")
+        }
+        return nil
     }
 
     static func plausible(_ f: FrameHeader) -> Bool {

@@ -147,10 +147,10 @@ public protocol HeaderReader: Sendable {
 public enum HeaderReading {
     /// `final`: the file has settled, so it must be complete (``DICOMFile/checkComplete(_:)``) and carry a
     /// Series Instance UID.
-    public static func identify(_ path: String, final: Bool) -> DeliveredFileState {
+    public static func identify(_ path: String, final: Bool, limits: ReaderLimits = .standard) -> DeliveredFileState {
         do {
             let file = try DICOMFile(path: path)
-            let header = file.header()
+            let header = file.header(limits: limits)
             if final { try file.checkComplete(header) }
             guard !header.seriesInstanceUID.isEmpty else {
                 return .problem(code: DICOMImportError.Code.seriesUIDMissing.rawValue,

@@ -19,6 +19,7 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Also decode every image stack's pixels to prove it loads.")
     var decode = false
 
+    @OptionGroup var readerLimits: ReaderLimitOptions
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -30,7 +31,7 @@ struct Inspect: ParsableCommand {
             return
         }
         let progress = ProgressReporter(title: "scanning")
-        let scan = try DICOMScanner().scan(url) { done, total in progress.update(done, total) }
+        let scan = try DICOMScanner(limits: readerLimits.limits).scan(url) { done, total in progress.update(done, total) }
         progress.finish()
         logger.info("scan finished", metadata: [
             "files": "\(scan.filesSeen)", "stacks": "\(scan.stacks.count)",
@@ -46,7 +47,7 @@ struct Inspect: ParsableCommand {
             var report = StackReport(index: index + 1, stack: stack)
             if decode {
                 do {
-                    let series = try DICOMSeriesLoader().load(stack)
+                    let series = try DICOMSeriesLoader(policy: GeometryPolicy(limits: readerLimits.limits)).load(stack)
                     report.loadResult = "loaded: values \(series.volume.voxels.min() ?? 0) … \(series.volume.voxels.max() ?? 0)"
                 } catch let error as DICOMImportError {
                     report.loadResult = "refused: \(error.code.rawValue): \(error.detail)"

@@ -51,6 +51,7 @@ struct Predict: ParsableCommand {
     @Flag(help: "Accept gantry-tilted DICOM stacks on their native (sheared) grid.")
     var allowTilt = false
 
+    @OptionGroup var readerLimits: ReaderLimitOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -82,14 +83,15 @@ struct Predict: ParsableCommand {
         try FileManager.default.createDirectory(at: outputFolder, withIntermediateDirectories: true)
         let ending = first.bundle.dataset.fileEnding
         let (entries, skipped) = try CaseSource.discover(URL(fileURLWithPath: input), fileEnding: ending,
-                                                         channels: first.bundle.dataset.channelNames.count)
+                                                         channels: first.bundle.dataset.channelNames.count,
+                                                         limits: readerLimits.limits)
         for s in skipped { logger.info("input file skipped", metadata: ["file": "\(s.path)", "reason": "\(s.code?.rawValue ?? "DUPLICATE")"]) }
         logger.notice("cases found", metadata: ["cases": "\(entries.count)", "input": "\(input)"])
 
         let options = InferenceEngine.Options(mirroring: !disableTta, stepSize: stepSize, accumulation: Accumulation(rawValue: accumulation)!)
         let work = FilePrediction(ensemble: ensemble, options: options, outputFolder: outputFolder, ending: ending,
                                   saveProbabilities: saveProbabilities, previousStage: previousStage.map { URL(fileURLWithPath: $0) },
-                                  geometryPolicy: GeometryPolicy(allowShear: allowTilt))
+                                  geometryPolicy: GeometryPolicy(allowShear: allowTilt, limits: readerLimits.limits))
         let progress = ProgressReporter(title: "predicting", minimumTotal: 1)
         var failures = 0
         for (index, entry) in entries.enumerated() {

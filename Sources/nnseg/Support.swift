@@ -5,6 +5,20 @@ import ExperimentPlanning
 import Logging
 
 /// Log options shared by every command. Logs are structured (swift-log, key=value metadata) on stderr.
+/// The reader's limits on what a file may declare (``ReaderLimits``), for commands without a profile.
+struct ReaderLimitOptions: ParsableArguments {
+    @Option(help: "Frames one multi-frame DICOM object may declare before it is refused (ATTRIBUTE_INVALID).")
+    var maxFrames = ReaderLimits.standard.maximumFrames
+    @Option(help: "Voxels one series may have before it is refused (SERIES_TOO_LARGE).")
+    var maxSeriesVoxels = ReaderLimits.standard.maximumSeriesVoxels
+
+    func validate() throws {
+        guard maxFrames >= 1, maxSeriesVoxels >= 1 else { throw ValidationError("--max-frames and --max-series-voxels must be at least 1") }
+    }
+
+    var limits: ReaderLimits { ReaderLimits(maximumFrames: maxFrames, maximumSeriesVoxels: maxSeriesVoxels) }
+}
+
 struct LoggingOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"

@@ -2,6 +2,7 @@ import ArgumentParser
 import AuditLog
 import BatchPipeline
 import CaseIdentity
+import DICOMImport
 import Dispatch
 import Foundation
 import Logging
@@ -47,7 +48,7 @@ struct Watch: ParsableCommand {
                         "--log-level", logging.logLevel],
             timeLimit: caseTimeLimit > 0 ? caseTimeLimit : nil, memoryLimit: caseMemoryLimitMb > 0 ? caseMemoryLimitMb << 20 : nil)
         let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
-        let reader = WorkerHeaderReader(executable: executable, arguments: ["watch-identify"])
+        let reader = WorkerHeaderReader(executable: executable, arguments: ["watch-identify", "--max-frames", "\(caseProfile.readerLimits.maximumFrames)"])
         // A reader or worker that dies while we write to its stdin must not take the supervisor with it.
         signal(SIGPIPE, SIG_IGN)
         let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
@@ -114,6 +115,7 @@ struct WatchIdentify: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "watch-identify", abstract: "Read delivered files' headers (started by nnseg watch).",
                                                     shouldDisplay: false)
     @Flag(help: "The files have settled: check they are complete.") var final = false
+    @Option(help: "Frames one object may declare (the profile's geometry.maximumFrames).") var maxFrames = ReaderLimits.standard.maximumFrames
 
     func run() throws {
         // Test-only trigger (NNSEG_TEST_ABORT_FILE=<file name>): the reader aborts on that file, as a parser crash would.
@@ -121,7 +123,7 @@ struct WatchIdentify: ParsableCommand {
         while let line = readLine() {
             guard !line.isEmpty else { continue }
             if !poison.isEmpty, URL(fileURLWithPath: line).lastPathComponent == poison { abort() }
-            let object = HeaderReading.encode(HeaderReading.identify(line, final: final))
+            let object = HeaderReading.encode(HeaderReading.identify(line, final: final, limits: ReaderLimits(maximumFrames: maxFrames, maximumSeriesVoxels: ReaderLimits.standard.maximumSeriesVoxels)))
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         }
     }

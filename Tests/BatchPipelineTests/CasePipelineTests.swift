@@ -23,6 +23,14 @@ struct CaseProfileTests {
         #expect(p.structures.map(\.name) == ["Hippocampus_Ant", "Hippocampus_Post"])
         #expect(p.selection.modality == "MR" && p.selection.orientation == "AXIAL" && p.selection.minimumSlices == 16)
         #expect(p.sha256.count == 64)
+        #expect(p.readerLimits == .standard)
+    }
+
+    /// Issue #14: the reader's limits are profile settings.
+    @Test func readerLimitsAreSettings() throws {
+        let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\ngeometry: {maximumFrames: 4096, maximumSeriesVoxels: 1000000}\n"
+                                 + "structures: [{label: 1, name: A}]\n")
+        #expect(try CaseProfile(contentsOf: url).readerLimits == ReaderLimits(maximumFrames: 4096, maximumSeriesVoxels: 1_000_000))
     }
 
     @Test(arguments: [
@@ -43,6 +51,8 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\ninference: {mirroring: sometimes}\nstructures: [{label: 1, name: A}]\n", "inference.mirroring"),
         ("name: x\nmodel: {folder: MODEL}\nselection: {minimumSlices: many}\nstructures: [{label: 1, name: A}]\n", "selection.minimumSlices"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{name: A}]\n", "structures[0].label"),
+        ("name: x\nmodel: {folder: MODEL}\ngeometry: {maximumFrames: 0}\nstructures: [{label: 1, name: A}]\n", "geometry.maximumFrames"),
+        ("name: x\nmodel: {folder: MODEL}\ngeometry: {maximumSeriesVoxels: -1}\nstructures: [{label: 1, name: A}]\n", "geometry.maximumSeriesVoxels"),
     ])
     func invalidProfilesNameTheKey(_ yaml: String, _ key: String) throws {
         let url = try Self.write(yaml.replacingOccurrences(of: "MODEL", with: Self.model))

@@ -272,8 +272,39 @@ struct SeriesImportTests {
         let stack = try #require(scan.stacks.first)
         let error = #expect(throws: DICOMImportError.self) { try DICOMSeriesLoader(policy: GeometryPolicy(maximumVoxels: 10_000)).load(stack) }
         #expect(error?.code == .seriesTooLarge)
-        #expect(error?.detail == "35×51×32 voxels exceed the limit of 10000 voxels per series (GeometryPolicy.maximumVoxels)")
+        #expect(error?.detail == "35×51×32 voxels exceed the limit of 10000 voxels per series (setting geometry.maximumSeriesVoxels / --max-series-voxels)")
         #expect(try DICOMSeriesLoader().load(stack).volume.voxels.count == 35 * 51 * 32)
+    }
+
+    /// Issue #14: the frame limit is a setting; an object over it is refused by name (and the setting named),
+    /// an object within it reads as before.
+    @Test func theFrameLimitIsASetting() throws {
+        let folder = SharedData.dataFile("dicom-zoo/enhanced-ct-multiframe")
+        let strict = try DICOMScanner(limits: ReaderLimits(maximumFrames: 1, maximumSeriesVoxels: 1 << 31)).scan(folder)
+        #expect(strict.stacks.isEmpty)
+        let refused = try #require(strict.skipped.first)
+        #expect(refused.code == .invalidAttribute)
+        #expect(refused.reason == "NumberOfFrames (0028,0008) is 2: not a whole number within the limit of 1 frames "
+                + "(setting geometry.maximumFrames / --max-frames)")
+        #expect(try DICOMScanner(limits: ReaderLimits(maximumFrames: 2, maximumSeriesVoxels: 1 << 31)).scan(folder).stacks.count == 1)
+    }
+
+    /// A header built from values is validated as a file's header is (the series-geometry fuzz target uses it).
+    @Test func headersFromValuesAreValidatedLikeFiles() throws {
+        func header(rows: Int, position: SIMD3<Double>, frames: Int = 1) -> InstanceHeader {
+            let frame = FrameHeader(frameIndex: 0, imagePosition: position, imageOrientation: (SIMD3(1, 0, 0), SIMD3(0, 1, 0)),
+                                    pixelSpacing: SIMD2(1, 1))
+            return InstanceHeader(path: "x.dcm", sopClassUID: "1.2.840.10008.5.1.4.1.1.2", sopInstanceUID: "1.2.3.1", studyInstanceUID: "1.2",
+                                  seriesInstanceUID: "1.2.3", frameOfReferenceUID: "1.2.4", modality: "CT",
+                                  pixelFormat: PixelFormat(rows: rows, columns: 8, frames: frames, samplesPerPixel: 1, bitsAllocated: 16,
+                                                           bitsStored: 16, highBit: 15, isSigned: true, photometricInterpretation: "MONOCHROME2"),
+                                  frames: Array(repeating: frame, count: frames), limits: ReaderLimits(maximumFrames: 2, maximumSeriesVoxels: 100))
+        }
+        #expect(header(rows: 8, position: SIMD3(0, 0, 1)).problem == nil)
+        #expect(header(rows: 0, position: SIMD3(0, 0, 1)).problem?.detail == "Rows 0 / Columns 8 cannot describe an image")
+        #expect(header(rows: 8, position: SIMD3(0, 0, -1e308)).problem?.code == .invalidAttribute)
+        #expect(header(rows: 8, position: SIMD3(0, 0, .nan)).problem?.code == .invalidAttribute)
+        #expect(header(rows: 8, position: SIMD3(0, 0, 1), frames: 3).problem?.detail.contains("limit of 2 frames") == true)
     }
 
     /// Pixel Data shorter than Rows × Columns × Frames × Bits Allocated (the header says 60 rows, the pixels hold 51).

@@ -35,6 +35,13 @@ struct PoisonInputTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("out").path)) ?? []).isEmpty)
     }
 
+    /// The frame limit is a setting of the commands without a profile too; the refusal names it.
+    @Test func theFrameLimitIsAnOption() throws {
+        let folder = SharedData.dataFile("dicom-zoo/enhanced-ct-multiframe").path
+        try expectNamedFailure(["inspect", "--max-frames", "1", folder], status: 2, code: "within the limit of 1 frames (setting geometry.maximumFrames / --max-frames)")
+        #expect(try CommandRunner.nnseg(["inspect", "--max-frames", "2", folder]).status == 0)
+    }
+
     @Test func anAbsurdSlicePositionIsNamedAndTheCaseFails() throws {
         let dir = try SharedData.temporaryDirectory("poison-position")
         defer { try? FileManager.default.removeItem(at: dir) }
