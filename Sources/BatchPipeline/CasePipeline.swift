@@ -173,6 +173,12 @@ public final class CasePipeline: @unchecked Sendable {
             try audit.append(caseID: caseID, kind: "stage_timings", payload: .init(uniqueKeysWithValues: timings.map {
                 ($0.0.replacingOccurrences(of: " ", with: "_"), AuditValue.double(($0.1 * 1000).rounded() / 1000))
             }))
+            // What the case cost the process: in a watch worker (one case a process) exactly this case's peak;
+            // in `run` over many cases, the peak so far.
+            let usage = ProcessResources.current()
+            try audit.append(caseID: caseID, kind: "resources", payload: [
+                "peak_rss_mb": usage.peakResidentMB.map { .int(Int64($0)) } ?? .null, "cpu_s": .double((usage.cpuSeconds * 1000).rounded() / 1000),
+            ])
             let status: CaseStatus = structures.isEmpty ? .emptyResult : .succeeded
             try audit.finish(caseID: caseID, startedAt: started, status: status, model: engine.bundle.plans.datasetName,
                              seriesInstanceUID: seriesUID, profile: profile.name, error: nil)
@@ -217,4 +223,25 @@ public struct PipelineError: Error, CustomStringConvertible {
     public let code: Code
     public let detail: String
     public var description: String { "\(code.rawValue): \(detail)" }
+}
+
+/// This process's resource use, from the kernel.
+struct ProcessResources {
+    /// Peak resident memory (VmHWM), MiB; nil where /proc is not available.
+    var peakResidentMB: Int?
+    /// User + system CPU time of the process so far.
+    var cpuSeconds: Double
+
+    static func current() -> ProcessResources {
+        var peak: Int?
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+           let kB = line.split(separator: " ").dropFirst().first.flatMap({ Int($0) }) {
+            peak = kB / 1024
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        return ProcessResources(peakResidentMB: peak, cpuSeconds: cpu)
+    }
 }

@@ -113,12 +113,14 @@ struct CasePipelineTests {
         }
         #expect(Set(ids).count == 50)
         #expect(try audit.cases().count == 50)
-        #expect(try audit.verify() == .intact(events: 50 * 11))
+        #expect(try audit.verify() == .intact(events: 50 * 12))
         for id in ids.prefix(3) {
             let kinds = try audit.events(caseID: id).map(\.kind)
             #expect(kinds == ["case_started", "input_series", "model", "output", "output", "output", "output", "roi_volume", "roi_volume",
-                              "stage_timings", "case_summary"])
+                              "stage_timings", "resources", "case_summary"])
         }
+        let resources = try #require(try audit.events(caseID: ids[0]).first { $0.kind == "resources" }.flatMap { AuditValue.parse($0.payload)?.object })
+        #expect((resources["peak_rss_mb"]?.int ?? 0) > 10, "the process's peak memory is recorded: \(resources)")
         // Outputs of a case, and what the audit says about them.
         let events = try audit.events(caseID: ids[0])
         let outputs = events.filter { $0.kind == "output" }.compactMap { AuditValue.parse($0.payload)?.object }
