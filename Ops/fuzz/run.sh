@@ -38,7 +38,9 @@ CONFIG="${FUZZ_CONFIG:-release}"
 FLAGS=(-Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xcc -fsanitize=fuzzer-no-link,address -Xcxx -fsanitize=fuzzer-no-link,address)
 for t in "${targets[@]}"; do
   echo "fuzz: building $t" >&2
-  swift build -c "$CONFIG" --product "$t" --scratch-path .build-fuzz "${FLAGS[@]}" >/dev/null
+  if ! out=$(swift build -c "$CONFIG" --product "$t" --scratch-path .build-fuzz "${FLAGS[@]}" 2>&1); then
+    echo "fuzz: building $t FAILED" >&2; echo "$out" | grep -E "error" | head -5 >&2; exit 2
+  fi
 done
 status=0
 for t in "${targets[@]}"; do
