@@ -37,6 +37,14 @@ let package = Package(
                 .linkedLibrary("openjp2"), .linkedLibrary("z"),
             ]
         ),
+        // DCMTK's network layer (dcmnet) behind a plain C API: the storage SCP of `nnseg serve`.
+        .target(
+            name: "CDCMTKNet",
+            path: "Sources/CDCMTKNet",
+            linkerSettings: [
+                .linkedLibrary("dcmnet"), .linkedLibrary("dcmdata"), .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("z"),
+            ]
+        ),
 
         // MARK: L1
         .target(name: "VolumeGeometry"),
@@ -61,6 +69,7 @@ let package = Package(
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "DICOMNetwork", dependencies: ["CDCMTKNet"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
             .product(name: "Logging", package: "swift-log"),
@@ -100,8 +109,9 @@ let package = Package(
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer", "ConfigDecoding",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 

@@ -97,6 +97,8 @@ public final class WatchService: @unchecked Sendable {
     let modelName: String
     let runner: CaseRunner
     let headerReader: HeaderReader
+    /// Another intake feeding the incoming folder (the network receiver of `nnseg serve`), if any.
+    let gate: DeliveryGate?
     let logger: Logger
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
@@ -110,13 +112,14 @@ public final class WatchService: @unchecked Sendable {
     ///   - profileName, modelName: recorded on the case rows the supervisor writes itself (duplicates, held,
     ///     quarantined deliveries).
     public init(configuration: WatchConfiguration, audit: AuditLog, profileName: String, modelName: String, runner: CaseRunner,
-                headerReader: HeaderReader, logger: Logger = Logger(label: "nnseg.watch")) throws {
+                headerReader: HeaderReader, gate: DeliveryGate? = nil, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
         self.audit = audit
         self.profileName = profileName
         self.modelName = modelName
         self.runner = runner
         self.headerReader = headerReader
+        self.gate = gate
         self.logger = logger
         assembler = SeriesAssembler(quietPeriod: configuration.quietPeriod)
         let fm = FileManager.default
@@ -240,6 +243,8 @@ public final class WatchService: @unchecked Sendable {
     /// One pass: look at every delivery, quarantine settled junk, claim and process every ready series,
     /// tidy emptied sub-folders. Returns whether it did anything.
     func pollOnce() throws -> Bool {
+        try gate?.transfer()
+        let inFlight = gate?.seriesInFlight() ?? []
         let now = Date()
         var worked = false
         let entries = (try? FolderWalker(followFolderLinks: false, skipFolderPaths: configuration.ownFolders)
@@ -279,7 +284,7 @@ public final class WatchService: @unchecked Sendable {
         }
         // One series per pass: a case may run for minutes, and what arrived meanwhile must be looked at
         // before the next series is taken (the next pass starts at once).
-        if let series = plan.ready.first, !shouldStop {
+        if let series = plan.ready.first(where: { !inFlight.contains($0.seriesInstanceUID) }), !shouldStop {
             try deliver(series, linked: linked)
             worked = true
         }

@@ -1,0 +1,39 @@
+// nnseg's C interface to DCMTK's network layer (dcmnet): a storage SCP that spools what it receives, one
+// folder per association. Every entry point catches every C++ exception and returns an error code.
+#ifndef NNSEG_DCMNET_H
+#define NNSEG_DCMNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nnseg_scp_config {
+    const char *ae_title;            // our AE title (called AE must match)
+    const char *bind_address;        // IPv4 address to listen on ("127.0.0.1", "0.0.0.0")
+    int port;
+    const char *const *allowed_callers;   // calling AE titles accepted; count 0: any
+    int allowed_caller_count;
+    const char *const *allowed_hosts;     // peer IPv4 addresses accepted; count 0: any
+    int allowed_host_count;
+    int max_associations;            // concurrent associations; more are rejected (transient, local limit)
+    uint32_t max_pdu;                // maximum receive PDU length
+    int64_t free_disk_floor_bytes;   // under this free space a store answers A700 (out of resources)
+    const char *spool;               // folder: one sub-folder per association
+    int acse_timeout;                // seconds
+    int dimse_timeout;               // seconds; 0: none
+    // Called (from any association's thread, serialised) with one event as a JSON object.
+    void (*event)(void *context, const char *json);
+    void *event_context;
+} nnseg_scp_config;
+
+/// Listens and serves until *stop becomes non-zero (checked twice a second). Returns 0 after a stop,
+/// non-zero with `error` filled when the port cannot be opened.
+int nnseg_scp_run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t error_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,296 @@
+import ArgumentParser
+import AuditLog
+import BatchPipeline
+import ConfigDecoding
+import DICOMNetwork
+import Dispatch
+import Foundation
+import Logging
+import PlansModel
+import WatchService
+import Yams
+
+/// The site configuration of `nnseg serve` (`Ops/site.example.yaml`): the DICOM node, the folders, the
+/// profile, the workers. Decoded strictly: an unknown key anywhere is refused with its path.
+struct SiteDocument: Decodable {
+    struct Node: Decodable {
+        var aeTitle: String?
+        var bindAddress: String?
+        var port: Int?
+        var allowedCallers: [String]?
+        var allowedHosts: [String]?
+        var maxAssociations: Int?
+        var maxPDU: Int?
+        var freeDiskFloorMB: Int?
+        var idleTimeout: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case aeTitle, bindAddress, port, allowedCallers, allowedHosts, maxAssociations, maxPDU, freeDiskFloorMB, idleTimeout
+        }
+    }
+    struct Folders: Decodable {
+        var work: String
+        var outgoing: String
+        var archive: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case work, outgoing, archive }
+    }
+    struct Intake: Decodable {
+        var quietPeriod: Double?
+        var pollInterval: Double?
+        enum CodingKeys: String, CodingKey, CaseIterable { case quietPeriod, pollInterval }
+    }
+    struct Workers: Decodable {
+        var maxAttempts: Int?
+        var caseTimeLimit: Double?
+        var caseMemoryLimitMB: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case maxAttempts, caseTimeLimit, caseMemoryLimitMB }
+    }
+    var profile: String
+    var node: Node?
+    var folders: Folders
+    var intake: Intake?
+    var workers: Workers?
+    var auditDatabase: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, auditDatabase }
+}
+
+/// A site configuration, resolved: paths made absolute against the file's folder, the node validated.
+struct SiteConfiguration {
+    var file: String
+    var profile: URL
+    var node: StorageSCPConfiguration
+    var work: URL
+    var outgoing: URL
+    var archive: URL?
+    var quietPeriod: Double
+    var pollInterval: Double
+    var maxAttempts: Int
+    var caseTimeLimit: Double
+    var caseMemoryLimitMB: Int
+    var auditDatabase: URL
+
+    var spool: URL { work.appendingPathComponent("associations") }
+    var incoming: URL { work.appendingPathComponent("incoming") }
+    var aborted: URL { work.appendingPathComponent("aborted") }
+    var stored: URL { work.appendingPathComponent("stored") }
+
+    init(contentsOf url: URL) throws {
+        file = url.path
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { throw Self.invalid(url.path, "", "cannot read the file") }
+        let document: SiteDocument
+        do {
+            document = try StrictDecoding.decode { try YAMLDecoder().decode(StrictDecoding.Root<SiteDocument>.self, from: text).value }
+        } catch let issue as ConfigurationIssue {
+            throw Self.invalid(url.path, issue.path, issue.detail)
+        } catch {
+            throw Self.invalid(url.path, "", "not valid YAML (\(error))")
+        }
+        let base = url.deletingLastPathComponent()
+        func resolve(_ path: String) -> URL {
+            path.hasPrefix("/") ? URL(fileURLWithPath: path) : base.appendingPathComponent(path).standardizedFileURL
+        }
+        profile = resolve(document.profile)
+        work = resolve(document.folders.work)
+        outgoing = resolve(document.folders.outgoing)
+        archive = document.folders.archive.map(resolve)
+        let n = document.node
+        node = StorageSCPConfiguration(
+            aeTitle: n?.aeTitle ?? "NNSEG", bindAddress: n?.bindAddress ?? "127.0.0.1", port: n?.port ?? 11112,
+            allowedCallers: n?.allowedCallers ?? [], allowedHosts: n?.allowedHosts ?? [], maximumAssociations: n?.maxAssociations ?? 8,
+            maximumPDU: n?.maxPDU ?? 131_072, freeDiskFloorBytes: Int64(n?.freeDiskFloorMB ?? 1024) << 20,
+            spool: work.appendingPathComponent("associations"), dimseTimeout: n?.idleTimeout ?? 120)
+        if let problem = node.problem() {
+            let parts = problem.split(separator: ":", maxSplits: 1)
+            throw Self.invalid(url.path, "node." + parts[0], String(parts.last ?? "").trimmingCharacters(in: .whitespaces))
+        }
+        quietPeriod = document.intake?.quietPeriod ?? 2
+        pollInterval = document.intake?.pollInterval ?? 0.5
+        guard quietPeriod >= 0, pollInterval > 0 else { throw Self.invalid(url.path, "intake", "quietPeriod ≥ 0 and pollInterval > 0 seconds") }
+        maxAttempts = document.workers?.maxAttempts ?? 3
+        caseTimeLimit = document.workers?.caseTimeLimit ?? 3600
+        caseMemoryLimitMB = document.workers?.caseMemoryLimitMB ?? 0
+        guard maxAttempts >= 1 else { throw Self.invalid(url.path, "workers.maxAttempts", "at least 1") }
+        auditDatabase = resolve(document.auditDatabase ?? "nnseg-audit.sqlite")
+    }
+
+    static func invalid(_ file: String, _ key: String, _ detail: String) -> ValidationError {
+        ValidationError("SITE_CONFIG_INVALID: \(file): \(key.isEmpty ? "(document)" : key): \(detail)")
+    }
+}
+
+/// `nnseg serve`: a DICOM node. Receives studies by C-STORE (a receiver process: `serve-scp`, restarted if it
+/// dies), turns every released association's series into cases through the watch service's claim, worker
+/// and quarantine path, and records everything in the audit log.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run as a DICOM node: receive series by C-STORE and process each one (see README: Connecting nnseg to PACS).")
+
+    @Option(help: "Site configuration (YAML; see Ops/site.example.yaml).") var site: String
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.serve")
+        let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
+        let caseProfile = try CaseProfile(contentsOf: site.profile)
+        let audit = try AuditLog(path: site.auditDatabase.path)
+        let selfExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        signal(SIGPIPE, SIG_IGN)
+
+        // The receiver: a child process, so nothing a peer sends can take the supervisor down.
+        let receiver = ReceiverProcess(executable: selfExecutable, arguments: ["serve-scp"] + site.node.arguments + ["--log-level", logging.logLevel],
+                                       logger: logger)
+        try receiver.start()
+        let gate = try AssociationSpool(spool: site.spool, incoming: site.incoming, aborted: site.aborted, stored: site.stored,
+                                        isReceiving: { pid in receiver.isCurrent(pid) })
+        let config = WatchConfiguration(incoming: site.incoming, outgoing: site.outgoing, archive: site.archive, quietPeriod: site.quietPeriod,
+                                        pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
+        let runner = WorkerProcessRunner(
+            executable: selfExecutable,
+            arguments: ["watch-worker", "--profile", site.profile.path, "--audit-db", site.auditDatabase.path, "--log-level", logging.logLevel],
+            timeLimit: site.caseTimeLimit > 0 ? site.caseTimeLimit : nil, memoryLimit: site.caseMemoryLimitMB > 0 ? site.caseMemoryLimitMB << 20 : nil)
+        let reader = WorkerHeaderReader(executable: selfExecutable, arguments: ["watch-identify", "--max-frames", "\(caseProfile.readerLimits.maximumFrames)"])
+        let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
+        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
+                                       headerReader: reader, gate: gate, logger: Logger(label: "nnseg.serve.cases"))
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
+                receiver.stop()
+                service.requestStop()
+            }
+            source.resume()
+            sources.append(source)
+        }
+        logger.notice("serving", metadata: ["ae_title": "\(site.node.aeTitle)", "address": "\(site.node.bindAddress)", "port": "\(site.node.port)",
+                                            "work": "\(site.work.path)", "outgoing": "\(site.outgoing.path)", "pid": "\(getpid())"])
+        try service.run()
+        receiver.stop()
+        _ = sources
+    }
+}
+
+extension StorageSCPConfiguration {
+    /// The `serve-scp` options that carry this configuration to the receiver process.
+    var arguments: [String] {
+        ["--ae-title", aeTitle, "--bind-address", bindAddress, "--port", "\(port)", "--max-associations", "\(maximumAssociations)",
+         "--max-pdu", "\(maximumPDU)", "--free-disk-floor-mb", "\(freeDiskFloorBytes >> 20)", "--idle-timeout", "\(dimseTimeout)",
+         "--spool", spool.path]
+            + allowedCallers.flatMap { ["--allow-caller", $0] } + allowedHosts.flatMap { ["--allow-host", $0] }
+    }
+}
+
+/// The receiver child process: started, restarted when it dies (after a second), stopped with SIGTERM.
+final class ReceiverProcess: @unchecked Sendable {
+    let executable: URL
+    let arguments: [String]
+    let logger: Logger
+    private let lock = NSLock()
+    private var process: Process?
+    private var stopping = false
+    private(set) var restarts = 0
+
+    init(executable: URL, arguments: [String], logger: Logger) {
+        self.executable = executable
+        self.arguments = arguments
+        self.logger = logger
+    }
+
+    func start() throws {
+        let p = Process()
+        p.executableURL = executable
+        p.arguments = arguments
+        p.terminationHandler = { [weak self] ended in self?.ended(ended) }
+        lock.lock()
+        process = p
+        lock.unlock()
+        try p.run()
+    }
+
+    /// Whether `pid` is the receiver now serving.
+    func isCurrent(_ pid: Int32) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let p = process, p.isRunning else { return false }
+        return p.processIdentifier == pid
+    }
+
+    private func ended(_ p: Process) {
+        lock.lock()
+        let again = !stopping
+        if again { restarts += 1 }
+        lock.unlock()
+        guard again else { return }
+        logger.error("the DICOM receiver ended; restarting it", metadata: [
+            "status": "\(p.terminationStatus)", "signal": "\(p.terminationReason == .uncaughtSignal)", "restarts": "\(restarts)"])
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [weak self] in
+            guard let self else { return }
+            do { try self.start() } catch { self.logger.critical("cannot restart the DICOM receiver", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    func stop() {
+        lock.lock()
+        stopping = true
+        let p = process
+        lock.unlock()
+        if let p, p.isRunning {
+            p.terminate()
+            p.waitUntilExit()
+        }
+    }
+}
+
+/// `nnseg serve-scp`: the storage SCP of `nnseg serve`, in its own process (internal).
+struct ServeSCP: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve-scp", abstract: "Receive C-STORE into the spool (started by nnseg serve).",
+                                                    shouldDisplay: false)
+    @Option var aeTitle = "NNSEG"
+    @Option var bindAddress = "127.0.0.1"
+    @Option var port = 11112
+    @Option var maxAssociations = 8
+    @Option var maxPdu = 131_072
+    @Option var freeDiskFloorMb = 1024
+    @Option var idleTimeout = 120
+    @Option var spool: String
+    @Option(name: .customLong("allow-caller")) var allowedCallers: [String] = []
+    @Option(name: .customLong("allow-host")) var allowedHosts: [String] = []
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.serve.network")
+        let stop = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        stop.pointee = 0
+        // Never outlive the supervisor (a restarted one starts its own receiver on the same port).
+        let supervisor = getppid()
+        nonisolated(unsafe) let flag = stop
+        Thread.detachNewThread {
+            while getppid() == supervisor { usleep(200_000) }
+            flag.pointee = 1
+        }
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())
+        source.setEventHandler { flag.pointee = 1 }
+        source.resume()
+        let config = StorageSCPConfiguration(
+            aeTitle: aeTitle, bindAddress: bindAddress, port: port, allowedCallers: allowedCallers, allowedHosts: allowedHosts,
+            maximumAssociations: maxAssociations, maximumPDU: maxPdu, freeDiskFloorBytes: Int64(freeDiskFloorMb) << 20,
+            spool: URL(fileURLWithPath: spool), dimseTimeout: idleTimeout)
+        try StorageSCP.run(config, stop: stop) { json in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return }
+            let name = object["event"] as? String ?? "event"
+            var metadata: Logger.Metadata = [:]
+            for (key, value) in object where key != "event" { metadata[key] = "\(value)" }
+            switch name {
+            case "association_rejected", "store_refused", "association_failed": logger.warning("\(name)", metadata: metadata)
+            case "association_ended" where (object["state"] as? String) == "ABORTED": logger.warning("\(name)", metadata: metadata)
+            default: logger.notice("\(name)", metadata: metadata)
+            }
+        }
+        _ = source
+    }
+}

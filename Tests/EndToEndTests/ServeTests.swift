@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue #15: `nnseg serve` as a DICOM node, with DCMTK's echoscu/storescu as the peers on a loopback port.
+/// Every wait is on an observable event (an audit row, a folder) with a deadline.
+@Suite(.serialized)
+struct ServeTests {
+    final class Node {
+        let dir: URL, work: URL, outgoing: URL, database: URL
+        let port: Int
+        var process: Process?
+
+        init(_ name: String, quietPeriod: Double = 1, node: String = "allowedCallers: [SCANNER]") throws {
+            dir = try SharedData.temporaryDirectory(name)
+            work = dir.appendingPathComponent("work")
+            outgoing = dir.appendingPathComponent("out")
+            database = dir.appendingPathComponent("audit.sqlite")
+            port = try WatchDeliveryTests.freeLoopbackPort()
+            let demo = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
+            let profile = dir.appendingPathComponent("profile.yaml")
+            try Data(demo.replacingOccurrences(of: "../Fixtures/demo/model", with: SharedData.fixtures.appendingPathComponent("demo/model").path)
+                .replacingOccurrences(of: "mirroring: true", with: "mirroring: false").utf8).write(to: profile)
+            let site = dir.appendingPathComponent("site.yaml")
+            try Data("""
+                profile: profile.yaml
+                node: {aeTitle: NNSEG, port: \(port), \(node)}
+                folders: {work: work, outgoing: out}
+                intake: {quietPeriod: \(quietPeriod), pollInterval: 0.2}
+                auditDatabase: audit.sqlite
+
+                """.utf8).write(to: site)
+            process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
+            // Ready when it answers C-ECHO.
+            _ = waitUntil(30) { (try? self.echo("SCANNER").status) == 0 }
+        }
+
+        deinit {
+            stop()
+            try? FileManager.default.removeItem(at: dir)
+        }
+
+        func stop() {
+            guard let p = process, p.isRunning else { return }
+            kill(p.processIdentifier, SIGTERM)
+            p.waitUntilExit()
+        }
+
+        func echo(_ caller: String) throws -> CommandRunner.Result {
+            try CommandRunner.run("/usr/bin/echoscu", ["-aet", caller, "-aec", "NNSEG", "127.0.0.1", "\(port)"])
+        }
+
+        func store(_ files: [URL], caller: String = "SCANNER", extra: [String] = []) throws -> CommandRunner.Result {
+            try CommandRunner.run("/usr/bin/storescu", extra + ["-aet", caller, "-aec", "NNSEG", "127.0.0.1", "\(port)"] + files.map(\.path))
+        }
+
+        func cases() throws -> [[String: Any]] {
+            guard FileManager.default.fileExists(atPath: database.path) else { return [] }
+            let export = try CommandRunner.nnseg(["audit", "export", "--database", database.path, "--format", "json"])
+            return (try? JSONSerialization.jsonObject(with: Data(export.stdout.utf8)) as? [[String: Any]]) ?? []
+        }
+
+        /// Received images not yet claimed: in the spool or in the incoming folder.
+        func pendingImages() -> Int {
+            var count = 0
+            for root in ["associations", "incoming"] {
+                let walker = FileManager.default.enumerator(atPath: work.appendingPathComponent(root).path)
+                while let path = walker?.nextObject() as? String {
+                    if path == ".nnseg" { walker?.skipDescendants(); continue }
+                    if path.hasSuffix(".dcm") { count += 1 }
+                }
+            }
+            return count
+        }
+
+        func folder(_ name: String) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent(name).path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        }
+
+        @discardableResult
+        func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bool) rethrows -> Bool {
+            let deadline = Date().addingTimeInterval(timeout)
+            while Date() < deadline {
+                if try condition() { return true }
+                usleep(100_000)
+            }
+            return try condition()
+        }
+    }
+
+    static let files = WatchDeliveryTests.seriesFiles
+
+    @Test(.timeLimit(.minutes(3)))
+    func aSeriesSentByStorescuIsOneCaseAndUnknownCallersAreRejected() throws {
+        let node = try Node("serve-basic")
+        #expect(try node.echo("SCANNER").status == 0)
+        let stranger = try node.echo("STRANGER")
+        #expect(stranger.status != 0)
+        #expect((stranger.stdout + stranger.stderr).contains("Calling AE Title Not Recognized"), "\(stranger.stderr)")
+        let refused = try node.store(Array(Self.files.prefix(2)), caller: "STRANGER")
+        #expect(refused.status != 0)
+        let sent = try node.store(Self.files)
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(try node.waitUntil { try node.cases().first?["status"] as? String == "SUCCEEDED" })
+        let cases = try node.cases()
+        #expect(cases.count == 1)
+        let outputs = try FileManager.default.contentsOfDirectory(atPath: node.outgoing.path)
+        #expect(outputs.count == 1)
+        #expect(node.folder("associations").isEmpty, "the spool is emptied once delivered")
+        #expect(node.folder("aborted").isEmpty)
+        #expect(try CommandRunner.nnseg(["audit", "verify", "--database", node.database.path]).status == 0)
+    }
+
+    /// A series split over two associations (one after the other, within the quiet period) is one case; an
+    /// association aborted mid-series leaves nothing processed and nothing in quarantine.
+    @Test(.timeLimit(.minutes(3)))
+    func twoAssociationsAreOneCaseAndAnAbortedOneYieldsNothing() throws {
+        let node = try Node("serve-split", quietPeriod: 4)
+        let files = Self.files
+        // An association that aborts after sending half the series: kept in aborted/, not processed.
+        let aborted = try node.store(Array(files.prefix(16)), extra: ["--abort"])
+        #expect(aborted.status == 0, "\(aborted.stderr)")
+        #expect(node.waitUntil(30) { node.folder("aborted").count == 1 })
+        // The whole series in two associations.
+        #expect(try node.store(Array(files.prefix(12))).status == 0)
+        #expect(try node.store(Array(files.dropFirst(12))).status == 0)
+        #expect(try node.waitUntil { try node.cases().contains { $0["status"] as? String == "SUCCEEDED" } && node.pendingImages() == 0 })
+        let cases = try node.cases()
+        #expect(cases.count == 1, "\(cases)")
+        #expect(cases.first?["status"] as? String == "SUCCEEDED")
+        let abortedFolder = node.work.appendingPathComponent("aborted").appendingPathComponent(node.folder("aborted")[0])
+        let kept = try FileManager.default.contentsOfDirectory(atPath: abortedFolder.path).filter { $0.hasSuffix(".dcm") }
+        #expect(kept.count == 16, "the aborted association's instances are kept as received")
+        #expect(node.folder("incoming/.nnseg/quarantine").isEmpty)
+        #expect(node.folder("incoming/.nnseg/held").isEmpty, "no instance of the series was left over as a late arrival")
+    }
+
+    /// Under the free-disk floor every C-STORE is answered "out of resources" (A700) and nothing is written.
+    @Test(.timeLimit(.minutes(2)))
+    func storesUnderTheDiskFloorAreRefusedAndNothingIsWritten() throws {
+        let node = try Node("serve-disk", node: "freeDiskFloorMB: 1000000000")
+        let sent = try node.store(Array(Self.files.prefix(3)), extra: ["-v", "--no-halt"])
+        #expect((sent.stdout + sent.stderr).components(separatedBy: "Received Store Response (Refused: OutOfResources)").count - 1 == 3,
+                "\(sent.stderr)")
+        #expect(node.waitUntil(20) { node.folder("associations").isEmpty })
+        let received = FileManager.default.enumerator(atPath: node.work.path)?.allObjects.compactMap { $0 as? String }.filter { $0.hasSuffix(".dcm") } ?? []
+        #expect(received.isEmpty, "\(received)")
+        #expect(try node.cases().isEmpty)
+    }
+}
