@@ -100,16 +100,17 @@ let package = Package(
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
-        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
+        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
                                                       "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7
-        .target(name: "WatchService", dependencies: ["AuditLog", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Outbox", dependencies: ["DICOMNetwork", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "WatchService", dependencies: ["AuditLog", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer", "ConfigDecoding",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,6 @@
 import DICOMExport
 import DICOMImport
+import DICOMNetwork
 import Digest
 import ConfigDecoding
 import Foundation
@@ -61,6 +62,8 @@ public struct CaseProfile: Sendable {
     public var useModelPostprocessing: Bool
     /// Labels reduced to their largest connected component (each on its own), after the model's steps.
     public var keepLargestComponent: [Int]
+    /// Where `nnseg serve` sends each succeeded case's outputs (C-STORE, through the outbox).
+    public var destinations: [StoreDestination]
 
     public init(contentsOf url: URL) throws {
         let path = url.path
@@ -177,6 +180,24 @@ public struct CaseProfile: Sendable {
 
         auditDatabase = document.audit?.database
         storePatientIdentifiers = document.audit?.storePatientIdentifiers ?? false
+
+        destinations = try (document.destinations ?? []).enumerated().map { i, d in
+            let key = "destinations[\(i)]"
+            guard !d.name.isEmpty else { throw ProfileError(file: path, key: "\(key).name", detail: "required") }
+            guard !d.aeTitle.isEmpty, d.aeTitle.utf8.count <= 16, !d.aeTitle.contains("\\") else {
+                throw ProfileError(file: path, key: "\(key).aeTitle", detail: "1–16 characters without a backslash")
+            }
+            guard !d.host.isEmpty else { throw ProfileError(file: path, key: "\(key).host", detail: "required") }
+            guard (1...65_535).contains(d.port) else { throw ProfileError(file: path, key: "\(key).port", detail: "1…65535") }
+            let outputs = (d.outputs ?? ["SEG", "RTSTRUCT"]).map { $0.uppercased() }
+            guard !outputs.isEmpty, outputs.allSatisfy({ ["SEG", "RTSTRUCT"].contains($0) }) else {
+                throw ProfileError(file: path, key: "\(key).outputs", detail: "SEG, RTSTRUCT or both")
+            }
+            return StoreDestination(name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, outputs: outputs)
+        }
+        if Set(destinations.map(\.name)).count != destinations.count {
+            throw ProfileError(file: path, key: "destinations", detail: "names must be unique")
+        }
     }
 }
 
@@ -265,5 +286,15 @@ struct ProfileDocument: Decodable {
     var structures: [Structure]?
     var audit: Audit?
     var postprocessing: Postprocessing?
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, model, selection, inference, geometry, outputs, structures, audit, postprocessing }
+    var destinations: [Destination]?
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, model, selection, inference, geometry, outputs, structures, audit, postprocessing, destinations }
+
+    struct Destination: Decodable {
+        var name: String
+        var aeTitle: String
+        var host: String
+        var port: Int
+        var outputs: [String]?
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, aeTitle, host, port, outputs }
+    }
 }

@@ -6,6 +6,7 @@ import DICOMNetwork
 import Dispatch
 import Foundation
 import Logging
+import Outbox
 import PlansModel
 import WatchService
 import Yams
@@ -44,13 +45,21 @@ struct SiteDocument: Decodable {
         var caseMemoryLimitMB: Int?
         enum CodingKeys: String, CodingKey, CaseIterable { case maxAttempts, caseTimeLimit, caseMemoryLimitMB }
     }
+    struct OutboxSettings: Decodable {
+        var firstRetryDelay: Double?
+        var maxRetryDelay: Double?
+        var maxAttempts: Int?
+        var sendTimeout: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case firstRetryDelay, maxRetryDelay, maxAttempts, sendTimeout }
+    }
     var profile: String
     var node: Node?
     var folders: Folders
     var intake: Intake?
     var workers: Workers?
+    var outbox: OutboxSettings?
     var auditDatabase: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, auditDatabase }
+    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, outbox, auditDatabase }
 }
 
 /// A site configuration, resolved: paths made absolute against the file's folder, the node validated.
@@ -67,7 +76,10 @@ struct SiteConfiguration {
     var caseTimeLimit: Double
     var caseMemoryLimitMB: Int
     var auditDatabase: URL
+    var retryPolicy: RetryPolicy
+    var sendTimeout: Int
 
+    var outboxDatabase: URL { work.appendingPathComponent("outbox.sqlite") }
     var spool: URL { work.appendingPathComponent("associations") }
     var incoming: URL { work.appendingPathComponent("incoming") }
     var aborted: URL { work.appendingPathComponent("aborted") }
@@ -110,6 +122,13 @@ struct SiteConfiguration {
         caseMemoryLimitMB = document.workers?.caseMemoryLimitMB ?? 0
         guard maxAttempts >= 1 else { throw Self.invalid(url.path, "workers.maxAttempts", "at least 1") }
         auditDatabase = resolve(document.auditDatabase ?? "nnseg-audit.sqlite")
+        let o = document.outbox
+        retryPolicy = RetryPolicy(firstDelay: o?.firstRetryDelay ?? 10, maximumDelay: o?.maxRetryDelay ?? 3600, maximumAttempts: o?.maxAttempts ?? 50)
+        sendTimeout = o?.sendTimeout ?? 30
+        guard retryPolicy.firstDelay > 0, retryPolicy.maximumDelay >= retryPolicy.firstDelay, retryPolicy.maximumAttempts >= 1,
+              (1...3600).contains(sendTimeout) else {
+            throw Self.invalid(url.path, "outbox", "firstRetryDelay > 0, maxRetryDelay ≥ firstRetryDelay, maxAttempts ≥ 1, sendTimeout 1…3600 s")
+        }
     }
 
     static func invalid(_ file: String, _ key: String, _ detail: String) -> ValidationError {
@@ -152,12 +171,31 @@ struct Serve: ParsableCommand {
         let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
         let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
                                        headerReader: reader, gate: gate, logger: Logger(label: "nnseg.serve.cases"))
+        // The outbox: succeeded cases' outputs to the profile's destinations, retried with backoff across restarts.
+        let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+        let dispatcher = OutboxDispatcher(
+            outbox: outbox, audit: audit, destinations: caseProfile.destinations, callingAETitle: site.node.aeTitle,
+            sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"]))
+        let stopping = StopFlag()
+        let sending = Thread {
+            while !stopping.isSet {
+                do {
+                    try dispatcher.enqueueFinishedCases()
+                    try dispatcher.sendDue()
+                } catch {
+                    logger.error("outbox pass failed", metadata: ["error": "\(error)"])
+                }
+                stopping.wait(seconds: 0.5)
+            }
+        }
+        sending.start()
         var sources: [DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
                 logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
+                stopping.set()
                 receiver.stop()
                 service.requestStop()
             }
@@ -167,8 +205,116 @@ struct Serve: ParsableCommand {
         logger.notice("serving", metadata: ["ae_title": "\(site.node.aeTitle)", "address": "\(site.node.bindAddress)", "port": "\(site.node.port)",
                                             "work": "\(site.work.path)", "outgoing": "\(site.outgoing.path)", "pid": "\(getpid())"])
         try service.run()
+        stopping.set()
         receiver.stop()
         _ = sources
+    }
+}
+
+/// A stop request that a loop can also sleep on.
+final class StopFlag: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var value = false
+    var isSet: Bool { condition.lock(); defer { condition.unlock() }; return value }
+    func set() { condition.lock(); value = true; condition.broadcast(); condition.unlock() }
+    func wait(seconds: Double) {
+        condition.lock()
+        if !value { _ = condition.wait(until: Date().addingTimeInterval(seconds)) }
+        condition.unlock()
+    }
+}
+
+/// `nnseg outbox-send`: one C-STORE association for the outbox (internal; started by nnseg serve). Prints
+/// `{"instances": [{path, status, sop_uid}], "error": …}`.
+struct OutboxSend: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "outbox-send", abstract: "Send files by C-STORE (started by nnseg serve).",
+                                                    shouldDisplay: false)
+    @Option var callingAe: String
+    @Option var calledAe: String
+    @Option var host: String
+    @Option var port: Int
+    @Option var timeout = 30
+    @Argument var files: [String]
+
+    func run() throws {
+        let destination = StoreDestination(name: calledAe, aeTitle: calledAe, host: host, port: port, outputs: [])
+        var instances: [SentInstance] = []
+        var error: String?
+        do {
+            instances = try StorageSCU.send(files, to: destination, callingAETitle: callingAe, timeout: timeout)
+        } catch let failure as StorageSCUError {
+            instances = failure.instances
+            error = failure.detail
+        }
+        let document: [String: Any] = [
+            "instances": instances.map { ["path": $0.path, "status": $0.status as Any, "sop_uid": $0.sopInstanceUID] },
+            "error": error as Any,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys]), as: UTF8.self))
+    }
+}
+
+/// `nnseg outbox list|retry|cancel`: the operator's view of what is to be sent.
+struct OutboxCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "outbox", abstract: "List, retry or cancel what nnseg serve sends to PACS.",
+                                                    subcommands: [List.self, Retry.self, Cancel.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List outbox items (newest first).")
+        @Option(help: "Site configuration of the node.") var site: String
+        @Option(help: "Only items in this state: PENDING, SENT, FAILED, CANCELLED.") var state: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
+            let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+            var filter: OutboxItem.State?
+            if let state {
+                guard let s = OutboxItem.State(rawValue: state.uppercased()) else { throw ValidationError("--state: PENDING, SENT, FAILED or CANCELLED") }
+                filter = s
+            }
+            let items = try outbox.items(state: filter)
+            if json {
+                let rows: [[String: Any]] = items.map { i in
+                    ["id": i.id, "case_id": i.caseID, "destination": i.destination.name, "state": i.state.rawValue, "attempts": i.attempts,
+                     "next_attempt_at": ISO8601DateFormatter().string(from: i.nextAttemptAt), "last_error": i.lastError as Any, "files": i.files]
+                }
+                print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+                return
+            }
+            for i in items {
+                print("\(i.id)\t\(i.state.rawValue)\t\(i.caseID)\t\(i.destination.name)\tattempts \(i.attempts)"
+                      + (i.state == .pending ? "\tnext \(ISO8601DateFormatter().string(from: i.nextAttemptAt))" : "")
+                      + (i.lastError.map { "\t\($0)" } ?? ""))
+            }
+        }
+    }
+
+    struct Retry: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send an item again now (FAILED, CANCELLED or waiting).")
+        @Option(help: "Site configuration of the node.") var site: String
+        @Argument var id: Int64
+        func run() throws { try OutboxCommand.operate(site: site, id: id, action: "outbox_retry") { try $0.retry(id) } }
+    }
+
+    struct Cancel: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop sending an item.")
+        @Option(help: "Site configuration of the node.") var site: String
+        @Argument var id: Int64
+        func run() throws { try OutboxCommand.operate(site: site, id: id, action: "outbox_cancel") { try $0.cancel(id) } }
+    }
+
+    /// An operator action: applied, then recorded in the case's audit trail with the account that made it.
+    static func operate(site path: String, id: Int64, action: String, _ body: (Outbox) throws -> Void) throws {
+        let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: path))
+        let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+        let item = try outbox.item(id)
+        try body(outbox)
+        let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
+        try AuditLog(path: site.auditDatabase.path).append(caseID: item.caseID, kind: action, payload: [
+            "outbox_item": .int(id), "destination": .string(item.destination.name), "account": .string(account),
+        ])
+        print("\(action == "outbox_retry" ? "retrying" : "cancelled") outbox item \(id) (\(item.caseID) → \(item.destination.name))")
     }
 }
 

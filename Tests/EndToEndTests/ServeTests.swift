@@ -14,22 +14,35 @@ struct ServeTests {
         let port: Int
         var process: Process?
 
-        init(_ name: String, quietPeriod: Double = 1, node: String = "allowedCallers: [SCANNER]") throws {
-            dir = try SharedData.temporaryDirectory(name)
+        let site: URL
+
+        init(_ name: String, quietPeriod: Double = 1, node: String = "allowedCallers: [SCANNER]", destinationPort: Int? = nil,
+             reuse existing: URL? = nil) throws {
+            dir = try existing ?? SharedData.temporaryDirectory(name)
             work = dir.appendingPathComponent("work")
             outgoing = dir.appendingPathComponent("out")
             database = dir.appendingPathComponent("audit.sqlite")
+            site = dir.appendingPathComponent("site.yaml")
+            if existing != nil {
+                port = Int(try String(contentsOf: dir.appendingPathComponent("port"), encoding: .utf8))!
+                process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
+                _ = waitUntil(30) { (try? self.echo("SCANNER").status) == 0 }
+                return
+            }
             port = try WatchDeliveryTests.freeLoopbackPort()
+            try Data("\(port)".utf8).write(to: dir.appendingPathComponent("port"))
             let demo = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
             let profile = dir.appendingPathComponent("profile.yaml")
-            try Data(demo.replacingOccurrences(of: "../Fixtures/demo/model", with: SharedData.fixtures.appendingPathComponent("demo/model").path)
-                .replacingOccurrences(of: "mirroring: true", with: "mirroring: false").utf8).write(to: profile)
-            let site = dir.appendingPathComponent("site.yaml")
+            let routing = destinationPort.map { "destinations:\n  - {name: pacs, aeTitle: PACS, host: 127.0.0.1, port: \($0), outputs: [SEG, RTSTRUCT]}\n" } ?? ""
+            let text = demo.replacingOccurrences(of: "../Fixtures/demo/model", with: SharedData.fixtures.appendingPathComponent("demo/model").path)
+                .replacingOccurrences(of: "mirroring: true", with: "mirroring: false") + routing
+            try Data(text.utf8).write(to: profile)
             try Data("""
                 profile: profile.yaml
                 node: {aeTitle: NNSEG, port: \(port), \(node)}
                 folders: {work: work, outgoing: out}
                 intake: {quietPeriod: \(quietPeriod), pollInterval: 0.2}
+                outbox: {firstRetryDelay: 0.5, maxRetryDelay: 1}
                 auditDatabase: audit.sqlite
 
                 """.utf8).write(to: site)
@@ -38,9 +51,24 @@ struct ServeTests {
             _ = waitUntil(30) { (try? self.echo("SCANNER").status) == 0 }
         }
 
+        var keep = false
+
         deinit {
             stop()
-            try? FileManager.default.removeItem(at: dir)
+            if !keep { try? FileManager.default.removeItem(at: dir) }
+        }
+
+        /// The audit events of one kind, across all cases (`audit show` lines: `#id time kind payload`).
+        func events(_ kind: String) throws -> [String] {
+            var found: [String] = []
+            for c in try cases() {
+                guard let id = c["case_id"] as? String else { continue }
+                let shown = try CommandRunner.nnseg(["audit", "show", id, "--database", database.path])
+                found += shown.stdout.split(separator: "\n").map(String.init).filter {
+                    $0.split(separator: " ", maxSplits: 3).dropFirst(2).first.map(String.init) == kind
+                }
+            }
+            return found
         }
 
         func stop() {
@@ -136,6 +164,78 @@ struct ServeTests {
         #expect(kept.count == 16, "the aborted association's instances are kept as received")
         #expect(node.folder("incoming/.nnseg/quarantine").isEmpty)
         #expect(node.folder("incoming/.nnseg/held").isEmpty, "no instance of the series was left over as a late arrival")
+    }
+
+    /// A storescp that receives on a port into a folder, counting what it was sent.
+    final class Destination {
+        let folder: URL, log: URL
+        let port: Int
+        var process: Process?
+        init(port: Int, folder: URL) throws {
+            self.port = port
+            self.folder = folder
+            log = folder.appendingPathComponent("storescp.log")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
+        func start() throws {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/storescp")
+            p.arguments = ["-v", "-aet", "PACS", "-od", folder.path, "\(port)"]
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            p.standardOutput = handle
+            p.standardError = handle
+            try p.run()
+            process = p
+        }
+        /// C-STORE requests it received (a resend would count twice).
+        func received() -> Int {
+            ((try? String(contentsOf: log, encoding: .utf8)) ?? "").components(separatedBy: "Received Store Request").count - 1
+        }
+        deinit {
+            // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
+            if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        }
+    }
+
+    /// A destination that is down when the case finishes and comes back later gets the outputs once; the
+    /// failed attempts are in the audit log.
+    @Test(.timeLimit(.minutes(3)))
+    func outputsReachADestinationThatComesBackOnce() throws {
+        let destinationPort = try WatchDeliveryTests.freeLoopbackPort()
+        let node = try Node("serve-outbox", destinationPort: destinationPort)
+        let pacs = try Destination(port: destinationPort, folder: node.dir.appendingPathComponent("pacs"))
+        #expect(try node.store(Self.files).status == 0)
+        #expect(try node.waitUntil { try node.events("send_attempt").count >= 2 }, "attempts while the destination is down")
+        #expect(try node.events("sent").isEmpty)
+        try pacs.start()
+        #expect(try node.waitUntil { try node.events("sent").count == 1 })
+        #expect(pacs.received() == 2, "SEG and RTSTRUCT, each once")
+        let attempts = try node.events("send_attempt")
+        #expect(attempts.count >= 3)
+        let list = try CommandRunner.nnseg(["outbox", "list", "--site", node.site.path])
+        #expect(list.stdout.contains("\tSENT\t"), "\(list.stdout)")
+        #expect(try CommandRunner.nnseg(["audit", "verify", "--database", node.database.path]).status == 0)
+    }
+
+    /// nnseg killed (SIGKILL) while the outbox holds an item: after the restart the item is sent, once.
+    @Test(.timeLimit(.minutes(3)))
+    func theOutboxSurvivesAKill() throws {
+        let destinationPort = try WatchDeliveryTests.freeLoopbackPort()
+        var node: Node? = try Node("serve-outbox-kill", destinationPort: destinationPort)
+        let dir = node!.dir
+        #expect(try node!.store(Self.files).status == 0)
+        #expect(try node!.waitUntil { try node!.events("send_attempt").count >= 1 })
+        node!.keep = true
+        kill(node!.process!.processIdentifier, SIGKILL)
+        node!.process!.waitUntilExit()
+        node = nil
+        let pacs = try Destination(port: destinationPort, folder: dir.appendingPathComponent("pacs"))
+        try pacs.start()
+        let restarted = try Node("serve-outbox-kill", destinationPort: destinationPort, reuse: dir)
+        #expect(try restarted.waitUntil { try restarted.events("sent").count == 1 })
+        #expect(pacs.received() == 2)
+        #expect(try restarted.cases().count == 1)
     }
 
     /// Under the free-disk floor every C-STORE is answered "out of resources" (A700) and nothing is written.

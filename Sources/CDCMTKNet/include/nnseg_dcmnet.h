@@ -33,6 +33,19 @@ typedef struct nnseg_scp_config {
 /// non-zero with `error` filled when the port cannot be opened.
 int nnseg_scp_run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t error_size);
 
+/// One instance's outcome of a send: its DIMSE status (0 success; 0xB… warnings; others refusals),
+/// -1 when it was never sent (the association failed first).
+typedef struct nnseg_scu_result {
+    int32_t status;
+    char sop_instance_uid[65];
+} nnseg_scu_result;
+
+/// Sends `count` DICOM files in one association (C-STORE SCU). Returns 0 when the association was
+/// negotiated and released (each file's status in `results`), non-zero with `error` filled when no
+/// association could be made or it broke off (results of files not sent stay -1).
+int nnseg_scu_send(const char *calling_ae, const char *called_ae, const char *host, int port, int timeout_seconds,
+                   const char *const *files, int count, nnseg_scu_result *results, char *error, size_t error_size);
+
 #ifdef __cplusplus
 }
 #endif
