@@ -18,6 +18,9 @@ TEST_PACKAGES=(
   plastimatch         # rasterises our RTSTRUCTs back to masks, independently
   python3-venv        # for the highdicom validator environment
   sqlite3             # the tests edit an audit row by hand to prove tampering is caught
+  orthanc             # a real PACS for the network tests and Ops/demo-network.sh (started on loopback ports by them)
+  curl                # Orthanc's REST API
+  openssl             # the TLS tests make a throw-away CA
 )
 
 packages=("${BUILD_PACKAGES[@]}")

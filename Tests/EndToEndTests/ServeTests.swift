@@ -251,3 +251,25 @@ struct ServeTests {
         #expect(try node.cases().isEmpty)
     }
 }
+
+/// Issue #15 acceptance: storescu → nnseg serve → Orthanc (a real PACS, started on loopback ports by the
+/// script): SEG and RTSTRUCT arrive in the source study, referencing the source series and Frame of Reference.
+struct NetworkDemoTests {
+    @Test(.timeLimit(.minutes(5)))
+    func theNetworkDemoDeliversToOrthanc() throws {
+        let script = SharedData.repositoryRoot.appendingPathComponent("Ops/demo-network.sh").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [script]
+        process.environment = ProcessInfo.processInfo.environment.merging(["NNSEG": CommandRunner.executable.path]) { _, new in new }
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        #expect(text.contains("demo-network: OK: SEG and RTSTRUCT are in Orthanc"), "\(text)")
+        #expect(text.contains("audit log intact"))
+    }
+}
