@@ -42,7 +42,7 @@ let package = Package(
             name: "CDCMTKNet",
             path: "Sources/CDCMTKNet",
             linkerSettings: [
-                .linkedLibrary("dcmnet"), .linkedLibrary("dcmdata"), .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("z"),
+                .linkedLibrary("dcmtls"), .linkedLibrary("dcmnet"), .linkedLibrary("dcmdata"), .linkedLibrary("oflog"), .linkedLibrary("ofstd"), .linkedLibrary("z"),
             ]
         ),
 

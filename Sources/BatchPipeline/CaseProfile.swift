@@ -193,7 +193,7 @@ public struct CaseProfile: Sendable {
             guard !outputs.isEmpty, outputs.allSatisfy({ ["SEG", "RTSTRUCT"].contains($0) }) else {
                 throw ProfileError(file: path, key: "\(key).outputs", detail: "SEG, RTSTRUCT or both")
             }
-            return StoreDestination(name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, outputs: outputs)
+            return StoreDestination(name: d.name, aeTitle: d.aeTitle, host: d.host, port: d.port, outputs: outputs, tls: d.tls ?? false)
         }
         if Set(destinations.map(\.name)).count != destinations.count {
             throw ProfileError(file: path, key: "destinations", detail: "names must be unique")
@@ -295,6 +295,7 @@ struct ProfileDocument: Decodable {
         var host: String
         var port: Int
         var outputs: [String]?
-        enum CodingKeys: String, CodingKey, CaseIterable { case name, aeTitle, host, port, outputs }
+        var tls: Bool?
+        enum CodingKeys: String, CodingKey, CaseIterable { case name, aeTitle, host, port, outputs, tls }
     }
 }

@@ -9,6 +9,7 @@
 //   manifest.tsv      one line per renamed instance: file, SOP class, study, series, SOP instance UIDs
 //   RELEASED | ABORTED   written (temp + rename) when the association ends; the content says how
 #include "nnseg_dcmnet.h"
+#include "TLS.hpp"
 
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmnet/assoc.h"
@@ -232,10 +233,20 @@ int run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t 
     T_ASC_Network *network = NULL;
     OFCondition cond = ASC_initializeNetwork(NET_ACCEPTOR, 0, config->acse_timeout, &network);
     if (cond.bad()) { close(listener); return fail(std::string("ASC_initializeNetwork: ") + cond.text()); }
+    bool secure = config->tls != NULL;
+    if (secure) {
+        std::string problem;
+        DcmTLSTransportLayer *layer = nnseg::makeTLSLayer(NET_ACCEPTOR, config->tls, problem);
+        if (!layer || ASC_setTransportLayer(network, layer, 1).bad()) {
+            close(listener);
+            ASC_dropNetwork(&network);
+            return fail(problem.empty() ? "TLS: cannot set the transport layer" : problem);
+        }
+    }
     Server server;
     server.config = config;
     server.event("{\"event\":\"listening\",\"ae_title\":\"" + clean(config->ae_title, 16) + "\",\"address\":\"" + clean(config->bind_address)
-                 + "\",\"port\":" + std::to_string(config->port) + "}");
+                 + "\",\"port\":" + std::to_string(config->port) + ",\"tls\":" + (secure ? "true" : "false") + "}");
     std::vector<std::thread> threads;
     while (!*stop) {
         pollfd p{listener, POLLIN, 0};
@@ -249,7 +260,8 @@ int run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t 
         std::string host = ip;
         dcmExternalSocketHandle.set(connection);
         T_ASC_Association *assoc = NULL;
-        cond = ASC_receiveAssociation(network, &assoc, config->max_pdu, NULL, NULL, OFFalse, DUL_NOBLOCK, config->acse_timeout);
+        cond = ASC_receiveAssociation(network, &assoc, config->max_pdu, NULL, NULL, secure ? OFTrue : OFFalse, DUL_NOBLOCK,
+                                      config->acse_timeout);
         dcmExternalSocketHandle.set(listener);
         if (cond.bad()) {
             if (assoc) { ASC_dropAssociation(assoc); ASC_destroyAssociation(&assoc); }

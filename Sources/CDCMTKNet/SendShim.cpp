@@ -1,5 +1,6 @@
 // C-STORE SCU on DCMTK's DcmStorageSCU: one association per call, every file's DIMSE status reported.
 #include "nnseg_dcmnet.h"
+#include "TLS.hpp"
 
 #include "dcmtk/config/osconfig.h"
 #include "dcmtk/dcmnet/dstorscu.h"
@@ -15,6 +16,7 @@ namespace {
 class RecordingSCU : public DcmStorageSCU {
 public:
     std::map<std::string, std::pair<int32_t, std::string>> statuses;  // by file name
+    OFCondition secure(DcmTransportLayer *layer) { return useSecureConnection(layer); }
 protected:
     void notifySOPInstanceSent(const TransferEntry &entry) override {
         statuses[entry.Filename.getCharPointer() ? entry.Filename.getCharPointer() : ""] =
@@ -22,8 +24,8 @@ protected:
     }
 };
 
-int send(const char *calling, const char *called, const char *host, int port, int timeout, const char *const *files, int count,
-         nnseg_scu_result *results, char *error, size_t errorSize) {
+int send(const char *calling, const char *called, const char *host, int port, int timeout, const nnseg_tls_config *tls,
+         const char *const *files, int count, nnseg_scu_result *results, char *error, size_t errorSize) {
     OFLog::configure(OFLogger::FATAL_LOG_LEVEL);
     for (int i = 0; i < count; ++i) { results[i].status = -1; results[i].sop_instance_uid[0] = 0; }
     auto fail = [&](const std::string &text) { snprintf(error, errorSize, "%s", text.c_str()); return 1; };
@@ -41,10 +43,22 @@ int send(const char *calling, const char *called, const char *host, int port, in
     }
     OFCondition c = scu.addPresentationContexts();
     if (c.good()) c = scu.initNetwork();
+    DcmTLSTransportLayer *layer = NULL;
+    if (c.good() && tls) {
+        std::string problem;
+        layer = nnseg::makeTLSLayer(NET_REQUESTOR, tls, problem);
+        if (!layer) return fail(problem);
+        c = scu.secure(layer);
+    }
     if (c.good()) c = scu.negotiateAssociation();
-    if (c.bad()) return fail(std::string("association with ") + called + "@" + host + ":" + std::to_string(port) + " failed: " + c.text());
+    if (c.bad()) {
+        delete layer;
+        return fail(std::string("association with ") + called + "@" + host + ":" + std::to_string(port) + " failed: " + c.text());
+    }
     c = scu.sendSOPInstances();
     OFCondition released = scu.releaseAssociation();
+    scu.freeNetwork();
+    delete layer;
     for (int i = 0; i < count; ++i) {
         auto found = scu.statuses.find(files[i]);
         if (found != scu.statuses.end()) {
@@ -60,8 +74,9 @@ int send(const char *calling, const char *called, const char *host, int port, in
 }  // namespace
 
 extern "C" int nnseg_scu_send(const char *calling_ae, const char *called_ae, const char *host, int port, int timeout_seconds,
-                              const char *const *files, int count, nnseg_scu_result *results, char *error, size_t error_size) try {
-    return send(calling_ae, called_ae, host, port, timeout_seconds, files, count, results, error, error_size);
+                              const nnseg_tls_config *tls, const char *const *files, int count, nnseg_scu_result *results,
+                              char *error, size_t error_size) try {
+    return send(calling_ae, called_ae, host, port, timeout_seconds, tls, files, count, results, error, error_size);
 } catch (const std::exception &e) {
     snprintf(error, error_size, "internal error: %s", e.what());
     return 2;

@@ -1,6 +1,47 @@
 import CDCMTKNet
 import Foundation
 
+/// DICOM secure transport (TLS) settings, PEM files: our certificate and key, the CAs a peer's certificate
+/// must chain to, and whether the peer must present one.
+public struct TLSSettings: Sendable, Equatable {
+    public var certificate: String?
+    public var privateKey: String?
+    public var trustedCertificates: [String]
+    public var verifyPeer: Bool
+
+    public init(certificate: String?, privateKey: String?, trustedCertificates: [String], verifyPeer: Bool = true) {
+        self.certificate = certificate
+        self.privateKey = privateKey
+        self.trustedCertificates = trustedCertificates
+        self.verifyPeer = verifyPeer
+    }
+
+    /// The first file that cannot be read, by setting name.
+    public func problem() -> String? {
+        let fm = FileManager.default
+        if let c = certificate, !fm.isReadableFile(atPath: c) { return "certificate: cannot read \(c)" }
+        if certificate != nil, privateKey.map({ !fm.isReadableFile(atPath: $0) }) ?? true { return "privateKey: cannot read \(privateKey ?? "(none)")" }
+        if let t = trustedCertificates.first(where: { !fm.isReadableFile(atPath: $0) }) { return "trustedCertificates: cannot read \(t)" }
+        if verifyPeer && trustedCertificates.isEmpty { return "trustedCertificates: required to verify the peer" }
+        return nil
+    }
+
+    /// Calls `body` with the C view of these settings (valid only inside `body`).
+    func withC<R>(_ body: (UnsafePointer<nnseg_tls_config>) -> R) -> R {
+        let strings = [certificate, privateKey].map { $0.map { strdup($0) } ?? nil }
+        let trusted = trustedCertificates.map { UnsafePointer(strdup($0)) }
+        defer {
+            strings.forEach { free($0) }
+            trusted.forEach { free(UnsafeMutablePointer(mutating: $0)) }
+        }
+        return trusted.withUnsafeBufferPointer { list in
+            var config = nnseg_tls_config(certificate: strings[0].map { UnsafePointer($0) }, private_key: strings[1].map { UnsafePointer($0) },
+                                          trusted: list.baseAddress, trusted_count: Int32(list.count), verify_peer: verifyPeer ? 1 : 0)
+            return body(&config)
+        }
+    }
+}
+
 /// What the storage SCP listens as and accepts (issue #15). Validated at the boundary: the C++ side takes
 /// these values as they are.
 public struct StorageSCPConfiguration: Sendable, Equatable {
@@ -22,10 +63,12 @@ public struct StorageSCPConfiguration: Sendable, Equatable {
     public var acseTimeout: Int
     /// Seconds an association may stay silent before it is aborted.
     public var dimseTimeout: Int
+    /// TLS on every association (nil: plain TCP).
+    public var tls: TLSSettings?
 
     public init(aeTitle: String = "NNSEG", bindAddress: String = "127.0.0.1", port: Int = 11112, allowedCallers: [String] = [],
                 allowedHosts: [String] = [], maximumAssociations: Int = 8, maximumPDU: Int = 131_072, freeDiskFloorBytes: Int64 = 1 << 30,
-                spool: URL, acseTimeout: Int = 30, dimseTimeout: Int = 120) {
+                spool: URL, acseTimeout: Int = 30, dimseTimeout: Int = 120, tls: TLSSettings? = nil) {
         self.aeTitle = aeTitle
         self.bindAddress = bindAddress
         self.port = port
@@ -37,6 +80,7 @@ public struct StorageSCPConfiguration: Sendable, Equatable {
         self.spool = spool
         self.acseTimeout = acseTimeout
         self.dimseTimeout = dimseTimeout
+        self.tls = tls
     }
 
     /// The first setting that cannot work, by name.
@@ -53,6 +97,10 @@ public struct StorageSCPConfiguration: Sendable, Equatable {
         if !(1...1_000).contains(maximumAssociations) { return "maxAssociations: 1…1000" }
         if !(4_096...131_072).contains(maximumPDU) { return "maxPDU: 4096…131072 bytes" }
         if freeDiskFloorBytes < 0 { return "freeDiskFloorMB: not negative" }
+        if let tls {
+            if tls.certificate == nil { return "tls.certificate: required for a TLS listener" }
+            if let problem = tls.problem() { return "tls." + problem }
+        }
         if !(1...3_600).contains(acseTimeout) || !(1...86_400).contains(dimseTimeout) { return "timeouts: 1…3600 s (ACSE), 1…86400 s (DIMSE)" }
         return nil
     }
@@ -94,12 +142,17 @@ public enum StorageSCP {
                     max_associations: Int32(configuration.maximumAssociations), max_pdu: UInt32(configuration.maximumPDU),
                     free_disk_floor_bytes: configuration.freeDiskFloorBytes, spool: c(configuration.spool.path),
                     acse_timeout: Int32(configuration.acseTimeout), dimse_timeout: Int32(configuration.dimseTimeout),
+                    tls: nil,
                     event: { context, json in
                         guard let context, let json else { return }
                         Unmanaged<Box>.fromOpaque(context).takeUnretainedValue().event(String(cString: json))
                     },
                     event_context: box.toOpaque())
-                return nnseg_scp_run(&config, stop, &error, error.count)
+                guard let tls = configuration.tls else { return nnseg_scp_run(&config, stop, &error, error.count) }
+                return tls.withC { tlsConfig in
+                    config.tls = tlsConfig
+                    return nnseg_scp_run(&config, stop, &error, error.count)
+                }
             }
         }
         if status != 0 { throw StorageSCPError(detail: String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }

@@ -9,8 +9,23 @@ public struct StoreDestination: Sendable, Equatable, Codable {
     public var port: Int
     /// Which outputs it receives: "SEG", "RTSTRUCT".
     public var outputs: [String]
+    /// Send over TLS (with the node's certificate and trusted CAs).
+    public var tls: Bool
 
-    public init(name: String, aeTitle: String, host: String, port: Int, outputs: [String]) {
+    enum CodingKeys: String, CodingKey { case name, aeTitle, host, port, outputs, tls }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        aeTitle = try c.decode(String.self, forKey: .aeTitle)
+        host = try c.decode(String.self, forKey: .host)
+        port = try c.decode(Int.self, forKey: .port)
+        outputs = try c.decode([String].self, forKey: .outputs)
+        tls = try c.decodeIfPresent(Bool.self, forKey: .tls) ?? false
+    }
+
+    public init(name: String, aeTitle: String, host: String, port: Int, outputs: [String], tls: Bool = false) {
+        self.tls = tls
         self.name = name
         self.aeTitle = aeTitle
         self.host = host
@@ -44,15 +59,19 @@ public struct StorageSCUError: Error, CustomStringConvertible {
 
 /// C-STORE SCU: sends files to a destination in one association.
 public enum StorageSCU {
-    public static func send(_ files: [String], to destination: StoreDestination, callingAETitle: String, timeout: Int = 30) throws -> [SentInstance] {
+    public static func send(_ files: [String], to destination: StoreDestination, callingAETitle: String, timeout: Int = 30,
+                            tls: TLSSettings? = nil) throws -> [SentInstance] {
         var results = [nnseg_scu_result](repeating: nnseg_scu_result(), count: files.count)
         var error = [CChar](repeating: 0, count: 512)
         let pointers = files.map { strdup($0) }
         defer { pointers.forEach { free($0) } }
-        let status = pointers.map { UnsafePointer($0) }.withUnsafeBufferPointer { list in
-            nnseg_scu_send(callingAETitle, destination.aeTitle, destination.host, Int32(destination.port), Int32(timeout),
-                           list.baseAddress, Int32(files.count), &results, &error, error.count)
+        func call(_ tlsConfig: UnsafePointer<nnseg_tls_config>?) -> Int32 {
+            pointers.map { UnsafePointer($0) }.withUnsafeBufferPointer { list in
+                nnseg_scu_send(callingAETitle, destination.aeTitle, destination.host, Int32(destination.port), Int32(timeout), tlsConfig,
+                               list.baseAddress, Int32(files.count), &results, &error, error.count)
+            }
         }
+        let status = tls.map { $0.withC { call($0) } } ?? call(nil)
         let instances = zip(files, results).map { path, r -> SentInstance in
             var r = r
             let uid = withUnsafeBytes(of: &r.sop_instance_uid) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }

@@ -16,17 +16,20 @@ public protocol InstanceSender: Sendable {
 public struct WorkerSender: InstanceSender {
     public let executable: URL
     public let arguments: [String]
+    /// Added for destinations that use TLS (the node's certificate, key and trusted CAs).
+    public let tlsArguments: [String]
 
-    public init(executable: URL, arguments: [String]) {
+    public init(executable: URL, arguments: [String], tlsArguments: [String] = []) {
         self.executable = executable
         self.arguments = arguments
+        self.tlsArguments = tlsArguments
     }
 
     public func send(_ files: [String], to destination: StoreDestination, callingAETitle: String) -> (instances: [SentInstance], error: String?) {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments + ["--calling-ae", callingAETitle, "--called-ae", destination.aeTitle, "--host", destination.host,
-                                         "--port", "\(destination.port)"] + files
+                                         "--port", "\(destination.port)"] + (destination.tls ? ["--secure"] + tlsArguments : []) + ["--"] + files
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
         process.standardError = errors

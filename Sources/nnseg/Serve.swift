@@ -24,9 +24,19 @@ struct SiteDocument: Decodable {
         var maxPDU: Int?
         var freeDiskFloorMB: Int?
         var idleTimeout: Int?
+        var tls: TLS?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case aeTitle, bindAddress, port, allowedCallers, allowedHosts, maxAssociations, maxPDU, freeDiskFloorMB, idleTimeout
+            case aeTitle, bindAddress, port, allowedCallers, allowedHosts, maxAssociations, maxPDU, freeDiskFloorMB, idleTimeout, tls
         }
+    }
+    /// The node's certificate (for its listener and, as client certificate, for destinations with `tls: true`).
+    struct TLS: Decodable {
+        var certificate: String
+        var privateKey: String
+        var trustedCertificates: [String]
+        var requireClientCertificate: Bool?
+        var listen: Bool?
+        enum CodingKeys: String, CodingKey, CaseIterable { case certificate, privateKey, trustedCertificates, requireClientCertificate, listen }
     }
     struct Folders: Decodable {
         var work: String
@@ -78,6 +88,9 @@ struct SiteConfiguration {
     var auditDatabase: URL
     var retryPolicy: RetryPolicy
     var sendTimeout: Int
+    /// The node's TLS material for sending (destinations with `tls: true`): verifies the peer with the
+    /// trusted CAs, presents the node's certificate.
+    var clientTLS: TLSSettings?
 
     var outboxDatabase: URL { work.appendingPathComponent("outbox.sqlite") }
     var spool: URL { work.appendingPathComponent("associations") }
@@ -105,11 +118,18 @@ struct SiteConfiguration {
         outgoing = resolve(document.folders.outgoing)
         archive = document.folders.archive.map(resolve)
         let n = document.node
+        let tls = n?.tls.map { t in
+            TLSSettings(certificate: resolve(t.certificate).path, privateKey: resolve(t.privateKey).path,
+                        trustedCertificates: t.trustedCertificates.map { resolve($0).path }, verifyPeer: t.requireClientCertificate ?? true)
+        }
+        clientTLS = tls.map { TLSSettings(certificate: $0.certificate, privateKey: $0.privateKey, trustedCertificates: $0.trustedCertificates, verifyPeer: true) }
+        if let client = clientTLS, let problem = client.problem() { throw Self.invalid(url.path, "node.tls." + problem.split(separator: ":")[0], problem) }
         node = StorageSCPConfiguration(
             aeTitle: n?.aeTitle ?? "NNSEG", bindAddress: n?.bindAddress ?? "127.0.0.1", port: n?.port ?? 11112,
             allowedCallers: n?.allowedCallers ?? [], allowedHosts: n?.allowedHosts ?? [], maximumAssociations: n?.maxAssociations ?? 8,
             maximumPDU: n?.maxPDU ?? 131_072, freeDiskFloorBytes: Int64(n?.freeDiskFloorMB ?? 1024) << 20,
-            spool: work.appendingPathComponent("associations"), dimseTimeout: n?.idleTimeout ?? 120)
+            spool: work.appendingPathComponent("associations"), dimseTimeout: n?.idleTimeout ?? 120,
+            tls: (n?.tls?.listen ?? true) ? tls : nil)
         if let problem = node.problem() {
             let parts = problem.split(separator: ":", maxSplits: 1)
             throw Self.invalid(url.path, "node." + parts[0], String(parts.last ?? "").trimmingCharacters(in: .whitespaces))
@@ -175,7 +195,8 @@ struct Serve: ParsableCommand {
         let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
         let dispatcher = OutboxDispatcher(
             outbox: outbox, audit: audit, destinations: caseProfile.destinations, callingAETitle: site.node.aeTitle,
-            sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"]))
+            sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"],
+                                 tlsArguments: site.clientTLS.map(\.arguments) ?? []))
         let stopping = StopFlag()
         let sending = Thread {
             while !stopping.isSet {
@@ -234,6 +255,8 @@ struct OutboxSend: ParsableCommand {
     @Option var host: String
     @Option var port: Int
     @Option var timeout = 30
+    @Flag(help: "Use TLS (with the --tls-… material).") var secure = false
+    @OptionGroup var tls: TLSOptions
     @Argument var files: [String]
 
     func run() throws {
@@ -241,7 +264,7 @@ struct OutboxSend: ParsableCommand {
         var instances: [SentInstance] = []
         var error: String?
         do {
-            instances = try StorageSCU.send(files, to: destination, callingAETitle: callingAe, timeout: timeout)
+            instances = try StorageSCU.send(files, to: destination, callingAETitle: callingAe, timeout: timeout, tls: secure ? tls.settings : nil)
         } catch let failure as StorageSCUError {
             instances = failure.instances
             error = failure.detail
@@ -325,6 +348,28 @@ extension StorageSCPConfiguration {
          "--max-pdu", "\(maximumPDU)", "--free-disk-floor-mb", "\(freeDiskFloorBytes >> 20)", "--idle-timeout", "\(dimseTimeout)",
          "--spool", spool.path]
             + allowedCallers.flatMap { ["--allow-caller", $0] } + allowedHosts.flatMap { ["--allow-host", $0] }
+            + (tls?.arguments ?? [])
+    }
+}
+
+extension TLSSettings {
+    /// The options that carry these settings to a child process (`serve-scp`, `outbox-send`).
+    var arguments: [String] {
+        (certificate.map { ["--tls-certificate", $0] } ?? []) + (privateKey.map { ["--tls-key", $0] } ?? [])
+            + trustedCertificates.flatMap { ["--tls-trusted", $0] } + (verifyPeer ? [] : ["--tls-no-peer-verification"])
+    }
+}
+
+/// The TLS options of the child processes.
+struct TLSOptions: ParsableArguments {
+    @Option(name: .customLong("tls-certificate")) var certificate: String?
+    @Option(name: .customLong("tls-key")) var key: String?
+    @Option(name: .customLong("tls-trusted")) var trusted: [String] = []
+    @Flag(name: .customLong("tls-no-peer-verification")) var noPeerVerification = false
+
+    var settings: TLSSettings? {
+        guard certificate != nil || !trusted.isEmpty else { return nil }
+        return TLSSettings(certificate: certificate, privateKey: key, trustedCertificates: trusted, verifyPeer: !noPeerVerification)
     }
 }
 
@@ -403,6 +448,7 @@ struct ServeSCP: ParsableCommand {
     @Option var spool: String
     @Option(name: .customLong("allow-caller")) var allowedCallers: [String] = []
     @Option(name: .customLong("allow-host")) var allowedHosts: [String] = []
+    @OptionGroup var tls: TLSOptions
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -425,7 +471,7 @@ struct ServeSCP: ParsableCommand {
         let config = StorageSCPConfiguration(
             aeTitle: aeTitle, bindAddress: bindAddress, port: port, allowedCallers: allowedCallers, allowedHosts: allowedHosts,
             maximumAssociations: maxAssociations, maximumPDU: maxPdu, freeDiskFloorBytes: Int64(freeDiskFloorMb) << 20,
-            spool: URL(fileURLWithPath: spool), dimseTimeout: idleTimeout)
+            spool: URL(fileURLWithPath: spool), dimseTimeout: idleTimeout, tls: tls.settings)
         try StorageSCP.run(config, stop: stop) { json in
             guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return }
             let name = object["event"] as? String ?? "event"

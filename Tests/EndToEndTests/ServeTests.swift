@@ -17,7 +17,7 @@ struct ServeTests {
         let site: URL
 
         init(_ name: String, quietPeriod: Double = 1, node: String = "allowedCallers: [SCANNER]", destinationPort: Int? = nil,
-             reuse existing: URL? = nil) throws {
+             destinationTLS: Bool = false, reuse existing: URL? = nil, prepare: (URL) throws -> Void = { _ in }, echoArguments: (URL) -> [String] = { _ in [] }) throws {
             dir = try existing ?? SharedData.temporaryDirectory(name)
             work = dir.appendingPathComponent("work")
             outgoing = dir.appendingPathComponent("out")
@@ -31,9 +31,10 @@ struct ServeTests {
             }
             port = try WatchDeliveryTests.freeLoopbackPort()
             try Data("\(port)".utf8).write(to: dir.appendingPathComponent("port"))
+            try prepare(dir)
             let demo = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
             let profile = dir.appendingPathComponent("profile.yaml")
-            let routing = destinationPort.map { "destinations:\n  - {name: pacs, aeTitle: PACS, host: 127.0.0.1, port: \($0), outputs: [SEG, RTSTRUCT]}\n" } ?? ""
+            let routing = destinationPort.map { "destinations:\n  - {name: pacs, aeTitle: PACS, host: 127.0.0.1, port: \($0), outputs: [SEG, RTSTRUCT], tls: \(destinationTLS)}\n" } ?? ""
             let text = demo.replacingOccurrences(of: "../Fixtures/demo/model", with: SharedData.fixtures.appendingPathComponent("demo/model").path)
                 .replacingOccurrences(of: "mirroring: true", with: "mirroring: false") + routing
             try Data(text.utf8).write(to: profile)
@@ -48,7 +49,8 @@ struct ServeTests {
                 """.utf8).write(to: site)
             process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
             // Ready when it answers C-ECHO.
-            _ = waitUntil(30) { (try? self.echo("SCANNER").status) == 0 }
+            let extra = echoArguments(dir)
+            _ = waitUntil(30) { (try? self.echo("SCANNER", extra: extra).status) == 0 }
         }
 
         var keep = false
@@ -77,8 +79,8 @@ struct ServeTests {
             p.waitUntilExit()
         }
 
-        func echo(_ caller: String) throws -> CommandRunner.Result {
-            try CommandRunner.run("/usr/bin/echoscu", ["-aet", caller, "-aec", "NNSEG", "127.0.0.1", "\(port)"])
+        func echo(_ caller: String, extra: [String] = []) throws -> CommandRunner.Result {
+            try CommandRunner.run("/usr/bin/echoscu", extra + ["-aet", caller, "-aec", "NNSEG", "127.0.0.1", "\(port)"])
         }
 
         func store(_ files: [URL], caller: String = "SCANNER", extra: [String] = []) throws -> CommandRunner.Result {
@@ -177,10 +179,10 @@ struct ServeTests {
             log = folder.appendingPathComponent("storescp.log")
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
-        func start() throws {
+        func start(extra: [String] = []) throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/storescp")
-            p.arguments = ["-v", "-aet", "PACS", "-od", folder.path, "\(port)"]
+            p.arguments = extra + ["-v", "-aet", "PACS", "-od", folder.path, "\(port)"]
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             p.standardOutput = handle
@@ -236,6 +238,49 @@ struct ServeTests {
         #expect(try restarted.waitUntil { try restarted.events("sent").count == 1 })
         #expect(pacs.received() == 2)
         #expect(try restarted.cases().count == 1)
+    }
+
+    /// A throw-away CA (made with openssl) with certificates for the node, a client and a PACS, and a
+    /// client certificate from another CA.
+    static func makeCertificates(in dir: URL) throws {
+        func openssl(_ arguments: [String]) throws {
+            let r = try CommandRunner.run("/usr/bin/openssl", arguments)
+            #expect(r.status == 0, "openssl \(arguments.joined(separator: " ")): \(r.stderr)")
+        }
+        let path = { (name: String) in dir.appendingPathComponent(name).path }
+        for ca in ["ca", "rogueca"] {
+            try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("\(ca).key"), "-out", path("\(ca).crt"), "-days", "2",
+                         "-subj", "/CN=nnseg-test-\(ca)"])
+        }
+        for (name, ca) in [("node", "ca"), ("client", "ca"), ("pacs", "ca"), ("rogue", "rogueca")] {
+            try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", path("\(name).key"), "-out", path("\(name).csr"), "-subj", "/CN=localhost"])
+            try openssl(["x509", "-req", "-in", path("\(name).csr"), "-CA", path("\(ca).crt"), "-CAkey", path("\(ca).key"), "-CAcreateserial",
+                         "-out", path("\(name).crt"), "-days", "2"])
+        }
+    }
+
+    /// TLS with the test CA: a client with a certificate from it is served; one from another CA, and one
+    /// without TLS, are refused; outputs go to a TLS destination.
+    @Test(.timeLimit(.minutes(3)))
+    func tlsWithTheTestCA() throws {
+        let destinationPort = try WatchDeliveryTests.freeLoopbackPort()
+        let tlsArguments = { (d: URL, name: String) in ["+tls", d.appendingPathComponent("\(name).key").path, d.appendingPathComponent("\(name).crt").path,
+                                                        "+cf", d.appendingPathComponent("ca.crt").path] }
+        let node = try Node("serve-tls", node: "allowedCallers: [SCANNER], tls: {certificate: node.crt, privateKey: node.key, trustedCertificates: [ca.crt]}",
+                            destinationPort: destinationPort, destinationTLS: true, prepare: { try Self.makeCertificates(in: $0) },
+                            echoArguments: { tlsArguments($0, "client") })
+        let d = node.dir
+        let tls = { (name: String) in tlsArguments(d, name) }
+        #expect(node.waitUntil(30) { (try? node.echo("SCANNER", extra: tls("client")).status) == 0 })
+        #expect(try node.echo("SCANNER", extra: tls("rogue")).status != 0, "a certificate from another CA is refused")
+        #expect(try node.echo("SCANNER").status != 0, "an association without TLS is refused")
+        let pacs = try Destination(port: destinationPort, folder: d.appendingPathComponent("pacs"))
+        try pacs.start(extra: ["+tls", d.appendingPathComponent("pacs.key").path, d.appendingPathComponent("pacs.crt").path,
+                               "+cf", d.appendingPathComponent("ca.crt").path])
+        let sent = try node.store(Self.files, extra: tls("client"))
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(try node.waitUntil { try node.events("sent").count == 1 }, "outputs sent over TLS")
+        #expect(pacs.received() == 2)
     }
 
     /// Under the free-disk floor every C-STORE is answered "out of resources" (A700) and nothing is written.

@@ -10,6 +10,15 @@
 extern "C" {
 #endif
 
+/// TLS for an association (DICOM's secure transport, OpenSSL through DCMTK's dcmtls). PEM files only.
+typedef struct nnseg_tls_config {
+    const char *certificate;              // our certificate; NULL: none (an SCU without client authentication)
+    const char *private_key;              // its unencrypted private key
+    const char *const *trusted;           // CA certificates the peer's certificate must chain to
+    int trusted_count;
+    int verify_peer;                      // 1: the peer must present a certificate signed by a trusted CA
+} nnseg_tls_config;
+
 typedef struct nnseg_scp_config {
     const char *ae_title;            // our AE title (called AE must match)
     const char *bind_address;        // IPv4 address to listen on ("127.0.0.1", "0.0.0.0")
@@ -24,6 +33,7 @@ typedef struct nnseg_scp_config {
     const char *spool;               // folder: one sub-folder per association
     int acse_timeout;                // seconds
     int dimse_timeout;               // seconds; 0: none
+    const nnseg_tls_config *tls;     // NULL: plain TCP
     // Called (from any association's thread, serialised) with one event as a JSON object.
     void (*event)(void *context, const char *json);
     void *event_context;
@@ -44,7 +54,8 @@ typedef struct nnseg_scu_result {
 /// negotiated and released (each file's status in `results`), non-zero with `error` filled when no
 /// association could be made or it broke off (results of files not sent stay -1).
 int nnseg_scu_send(const char *calling_ae, const char *called_ae, const char *host, int port, int timeout_seconds,
-                   const char *const *files, int count, nnseg_scu_result *results, char *error, size_t error_size);
+                   const nnseg_tls_config *tls, const char *const *files, int count, nnseg_scu_result *results,
+                   char *error, size_t error_size);
 
 #ifdef __cplusplus
 }
