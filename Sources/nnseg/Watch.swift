@@ -6,6 +6,7 @@ import DICOMImport
 import Dispatch
 import Foundation
 import Logging
+import Outbox
 import PlansModel
 import WatchService
 
@@ -131,13 +132,39 @@ struct WatchIdentify: ParsableCommand {
 
 /// `nnseg status`: queue, running case, recent failures of a watch folder.
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a watch folder's queue, running case and recent failures.")
-    @Option(help: "The watched folder.") var incoming: String
+    static let configuration = CommandConfiguration(abstract: "Show a watch folder's or a DICOM node's queue, running case, outbox and recent failures.")
+    @Option(help: "The watched folder.") var incoming: String?
+    @Option(help: "A DICOM node's site configuration (nnseg serve): its queue, associations and outbox.") var site: String?
     @Option(help: "Quarantine folder if not the default.") var quarantine: String?
     @Option(help: "Held (late instances) folder if not the default.") var held: String?
     @Option(help: "Audit database for recent failed cases.") var auditDb: String?
 
+    func validate() throws {
+        guard (incoming == nil) != (site == nil) else { throw ValidationError("give --incoming (watch) or --site (serve)") }
+    }
+
     func run() throws {
+        var incoming = self.incoming ?? ""
+        var auditDb = self.auditDb
+        if let site {
+            let node = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
+            incoming = node.incoming.path
+            auditDb = auditDb ?? node.auditDatabase.path
+            let fm = FileManager.default
+            let open = ((try? fm.contentsOfDirectory(atPath: node.spool.path)) ?? []).filter { !$0.hasPrefix(".") }
+            let aborted = ((try? fm.contentsOfDirectory(atPath: node.aborted.path)) ?? []).filter { !$0.hasPrefix(".") }
+            print("node      \(node.node.aeTitle) on \(node.node.bindAddress):\(node.node.port)\(node.node.tls == nil ? "" : " (TLS)")")
+            print("spool     \(open.count) association(s) receiving or waiting · \(aborted.count) aborted kept in \(node.aborted.path)")
+            if fm.fileExists(atPath: node.outboxDatabase.path) {
+                let outbox = try Outbox(path: node.outboxDatabase.path, policy: node.retryPolicy)
+                let depth = try outbox.depth()
+                print("outbox    " + OutboxItem.State.allCases.map { "\($0.rawValue) \(depth[$0] ?? 0)" }.joined(separator: " · "))
+                for item in try outbox.items(state: .pending, limit: 10) + outbox.items(state: .failed, limit: 10) {
+                    print("  #\(item.id) \(item.state.rawValue) \(item.caseID) → \(item.destination.name), attempts \(item.attempts)"
+                          + (item.lastError.map { ": \($0)" } ?? ""))
+                }
+            }
+        }
         let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: incoming),
                                         quarantine: quarantine.map { URL(fileURLWithPath: $0) }, held: held.map { URL(fileURLWithPath: $0) })
         let s = WatchService.status(config)

@@ -5,6 +5,7 @@ import DICOMExport
 import DICOMImport
 import Foundation
 import NIfTI
+import Outbox
 import Testing
 import TestSupport
 import WatchService
@@ -19,7 +20,7 @@ struct ErrorCodeDocumentationTests {
         let codes = DICOMImportError.Code.allCases.map(\.rawValue) + NIfTIError.Code.allCases.map(\.rawValue)
             + DICOMExportError.Code.allCases.map(\.rawValue) + PipelineError.Code.allCases.map(\.rawValue)
             + CaseLayerError.Code.allCases.map(\.rawValue) + WatchError.Code.allCases.map(\.rawValue)
-            + WatchReason.allCases.map(\.rawValue) + CaseStatus.allCases.map(\.rawValue)
+            + WatchReason.allCases.map(\.rawValue) + CaseStatus.allCases.map(\.rawValue) + OutboxError.Code.allCases.map(\.rawValue)
         let missing = codes.filter { !section.contains("`\($0)`") }
         #expect(missing.isEmpty, "not documented in README › Error codes: \(missing)")
     }

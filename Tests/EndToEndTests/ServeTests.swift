@@ -217,6 +217,8 @@ struct ServeTests {
         #expect(attempts.count >= 3)
         let list = try CommandRunner.nnseg(["outbox", "list", "--site", node.site.path])
         #expect(list.stdout.contains("\tSENT\t"), "\(list.stdout)")
+        let status = try CommandRunner.nnseg(["status", "--site", node.site.path])
+        #expect(status.stdout.contains("outbox    PENDING 0 · SENT 1 · FAILED 0 · CANCELLED 0"), "\(status.stdout)")
         #expect(try CommandRunner.nnseg(["audit", "verify", "--database", node.database.path]).status == 0)
     }
 
