@@ -260,6 +260,9 @@ struct OutboxSend: ParsableCommand {
     @Argument var files: [String]
 
     func run() throws {
+        // DCMTK disables Nagle's algorithm on its sockets when TCP_NODELAY=1 (otherwise each small PDU can wait
+        // ~40 ms for a delayed ACK).
+        setenv("TCP_NODELAY", "1", 1)
         let destination = StoreDestination(name: calledAe, aeTitle: calledAe, host: host, port: port, outputs: [])
         var instances: [SentInstance] = []
         var error: String?
