@@ -9,6 +9,7 @@
 //   manifest.tsv      one line per renamed instance: file, SOP class, study, series, SOP instance UIDs
 //   RELEASED | ABORTED   written (temp + rename) when the association ends; the content says how
 #include "nnseg_dcmnet.h"
+#include "Guard.hpp"
 #include "TLS.hpp"
 
 #include "dcmtk/config/osconfig.h"
@@ -334,12 +335,6 @@ int run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t 
 
 }  // namespace
 
-extern "C" int nnseg_scp_run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t error_size) try {
-    return run(config, stop, error, error_size);
-} catch (const std::exception &e) {
-    snprintf(error, error_size, "internal error: %s", e.what());
-    return 2;
-} catch (...) {
-    snprintf(error, error_size, "internal error");
-    return 2;
+extern "C" int nnseg_scp_run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t error_size) {
+    return nnseg::guarded(error, error_size, [&] { return run(config, stop, error, error_size); });
 }

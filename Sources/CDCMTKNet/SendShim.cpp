@@ -1,5 +1,6 @@
 // C-STORE SCU on DCMTK's DcmStorageSCU: one association per call, every file's DIMSE status reported.
 #include "nnseg_dcmnet.h"
+#include "Guard.hpp"
 #include "TLS.hpp"
 
 #include "dcmtk/config/osconfig.h"
@@ -75,12 +76,7 @@ int send(const char *calling, const char *called, const char *host, int port, in
 
 extern "C" int nnseg_scu_send(const char *calling_ae, const char *called_ae, const char *host, int port, int timeout_seconds,
                               const nnseg_tls_config *tls, const char *const *files, int count, nnseg_scu_result *results,
-                              char *error, size_t error_size) try {
-    return send(calling_ae, called_ae, host, port, timeout_seconds, tls, files, count, results, error, error_size);
-} catch (const std::exception &e) {
-    snprintf(error, error_size, "internal error: %s", e.what());
-    return 2;
-} catch (...) {
-    snprintf(error, error_size, "internal error");
-    return 2;
+                              char *error, size_t error_size) {
+    return nnseg::guarded(error, error_size,
+                          [&] { return send(calling_ae, called_ae, host, port, timeout_seconds, tls, files, count, results, error, error_size); });
 }

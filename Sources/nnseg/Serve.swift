@@ -210,18 +210,10 @@ struct Serve: ParsableCommand {
             }
         }
         sending.start()
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
-                stopping.set()
-                receiver.stop()
-                service.requestStop()
-            }
-            source.resume()
-            sources.append(source)
+        let sources = handleStopSignals(logger) {
+            stopping.set()
+            receiver.stop()
+            service.requestStop()
         }
         logger.notice("serving", metadata: ["ae_title": "\(site.node.aeTitle)", "address": "\(site.node.bindAddress)", "port": "\(site.node.port)",
                                             "work": "\(site.work.path)", "outgoing": "\(site.outgoing.path)", "pid": "\(getpid())"])

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import DICOMImport
 import Foundation
 import ExperimentPlanning
@@ -156,5 +157,20 @@ struct CommandOutcome: Error, CustomStringConvertible {
             }
         }
         FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+    }
+}
+
+/// SIGTERM / SIGINT handled on a dispatch queue (the running case finishes, then the service stops): logs the
+/// request and calls `stop`. Keep the returned sources alive while serving.
+func handleStopSignals(_ logger: Logger, _ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+    [SIGTERM, SIGINT].map { sig in
+        signal(sig, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        source.setEventHandler {
+            logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
+            stop()
+        }
+        source.resume()
+        return source
     }
 }

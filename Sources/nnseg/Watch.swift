@@ -57,17 +57,7 @@ struct Watch: ParsableCommand {
         logger.notice("case workers", metadata: ["time_limit_s": "\(caseTimeLimit)", "memory_limit_mb": "\(caseMemoryLimitMb)",
                                                  "attempts": "\(maxAttempts)"])
         // SIGTERM / SIGINT: finish the running case, then stop.
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler {
-                logger.notice("stop requested; finishing the running case", metadata: ["signal": "\(sig)"])
-                service.requestStop()
-            }
-            source.resume()
-            sources.append(source)
-        }
+        let sources = handleStopSignals(logger) { service.requestStop() }
         logger.notice("watching", metadata: ["incoming": "\(incoming)", "outgoing": "\(outgoing)", "pid": "\(getpid())"])
         try service.run()
         _ = sources

@@ -110,14 +110,9 @@ struct ServeTests {
             ((try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent(name).path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         }
 
-        @discardableResult
+                @discardableResult
         func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bool) rethrows -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if try condition() { return true }
-                usleep(100_000)
-            }
-            return try condition()
+            try TestSupport.waitUntil(timeout, condition)
         }
     }
 

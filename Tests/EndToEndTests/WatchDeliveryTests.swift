@@ -81,12 +81,7 @@ struct WatchDeliveryTests {
         /// Waits until `condition` holds (checked every 0.1 s), at most `timeout` seconds.
         @discardableResult
         func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bool) rethrows -> Bool {
-            let deadline = Date().addingTimeInterval(timeout)
-            while Date() < deadline {
-                if try condition() { return true }
-                usleep(100_000)
-            }
-            return try condition()
+            try TestSupport.waitUntil(timeout, condition)
         }
 
         /// Waits until everything delivered has been claimed and finished, with `count` cases recorded.

@@ -50,3 +50,14 @@ public enum CommandRunner {
                       stderr: String(decoding: stderr, as: UTF8.self))
     }
 }
+
+/// Waits until `condition` holds (checked every 0.1 s), at most `timeout` seconds; the condition's last value.
+@discardableResult
+public func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        usleep(100_000)
+    }
+    return try condition()
+}
