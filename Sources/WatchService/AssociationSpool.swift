@@ -103,7 +103,13 @@ public final class AssociationSpool: DeliveryGate, @unchecked Sendable {
             case .open:
                 continue
             case .aborted(let reason):
-                let count = Self.manifest(folder).count
+                let count = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".dcm") }.count
+                if count == 0 {
+                    // Nothing was received (an echo, a probe, a peer that went away): nothing to keep.
+                    try fm.removeItem(at: folder)
+                    logger.info("association aborted before any instance", metadata: ["association": "\(folder.lastPathComponent)", "reason": "\(reason)"])
+                    continue
+                }
                 let target = aborted.appendingPathComponent(folder.lastPathComponent)
                 try? fm.removeItem(at: target)
                 try fm.moveItem(at: folder, to: target)

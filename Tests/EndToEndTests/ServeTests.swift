@@ -280,6 +280,47 @@ struct ServeTests {
         #expect(pacs.received() == 2)
     }
 
+    /// Opens an association by hand (A-ASSOCIATE-RQ for Verification) and returns the socket with the
+    /// answer's PDU type: 0x02 accepted, 0x03 rejected.
+    static func openAssociation(port: Int, calling: String) throws -> (socket: Int32, answer: UInt8) {
+        func ae(_ s: String) -> [UInt8] { Array((s + String(repeating: " ", count: 16)).utf8.prefix(16)) }
+        func item(_ type: UInt8, _ body: [UInt8]) -> [UInt8] { [type, 0, UInt8(body.count >> 8), UInt8(body.count & 0xff)] + body }
+        let context = item(0x10, Array("1.2.840.10008.3.1.1.1".utf8))
+        let presentation = item(0x20, [1, 0, 0, 0] + item(0x30, Array("1.2.840.10008.1.1".utf8)) + item(0x40, Array("1.2.840.10008.1.2".utf8)))
+        let user = item(0x50, item(0x51, [0, 0, 0x40, 0]))
+        let body: [UInt8] = [0, 1, 0, 0] + ae("NNSEG") + ae(calling) + [UInt8](repeating: 0, count: 32) + context + presentation + user
+        let length = UInt32(body.count)
+        let pdu: [UInt8] = [0x01, 0, UInt8(length >> 24), UInt8((length >> 16) & 0xff), UInt8((length >> 8) & 0xff), UInt8(length & 0xff)] + body
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected, pdu.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == pdu.count else { close(fd); throw CocoaError(.fileReadUnknown) }
+        var answer: UInt8 = 0
+        guard recv(fd, &answer, 1, 0) == 1 else { close(fd); throw CocoaError(.fileReadUnknown) }
+        return (fd, answer)
+    }
+
+    /// More associations than `maxAssociations` at once are rejected (transient: local limit exceeded); the
+    /// held one is served, and one is accepted again once it is gone.
+    @Test(.timeLimit(.minutes(2)))
+    func associationsBeyondTheLimitAreRejected() throws {
+        let node = try Node("serve-limit", node: "allowedCallers: [SCANNER], maxAssociations: 1")
+        let held = try Self.openAssociation(port: node.port, calling: "SCANNER")
+        #expect(held.answer == 0x02, "the first association is accepted")
+        let second = try node.echo("SCANNER")
+        #expect(second.status != 0)
+        #expect((second.stdout + second.stderr).contains("Local Limit Exceeded"), "\(second.stderr)")
+        close(held.socket)
+        #expect(node.waitUntil(30) { (try? node.echo("SCANNER").status) == 0 }, "accepted again after the held association ended")
+        #expect(node.waitUntil(10) { node.folder("associations").isEmpty })
+        #expect(node.folder("aborted").isEmpty, "an association that received nothing leaves nothing behind")
+    }
+
     /// Under the free-disk floor every C-STORE is answered "out of resources" (A700) and nothing is written.
     @Test(.timeLimit(.minutes(2)))
     func storesUnderTheDiskFloorAreRefusedAndNothingIsWritten() throws {
