@@ -66,7 +66,10 @@ public final class TorchCheckpoint: @unchecked Sendable {
             throw CheckpointError(path: url.path, detail: "no data.pkl record: not a PyTorch zip checkpoint")
         }
         prefix = String(pickleEntry.path.dropLast("data.pkl".count))
+        let fileSize = ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? NSNumber)?.intValue ?? 0
+        try Self.checkDeclaredSize(pickleEntry, fileSize: fileSize, path: url.path)
         if let order = archive[prefix + "byteorder"] {
+            try Self.checkDeclaredSize(order, fileSize: fileSize, path: url.path)
             var text = Data()
             _ = try? archive.extract(order, skipCRC32: true) { text.append($0) }
             guard String(decoding: text, as: UTF8.self) == "little" else {
@@ -75,7 +78,6 @@ public final class TorchCheckpoint: @unchecked Sendable {
         }
         // The sizes a zip header declares are the file's word: a reservation is only a hint bounded by the
         // file's size, and extraction stops at a limit (a zip bomb or a lying header ends as an error).
-        let fileSize = ((try? FileManager.default.attributesOfItem(atPath: url.path)[.size]) as? NSNumber)?.intValue ?? 0
         var pickle = [UInt8]()
         pickle.reserveCapacity(min(Int(clamping: pickleEntry.uncompressedSize), fileSize))
         do {
@@ -95,6 +97,17 @@ public final class TorchCheckpoint: @unchecked Sendable {
             throw CheckpointError(path: url.path, detail: "cannot read data.pkl (\(error))")
         }
         self.fileSize = fileSize
+    }
+
+    /// A record cannot hold more bytes than the file, and a stored (uncompressed) record cannot inflate: a
+    /// header that says otherwise is refused before extraction (reading a lying size chunk by chunk past the end
+    /// of the file took seconds per record).
+    static func checkDeclaredSize(_ entry: Entry, fileSize: Int, path: String) throws {
+        let limit = UInt64(max(fileSize, 0))
+        guard entry.compressedSize <= limit, entry.isCompressed || entry.uncompressedSize <= limit else {
+            throw CheckpointError(path: path, detail: "record \(entry.path) declares \(entry.isCompressed ? entry.compressedSize : entry.uncompressedSize) "
+                                  + "bytes in a file of \(fileSize) bytes")
+        }
     }
 
     /// Limits on what a record may inflate to: the pickle (metadata only) and one tensor storage.
@@ -165,6 +178,7 @@ public final class TorchCheckpoint: @unchecked Sendable {
         guard let entry = archive[prefix + "data/" + storage.key] else {
             throw CheckpointError(path: path, detail: "storage record data/\(storage.key) is missing")
         }
+        try Self.checkDeclaredSize(entry, fileSize: fileSize, path: path)
         var bytes = [UInt8]()
         bytes.reserveCapacity(min(Int(clamping: entry.uncompressedSize), fileSize))
         do {

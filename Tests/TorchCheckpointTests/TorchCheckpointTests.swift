@@ -170,6 +170,20 @@ struct TorchCheckpointTests {
         }
     }
 
+    /// A fuzz timeout (FuzzCheckpoint, 14 s under ASan): a stored record whose header declares more bytes than
+    /// the file holds was read chunk by chunk up to the declared size. Refused before extraction now, naming it.
+    @Test func aStoredRecordLargerThanTheFileIsRefusedAtOnce() throws {
+        let url = SharedData.fixtures.appendingPathComponent("fuzz/crashers/checkpoint-stored-record-larger-than-file.pth")
+        let error = #expect(throws: CheckpointError.self) {
+            let checkpoint = try TorchCheckpoint(contentsOf: url)
+            for key in [nil, "network_weights"] as [String?] {
+                for entry in (try? checkpoint.stateDict(at: key)) ?? [] { _ = try checkpoint.tensor(entry.tensor) }
+            }
+        }
+        // The refusal names the declared size against the file's: it comes before any reading.
+        #expect(error?.description.contains("bytes in a file of 722 bytes") == true, "\(error?.description ?? "")")
+    }
+
     /// The fuzz seed (Fixtures/fuzz/PROVENANCE.md) is a readable checkpoint.
     @Test func fuzzSeedLoads() throws {
         let checkpoint = try TorchCheckpoint(contentsOf: SharedData.fixtures.appendingPathComponent("fuzz/seeds/tiny.pth"))
