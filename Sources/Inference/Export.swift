@@ -36,10 +36,15 @@ public struct PredictionExporter: Sendable {
             ? configurationSpacing : [spacingTransposed[0]] + configurationSpacing
         var channels = logits.channels
         if logits.shape != properties.shapeAfterCropping {
-            let grids = channels.map { Grid3D(shape: logits.shape, values: $0.map { Double(Float($0)) }) }
-            let resized = Resample.channels(grids, newShape: properties.shapeAfterCropping, currentSpacing: current,
-                                            targetSpacing: spacingTransposed, options: probabilityResampling)
-            channels = resized.map { $0.values.map { Float16($0) } }
+            // One class at a time (each resize is parallel inside): only one class is ever held in float64, on
+            // either grid — not every class at once (26 classes of a 244×202×224 CT were 2.3 GB of doubles).
+            for k in channels.indices {
+                let grid = Grid3D(shape: logits.shape, values: channels[k].map { Double(Float($0)) })
+                channels[k] = []
+                let resized = Resample.channels([grid], newShape: properties.shapeAfterCropping, currentSpacing: current,
+                                                targetSpacing: spacingTransposed, options: probabilityResampling)
+                channels[k] = resized[0].values.map { Float16($0) }
+            }
         }
         let cropShape = properties.shapeAfterCropping
         let cropVoxels = cropShape.reduce(1, *)

@@ -1,0 +1,40 @@
+import Foundation
+import PlansModel
+@testable import Preprocessing
+import Resampling
+import Testing
+import TestSupport
+@testable import Inference
+
+/// Issue #16: the export resamples logits back one class at a time (memory: one class in float64, not all);
+/// the result equals resampling every class together, as before.
+struct ExportTests {
+    @Test func classByClassResamplingEqualsTheWholeStack() throws {
+        let model = SharedData.fixtures.appendingPathComponent("demo/model")
+        let plans = try Plans(contentsOf: model.appendingPathComponent("plans.json"))
+        let dataset = try DatasetDescription(contentsOf: model.appendingPathComponent("dataset.json"))
+        var exporter = PredictionExporter(plans: plans, configuration: try plans.configuration("3d_fullres"), dataset: dataset)
+        exporter.configurationSpacing = [1.5, 1.5, 1.5]
+        // Seeded logits for 3 classes on a 12×10×9 grid, exported to a 17×15×13 original (spacing 1 → 1.5).
+        var random = SplitMix(state: 16)
+        let shape = [12, 10, 9], original = [17, 15, 13]
+        let channels = (0..<3).map { _ in (0..<shape.reduce(1, *)).map { _ in Float16(Float.random(in: -4...4, using: &random)) } }
+        let properties = PreprocessingProperties(spacing: [1, 1, 1], shapeBeforeCropping: original,
+                                                 boundingBox: original.map { [0, $0] }, shapeAfterCropping: original)
+        let result = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: true)
+        // The previous formulation: every class resampled in one call, then argmax / softmax.
+        let grids = channels.map { Grid3D(shape: shape, values: $0.map { Double(Float($0)) }) }
+        let resized = Resample.channels(grids, newShape: original, currentSpacing: exporter.configurationSpacing,
+                                        targetSpacing: [1, 1, 1], options: exporter.probabilityResampling).map { $0.values.map { Float16($0) } }
+        let voxels = original.reduce(1, *)
+        let expected = (0..<voxels).map { v -> UInt16 in
+            var best = 0
+            for k in 1..<3 where resized[k][v] > resized[best][v] { best = k }
+            return UInt16(best)
+        }
+        #expect(result.shape == original)
+        #expect(result.segmentation == expected)
+        #expect(Set(result.segmentation).count > 1, "the test exercises more than one class")
+        #expect(result.probabilities?.count == 3)
+    }
+}
