@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Preprocessing
 import TensorKernels
@@ -95,14 +96,16 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         }
         let voxels = shape.reduce(1, *)
         let useHalf = accumulation == .float16Reference
-        var halfLogits = useHalf ? [[Float16]](repeating: [Float16](repeating: 0, count: voxels), count: numClasses) : []
+        // One flat buffer per accumulator: class k at [k × voxels, (k + 1) × voxels).
+        var halfLogits = useHalf ? [Float16](repeating: 0, count: numClasses * voxels) : []
         var halfWeights = useHalf ? [Float16](repeating: 0, count: voxels) : []
-        var floatLogits = useHalf ? [] : [[Float]](repeating: [Float](repeating: 0, count: voxels), count: numClasses)
+        var floatLogits = useHalf ? [] : [Float](repeating: 0, count: numClasses * voxels)
         var floatWeights = useHalf ? [] : [Float](repeating: 0, count: voxels)
         let channels = padded.channels.count
         let (p0, p1, p2) = (spatialPatch[0], spatialPatch[1], spatialPatch[2])
         let tileVoxels = p0 * p1 * p2
         let gaussianFloat = gaussian.map { Float($0) }
+        let classes = numClasses
         for (t, start) in tiles.enumerated() {
             // Extract the tile.
             var input = Tensor(zeros: [1, channels] + patchSize)
@@ -115,42 +118,87 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
                 } }
             }
             let prediction = try mirroredPrediction(input, network: network)
-            // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers.
-            for a in 0..<p0 { for b in 0..<p1 {
-                let base = ((start[0] + a) * shape[1] + start[1] + b) * shape[2] + start[2]
-                let tileBase = (a * p1 + b) * p2
-                for x in 0..<p2 {
-                    let g = gaussianFloat[tileBase + x]
-                    let v = base + x
+            // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers. Planes of
+            // the tile touch disjoint voxels, so they are accumulated in parallel; each voxel still receives the
+            // tiles in order (the fp16 rounding sequence of the reference is unchanged).
+            prediction.data.withUnsafeBufferPointer { predBuffer in
+                gaussianFloat.withUnsafeBufferPointer { gaussBuffer in
+                    nonisolated(unsafe) let (pred, gauss) = (predBuffer.baseAddress!, gaussBuffer.baseAddress!)
                     if useHalf {
-                        halfWeights[v] = Float16(Float(halfWeights[v]) + g)
-                        for k in 0..<numClasses {
-                            halfLogits[k][v] = Float16(Float(halfLogits[k][v]) + prediction.data[k * tileVoxels + tileBase + x] * g)
+                        halfLogits.withUnsafeMutableBufferPointer { logitsBuffer in
+                            halfWeights.withUnsafeMutableBufferPointer { weightsBuffer in
+                                nonisolated(unsafe) let (logits, weights) = (logitsBuffer.baseAddress!, weightsBuffer.baseAddress!)
+                                DispatchQueue.concurrentPerform(iterations: p0) { a in
+                                    for b in 0..<p1 {
+                                        let base = ((start[0] &+ a) &* shape[1] &+ start[1] &+ b) &* shape[2] &+ start[2]
+                                        let tileBase = (a &* p1 &+ b) &* p2
+                                        for x in 0..<p2 {
+                                            let g = gauss[tileBase &+ x], v = base &+ x
+                                            weights[v] = Float16(Float(weights[v]) + g)
+                                            for k in 0..<classes {
+                                                let i = k &* voxels &+ v
+                                                logits[i] = Float16(Float(logits[i]) + pred[k &* tileVoxels &+ tileBase &+ x] * g)
+                                            }
+                                        }
+                                    }
+                                }
+                            }
                         }
                     } else {
-                        floatWeights[v] += g
-                        for k in 0..<numClasses { floatLogits[k][v] += prediction.data[k * tileVoxels + tileBase + x] * g }
+                        floatLogits.withUnsafeMutableBufferPointer { logitsBuffer in
+                            floatWeights.withUnsafeMutableBufferPointer { weightsBuffer in
+                                nonisolated(unsafe) let (logits, weights) = (logitsBuffer.baseAddress!, weightsBuffer.baseAddress!)
+                                DispatchQueue.concurrentPerform(iterations: p0) { a in
+                                    for b in 0..<p1 {
+                                        let base = ((start[0] &+ a) &* shape[1] &+ start[1] &+ b) &* shape[2] &+ start[2]
+                                        let tileBase = (a &* p1 &+ b) &* p2
+                                        for x in 0..<p2 {
+                                            let g = gauss[tileBase &+ x], v = base &+ x
+                                            weights[v] += g
+                                            for k in 0..<classes { logits[k &* voxels &+ v] += pred[k &* tileVoxels &+ tileBase &+ x] * g }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
-            } }
+            }
             progress(t + 1, tiles.count)
         }
-        // 3. Divide and cut the padding away.
+        // 3. Divide and cut the padding away, class by class in parallel.
+        let outVoxels = data.voxelCount
+        var flat = [Float16](repeating: 0, count: classes * outVoxels)
+        var finite = [Bool](repeating: true, count: classes)
+        let (d0, d1, d2) = (data.shape[0], data.shape[1], data.shape[2])
+        let (o0, o1, o2) = (pads[0].below, pads[1].below, pads[2].below)
+        flat.withUnsafeMutableBufferPointer { outBuffer in finite.withUnsafeMutableBufferPointer { finiteBuffer in
+            halfLogits.withUnsafeBufferPointer { hlBuffer in halfWeights.withUnsafeBufferPointer { hwBuffer in
+                floatLogits.withUnsafeBufferPointer { flBuffer in floatWeights.withUnsafeBufferPointer { fwBuffer in
+                    nonisolated(unsafe) let (out, ok) = (outBuffer.baseAddress!, finiteBuffer.baseAddress!)
+                    nonisolated(unsafe) let (hl, hw, fl, fw) = (hlBuffer.baseAddress, hwBuffer.baseAddress, flBuffer.baseAddress, fwBuffer.baseAddress)
+                    DispatchQueue.concurrentPerform(iterations: classes) { k in
+                        var i = k &* outVoxels
+                        var allFinite = true
+                        for a in 0..<d0 { for b in 0..<d1 { for c in 0..<d2 {
+                            let v = ((a &+ o0) &* shape[1] &+ b &+ o1) &* shape[2] &+ c &+ o2
+                            let value = useHalf ? Float16(Float(hl![k &* voxels &+ v]) / Float(hw![v])) : Float16(fl![k &* voxels &+ v] / fw![v])
+                            if !value.isFinite { allFinite = false }
+                            out[i] = value
+                            i &+= 1
+                        } } }
+                        ok[k] = allFinite
+                    }
+                } }
+            } }
+        } }
+        let overflow = finite.contains(false)
+        guard !overflow else { throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)") }
+        halfLogits = []
+        floatLogits = []
         var out = HalfLogits(shape: data.shape, channels: [])
-        for k in 0..<numClasses {
-            var channel = [Float16](repeating: 0, count: data.voxelCount)
-            var i = 0
-            for a in 0..<data.shape[0] { for b in 0..<data.shape[1] { for c in 0..<data.shape[2] {
-                let v = ((a + pads[0].below) * shape[1] + b + pads[1].below) * shape[2] + c + pads[2].below
-                let value = useHalf ? Float16(Float(halfLogits[k][v]) / Float(halfWeights[v])) : Float16(floatLogits[k][v] / floatWeights[v])
-                guard value.isFinite else {
-                    throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)")
-                }
-                channel[i] = value
-                i += 1
-            } } }
-            out.channels.append(channel)
-        }
+        out.channels.reserveCapacity(classes)
+        for k in 0..<classes { out.channels.append(Array(flat[(k * outVoxels)..<((k + 1) * outVoxels)])) }
         return out
     }
 
