@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import PlansModel
 import Preprocessing
@@ -78,10 +79,18 @@ public struct PredictionExporter: Sendable {
             }
             probabilities = p
         } else {
-            for v in 0..<cropVoxels {
-                var best = 0
-                for k in 1..<classes where channels[k][v] > channels[best][v] { best = k }
-                segmentation[v] = UInt16(best)
+            // Argmax in parallel chunks (each voxel on its own).
+            let chunk = 1 << 16
+            segmentation.withUnsafeMutableBufferPointer { segBuffer in
+                nonisolated(unsafe) let seg = segBuffer.baseAddress!
+                let planes = channels
+                DispatchQueue.concurrentPerform(iterations: (cropVoxels + chunk - 1) / chunk) { c in
+                    for v in (c * chunk)..<min(cropVoxels, (c + 1) * chunk) {
+                        var best = 0
+                        for k in 1..<classes where planes[k][v] > planes[best][v] { best = k }
+                        seg[v] = UInt16(best)
+                    }
+                }
             }
         }
         // 3. Paste into the uncropped (transposed) grid and transpose back.
