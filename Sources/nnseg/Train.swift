@@ -77,6 +77,9 @@ struct TrainCommand: ParsableCommand {
         case "fp32", "bf16": options.precision = TrainingConvolution.Precision(rawValue: precision)!
         default: throw CommandFailure("--precision \(precision): expected auto, fp32 or bf16")
         }
+        guard options.precision.isAvailable else {
+            throw CommandFailure("--precision bf16: bf16 convolutions need AVX-512 (this CPU's oneDNN ISA: \(DNNLContext.effectiveISA)); use fp32 or auto")
+        }
         let trainer = try Trainer(preprocessedRoot: root, plansName: model.plans, configuration: model.configuration, fold: foldSpec,
                                   resultsRoot: URL(fileURLWithPath: model.results), options: options, logger: logger)
         logger.notice("training", metadata: [

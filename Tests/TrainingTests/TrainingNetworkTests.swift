@@ -70,7 +70,7 @@ struct TrainingNetworkTests {
     /// whole gradient pointing the same way (cosine > 0.97). Per tensor, this tiny network (instance norm
     /// over 2 voxels in the bottleneck) amplifies bf16 rounding by orders of magnitude in its deepest
     /// layers, so per-tensor errors are not bounded here; training quality is judged by the Hippocampus run.
-    @Test(arguments: [
+    @Test(.enabled(if: TrainingConvolution.Precision.bfloat16.isAvailable, "bf16 convolutions need AVX-512"), arguments: [
         GradientCase(name: "plain3d", dimension: 3, features: [16, 16, 16, 32], patch: [8, 16, 8], batch: 2, batchDice: false, ignoreLabel: nil),
     ])
     func bfloat16StaysCloseToTorch(_ c: GradientCase) throws {

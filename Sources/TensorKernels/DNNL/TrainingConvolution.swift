@@ -19,6 +19,10 @@ public final class TrainingConvolution: @unchecked Sendable {
         case float32 = "fp32"
         case bfloat16 = "bf16"
 
+        /// Whether oneDNN can run it on this CPU: bf16 convolutions need AVX-512 (native BF16/AMX, or emulated
+        /// on avx512_core); on an AVX2-only CPU they are unimplemented.
+        public var isAvailable: Bool { self == .float32 || DNNLContext.effectiveISA.contains("avx512") || DNNLContext.effectiveISA.contains("amx") }
+
         /// bf16 where the CPU has native bf16 dot products, else float32.
         public static var automatic: Precision {
             let isa = DNNLContext.effectiveISA
