@@ -121,44 +121,19 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
             // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers. Planes of
             // the tile touch disjoint voxels, so they are accumulated in parallel; each voxel still receives the
             // tiles in order (the fp16 rounding sequence of the reference is unchanged).
-            prediction.data.withUnsafeBufferPointer { predBuffer in
-                gaussianFloat.withUnsafeBufferPointer { gaussBuffer in
-                    nonisolated(unsafe) let (pred, gauss) = (predBuffer.baseAddress!, gaussBuffer.baseAddress!)
+            let geometry = TileGeometry(start: start, shape: shape, patch: (p0, p1, p2), classes: classes, voxels: voxels)
+            prediction.data.withUnsafeBufferPointer { pred in
+                gaussianFloat.withUnsafeBufferPointer { gauss in
                     if useHalf {
-                        halfLogits.withUnsafeMutableBufferPointer { logitsBuffer in
-                            halfWeights.withUnsafeMutableBufferPointer { weightsBuffer in
-                                nonisolated(unsafe) let (logits, weights) = (logitsBuffer.baseAddress!, weightsBuffer.baseAddress!)
-                                DispatchQueue.concurrentPerform(iterations: p0) { a in
-                                    for b in 0..<p1 {
-                                        let base = ((start[0] &+ a) &* shape[1] &+ start[1] &+ b) &* shape[2] &+ start[2]
-                                        let tileBase = (a &* p1 &+ b) &* p2
-                                        for x in 0..<p2 {
-                                            let g = gauss[tileBase &+ x], v = base &+ x
-                                            weights[v] = Float16(Float(weights[v]) + g)
-                                            for k in 0..<classes {
-                                                let i = k &* voxels &+ v
-                                                logits[i] = Float16(Float(logits[i]) + pred[k &* tileVoxels &+ tileBase &+ x] * g)
-                                            }
-                                        }
-                                    }
-                                }
+                        halfLogits.withUnsafeMutableBufferPointer { logits in
+                            halfWeights.withUnsafeMutableBufferPointer { weights in
+                                Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: logits.baseAddress!, weights.baseAddress!, geometry)
                             }
                         }
                     } else {
-                        floatLogits.withUnsafeMutableBufferPointer { logitsBuffer in
-                            floatWeights.withUnsafeMutableBufferPointer { weightsBuffer in
-                                nonisolated(unsafe) let (logits, weights) = (logitsBuffer.baseAddress!, weightsBuffer.baseAddress!)
-                                DispatchQueue.concurrentPerform(iterations: p0) { a in
-                                    for b in 0..<p1 {
-                                        let base = ((start[0] &+ a) &* shape[1] &+ start[1] &+ b) &* shape[2] &+ start[2]
-                                        let tileBase = (a &* p1 &+ b) &* p2
-                                        for x in 0..<p2 {
-                                            let g = gauss[tileBase &+ x], v = base &+ x
-                                            weights[v] += g
-                                            for k in 0..<classes { logits[k &* voxels &+ v] += pred[k &* tileVoxels &+ tileBase &+ x] * g }
-                                        }
-                                    }
-                                }
+                        floatLogits.withUnsafeMutableBufferPointer { logits in
+                            floatWeights.withUnsafeMutableBufferPointer { weights in
+                                Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: logits.baseAddress!, weights.baseAddress!, geometry)
                             }
                         }
                     }
@@ -200,6 +175,40 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         out.channels.reserveCapacity(classes)
         for k in 0..<classes { out.channels.append(Array(flat[(k * outVoxels)..<((k + 1) * outVoxels)])) }
         return out
+    }
+
+    /// Where a tile lies in the padded volume, and the accumulators' layout (class k at `k × voxels`).
+    struct TileGeometry {
+        var start: [Int]
+        var shape: [Int]
+        var patch: (Int, Int, Int)
+        var classes: Int
+        var voxels: Int
+    }
+
+    /// `logits += prediction × gaussian`, `weights += gaussian` over one tile, rounding to `T` after every
+    /// addition (float16: the reference's sequence; float32: plain sums). Planes of the tile touch disjoint
+    /// voxels, so they run in parallel; each voxel still receives the tiles in order.
+    static func accumulate<T: BinaryFloatingPoint>(_ prediction: UnsafePointer<Float>, _ gaussian: UnsafePointer<Float>,
+                                                    into logits: UnsafeMutablePointer<T>, _ weights: UnsafeMutablePointer<T>,
+                                                    _ g: TileGeometry) {
+        nonisolated(unsafe) let (pred, gauss, logits, weights) = (prediction, gaussian, logits, weights)
+        let (p0, p1, p2) = g.patch
+        let tileVoxels = p0 * p1 * p2
+        DispatchQueue.concurrentPerform(iterations: p0) { a in
+            for b in 0..<p1 {
+                let base = ((g.start[0] &+ a) &* g.shape[1] &+ g.start[1] &+ b) &* g.shape[2] &+ g.start[2]
+                let tileBase = (a &* p1 &+ b) &* p2
+                for x in 0..<p2 {
+                    let w = gauss[tileBase &+ x], v = base &+ x
+                    weights[v] = T(Float(weights[v]) + w)
+                    for k in 0..<g.classes {
+                        let i = k &* g.voxels &+ v
+                        logits[i] = T(Float(logits[i]) + pred[k &* tileVoxels &+ tileBase &+ x] * w)
+                    }
+                }
+            }
+        }
     }
 
     /// `net(x)`, plus `flip(net(flip(x, axes)), axes)` for every mirroring combination, divided by the
