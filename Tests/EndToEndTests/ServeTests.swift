@@ -1,4 +1,5 @@
 import Foundation
+import NIfTI
 import Testing
 import TestSupport
 #if canImport(Glibc)
@@ -354,5 +355,33 @@ struct NetworkDemoTests {
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(text.contains("demo-network: OK: SEG and RTSTRUCT are in Orthanc"), "\(text)")
         #expect(text.contains("audit log intact"))
+    }
+}
+
+/// Issue #16: `nnseg init-model` writes a model folder with seeded random weights that `predict` loads; the
+/// same seed gives the same checkpoint.
+struct InitModelTests {
+    @Test func anUntrainedModelLoadsAndPredicts() throws {
+        let dir = try SharedData.temporaryDirectory("init-model")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let demo = SharedData.fixtures.appendingPathComponent("demo/model")
+        for name in ["a", "b"] {
+            let made = try CommandRunner.nnseg(["init-model", "--plans", demo.appendingPathComponent("plans.json").path,
+                                                "--dataset-json", demo.appendingPathComponent("dataset.json").path, "--seed", "7",
+                                                "-o", dir.appendingPathComponent(name).path])
+            #expect(made.status == 0, "\(made.stderr)")
+        }
+        let input = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: SharedData.dataFile("Dataset004_Hippocampus/imagesTr/hippocampus_001_0000.nii.gz"),
+                                         to: input.appendingPathComponent("hippocampus_001_0000.nii.gz"))
+        for name in ["a", "b"] {
+            let predicted = try CommandRunner.nnseg(["predict", "-i", input.path, "-o", dir.appendingPathComponent("out-\(name)").path,
+                                                     "-m", dir.appendingPathComponent(name).path, "-f", "0", "--disable-tta"])
+            #expect(predicted.status == 0, "\(predicted.stderr)")
+        }
+        let a = try NIfTIImage(contentsOf: dir.appendingPathComponent("out-a/hippocampus_001.nii.gz"))
+        let b = try NIfTIImage(contentsOf: dir.appendingPathComponent("out-b/hippocampus_001.nii.gz"))
+        #expect(a.floatVolume().voxels == b.floatVolume().voxels, "the same seed gives the same weights, so the same prediction")
     }
 }
