@@ -11,7 +11,7 @@ struct InitModel: ParsableCommand {
 
     @Option(help: "plans.json (nnseg plan or nnU-Net).") var plans: String
     @Option(help: "dataset.json of the dataset.") var datasetJson: String
-    @Option(help: "Configuration in the plans.") var configuration = "3d_fullres"
+    @Option(name: .shortAndLong, help: "Configuration in the plans.") var configuration = "3d_fullres"
     @Option(help: "Seed of the weights.") var seed: UInt64 = 1
     @Option(help: "Fold folder to write (fold_<n>).") var fold = 0
     @Option(name: .shortAndLong, help: "Model folder to write.") var output: String
