@@ -79,7 +79,12 @@ public struct Plans: Sendable {
             return numbers
         }
         originalMedianSpacingAfterTranspose = try numbers("original_median_spacing_after_transp")
-        originalMedianShapeAfterTranspose = try numbers("original_median_shape_after_transp").map { Int($0) }
+        let medianShape = try numbers("original_median_shape_after_transp")
+        // A shape is whole voxel counts: a value beyond any real volume (or Int) is refused, not converted.
+        guard medianShape.allSatisfy({ $0 <= 1e9 }) else {
+            throw PlansError(file: source, key: "original_median_shape_after_transp", detail: "voxel counts must be at most 10⁹")
+        }
+        originalMedianShapeAfterTranspose = medianShape.map { Int($0.rounded()) }
         var intensities: [String: IntensityProperties] = [:]
         if let value = raw["foreground_intensity_properties_per_channel"], value.object == nil {
             throw PlansError(file: source, key: "foreground_intensity_properties_per_channel", detail: "must be a mapping of channel → statistics")

@@ -43,6 +43,15 @@ struct PlansValidationTests {
         try load { _ in }
     }
 
+    /// A FuzzPlans crasher (Fixtures/fuzz/crashers/plans-median-shape-beyond-int.json): a median shape of
+    /// 3.9 × 10⁸⁷ voxels was converted to Int and trapped. Refused with the key now.
+    @Test func aMedianShapeBeyondIntIsRefused() throws {
+        let url = Self.root.appendingPathComponent("Fixtures/fuzz/crashers/plans-median-shape-beyond-int.json")
+        let error = #expect(throws: PlansError.self) { try Plans(data: Data(contentsOf: url), source: url.path) }
+        #expect(error?.description.contains("original_median_shape_after_transp") == true, "\(error?.description ?? "")")
+        #expect(throws: PlansError.self) { try load { $0["original_median_shape_after_transp"] = [36, 50, 1e20] } }
+    }
+
     @Test func invalidEntriesNameTheKey() throws {
         let cases: [(String, (inout [String: Any]) -> Void)] = [
             ("transpose_forward", { $0["transpose_forward"] = [0, 0, 1] }),
