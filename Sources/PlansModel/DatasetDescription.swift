@@ -44,8 +44,8 @@ public struct DatasetDescription: Sendable {
         }
         labels = try labelObject.map { name, value -> (String, [Int]) in
             if let v = value.int { return (name, [v]) }
-            if let vs = value.intArray { return (name, vs) }
-            throw PlansError(file: source, key: "labels.\(name)", detail: "must be an integer or a list of integers")
+            if let vs = value.intArray, !vs.isEmpty { return (name, vs) }
+            throw PlansError(file: source, key: "labels.\(name)", detail: "must be an integer or a non-empty list of integers")
         }.sorted { ($0.1.first ?? 0, $0.0) < ($1.1.first ?? 0, $1.0) }
         if let bad = labels.first(where: { $0.values.contains { !(0...65535).contains($0) } }) {
             throw PlansError(file: source, key: "labels.\(bad.name)", detail: "label values must be 0…65535 (stored as uint16)")

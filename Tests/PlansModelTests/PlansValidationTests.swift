@@ -43,6 +43,13 @@ struct PlansValidationTests {
         try load { _ in }
     }
 
+    /// The FuzzPlans crasher with an empty label list is refused by name.
+    @Test func anEmptyLabelListIsRefused() throws {
+        let url = Self.root.appendingPathComponent("Fixtures/fuzz/crashers/dataset-label-empty-list.json")
+        let error = #expect(throws: PlansError.self) { try DatasetDescription(data: Data(contentsOf: url), source: url.path) }
+        #expect(error?.description.contains("non-empty list") == true, "\(error?.description ?? "")")
+    }
+
     /// A FuzzPlans crasher (Fixtures/fuzz/crashers/plans-median-shape-beyond-int.json): a median shape of
     /// 3.9 × 10⁸⁷ voxels was converted to Int and trapped. Refused with the key now.
     @Test func aMedianShapeBeyondIntIsRefused() throws {
@@ -81,6 +88,8 @@ struct PlansValidationTests {
         let cases: [(String, (inout [String: Any]) -> Void)] = [
             ("labels.Posterior", { d in var l = d["labels"] as! [String: Any]; l["Posterior"] = 1; d["labels"] = l }),
             ("labels.Posterior", { d in var l = d["labels"] as! [String: Any]; l["Posterior"] = 70000; d["labels"] = l }),
+            // A FuzzPlans crasher (Fixtures/fuzz/crashers/dataset-label-empty-list.json): an empty list was indexed.
+            ("labels.Posterior", { d in var l = d["labels"] as! [String: Any]; l["Posterior"] = [Int](); d["labels"] = l }),
             ("numTraining", { $0["numTraining"] = "many" }),
             ("file_ending", { $0["file_ending"] = 3 }),
             ("regions_class_order", { $0["regions_class_order"] = "1,2" }),
