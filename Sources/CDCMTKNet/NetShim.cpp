@@ -306,8 +306,12 @@ int run(const nnseg_scp_config *config, volatile int *stop, char *error, size_t 
             refused("no acceptable presentation context", {ASC_RESULT_REJECTEDPERMANENT, ASC_SOURCE_SERVICEUSER, ASC_REASON_SU_NOREASON});
             continue;
         }
+        // The folder appears with OPEN already inside (made under a hidden name, then renamed): the intake
+        // never sees a spool folder without a state and takes it for one whose receiver died.
         std::string folder = std::string(config->spool) + "/" + id;
-        if (mkdir(folder.c_str(), 0750) != 0 || !writeAtomically(folder + "/OPEN", std::to_string(getpid()) + "\n")) {
+        std::string hidden = std::string(config->spool) + "/." + id;
+        if (mkdir(hidden.c_str(), 0750) != 0 || !writeAtomically(hidden + "/OPEN", std::to_string(getpid()) + "\n")
+            || rename(hidden.c_str(), folder.c_str()) != 0) {
             refused("cannot create the spool folder", {ASC_RESULT_REJECTEDTRANSIENT, ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED, ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED});
             continue;
         }

@@ -85,8 +85,15 @@ public final class AssociationSpool: DeliveryGate, @unchecked Sendable {
 
     public func transfer() throws {
         let fm = FileManager.default
-        let folders = ((try? fm.contentsOfDirectory(at: spool, includingPropertiesForKeys: nil)) ?? [])
-            .filter { !$0.lastPathComponent.hasPrefix(".") }.sorted { $0.lastPathComponent < $1.lastPathComponent }
+        let all = (try? fm.contentsOfDirectory(at: spool, includingPropertiesForKeys: [.contentModificationDateKey])) ?? []
+        // A receiver makes each folder under a hidden name and renames it once OPEN is inside; one killed in
+        // between leaves the hidden folder (no instances yet), removed when it is old.
+        for hidden in all where hidden.lastPathComponent.hasPrefix(".") {
+            let modified = (try? hidden.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? Date()
+            let instances = ((try? fm.contentsOfDirectory(atPath: hidden.path)) ?? []).filter { $0.hasSuffix(".dcm") }
+            if Date().timeIntervalSince(modified) > 600, instances.isEmpty { try? fm.removeItem(at: hidden) }
+        }
+        let folders = all.filter { !$0.lastPathComponent.hasPrefix(".") }.sorted { $0.lastPathComponent < $1.lastPathComponent }
         var states: [(URL, State)] = []
         var open: Set<String> = []
         for folder in folders {
@@ -125,19 +132,16 @@ public final class AssociationSpool: DeliveryGate, @unchecked Sendable {
     /// arriving elsewhere), SEG/RTSTRUCT into `stored/`. The folder goes once it is empty.
     func deliver(_ folder: URL, holding open: Set<String>) throws {
         let fm = FileManager.default
-        let entries = Self.manifest(folder)
-        var bySeries: [String: String] = [:]
-        for e in entries { bySeries[e.file] = e.seriesInstanceUID }
-        let classes = Dictionary(entries.map { ($0.file, $0.sopClassUID) }, uniquingKeysWith: { a, _ in a })
+        let byFile = Dictionary(Self.manifest(folder).map { ($0.file, $0) }, uniquingKeysWith: { a, _ in a })
         let files = ((try? fm.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".dcm") && !$0.hasPrefix(".") }
         var moved = 0, kept = 0
         let now = Date()
         for file in files.sorted() {
-            let series = bySeries[file] ?? ""
+            let series = byFile[file]?.seriesInstanceUID ?? ""
             if !series.isEmpty, open.contains(series) { continue }
             let source = folder.appendingPathComponent(file)
             let target: URL
-            if let sopClass = classes[file], SOPClass.isNonVolume(sopClass) {
+            if let sopClass = byFile[file]?.sopClassUID, SOPClass.isNonVolume(sopClass) {
                 let safeSeries = series.isEmpty ? "unknown-series" : series
                 target = stored.appendingPathComponent(safeSeries).appendingPathComponent("\(folder.lastPathComponent)-\(file)")
                 kept += 1

@@ -17,7 +17,7 @@ struct ServeTests {
 
         let site: URL
 
-        init(_ name: String, quietPeriod: Double = 1, node: String = "allowedCallers: [SCANNER]", destinationPort: Int? = nil,
+        init(_ name: String, quietPeriod: Double = 1, pollInterval: Double = 0.2, node: String = "allowedCallers: [SCANNER]", destinationPort: Int? = nil,
              destinationTLS: Bool = false, reuse existing: URL? = nil, prepare: (URL) throws -> Void = { _ in }, echoArguments: (URL) -> [String] = { _ in [] }) throws {
             dir = try existing ?? SharedData.temporaryDirectory(name)
             work = dir.appendingPathComponent("work")
@@ -43,7 +43,7 @@ struct ServeTests {
                 profile: profile.yaml
                 node: {aeTitle: NNSEG, port: \(port), \(node)}
                 folders: {work: work, outgoing: out}
-                intake: {quietPeriod: \(quietPeriod), pollInterval: 0.2}
+                intake: {quietPeriod: \(quietPeriod), pollInterval: \(pollInterval)}
                 outbox: {firstRetryDelay: 0.5, maxRetryDelay: 1}
                 auditDatabase: audit.sqlite
 
@@ -304,6 +304,20 @@ struct ServeTests {
         var answer: UInt8 = 0
         guard recv(fd, &answer, 1, 0) == 1 else { close(fd); throw CocoaError(.fileReadUnknown) }
         return (fd, answer)
+    }
+
+    /// The intake scans the spool while associations open: a spool folder must never be seen before its
+    /// OPEN marker (it was taken for a dead receiver's, removed, and the association refused as "local limit
+    /// exceeded" — about 3 echoes in 100 with a 50 ms scan).
+    @Test(.timeLimit(.minutes(3)))
+    func associationsOpeningDuringSpoolScansAreNeverRefused() throws {
+        let node = try Node("serve-scan-race", pollInterval: 0.05)
+        var refused: [String] = []
+        for _ in 0..<150 {
+            let echo = try node.echo("SCANNER")
+            if echo.status != 0 { refused.append(echo.stderr) }
+        }
+        #expect(refused.isEmpty, "\(refused.count) of 150 echoes refused: \(refused.first ?? "")")
     }
 
     /// More associations than `maxAssociations` at once are rejected (transient: local limit exceeded); the
