@@ -93,7 +93,8 @@ struct SiteConfiguration {
     var clientTLS: TLSSettings?
 
     var outboxDatabase: URL { work.appendingPathComponent("outbox.sqlite") }
-    var spool: URL { work.appendingPathComponent("associations") }
+    static let spoolFolder = "associations"
+    var spool: URL { work.appendingPathComponent(Self.spoolFolder) }
     var incoming: URL { work.appendingPathComponent("incoming") }
     var aborted: URL { work.appendingPathComponent("aborted") }
     var stored: URL { work.appendingPathComponent("stored") }
@@ -128,7 +129,7 @@ struct SiteConfiguration {
             aeTitle: n?.aeTitle ?? "NNSEG", bindAddress: n?.bindAddress ?? "127.0.0.1", port: n?.port ?? 11112,
             allowedCallers: n?.allowedCallers ?? [], allowedHosts: n?.allowedHosts ?? [], maximumAssociations: n?.maxAssociations ?? 8,
             maximumPDU: n?.maxPDU ?? 131_072, freeDiskFloorBytes: Int64(n?.freeDiskFloorMB ?? 1024) << 20,
-            spool: work.appendingPathComponent("associations"), dimseTimeout: n?.idleTimeout ?? 120,
+            spool: work.appendingPathComponent(Self.spoolFolder), dimseTimeout: n?.idleTimeout ?? 120,
             tls: (n?.tls?.listen ?? true) ? tls : nil)
         if let problem = node.problem() {
             let parts = problem.split(separator: ":", maxSplits: 1)
@@ -183,14 +184,11 @@ struct Serve: ParsableCommand {
                                         isReceiving: { pid in receiver.isCurrent(pid) })
         let config = WatchConfiguration(incoming: site.incoming, outgoing: site.outgoing, archive: site.archive, quietPeriod: site.quietPeriod,
                                         pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
-        let runner = WorkerProcessRunner(
-            executable: selfExecutable,
-            arguments: ["watch-worker", "--profile", site.profile.path, "--audit-db", site.auditDatabase.path, "--log-level", logging.logLevel],
-            timeLimit: site.caseTimeLimit > 0 ? site.caseTimeLimit : nil, memoryLimit: site.caseMemoryLimitMB > 0 ? site.caseMemoryLimitMB << 20 : nil)
-        let reader = WorkerHeaderReader(executable: selfExecutable, arguments: ["watch-identify", "--max-frames", "\(caseProfile.readerLimits.maximumFrames)"])
-        let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
-        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
-                                       headerReader: reader, gate: gate, logger: Logger(label: "nnseg.serve.cases"))
+        let workers = try CaseWorkerProcesses(profile: site.profile, caseProfile: caseProfile, auditDatabase: site.auditDatabase.path,
+                                              logLevel: logging.logLevel, timeLimit: site.caseTimeLimit, memoryLimitMB: site.caseMemoryLimitMB)
+        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: workers.modelName,
+                                       runner: workers.runner, headerReader: workers.headerReader, gate: gate,
+                                       logger: Logger(label: "nnseg.serve.cases"))
         // The outbox: succeeded cases' outputs to the profile's destinations, retried with backoff across restarts.
         let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
         let dispatcher = OutboxDispatcher(

@@ -5,7 +5,6 @@ import Foundation
 import ExperimentPlanning
 import Logging
 
-/// Log options shared by every command. Logs are structured (swift-log, key=value metadata) on stderr.
 /// The reader's limits on what a file may declare (``ReaderLimits``), for commands without a profile.
 struct ReaderLimitOptions: ParsableArguments {
     @Option(help: "Frames one multi-frame DICOM object may declare before it is refused (ATTRIBUTE_INVALID).")
@@ -20,6 +19,7 @@ struct ReaderLimitOptions: ParsableArguments {
     var limits: ReaderLimits { ReaderLimits(maximumFrames: maxFrames, maximumSeriesVoxels: maxSeriesVoxels) }
 }
 
+/// Log options shared by every command. Logs are structured (swift-log, key=value metadata) on stderr.
 struct LoggingOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "notice"

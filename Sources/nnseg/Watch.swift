@@ -42,18 +42,13 @@ struct Watch: ParsableCommand {
         // Each case runs in a worker process (this binary's `watch-worker`); the supervisor never decodes
         // pixels or runs the model, so no delivery can take it down.
         let databasePath = URL(fileURLWithPath: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite").standardizedFileURL.path
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        let runner = WorkerProcessRunner(
-            executable: executable,
-            arguments: ["watch-worker", "--profile", URL(fileURLWithPath: profile).standardizedFileURL.path, "--audit-db", databasePath,
-                        "--log-level", logging.logLevel],
-            timeLimit: caseTimeLimit > 0 ? caseTimeLimit : nil, memoryLimit: caseMemoryLimitMb > 0 ? caseMemoryLimitMb << 20 : nil)
-        let modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
-        let reader = WorkerHeaderReader(executable: executable, arguments: ["watch-identify", "--max-frames", "\(caseProfile.readerLimits.maximumFrames)"])
+        let workers = try CaseWorkerProcesses(profile: URL(fileURLWithPath: profile).standardizedFileURL, caseProfile: caseProfile,
+                                              auditDatabase: databasePath, logLevel: logging.logLevel,
+                                              timeLimit: caseTimeLimit, memoryLimitMB: caseMemoryLimitMb)
         // A reader or worker that dies while we write to its stdin must not take the supervisor with it.
         signal(SIGPIPE, SIG_IGN)
-        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: modelName, runner: runner,
-                                       headerReader: reader)
+        let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: workers.modelName,
+                                       runner: workers.runner, headerReader: workers.headerReader)
         logger.notice("case workers", metadata: ["time_limit_s": "\(caseTimeLimit)", "memory_limit_mb": "\(caseMemoryLimitMb)",
                                                  "attempts": "\(maxAttempts)"])
         // SIGTERM / SIGINT: finish the running case, then stop.
@@ -176,5 +171,25 @@ struct Status: ParsableCommand {
             print("recent failed cases:")
             for c in failed { print("  \(c.startedAt) \(c.caseID): \(c.error ?? "")") }
         }
+    }
+}
+
+/// The child processes a queue of cases runs (`watch` and `serve`): a `watch-worker` per case under the
+/// time and memory limits, and `watch-identify` reading headers, both this binary.
+struct CaseWorkerProcesses {
+    let runner: WorkerProcessRunner
+    let headerReader: WorkerHeaderReader
+    /// The model's dataset name, recorded with each case.
+    let modelName: String
+
+    init(profile: URL, caseProfile: CaseProfile, auditDatabase: String, logLevel: String, timeLimit: Double, memoryLimitMB: Int) throws {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        runner = WorkerProcessRunner(
+            executable: executable,
+            arguments: ["watch-worker", "--profile", profile.path, "--audit-db", auditDatabase, "--log-level", logLevel],
+            timeLimit: timeLimit > 0 ? timeLimit : nil, memoryLimit: memoryLimitMB > 0 ? memoryLimitMB << 20 : nil)
+        headerReader = WorkerHeaderReader(executable: executable, arguments: [
+            "watch-identify", "--max-frames", "\(caseProfile.readerLimits.maximumFrames)"])
+        modelName = try Plans(contentsOf: caseProfile.modelFolder.appendingPathComponent("plans.json")).datasetName
     }
 }
