@@ -141,39 +141,39 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
             }
             progress(t + 1, tiles.count)
         }
-        // 3. Divide and cut the padding away, class by class in parallel.
+        // 3. Divide and cut the padding away, class by class (planes in parallel), straight into the per-class
+        //    arrays: the accumulator and the result are the only class × volume buffers alive.
         let outVoxels = data.voxelCount
-        var flat = [Float16](repeating: 0, count: classes * outVoxels)
-        var finite = [Bool](repeating: true, count: classes)
         let (d0, d1, d2) = (data.shape[0], data.shape[1], data.shape[2])
         let (o0, o1, o2) = (pads[0].below, pads[1].below, pads[2].below)
-        flat.withUnsafeMutableBufferPointer { outBuffer in finite.withUnsafeMutableBufferPointer { finiteBuffer in
-            halfLogits.withUnsafeBufferPointer { hlBuffer in halfWeights.withUnsafeBufferPointer { hwBuffer in
+        var out = HalfLogits(shape: data.shape, channels: [])
+        out.channels.reserveCapacity(classes)
+        for k in 0..<classes {
+            var allFinite = [Bool](repeating: true, count: d0)
+            let channel = halfLogits.withUnsafeBufferPointer { hlBuffer in halfWeights.withUnsafeBufferPointer { hwBuffer in
                 floatLogits.withUnsafeBufferPointer { flBuffer in floatWeights.withUnsafeBufferPointer { fwBuffer in
-                    nonisolated(unsafe) let (out, ok) = (outBuffer.baseAddress!, finiteBuffer.baseAddress!)
-                    nonisolated(unsafe) let (hl, hw, fl, fw) = (hlBuffer.baseAddress, hwBuffer.baseAddress, flBuffer.baseAddress, fwBuffer.baseAddress)
-                    DispatchQueue.concurrentPerform(iterations: classes) { k in
-                        var i = k &* outVoxels
-                        var allFinite = true
-                        for a in 0..<d0 { for b in 0..<d1 { for c in 0..<d2 {
-                            let v = ((a &+ o0) &* shape[1] &+ b &+ o1) &* shape[2] &+ c &+ o2
-                            let value = useHalf ? Float16(Float(hl![k &* voxels &+ v]) / Float(hw![v])) : Float16(fl![k &* voxels &+ v] / fw![v])
-                            if !value.isFinite { allFinite = false }
-                            out[i] = value
-                            i &+= 1
-                        } } }
-                        ok[k] = allFinite
+                    allFinite.withUnsafeMutableBufferPointer { finiteBuffer in
+                        [Float16](unsafeUninitializedCapacity: outVoxels) { target, count in
+                            nonisolated(unsafe) let (target, ok) = (target.baseAddress!, finiteBuffer.baseAddress!)
+                            nonisolated(unsafe) let (hl, hw, fl, fw) = (hlBuffer.baseAddress, hwBuffer.baseAddress, flBuffer.baseAddress, fwBuffer.baseAddress)
+                            DispatchQueue.concurrentPerform(iterations: d0) { a in
+                                var i = a &* d1 &* d2
+                                for b in 0..<d1 { for c in 0..<d2 {
+                                    let v = ((a &+ o0) &* shape[1] &+ b &+ o1) &* shape[2] &+ c &+ o2
+                                    let value = useHalf ? Float16(Float(hl![k &* voxels &+ v]) / Float(hw![v])) : Float16(fl![k &* voxels &+ v] / fw![v])
+                                    if !value.isFinite { ok[a] = false }
+                                    (target + i).initialize(to: value)
+                                    i &+= 1
+                                } }
+                            }
+                            count = outVoxels
+                        }
                     }
                 } }
             } }
-        } }
-        let overflow = finite.contains(false)
-        guard !overflow else { throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)") }
-        halfLogits = []
-        floatLogits = []
-        var out = HalfLogits(shape: data.shape, channels: [])
-        out.channels.reserveCapacity(classes)
-        for k in 0..<classes { out.channels.append(Array(flat[(k * outVoxels)..<((k + 1) * outVoxels)])) }
+            guard !allFinite.contains(false) else { throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)") }
+            out.channels.append(channel)
+        }
         return out
     }
 

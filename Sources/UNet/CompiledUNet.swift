@@ -20,8 +20,14 @@ public final class CompiledUNet: @unchecked Sendable {
     public let outputShape: [Int]
     let context: DNNLContext
     private let lock = NSLock()
+    /// The activation buffers, views into one liveness-planned arena.
     var memories: [DNNLMemory] = []
     var steps: [Step] = []
+    /// Bytes of the activation arena, and what the same buffers would take each in its own allocation.
+    public private(set) var workspaceBytes = 0
+    public private(set) var unsharedBytes = 0
+    /// The most bytes live at any one step: no arena can be smaller.
+    public private(set) var peakLiveBytes = 0
     let input: Int
     var output = 0
     /// Multiply-accumulate count of one forward pass (convolutions and transposed convolutions).
@@ -37,9 +43,10 @@ public final class CompiledUNet: @unchecked Sendable {
         outputShape = [1, network.numClasses] + patch
         let slope = Float(a.leakyReLUSlope), eps = Float(a.normEpsilon)
 
+        // Buffers are declared by layout while the steps are built, and placed in one arena afterwards.
         // The input buffer is plain; the first convolution converts it.
         input = 0
-        memories.append(try DNNLMemory.plain(context, shape: inputShape))
+        var descs: [DNNLMemoryDescriptor] = [try DNNLLayout.plain(inputShape)]
         var shapes: [[Int]] = [inputShape]
 
         /// conv (+ norm (+ LeakyReLU)) from memory `source`; returns the output memory index.
@@ -48,20 +55,20 @@ public final class CompiledUNet: @unchecked Sendable {
             let w = network.tensor("\(prefix).conv.weight")
             let geometry = padding.map { ConvolutionGeometry(kernel: kernel, stride: stride, padding: $0) }
                 ?? .same(kernel: kernel, stride: stride)
-            let plainSource = memories[source].isPlain
+            let plainSource = DNNLLayout.isPlain(descs[source])
             let conv = try ConvolutionKernel(context: context, kind: .convolution, inputShape: shapes[source], weights: w,
                                              bias: bias ? network.vector("\(prefix).conv.bias") : nil, geometry: geometry,
-                                             sourceDesc: plainSource ? nil : memories[source].desc)
+                                             sourceDesc: plainSource ? nil : descs[source])
             var from = source
-            if !memories[source].sameLayout(asDesc: conv.sourceDesc) {
-                memories.append(try DNNLMemory(context: context, desc: conv.sourceDesc))
+            if !DNNLLayout.same(descs[source], conv.sourceDesc) {
+                descs.append(conv.sourceDesc)
                 shapes.append(shapes[source])
-                steps.append(.convert(source: source, destination: memories.count - 1))
-                from = memories.count - 1
+                steps.append(.convert(source: source, destination: descs.count - 1))
+                from = descs.count - 1
             }
-            memories.append(try conv.makeDestination())
+            descs.append(conv.destinationDesc)
             shapes.append(conv.outputShape)
-            let out = memories.count - 1
+            let out = descs.count - 1
             steps.append(.convolution(conv, source: from, destination: out))
             count(conv)
             if norm {
@@ -98,22 +105,22 @@ public final class CompiledUNet: @unchecked Sendable {
                                             activation: false)
                     var skip = blockInput
                     if strided {
-                        let pool = try AveragePoolingKernel(context: context, source: memories[skip].desc, inputShape: shapes[skip],
+                        let pool = try AveragePoolingKernel(context: context, source: descs[skip], inputShape: shapes[skip],
                                                             window: stride)
-                        memories.append(try pool.makeDestination())
+                        descs.append(pool.destinationDesc)
                         shapes.append(Array(shapes[skip].prefix(2)) + zip(shapes[skip].dropFirst(2), stride).map { $0 / $1 })
-                        steps.append(.pool(pool, source: skip, destination: memories.count - 1))
-                        skip = memories.count - 1
+                        steps.append(.pool(pool, source: skip, destination: descs.count - 1))
+                        skip = descs.count - 1
                     }
                     if inChannels != outChannels {
                         skip = try convUnit("\(prefix).skip.\(strided ? 1 : 0)", source: skip, kernel: ones(a.dimension),
                                             stride: ones(a.dimension), bias: false, activation: false)
                     }
-                    if !memories[skip].sameLayout(as: memories[main]) {
-                        memories.append(try DNNLMemory(context: context, desc: memories[main].desc))
+                    if !DNNLLayout.same(descs[skip], descs[main]) {
+                        descs.append(descs[main])
                         shapes.append(shapes[main])
-                        steps.append(.convert(source: skip, destination: memories.count - 1))
-                        skip = memories.count - 1
+                        steps.append(.convert(source: skip, destination: descs.count - 1))
+                        skip = descs.count - 1
                     }
                     steps.append(.residual(target: main, adding: skip, slope: slope))
                     current = main
@@ -135,23 +142,23 @@ public final class CompiledUNet: @unchecked Sendable {
             // oneDNN's fast transposed convolution wants its own input layout (with the conv layers'
             // channels-last one it falls back to the reference kernel), so convert once here.
             var upSource = current
-            if !memories[current].sameLayout(asDesc: up.sourceDesc) {
-                memories.append(try DNNLMemory(context: context, desc: up.sourceDesc))
+            if !DNNLLayout.same(descs[current], up.sourceDesc) {
+                descs.append(up.sourceDesc)
                 shapes.append(shapes[current])
-                steps.append(.convert(source: current, destination: memories.count - 1))
-                upSource = memories.count - 1
+                steps.append(.convert(source: current, destination: descs.count - 1))
+                upSource = descs.count - 1
             }
-            memories.append(try up.makeDestination())
+            descs.append(up.destinationDesc)
             shapes.append(up.outputShape)
-            var upIndex = memories.count - 1
+            var upIndex = descs.count - 1
             steps.append(.convolution(up, source: upSource, destination: upIndex))
             // Concatenation is fast only when both inputs share a layout: bring the upsampled tensor
             // into the skip's layout.
-            if !memories[upIndex].sameLayout(as: memories[skip]) {
-                memories.append(try DNNLMemory(context: context, desc: memories[skip].desc))
+            if !DNNLLayout.same(descs[upIndex], descs[skip]) {
+                descs.append(descs[skip])
                 shapes.append(up.outputShape)
-                steps.append(.convert(source: upIndex, destination: memories.count - 1))
-                upIndex = memories.count - 1
+                steps.append(.convert(source: upIndex, destination: descs.count - 1))
+                upIndex = descs.count - 1
             }
             guard up.outputShape == shapes[skip] else {
                 throw WeightError(tensor: "decoder.transpconvs.\(s)",
@@ -164,13 +171,13 @@ public final class CompiledUNet: @unchecked Sendable {
                                                   weights: network.tensor("decoder.stages.\(s).convs.0.conv.weight"),
                                                   bias: network.vector("decoder.stages.\(s).convs.0.conv.bias"),
                                                   geometry: .same(kernel: a.kernelSizes[n - 2 - s], stride: ones(a.dimension)))
-            let concat = try ConcatKernel(context: context, sources: [memories[upIndex].desc, memories[skip].desc],
+            let concat = try ConcatKernel(context: context, sources: [descs[upIndex], descs[skip]],
                                           destination: firstConv.sourceDesc)
             implementations.insert(concat.implementation)
-            memories.append(try concat.makeDestination())
+            descs.append(concat.destinationDesc)
             shapes.append(catShape)
-            steps.append(.concat(concat, sources: [upIndex, skip], destination: memories.count - 1))
-            current = try convUnit("decoder.stages.\(s).convs.0", source: memories.count - 1, kernel: a.kernelSizes[n - 2 - s],
+            steps.append(.concat(concat, sources: [upIndex, skip], destination: descs.count - 1))
+            current = try convUnit("decoder.stages.\(s).convs.0", source: descs.count - 1, kernel: a.kernelSizes[n - 2 - s],
                                    stride: ones(a.dimension))
             for i in 1..<max(1, a.convsPerDecoderStage[s]) {
                 current = try convUnit("decoder.stages.\(s).convs.\(i)", source: current, kernel: a.kernelSizes[n - 2 - s],
@@ -183,17 +190,46 @@ public final class CompiledUNet: @unchecked Sendable {
                                         weights: network.tensor("decoder.seg_layers.\(head).weight"),
                                         bias: network.vector("decoder.seg_layers.\(head).bias"),
                                         geometry: .same(kernel: ones(a.dimension), stride: ones(a.dimension)),
-                                        sourceDesc: memories[current].desc)
+                                        sourceDesc: descs[current])
         count(seg)
-        memories.append(try seg.makeDestination())
-        steps.append(.convolution(seg, source: current, destination: memories.count - 1))
-        output = memories.count - 1
+        descs.append(seg.destinationDesc)
+        steps.append(.convolution(seg, source: current, destination: descs.count - 1))
+        output = descs.count - 1
+
+        // Each buffer lives from the step that first writes it to the step that last touches it (the input
+        // from before the first step, the logits to the end); buffers never live at a common step may share.
+        var first = [Int](repeating: Int.max, count: descs.count), last = [Int](repeating: -1, count: descs.count)
+        first[input] = -1
+        for (k, step) in steps.enumerated() {
+            for m in Self.buffers(of: step) {
+                first[m] = min(first[m], k)
+                last[m] = max(last[m], k)
+            }
+        }
+        last[output] = steps.count
+        let sizes = descs.map(DNNLLayout.byteSize)
+        let plan = DNNLArena.plan(sizes: sizes, lifetimes: descs.indices.map { first[$0]...max(first[$0], last[$0]) })
+        let arena = DNNLArena(byteCount: plan.byteCount)
+        memories = try descs.indices.map { try arena.memory(context, desc: descs[$0], offset: plan.offsets[$0]) }
+        workspaceBytes = plan.byteCount
+        peakLiveBytes = (-1...steps.count).map { k in descs.indices.filter { first[$0] <= k && k <= max(first[$0], last[$0]) }.map { sizes[$0] }.reduce(0, +) }.max() ?? 0
+        unsharedBytes = sizes.reduce(0, +)
 
         func count(_ kernel: ConvolutionKernel) {
             implementations.insert(kernel.implementation)
             let w = kernel.kind == .convolution ? kernel.outputShape : kernel.inputShape
             let perOutput = kernel.geometry.kernel.reduce(1, *) * (kernel.kind == .convolution ? kernel.inputShape[1] : kernel.outputShape[1])
             multiplyAccumulates += w.reduce(1, *) * perOutput
+        }
+    }
+
+    /// The buffers a step reads or writes.
+    static func buffers(of step: Step) -> [Int] {
+        switch step {
+        case .convolution(_, let s, let d), .pool(_, let s, let d), .convert(let s, let d): return [s, d]
+        case .instanceNorm(let m, _, _, _, _): return [m]
+        case .concat(_, let sources, let d): return sources + [d]
+        case .residual(let t, let a, _): return [t, a]
         }
     }
 

@@ -34,6 +34,10 @@ struct UNetTests {
         let compiled = try network.compile(patch: patch)
         print("implementations: \(compiled.implementations.sorted())")
         #expect(!compiled.implementations.contains { $0.hasPrefix("ref") }, "slow reference kernel in use: \(compiled.implementations)")
+        // Liveness planning: the activations share one arena; dead encoder and decoder buffers are reused.
+        print("activation arena \(compiled.workspaceBytes >> 10) KiB (peak live \(compiled.peakLiveBytes >> 10) KiB), \(compiled.unsharedBytes >> 10) KiB unshared")
+        #expect(compiled.workspaceBytes * 2 < compiled.unsharedBytes, "arena \(compiled.workspaceBytes) of \(compiled.unsharedBytes) bytes")
+        #expect(Double(compiled.workspaceBytes) <= 1.25 * Double(compiled.peakLiveBytes), "arena \(compiled.workspaceBytes), peak live \(compiled.peakLiveBytes)")
         let tile = try Self.firstTile(caseName, patch: patch)
         let logits = try compiled.forward(tile)
         let golden = try NumpyArray(contentsOf: SharedData.fixtures.appendingPathComponent("golden/network/\(caseName)_tile0_logits.npy"))
@@ -106,6 +110,33 @@ struct UNetTests {
         #expect(ours.shape == reference.shape)
         let difference = ours.maxAbsDifference(reference)
         #expect(difference < 1e-3, "\(c): max difference \(difference)")
+    }
+
+    /// The arena plan never lets two buffers that live at a common step share a byte, and needs no more
+    /// than the sum of the buffers; random lifetimes and sizes, seeded.
+    @Test func arenaPlanKeepsCoLiveBuffersApart() throws {
+        let seed: UInt64 = 20261202
+        var rng = SplitMix(state: seed)
+        for round in 0..<200 {
+            let n = Int.random(in: 1...40, using: &rng)
+            let sizes = (0..<n).map { _ in Int.random(in: 1...100_000, using: &rng) }
+            let lifetimes = (0..<n).map { _ -> ClosedRange<Int> in
+                let start = Int.random(in: -1...60, using: &rng)
+                return start...(start + Int.random(in: 0...12, using: &rng))
+            }
+            let plan = DNNLArena.plan(sizes: sizes, lifetimes: lifetimes)
+            var peakLive = 0
+            for step in -1...72 { peakLive = max(peakLive, sizes.indices.filter { lifetimes[$0].contains(step) }.map { sizes[$0] }.reduce(0, +)) }
+            #expect(plan.byteCount >= peakLive, "seed \(seed) round \(round)")
+            #expect(plan.byteCount <= sizes.map { ($0 + 63) / 64 * 64 }.reduce(0, +), "seed \(seed) round \(round)")
+            for i in 0..<n {
+                #expect(plan.offsets[i] % DNNLArena.alignment == 0 && plan.offsets[i] + sizes[i] <= plan.byteCount)
+                for j in (i + 1)..<max(i + 1, n) where lifetimes[i].overlaps(lifetimes[j]) {
+                    let apart = plan.offsets[i] + sizes[i] <= plan.offsets[j] || plan.offsets[j] + sizes[j] <= plan.offsets[i]
+                    #expect(apart, "seed \(seed) round \(round): buffers \(i) and \(j) overlap while both live")
+                }
+            }
+        }
     }
 
     @Test func weightMismatchesNameTheTensor() throws {

@@ -163,9 +163,13 @@ public final class DNNLMemory: @unchecked Sendable {
             tensor.data.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: tensor.count) }
             return
         }
-        let staging = try DNNLMemory.plain(context, shape: tensor.shape)
-        try staging.write(tensor)
-        try reorder(from: staging, to: self)
+        // Reorder straight from the tensor's storage (no staging copy).
+        let plainDesc = try makeDesc(tensor.shape, tag: plainTag(rank: tensor.shape.count))
+        try tensor.data.withUnsafeBufferPointer { buffer in
+            // oneDNN only reads a reorder's source.
+            let view = try DNNLMemory(context: context, desc: plainDesc, handle: UnsafeMutableRawPointer(mutating: buffer.baseAddress!), owner: self)
+            try reorder(from: view, to: self)
+        }
     }
 
     /// Reads the contents as a plain tensor.
@@ -174,9 +178,14 @@ public final class DNNLMemory: @unchecked Sendable {
         if isPlain {
             return Tensor(shape: shape, data: Array(UnsafeBufferPointer(start: pointer, count: shape.reduce(1, *))))
         }
-        let staging = try DNNLMemory.plain(context, shape: shape)
-        try reorder(from: self, to: staging)
-        return try staging.read()
+        // Reorder straight into the result's storage (no staging copy).
+        var out = Tensor(zeros: shape)
+        let plainDesc = try makeDesc(shape, tag: plainTag(rank: shape.count))
+        try out.data.withUnsafeMutableBufferPointer { buffer in
+            let view = try DNNLMemory(context: context, desc: plainDesc, handle: UnsafeMutableRawPointer(buffer.baseAddress!), owner: self)
+            try reorder(from: self, to: view)
+        }
+        return out
     }
 
     /// True when the layout is the dense row-major one.
@@ -218,4 +227,73 @@ func makeDesc(_ dims: [Int], tag: dnnl_format_tag_t, type: dnnl_data_type_t = dn
 /// A `dnnl_dims_t` argument (12 int64 values) from an array, zero-filled.
 func dnnlDims(_ values: [Int]) -> [Int64] {
     values.map { Int64($0) } + [Int64](repeating: 0, count: 12 - values.count)
+}
+
+/// Layout questions about memory descriptors, for planning buffers before any is allocated.
+public enum DNNLLayout {
+    /// Bytes a memory with this descriptor takes, including any block padding.
+    public static func byteSize(_ desc: dnnl_memory_desc_t) -> Int {
+        var d = desc
+        return dnnl_memory_desc_get_size(&d)
+    }
+
+    public static func same(_ a: dnnl_memory_desc_t, _ b: dnnl_memory_desc_t) -> Bool {
+        var x = a, y = b
+        return dnnl_memory_desc_equal(&x, &y) != 0
+    }
+
+    /// True when the layout is the dense row-major one.
+    public static func isPlain(_ desc: dnnl_memory_desc_t) -> Bool {
+        let dims = withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } }
+        guard let plain = try? makeDesc(dims, tag: plainTag(rank: dims.count)) else { return false }
+        return same(desc, plain)
+    }
+
+    public static func plain(_ shape: [Int]) throws -> dnnl_memory_desc_t { try makeDesc(shape, tag: plainTag(rank: shape.count)) }
+}
+
+/// One allocation holding many memories at planned offsets: memories whose lifetimes never overlap share
+/// bytes (a liveness-planned workspace). The memories keep the arena alive.
+public final class DNNLArena: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    public let byteCount: Int
+    /// Offsets are multiples of this (a cache line; oneDNN wants 64-byte aligned buffers).
+    public static let alignment = 64
+
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, Self.alignment), alignment: 4096)
+    }
+
+    deinit { base.deallocate() }
+
+    /// A memory with `desc` over `byteSize(desc)` bytes at `offset`.
+    public func memory(_ context: DNNLContext, desc: dnnl_memory_desc_t, offset: Int) throws -> DNNLMemory {
+        precondition(offset % Self.alignment == 0 && offset + DNNLLayout.byteSize(desc) <= byteCount, "arena slot out of range")
+        return try DNNLMemory(context: context, desc: desc, handle: base + offset, owner: self)
+    }
+
+    /// Offsets for buffers of `sizes` bytes, each live over the closed step interval `lifetimes[i]`, such
+    /// that no two buffers live at a common step overlap; and the arena size they need. Greedy, largest
+    /// first, each at the lowest offset that fits between the already placed buffers it coexists with.
+    public static func plan(sizes: [Int], lifetimes: [ClosedRange<Int>]) -> (offsets: [Int], byteCount: Int) {
+        precondition(sizes.count == lifetimes.count)
+        let aligned = sizes.map { ($0 + alignment - 1) / alignment * alignment }
+        let order = aligned.indices.sorted { aligned[$0] != aligned[$1] ? aligned[$0] > aligned[$1] : $0 < $1 }
+        var offsets = [Int](repeating: 0, count: sizes.count)
+        var placed: [Int] = []
+        var total = 0
+        for i in order {
+            let busy = placed.filter { lifetimes[$0].overlaps(lifetimes[i]) }.map { (offsets[$0], offsets[$0] + aligned[$0]) }.sorted { $0.0 < $1.0 }
+            var candidate = 0
+            for (start, end) in busy {
+                if candidate + aligned[i] <= start { break }
+                candidate = max(candidate, end)
+            }
+            offsets[i] = candidate
+            total = max(total, candidate + aligned[i])
+            placed.append(i)
+        }
+        return (offsets, total)
+    }
 }
