@@ -30,17 +30,20 @@ public struct PredictionExporter: Sendable {
         regionClassOrder = dataset.isRegionBased ? (dataset.regionClassOrder ?? []) : nil
     }
 
-    public func export(_ logits: HalfLogits, properties: PreprocessingProperties, probabilities wantProbabilities: Bool) -> CasePrediction {
+    /// Consumes `logits`: each class's float16 plane is released once it is resampled, so a case never
+    /// holds the logits twice (pass `consume logits` from a local).
+    public func export(_ logits: consuming HalfLogits, properties: PreprocessingProperties, probabilities wantProbabilities: Bool) -> CasePrediction {
         // 1. Logits back to the cropped original grid (order 1 by default), kept in float16.
         let spacingTransposed = transposeForward.map { properties.spacing[$0] }
         let current = configurationSpacing.count == properties.shapeAfterCropping.count
             ? configurationSpacing : [spacingTransposed[0]] + configurationSpacing
-        var channels = logits.channels
-        if logits.shape != properties.shapeAfterCropping {
+        let logitsShape = logits.shape
+        var channels = (consume logits).channels
+        if logitsShape != properties.shapeAfterCropping {
             // One class at a time (each resize is parallel inside): only one class is ever held in float64, on
             // either grid — not every class at once (26 classes of a 244×202×224 CT were 2.3 GB of doubles).
             for k in channels.indices {
-                let grid = Grid3D(shape: logits.shape, values: channels[k].map { Double(Float($0)) })
+                let grid = Grid3D(shape: logitsShape, values: channels[k].map { Double(Float($0)) })
                 channels[k] = []
                 let resized = Resample.channels([grid], newShape: properties.shapeAfterCropping, currentSpacing: current,
                                                 targetSpacing: spacingTransposed, options: probabilityResampling)
@@ -54,11 +57,17 @@ public struct PredictionExporter: Sendable {
         var segmentation = [UInt16](repeating: 0, count: cropVoxels)
         var probabilities: [[Float]]?
         if let regions = regionClassOrder {
-            var p = channels.map { $0.map { 1 / (1 + exp(-Float($0))) } }
+            // Sigmoid per region, one region at a time (the probability planes are kept only when asked for).
+            var kept: [[Float]] = []
             for (i, label) in regions.enumerated() where i < classes {
-                for v in 0..<cropVoxels where p[i][v] > 0.5 { segmentation[v] = UInt16(label) }
+                let p = channels[i].map { 1 / (1 + exp(-Float($0))) }
+                for v in 0..<cropVoxels where p[v] > 0.5 { segmentation[v] = UInt16(label) }
+                if wantProbabilities { kept.append(p) }
             }
-            if wantProbabilities { probabilities = p } else { p = [] }
+            if wantProbabilities {
+                for i in kept.count..<classes { kept.append(channels[i].map { 1 / (1 + exp(-Float($0))) }) }
+                probabilities = kept
+            }
         } else if wantProbabilities {
             var p = [[Float]](repeating: [Float](repeating: 0, count: cropVoxels), count: classes)
             for v in 0..<cropVoxels {

@@ -18,15 +18,19 @@ public final class InferenceEngine: @unchecked Sendable {
         public var mirroring: Bool = true
         public var stepSize: Double = 0.5
         public var accumulation: Accumulation = .float16Reference
-        public init(mirroring: Bool = true, stepSize: Double = 0.5, accumulation: Accumulation = .float16Reference) {
+        /// Keep the float16 logits in the result (a second class × volume copy; for parity checks).
+        public var keepLogits = false
+        public init(mirroring: Bool = true, stepSize: Double = 0.5, accumulation: Accumulation = .float16Reference, keepLogits: Bool = false) {
             self.mirroring = mirroring
             self.stepSize = stepSize
             self.accumulation = accumulation
+            self.keepLogits = keepLogits
         }
     }
 
     public struct Result: Sendable {
-        public var logits: HalfLogits
+        /// The fold-averaged logits on the preprocessed grid, when ``Options/keepLogits``.
+        public var logits: HalfLogits?
         public var properties: PreprocessingProperties
         public var prediction: CasePrediction
         /// Seconds per stage: preprocessing, prediction, export.
@@ -76,7 +80,8 @@ public final class InferenceEngine: @unchecked Sendable {
         let predictor = SlidingWindowPredictor(networks: networks, patchSize: bundle.configuration.patchSize, numClasses: numClasses,
                                                mirrorAxes: mirrorAxes(o.mirroring), stepSize: o.stepSize, accumulation: o.accumulation)
         let logits = try timed("sliding window") { try predictor.predictLogits(data, progress: progress) }
-        let prediction = timed("export") { exporter.export(logits, properties: properties, probabilities: probabilities) }
-        return Result(logits: logits, properties: properties, prediction: prediction, timings: timings)
+        let kept = o.keepLogits ? logits : nil
+        let prediction = timed("export") { exporter.export(consume logits, properties: properties, probabilities: probabilities) }
+        return Result(logits: kept, properties: properties, prediction: prediction, timings: timings)
     }
 }
