@@ -37,4 +37,31 @@ struct ExportTests {
         #expect(Set(result.segmentation).count > 1, "the test exercises more than one class")
         #expect(result.probabilities?.count == 3)
     }
+
+    /// Region-based models (sigmoid per region, later regions paint over earlier ones): thresholded one
+    /// region at a time; probabilities only when asked, equal either way.
+    @Test func regionsAreThresholdedOneAtATime() throws {
+        let model = SharedData.fixtures.appendingPathComponent("demo/model")
+        let plans = try Plans(contentsOf: model.appendingPathComponent("plans.json"))
+        let dataset = try DatasetDescription(contentsOf: model.appendingPathComponent("dataset.json"))
+        var exporter = PredictionExporter(plans: plans, configuration: try plans.configuration("3d_fullres"), dataset: dataset)
+        exporter.regionClassOrder = [1, 2, 3]
+        let shape = [6, 7, 8]
+        var random = SplitMix(state: 1616)
+        let channels = (0..<3).map { _ in (0..<shape.reduce(1, *)).map { _ in Float16(Float.random(in: -3...3, using: &random)) } }
+        let properties = PreprocessingProperties(spacing: exporter.configurationSpacing, shapeBeforeCropping: shape,
+                                                 boundingBox: shape.map { [0, $0] }, shapeAfterCropping: shape)
+        let plain = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: false)
+        let withProbabilities = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: true)
+        let expected = (0..<shape.reduce(1, *)).map { v -> UInt16 in
+            var label: UInt16 = 0
+            for k in 0..<3 where 1 / (1 + exp(-Float(channels[k][v]))) > 0.5 { label = UInt16(k + 1) }
+            return label
+        }
+        #expect(plain.segmentation == expected)
+        #expect(withProbabilities.segmentation == expected)
+        #expect(Set(expected).count == 4, "every region wins somewhere")
+        #expect(plain.probabilities == nil)
+        #expect(withProbabilities.probabilities?[2] == channels[2].map { 1 / (1 + exp(-Float($0))) })
+    }
 }
