@@ -46,9 +46,13 @@ public final class InferenceEngine: @unchecked Sendable {
         preprocessor = Preprocessor(plans: bundle.plans, configuration: bundle.configuration)
         exporter = PredictionExporter(plans: bundle.plans, configuration: bundle.configuration, dataset: bundle.dataset)
         let context = try DNNLContext()
-        networks = try bundle.folds.map { fold in
-            try UNet(bundle: bundle, fold: fold).compile(patch: bundle.configuration.patchSize, context: context)
+        // Folds run one after another: they share the first one's activation arena.
+        var compiled: [CompiledUNet] = []
+        for fold in bundle.folds {
+            compiled.append(try UNet(bundle: bundle, fold: fold).compile(patch: bundle.configuration.patchSize, context: context,
+                                                                          sharingWorkspaceWith: compiled.first))
         }
+        networks = compiled
     }
 
     public var numClasses: Int { bundle.dataset.segmentationHeads }

@@ -19,7 +19,9 @@ public final class CompiledUNet: @unchecked Sendable {
     public let inputShape: [Int]
     public let outputShape: [Int]
     let context: DNNLContext
-    private let lock = NSLock()
+    /// Serialises forward passes over the arena (shared by the networks that share it).
+    private var lock = NSLock()
+    private(set) var arena = DNNLArena(byteCount: 0)
     /// The activation buffers, views into one liveness-planned arena.
     var memories: [DNNLMemory] = []
     var steps: [Step] = []
@@ -35,7 +37,7 @@ public final class CompiledUNet: @unchecked Sendable {
     /// oneDNN implementation names used, for checking that no layer fell back to the reference path.
     public private(set) var implementations: Set<String> = []
 
-    init(network: UNet, patch: [Int], context: DNNLContext) throws {
+    init(network: UNet, patch: [Int], context: DNNLContext, sharing: CompiledUNet? = nil) throws {
         let a = network.architecture
         precondition(patch.count == a.dimension, "patch \(patch) does not match a \(a.dimension)-D network")
         self.context = context
@@ -209,7 +211,12 @@ public final class CompiledUNet: @unchecked Sendable {
         last[output] = steps.count
         let sizes = descs.map(DNNLLayout.byteSize)
         let plan = DNNLArena.plan(sizes: sizes, lifetimes: descs.indices.map { first[$0]...max(first[$0], last[$0]) })
-        let arena = DNNLArena(byteCount: plan.byteCount)
+        if let sharing, sharing.arena.byteCount >= plan.byteCount {
+            arena = sharing.arena
+            lock = sharing.lock
+        } else {
+            arena = DNNLArena(byteCount: plan.byteCount)
+        }
         memories = try descs.indices.map { try arena.memory(context, desc: descs[$0], offset: plan.offsets[$0]) }
         workspaceBytes = plan.byteCount
         peakLiveBytes = (-1...steps.count).map { k in descs.indices.filter { first[$0] <= k && k <= max(first[$0], last[$0]) }.map { sizes[$0] }.reduce(0, +) }.max() ?? 0

@@ -139,6 +139,26 @@ struct UNetTests {
         }
     }
 
+    /// Folds share one activation arena: alternating forward passes of two networks over it give what each
+    /// gives with its own.
+    @Test func foldsShareOneWorkspace() throws {
+        let c = Self.architectures[2]
+        let networks = try [7, 8].map { seed in
+            try UNet(architecture: c.architecture, inputChannels: 2, numClasses: 3,
+                     weights: Self.randomWeights(c.architecture, inputChannels: 2, classes: 3, seed: UInt64(seed)))
+        }
+        var rng = SplitMix(state: 9)
+        let input = Tensor(shape: [1, 2] + c.patch, data: (0..<(2 * c.patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
+        let alone = try networks.map { try $0.compile(patch: c.patch).forward(input) }
+        let first = try networks[0].compile(patch: c.patch)
+        let second = try networks[1].compile(patch: c.patch, sharingWorkspaceWith: first)
+        #expect(first.arena === second.arena)
+        for _ in 0..<2 {
+            #expect(try second.forward(input) == alone[1])
+            #expect(try first.forward(input) == alone[0])
+        }
+    }
+
     @Test func weightMismatchesNameTheTensor() throws {
         let a = Self.architectures[0].architecture
         var weights = Self.randomWeights(a, inputChannels: 1, classes: 2, seed: 1)
