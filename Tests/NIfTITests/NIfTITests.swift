@@ -174,4 +174,34 @@ struct GzipLimitTests {
         let error = #expect(throws: Gzip.Failure.self) { try Gzip.decompress(compressed, limit: 1 << 20) }
         #expect(error?.description.contains("beyond the limit of 1 MiB") == true)
     }
+
+    /// Issue #16: large inputs are deflated in parallel blocks joined into one gzip member; our reader and
+    /// the system's gzip both inflate it to the input, and the ratio stays near the serial one.
+    @Test func parallelBlocksAreOneValidGzipStream() throws {
+        var rng = SplitMix(state: 1_616)
+        // 2.3 MiB of label-like runs (compressible, not trivially): three blocks, the last one short.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(2 << 20 | 300 << 10)
+        while bytes.count < 2 << 20 | 300 << 10 {
+            bytes += repeatElement(UInt8.random(in: 0...7, using: &rng), count: Int.random(in: 1...300, using: &rng))
+        }
+        let data = Data(bytes)
+        let parallel = try Gzip.compress(data)
+        #expect(try Gzip.decompress(parallel) == data)
+        let serial = try Gzip.compressSerially(data, level: 6)
+        #expect(Double(parallel.count) < 1.02 * Double(serial.count), "parallel \(parallel.count) B, serial \(serial.count) B")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("parallel-\(getpid()).gz")
+        try parallel.write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let gunzip = Process()
+        gunzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gunzip.arguments = ["-dc", file.path]
+        let pipe = Pipe()
+        gunzip.standardOutput = pipe
+        try gunzip.run()
+        let inflated = pipe.fileHandleForReading.readDataToEndOfFile()
+        gunzip.waitUntilExit()
+        #expect(gunzip.terminationStatus == 0)
+        #expect(inflated == data)
+    }
 }
