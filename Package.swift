@@ -143,7 +143,7 @@ let package = Package(
         .testTarget(name: "TensorKernelsTests", dependencies: ["TensorKernels", "TestSupport"]),
         .testTarget(name: "UNetTests", dependencies: ["UNet", "TensorKernels", "PlansModel", "TestSupport"]),
         .testTarget(name: "ResamplingTests", dependencies: ["Resampling", "DICOMImport", "TestSupport"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "Resampling", "PlansModel", "UNet", "NIfTI", "VolumeGeometry", "TestSupport"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "Resampling", "PlansModel", "UNet", "TensorKernels", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),

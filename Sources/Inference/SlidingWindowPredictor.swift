@@ -63,8 +63,9 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
                 progress?(f * all + done, all * self.networks.count)
             }
             if var sum = total {
+                total = nil
                 for k in 0..<numClasses {
-                    for i in 0..<sum.channels[k].count { sum.channels[k][i] = Float16(Float(sum.channels[k][i]) + Float(result.channels[k][i])) }
+                    Self.parallelUpdate(&sum.channels[k]) { i, value in Float16(Float(value) + Float(result.channels[k][i])) }
                 }
                 total = sum
             } else {
@@ -74,7 +75,7 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         guard var logits = total else { throw PreprocessingError(detail: "no network to predict with") }
         if networks.count > 1 {
             let n = Float(networks.count)
-            for k in 0..<numClasses { for i in 0..<logits.channels[k].count { logits.channels[k][i] = Float16(Float(logits.channels[k][i]) / n) } }
+            for k in 0..<numClasses { Self.parallelUpdate(&logits.channels[k]) { _, value in Float16(Float(value) / n) } }
         }
         return logits
     }
@@ -211,6 +212,19 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         }
     }
 
+    /// `a[i] = f(i, a[i])` in parallel chunks (elementwise: the result is the same as in order).
+    static func parallelUpdate<T>(_ a: inout [T], _ f: (Int, T) -> T) {
+        let chunk = 1 << 16, count = a.count
+        withoutActuallyEscaping(f) { f in
+            a.withUnsafeMutableBufferPointer { buffer in
+                nonisolated(unsafe) let (p, f) = (buffer.baseAddress!, f)
+                DispatchQueue.concurrentPerform(iterations: (count + chunk - 1) / chunk) { c in
+                    for i in (c &* chunk)..<min(count, (c &+ 1) &* chunk) { p[i] = f(i, p[i]) }
+                }
+            }
+        }
+    }
+
     /// `net(x)`, plus `flip(net(flip(x, axes)), axes)` for every mirroring combination, divided by the
     /// number of passes — in float32, in the reference's order.
     func mirroredPrediction(_ x: Tensor, network: CompiledUNet) throws -> Tensor {
@@ -220,10 +234,10 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         for axes in combinations {
             let flipped = try network.forward(Self.flip(x, axes: axes))
             let back = Self.flip(flipped, axes: axes)
-            for i in 0..<prediction.count { prediction.data[i] += back.data[i] }
+            Self.parallelUpdate(&prediction.data) { i, value in value + back.data[i] }
         }
         let n = Float(combinations.count + 1)
-        for i in 0..<prediction.count { prediction.data[i] /= n }
+        Self.parallelUpdate(&prediction.data) { _, value in value / n }
         return prediction
     }
 
@@ -236,21 +250,24 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         let (fd, fh, fw) = (flipAxes.contains(0), flipAxes.contains(1), flipAxes.contains(2))
         var out = t
         let volume = d * h * w
-        for c in 0..<(t.shape[0] * t.shape[1]) {
-            let base = c * volume
-            for z in 0..<d {
+        // Planes (channel, z) in parallel.
+        out.data.withUnsafeMutableBufferPointer { outBuffer in t.data.withUnsafeBufferPointer { inBuffer in
+            nonisolated(unsafe) let (o, i) = (outBuffer.baseAddress!, inBuffer.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: t.shape[0] * t.shape[1] * d) { plane in
+                let (c, z) = plane.quotientAndRemainder(dividingBy: d)
+                let base = c &* volume
                 let sz = fd ? d - 1 - z : z
                 for y in 0..<h {
                     let sy = fh ? h - 1 - y : y
-                    let row = base + (z * h + y) * w, sourceRow = base + (sz * h + sy) * w
+                    let row = base &+ (z &* h &+ y) &* w, sourceRow = base &+ (sz &* h &+ sy) &* w
                     if fw {
-                        for x in 0..<w { out.data[row + x] = t.data[sourceRow + w - 1 - x] }
+                        for x in 0..<w { o[row &+ x] = i[sourceRow &+ w &- 1 &- x] }
                     } else {
-                        for x in 0..<w { out.data[row + x] = t.data[sourceRow + x] }
+                        (o + row).update(from: i + sourceRow, count: w)
                     }
                 }
             }
-        }
+        } }
         return out
     }
 

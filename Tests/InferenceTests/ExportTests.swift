@@ -2,8 +2,10 @@ import Foundation
 import PlansModel
 @testable import Preprocessing
 import Resampling
+import TensorKernels
 import Testing
 import TestSupport
+import UNet
 @testable import Inference
 
 /// Issue #16: the export resamples logits back one class at a time (memory: one class in float64, not all);
@@ -63,5 +65,40 @@ struct ExportTests {
         #expect(Set(expected).count == 4, "every region wins somewhere")
         #expect(plain.probabilities == nil)
         #expect(withProbabilities.probabilities?[2] == channels[2].map { 1 / (1 + exp(-Float($0))) })
+    }
+}
+
+/// Issue #16: two folds over one shared arena, averaged in parallel chunks, give the reference's fp16
+/// sequence (sum rounded to fp16, then divided and rounded) of each fold alone; with mirroring.
+struct FoldAveragingTests {
+    @Test func twoFoldsAverageAsTheReferenceDoes() throws {
+        let architecture = NetworkArchitecture(kind: .plainConvUNet, dimension: 3, featuresPerStage: [4, 8],
+                                               kernelSizes: [[3, 3, 3], [3, 3, 3]], strides: [[1, 1, 1], [2, 2, 2]],
+                                               blocksPerStage: [1, 1], convsPerDecoderStage: [1])
+        let patch = [8, 8, 8]
+        var rng = SplitMix(state: 1_606)
+        func weights() -> [String: Tensor] {
+            var out: [String: Tensor] = [:]
+            for (name, shape) in UNet.expectedTensors(architecture, inputChannels: 1, numClasses: 3) {
+                let scale: Float = name.hasSuffix("norm.weight") ? 0.3 : 0.4
+                let offset: Float = name.hasSuffix("norm.weight") ? 1 : 0
+                out[name] = Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in offset + Float.random(in: -scale...scale, using: &rng) })
+            }
+            return out
+        }
+        let first = try UNet(architecture: architecture, inputChannels: 1, numClasses: 3, weights: weights()).compile(patch: patch)
+        let second = try UNet(architecture: architecture, inputChannels: 1, numClasses: 3, weights: weights())
+            .compile(patch: patch, sharingWorkspaceWith: first)
+        let shape = [13, 11, 10]
+        let data = ChannelArray(shape: shape, channels: [(0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }])
+        func predict(_ networks: [CompiledUNet]) throws -> HalfLogits {
+            try SlidingWindowPredictor(networks: networks, patchSize: patch, numClasses: 3, mirrorAxes: [0, 1, 2]).predictLogits(data)
+        }
+        let (a, b, both) = (try predict([first]), try predict([second]), try predict([first, second]))
+        for k in 0..<3 {
+            let expected = zip(a.channels[k], b.channels[k]).map { Float16(Float(Float16(Float($0) + Float($1))) / 2) }
+            #expect(both.channels[k] == expected, "class \(k)")
+        }
+        #expect(a.channels != b.channels, "the folds differ")
     }
 }
