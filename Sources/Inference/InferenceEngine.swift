@@ -83,7 +83,10 @@ public final class InferenceEngine: @unchecked Sendable {
         }
         let predictor = SlidingWindowPredictor(networks: networks, patchSize: bundle.configuration.patchSize, numClasses: numClasses,
                                                mirrorAxes: mirrorAxes(o.mirroring), stepSize: o.stepSize, accumulation: o.accumulation)
-        let logits = try timed("sliding window") { try predictor.predictLogits(data, progress: progress) }
+        var networkSeconds = 0.0
+        let logits = try timed("sliding window") { try predictor.predictLogits(data, networkSeconds: &networkSeconds, progress: progress) }
+        // The network's share of the sliding window (not a stage of its own: it is inside "sliding window").
+        timings.append(("network", networkSeconds))
         let kept = o.keepLogits ? logits : nil
         let prediction = timed("export") { exporter.export(consume logits, properties: properties, probabilities: probabilities) }
         return Result(logits: kept, properties: properties, prediction: prediction, timings: timings)

@@ -57,9 +57,16 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
     /// Fold-averaged float16 logits for a preprocessed case `(c, d0, d1, d2)`.
     /// `progress` is called after every tile with (tiles done, tiles total).
     public func predictLogits(_ data: ChannelArray, progress: ((Int, Int) -> Void)? = nil) throws -> HalfLogits {
+        var ignored = 0.0
+        return try predictLogits(data, networkSeconds: &ignored, progress: progress)
+    }
+
+    /// As above, adding the seconds spent inside the network's forward passes to `networkSeconds` (the rest
+    /// of the sliding window is tile extraction, accumulation, division and fold averaging).
+    public func predictLogits(_ data: ChannelArray, networkSeconds: inout Double, progress: ((Int, Int) -> Void)? = nil) throws -> HalfLogits {
         var total: HalfLogits?
         for (f, network) in networks.enumerated() {
-            let result = try predictOneFold(data, network: network) { done, all in
+            let result = try predictOneFold(data, network: network, networkSeconds: &networkSeconds) { done, all in
                 progress?(f * all + done, all * self.networks.count)
             }
             if var sum = total {
@@ -80,7 +87,8 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         return logits
     }
 
-    func predictOneFold(_ data: ChannelArray, network: CompiledUNet, progress: (Int, Int) -> Void) throws -> HalfLogits {
+    func predictOneFold(_ data: ChannelArray, network: CompiledUNet, networkSeconds: inout Double,
+                        progress: (Int, Int) -> Void) throws -> HalfLogits {
         let is2D = patchSize.count == 2
         let spatialPatch = is2D ? [1] + patchSize : patchSize
         // 1. Pad to at least the patch (2-D: in-plane axes only).
@@ -118,7 +126,7 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
                     for x in 0..<p2 { input.data[to + x] = source[from + x] }
                 } }
             }
-            let prediction = try mirroredPrediction(input, network: network)
+            let prediction = try mirroredPrediction(input, network: network, networkSeconds: &networkSeconds)
             // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers. Planes of
             // the tile touch disjoint voxels, so they are accumulated in parallel; each voxel still receives the
             // tiles in order (the fp16 rounding sequence of the reference is unchanged).
@@ -227,12 +235,17 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
 
     /// `net(x)`, plus `flip(net(flip(x, axes)), axes)` for every mirroring combination, divided by the
     /// number of passes — in float32, in the reference's order.
-    func mirroredPrediction(_ x: Tensor, network: CompiledUNet) throws -> Tensor {
-        var prediction = try network.forward(x)
+    func mirroredPrediction(_ x: Tensor, network: CompiledUNet, networkSeconds: inout Double) throws -> Tensor {
+        func forward(_ input: Tensor) throws -> Tensor {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { networkSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+            return try network.forward(input)
+        }
+        var prediction = try forward(x)
         let combinations = mirrorCombinations
         guard !combinations.isEmpty else { return prediction }
         for axes in combinations {
-            let flipped = try network.forward(Self.flip(x, axes: axes))
+            let flipped = try forward(Self.flip(x, axes: axes))
             let back = Self.flip(flipped, axes: axes)
             Self.parallelUpdate(&prediction.data) { i, value in value + back.data[i] }
         }

@@ -44,7 +44,8 @@ struct PipelineTests {
         let mirrored = SlidingWindowPredictor(networks: [net], patchSize: [8, 12], numClasses: 2, mirrorAxes: [0, 1], accumulation: .float32)
         #expect(mirrored.mirrorCombinations == [[0], [1], [0, 1]])
         let slice = Tensor(shape: [1, 1, 8, 12], data: Array(data.channels[0][0..<96]))
-        let tta = try mirrored.mirroredPrediction(slice, network: net)
+        var networkSeconds = 0.0
+        let tta = try mirrored.mirroredPrediction(slice, network: net, networkSeconds: &networkSeconds)
         var manual = try net.forward(slice)
         for axes in [[0], [1], [0, 1]] {
             let back = SlidingWindowPredictor.flip(try net.forward(SlidingWindowPredictor.flip(slice, axes: axes)), axes: axes)
