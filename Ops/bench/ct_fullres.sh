@@ -7,6 +7,7 @@
 #   bash Ops/bench/ct_fullres.sh                    # default planner; PLANNER=resenc-m for ResEnc-M
 #   REF_PYTHON=/tmp/ref/bin/python bash Ops/bench/ct_fullres.sh   # also nnUNetv2_predict, alternating (RUNS=2)
 #   CROP=64 bash Ops/bench/ct_fullres.sh            # a quick smoke run on a 64³ crop
+#   THREADS=1 WORK=/tmp/ct bash Ops/bench/ct_fullres.sh   # nnseg on one CPU (per-stage times at 1 thread)
 #
 # Prints wall, CPU, peak RSS (/usr/bin/time -v) and nnseg's per-stage times; with REF_PYTHON the ratios and
 # the voxel agreement.
@@ -14,7 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 source Ops/env.sh
-PLANNER="${PLANNER:-default}" RUNS="${RUNS:-1}" CROP="${CROP:-0}"
+PLANNER="${PLANNER:-default}" RUNS="${RUNS:-1}" CROP="${CROP:-0}" THREADS="${THREADS:-}"
+# THREADS=1: nnseg pinned to one CPU (taskset, OMP_NUM_THREADS=1), for the per-stage 1- vs 2-thread table.
+PIN=""
+if [[ "$THREADS" == 1 ]]; then PIN="taskset -c 0 env OMP_NUM_THREADS=1"; fi
 PY="$ROOT/.venv-validate/bin/python"
 [[ -x "$PY" ]] || { echo "ct_fullres: run bash Ops/setup.sh --test first (python venv with numpy)" >&2; exit 2; }
 swift build -c release --product nnseg >/dev/null
@@ -102,8 +106,9 @@ PY
 }
 for run in $(seq 1 "$RUNS"); do
   rm -rf "$WORK/out-nnseg"
-  measure nnseg "$NNSEG" predict -i "$WORK/Dataset901_CTBench/imagesTs" -o "$WORK/out-nnseg" -m "$WORK/model" -f 0 --disable-tta --log-level info
+  measure nnseg $PIN "$NNSEG" predict -i "$WORK/Dataset901_CTBench/imagesTs" -o "$WORK/out-nnseg" -m "$WORK/model" -f 0 --disable-tta --log-level info
   grep 'case done' "$WORK/nnseg.log" | tr ' ' '\n' | grep '_s=' | sed 's/^/  stage /' || true
+  grep 'model loaded' "$WORK/nnseg.log" | tr ' ' '\n' | grep -E '^(activation|seconds)' | sed 's/^/  model /' || true
   if [[ -n "${REF_PYTHON:-}" ]]; then
     rm -rf "$WORK/out-ref"
     measure nnunet env nnUNet_raw="$WORK" nnUNet_preprocessed="$WORK/pre" nnUNet_results="$WORK" \

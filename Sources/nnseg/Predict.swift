@@ -72,6 +72,8 @@ struct Predict: ParsableCommand {
                 "model": "\(folder)", "configuration": "\(engine.bundle.configurationName)",
                 "trainer": "\(engine.bundle.trainerName)", "folds": "\(engine.bundle.folds.map(\.name).joined(separator: ","))",
                 "seconds": "\(seconds(since: start))",
+                "activation_arena_mb": "\(engine.networks[0].workspaceBytes >> 20)",
+                "activations_unshared_mb": "\(engine.networks[0].unsharedBytes >> 20)",
             ])
             return engine
         }
