@@ -39,43 +39,44 @@ public struct PredictionExporter: Sendable {
             ? configurationSpacing : [spacingTransposed[0]] + configurationSpacing
         let logitsShape = logits.shape
         var channels = (consume logits).channels
-        if logitsShape != properties.shapeAfterCropping {
-            // One class at a time (each resize is parallel inside): only one class is ever held in float64, on
-            // either grid — not every class at once (26 classes of a 244×202×224 CT were 2.3 GB of doubles).
-            for k in channels.indices {
-                let grid = Grid3D(shape: logitsShape, values: channels[k].map { Double(Float($0)) })
-                channels[k] = []
-                let resized = Resample.channels([grid], newShape: properties.shapeAfterCropping, currentSpacing: current,
-                                                targetSpacing: spacingTransposed, options: probabilityResampling)
-                channels[k] = resized[0].values.map { Float16($0) }
-            }
-        }
         let cropShape = properties.shapeAfterCropping
         let cropVoxels = cropShape.reduce(1, *)
         let classes = channels.count
+        /// Class k on the cropped original grid, taken out of `channels` (released there). Resampled one class
+        /// at a time (each resize parallel inside): only one class is ever held in float64, on either grid.
+        func takePlane(_ k: Int) -> [Float16] {
+            let source = channels[k]
+            channels[k] = []
+            guard logitsShape != cropShape else { return source }
+            let grid = Grid3D(shape: logitsShape, values: source.map { Double(Float($0)) })
+            let resized = Resample.channels([grid], newShape: cropShape, currentSpacing: current,
+                                            targetSpacing: spacingTransposed, options: probabilityResampling)
+            return resized[0].values.map { Float16($0) }
+        }
         // 2. Segmentation (and probabilities).
         var segmentation = [UInt16](repeating: 0, count: cropVoxels)
         var probabilities: [[Float]]?
         if let regions = regionClassOrder {
             // Sigmoid per region, one region at a time (the probability planes are kept only when asked for).
             var kept: [[Float]] = []
-            for (i, label) in regions.enumerated() where i < classes {
-                let p = channels[i].map { 1 / (1 + exp(-Float($0))) }
-                for v in 0..<cropVoxels where p[v] > 0.5 { segmentation[v] = UInt16(label) }
+            for i in 0..<classes {
+                let p = takePlane(i).map { 1 / (1 + exp(-Float($0))) }
+                if i < regions.count {
+                    let label = UInt16(regions[i])
+                    for v in 0..<cropVoxels where p[v] > 0.5 { segmentation[v] = label }
+                }
                 if wantProbabilities { kept.append(p) }
             }
-            if wantProbabilities {
-                for i in kept.count..<classes { kept.append(channels[i].map { 1 / (1 + exp(-Float($0))) }) }
-                probabilities = kept
-            }
+            if wantProbabilities { probabilities = kept }
         } else if wantProbabilities {
+            let planes = (0..<classes).map(takePlane)
             var p = [[Float]](repeating: [Float](repeating: 0, count: cropVoxels), count: classes)
             for v in 0..<cropVoxels {
                 var m = -Float.infinity
-                for k in 0..<classes { m = max(m, Float(channels[k][v])) }
+                for k in 0..<classes { m = max(m, Float(planes[k][v])) }
                 var sum: Float = 0
                 for k in 0..<classes {
-                    let e = expf(Float(channels[k][v]) - m)
+                    let e = expf(Float(planes[k][v]) - m)
                     p[k][v] = e
                     sum += e
                 }
@@ -88,18 +89,25 @@ public struct PredictionExporter: Sendable {
             }
             probabilities = p
         } else {
-            // Argmax in parallel chunks (each voxel on its own).
+            // Streaming argmax: the running maximum and its class, one class at a time in order (a later class
+            // wins only when strictly greater: the first maximum, as argmax), voxels in parallel chunks. Only
+            // one class plane and the running maximum are held on the original grid.
+            var best = takePlane(0)
             let chunk = 1 << 16
-            segmentation.withUnsafeMutableBufferPointer { segBuffer in
-                nonisolated(unsafe) let seg = segBuffer.baseAddress!
-                let planes = channels
-                DispatchQueue.concurrentPerform(iterations: (cropVoxels + chunk - 1) / chunk) { c in
-                    for v in (c * chunk)..<min(cropVoxels, (c + 1) * chunk) {
-                        var best = 0
-                        for k in 1..<classes where planes[k][v] > planes[best][v] { best = k }
-                        seg[v] = UInt16(best)
+            for k in 1..<max(classes, 1) {
+                let plane = takePlane(k)
+                let label = UInt16(k)
+                segmentation.withUnsafeMutableBufferPointer { segBuffer in best.withUnsafeMutableBufferPointer { bestBuffer in
+                    plane.withUnsafeBufferPointer { planeBuffer in
+                        nonisolated(unsafe) let (seg, top, values) = (segBuffer.baseAddress!, bestBuffer.baseAddress!, planeBuffer.baseAddress!)
+                        DispatchQueue.concurrentPerform(iterations: (cropVoxels + chunk - 1) / chunk) { c in
+                            for v in (c &* chunk)..<min(cropVoxels, (c &+ 1) &* chunk) where values[v] > top[v] {
+                                top[v] = values[v]
+                                seg[v] = label
+                            }
+                        }
                     }
-                }
+                } }
             }
         }
         // 3. Paste into the uncropped (transposed) grid and transpose back.

@@ -104,27 +104,28 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
             for a in steps[0] { for b in steps[1] { for c in steps[2] { tiles.append([a, b, c]) } } }
         }
         let voxels = shape.reduce(1, *)
-        let useHalf = accumulation == .float16Reference
-        // One flat buffer per accumulator: class k at [k × voxels, (k + 1) × voxels).
-        var halfLogits = useHalf ? [Float16](repeating: 0, count: numClasses * voxels) : []
-        var halfWeights = useHalf ? [Float16](repeating: 0, count: voxels) : []
-        var floatLogits = useHalf ? [] : [Float](repeating: 0, count: numClasses * voxels)
-        var floatWeights = useHalf ? [] : [Float](repeating: 0, count: voxels)
         let channels = padded.channels.count
         let (p0, p1, p2) = (spatialPatch[0], spatialPatch[1], spatialPatch[2])
         let tileVoxels = p0 * p1 * p2
         let gaussianFloat = gaussian.map { Float($0) }
         let classes = numClasses
+        // One plane per class and one for the weights, each its own allocation, so that each class is released
+        // as soon as it is divided out (the accumulator and the result never both hold every class).
+        let halfAccumulator = accumulation == .float16Reference ? Accumulator<Float16>(classes: classes, voxels: voxels) : nil
+        let floatAccumulator = accumulation == .float16Reference ? nil : Accumulator<Float>(classes: classes, voxels: voxels)
         for (t, start) in tiles.enumerated() {
             // Extract the tile.
             var input = Tensor(zeros: [1, channels] + patchSize)
-            for c in 0..<channels {
-                let source = padded.channels[c]
-                for a in 0..<p0 { for b in 0..<p1 {
-                    let from = ((start[0] + a) * shape[1] + start[1] + b) * shape[2] + start[2]
-                    let to = c * tileVoxels + (a * p1 + b) * p2
-                    for x in 0..<p2 { input.data[to + x] = source[from + x] }
-                } }
+            input.data.withUnsafeMutableBufferPointer { target in
+                for c in 0..<channels {
+                    padded.channels[c].withUnsafeBufferPointer { source in
+                        for a in 0..<p0 { for b in 0..<p1 {
+                            let from = ((start[0] &+ a) &* shape[1] &+ start[1] &+ b) &* shape[2] &+ start[2]
+                            let to = c &* tileVoxels &+ (a &* p1 &+ b) &* p2
+                            (target.baseAddress! + to).update(from: source.baseAddress! + from, count: p2)
+                        } }
+                    }
+                }
             }
             let prediction = try mirroredPrediction(input, network: network, networkSeconds: &networkSeconds)
             // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers. Planes of
@@ -133,25 +134,17 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
             let geometry = TileGeometry(start: start, shape: shape, patch: (p0, p1, p2), classes: classes, voxels: voxels)
             prediction.data.withUnsafeBufferPointer { pred in
                 gaussianFloat.withUnsafeBufferPointer { gauss in
-                    if useHalf {
-                        halfLogits.withUnsafeMutableBufferPointer { logits in
-                            halfWeights.withUnsafeMutableBufferPointer { weights in
-                                Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: logits.baseAddress!, weights.baseAddress!, geometry)
-                            }
-                        }
-                    } else {
-                        floatLogits.withUnsafeMutableBufferPointer { logits in
-                            floatWeights.withUnsafeMutableBufferPointer { weights in
-                                Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: logits.baseAddress!, weights.baseAddress!, geometry)
-                            }
-                        }
+                    if let halfAccumulator {
+                        Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: halfAccumulator, geometry)
+                    } else if let floatAccumulator {
+                        Self.accumulate(pred.baseAddress!, gauss.baseAddress!, into: floatAccumulator, geometry)
                     }
                 }
             }
             progress(t + 1, tiles.count)
         }
         // 3. Divide and cut the padding away, class by class (planes in parallel), straight into the per-class
-        //    arrays: the accumulator and the result are the only class × volume buffers alive.
+        //    arrays; each accumulator plane is released once its class is out.
         let outVoxels = data.voxelCount
         let (d0, d1, d2) = (data.shape[0], data.shape[1], data.shape[2])
         let (o0, o1, o2) = (pads[0].below, pads[1].below, pads[2].below)
@@ -159,31 +152,58 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         out.channels.reserveCapacity(classes)
         for k in 0..<classes {
             var allFinite = [Bool](repeating: true, count: d0)
-            let channel = halfLogits.withUnsafeBufferPointer { hlBuffer in halfWeights.withUnsafeBufferPointer { hwBuffer in
-                floatLogits.withUnsafeBufferPointer { flBuffer in floatWeights.withUnsafeBufferPointer { fwBuffer in
-                    allFinite.withUnsafeMutableBufferPointer { finiteBuffer in
-                        [Float16](unsafeUninitializedCapacity: outVoxels) { target, count in
-                            nonisolated(unsafe) let (target, ok) = (target.baseAddress!, finiteBuffer.baseAddress!)
-                            nonisolated(unsafe) let (hl, hw, fl, fw) = (hlBuffer.baseAddress, hwBuffer.baseAddress, flBuffer.baseAddress, fwBuffer.baseAddress)
-                            DispatchQueue.concurrentPerform(iterations: d0) { a in
-                                var i = a &* d1 &* d2
-                                for b in 0..<d1 { for c in 0..<d2 {
-                                    let v = ((a &+ o0) &* shape[1] &+ b &+ o1) &* shape[2] &+ c &+ o2
-                                    let value = useHalf ? Float16(Float(hl![k &* voxels &+ v]) / Float(hw![v])) : Float16(fl![k &* voxels &+ v] / fw![v])
-                                    if !value.isFinite { ok[a] = false }
-                                    (target + i).initialize(to: value)
-                                    i &+= 1
-                                } }
-                            }
-                            count = outVoxels
-                        }
+            let channel = allFinite.withUnsafeMutableBufferPointer { finiteBuffer in
+                [Float16](unsafeUninitializedCapacity: outVoxels) { target, count in
+                    nonisolated(unsafe) let (target, ok) = (target.baseAddress!, finiteBuffer.baseAddress!)
+                    nonisolated(unsafe) let (hl, hw) = (halfAccumulator?.planes[k], halfAccumulator?.weights)
+                    nonisolated(unsafe) let (fl, fw) = (floatAccumulator?.planes[k], floatAccumulator?.weights)
+                    DispatchQueue.concurrentPerform(iterations: d0) { a in
+                        var i = a &* d1 &* d2
+                        for b in 0..<d1 { for c in 0..<d2 {
+                            let v = ((a &+ o0) &* shape[1] &+ b &+ o1) &* shape[2] &+ c &+ o2
+                            let value = hl != nil ? Float16(Float(hl![v]) / Float(hw![v])) : Float16(fl![v] / fw![v])
+                            if !value.isFinite { ok[a] = false }
+                            (target + i).initialize(to: value)
+                            i &+= 1
+                        } }
                     }
-                } }
-            } }
+                    count = outVoxels
+                }
+            }
+            halfAccumulator?.release(k)
+            floatAccumulator?.release(k)
             guard !allFinite.contains(false) else { throw PreprocessingError(detail: "encountered inf in the predicted logits (fp16 overflow)") }
             out.channels.append(channel)
         }
         return out
+    }
+
+    /// Zeroed accumulator planes, one allocation per class plus the weights; a plane can be released early.
+    final class Accumulator<T: BinaryFloatingPoint>: @unchecked Sendable {
+        let voxels: Int
+        private(set) var planes: [UnsafeMutablePointer<T>?]
+        let weights: UnsafeMutablePointer<T>
+
+        init(classes: Int, voxels: Int) {
+            self.voxels = voxels
+            func zeroed() -> UnsafeMutablePointer<T> {
+                let p = UnsafeMutablePointer<T>.allocate(capacity: max(voxels, 1))
+                p.initialize(repeating: 0, count: voxels)
+                return p
+            }
+            planes = (0..<classes).map { _ in zeroed() }
+            weights = zeroed()
+        }
+
+        func release(_ k: Int) {
+            planes[k]?.deallocate()
+            planes[k] = nil
+        }
+
+        deinit {
+            for p in planes { p?.deallocate() }
+            weights.deallocate()
+        }
     }
 
     /// Where a tile lies in the padded volume, and the accumulators' layout (class k at `k × voxels`).
@@ -199,21 +219,24 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
     /// addition (float16: the reference's sequence; float32: plain sums). Planes of the tile touch disjoint
     /// voxels, so they run in parallel; each voxel still receives the tiles in order.
     static func accumulate<T: BinaryFloatingPoint>(_ prediction: UnsafePointer<Float>, _ gaussian: UnsafePointer<Float>,
-                                                    into logits: UnsafeMutablePointer<T>, _ weights: UnsafeMutablePointer<T>,
-                                                    _ g: TileGeometry) {
-        nonisolated(unsafe) let (pred, gauss, logits, weights) = (prediction, gaussian, logits, weights)
+                                                    into accumulator: Accumulator<T>, _ g: TileGeometry) {
+        let planes = accumulator.planes.map { $0! }
+        nonisolated(unsafe) let (pred, gauss, weights) = (prediction, gaussian, accumulator.weights)
         let (p0, p1, p2) = g.patch
         let tileVoxels = p0 * p1 * p2
-        DispatchQueue.concurrentPerform(iterations: p0) { a in
-            for b in 0..<p1 {
-                let base = ((g.start[0] &+ a) &* g.shape[1] &+ g.start[1] &+ b) &* g.shape[2] &+ g.start[2]
-                let tileBase = (a &* p1 &+ b) &* p2
-                for x in 0..<p2 {
-                    let w = gauss[tileBase &+ x], v = base &+ x
-                    weights[v] = T(Float(weights[v]) + w)
-                    for k in 0..<g.classes {
-                        let i = k &* g.voxels &+ v
-                        logits[i] = T(Float(logits[i]) + pred[k &* tileVoxels &+ tileBase &+ x] * w)
+        planes.withUnsafeBufferPointer { planeTable in
+            nonisolated(unsafe) let logits = planeTable.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: p0) { a in
+                for b in 0..<p1 {
+                    let base = ((g.start[0] &+ a) &* g.shape[1] &+ g.start[1] &+ b) &* g.shape[2] &+ g.start[2]
+                    let tileBase = (a &* p1 &+ b) &* p2
+                    for x in 0..<p2 {
+                        let w = gauss[tileBase &+ x], v = base &+ x
+                        weights[v] = T(Float(weights[v]) + w)
+                        for k in 0..<g.classes {
+                            let plane = logits[k]
+                            plane[v] = T(Float(plane[v]) + pred[k &* tileVoxels &+ tileBase &+ x] * w)
+                        }
                     }
                 }
             }

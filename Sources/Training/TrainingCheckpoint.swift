@@ -2,6 +2,7 @@ import ExperimentPlanning
 import Foundation
 import TensorKernels
 import TorchCheckpoint
+import UNet
 
 /// Progress a checkpoint carries for resuming.
 public struct CheckpointState: Sendable {
@@ -50,17 +51,6 @@ enum TrainingCheckpoint {
         }.map(\.element)
     }
 
-    /// Every state-dict key under which nnU-Net's networks expose a parameter: each conv–norm–nonlin unit
-    /// also registers its conv and norm in `all_modules`, and the decoder re-exposes the encoder.
-    static func aliases(_ name: String) -> [String] {
-        var names = [name]
-        if name.contains(".conv.") || name.contains(".norm.") {
-            names.append(name.replacingOccurrences(of: ".conv.", with: ".all_modules.0.").replacingOccurrences(of: ".norm.", with: ".all_modules.1."))
-        }
-        if name.hasPrefix("encoder.") { names += names.map { "decoder." + $0 } }
-        return names
-    }
-
     static func save(network: TrainingNetwork, optimizer: SGDNesterov, state: CheckpointState, context: CheckpointContext, to url: URL) throws {
         var storages: [String: [Float]] = [:]
         let ordered = torchOrder(network.parameters.map(\.name))
@@ -69,7 +59,7 @@ enum TrainingCheckpoint {
         for (i, name) in ordered.enumerated() {
             let p = byName[name]!
             storages["\(i)"] = p.value
-            for alias in aliases(name) { weights.append((alias, .float32Tensor(shape: p.shape, storage: "\(i)"))) }
+            for alias in UNet.stateDictionaryKeys(name) { weights.append((alias, .float32Tensor(shape: p.shape, storage: "\(i)"))) }
         }
         var momentum: [(PickleWritable, PickleWritable)] = []
         for (i, name) in ordered.enumerated() {

@@ -57,6 +57,18 @@ public final class UNet: @unchecked Sendable {
     // MARK: Parameter layout
 
     /// Every parameter the architecture needs, with its shape, under its canonical state-dict name.
+    /// Every state-dict key under which nnU-Net's networks expose a parameter: each conv–norm–nonlin unit
+    /// also registers its conv and norm in `all_modules`, and the decoder re-exposes the encoder. A checkpoint
+    /// needs all of them for `load_state_dict` in the reference to accept it.
+    public static func stateDictionaryKeys(_ name: String) -> [String] {
+        var names = [name]
+        if name.contains(".conv.") || name.contains(".norm.") {
+            names.append(name.replacingOccurrences(of: ".conv.", with: ".all_modules.0.").replacingOccurrences(of: ".norm.", with: ".all_modules.1."))
+        }
+        if name.hasPrefix("encoder.") { names += names.map { "decoder." + $0 } }
+        return names
+    }
+
     public static func expectedTensors(_ a: NetworkArchitecture, inputChannels: Int, numClasses: Int) -> [(name: String, shape: [Int])] {
         var list: [(String, [Int])] = []
         let f = a.featuresPerStage, n = a.stages

@@ -29,7 +29,8 @@ public enum UntrainedModel {
                 values = (0..<count).map { _ in random.next() * std }
             }
             storages["\(i)"] = values
-            weights.append((t.name, .float32Tensor(shape: t.shape, storage: "\(i)")))
+            // Under every key nnU-Net's module registers it, so that the reference loads the checkpoint too.
+            for key in UNet.stateDictionaryKeys(t.name) { weights.append((key, .float32Tensor(shape: t.shape, storage: "\(i)"))) }
         }
         let fm = FileManager.default
         let foldFolder = folder.appendingPathComponent("fold_\(fold)")
