@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline",
-                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork"]),
+                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint"]),
     ],
     cxxLanguageStandard: .cxx17
 )

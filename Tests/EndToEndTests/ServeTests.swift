@@ -1,6 +1,7 @@
 import Foundation
 import NIfTI
 import Testing
+import TorchCheckpoint
 import TestSupport
 #if canImport(Glibc)
 import Glibc
@@ -394,6 +395,12 @@ struct InitModelTests {
                                                      "-m", dir.appendingPathComponent(name).path, "-f", "0", "--disable-tta"])
             #expect(predicted.status == 0, "\(predicted.stderr)")
         }
+        // Every key nnU-Net's modules register, the reference's count for this architecture (188, as the
+        // Hippocampus reference checkpoint), so nnUNetv2_predict loads it too.
+        let keys = try TorchCheckpoint(contentsOf: dir.appendingPathComponent("a/fold_0/checkpoint_final.pth"))
+            .stateDict(at: "network_weights").map(\.name)
+        #expect(keys.count == 188)
+        #expect(keys.contains("encoder.stages.0.0.convs.0.all_modules.0.weight") && keys.contains("decoder.encoder.stages.0.0.convs.0.conv.weight"))
         let a = try NIfTIImage(contentsOf: dir.appendingPathComponent("out-a/hippocampus_001.nii.gz"))
         let b = try NIfTIImage(contentsOf: dir.appendingPathComponent("out-b/hippocampus_001.nii.gz"))
         #expect(a.floatVolume().voxels == b.floatVolume().voxels, "the same seed gives the same weights, so the same prediction")
