@@ -93,3 +93,32 @@ for (name, compiled) in [("hippocampus", hippocampus), ("fullres 128³", bigNet)
         .map { String(format: "%@ %.1f%%", $0.key as NSString, 100 * $0.value / total) }.joined(separator: ", "))
 }
 print("implementations: \(hippocampus.implementations.union(bigNet.implementations).sorted().joined(separator: ", "))")
+
+// 3. Roofline of the 128³ network (issue #16): every layer type's achieved rate against this CPU's measured
+//    convolution peak — a 1×1×1 convolution 512→512 over 32³ voxels (a dense GEMM for oneDNN, the best rate
+//    its kernels reach here) — and the memory rate of the steps without arithmetic.
+let peakKernel = try ConvolutionKernel(context: context, kind: .convolution, inputShape: [1, 512, 32, 32, 32],
+                                       weights: Tensor(shape: [512, 512, 1, 1, 1], data: (0..<(512 * 512)).map { _ in Float.random(in: -0.05...0.05, using: &generator) }),
+                                       bias: nil, geometry: .same(kernel: [1, 1, 1], stride: [1, 1, 1]))
+let peakSource = try DNNLMemory(context: context, desc: peakKernel.sourceDesc)
+let peakDestination = try peakKernel.makeDestination()
+try peakKernel.run(source: peakSource, destination: peakDestination)
+var peakTimes: [Double] = []
+for _ in 0..<5 {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try peakKernel.run(source: peakSource, destination: peakDestination)
+    peakTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+}
+let peak = 2 * Double(32 * 32 * 32 * 512 * 512) / median(peakTimes) / 1e9
+let rooflineInput = Tensor(shape: bigNet.inputShape, data: (0..<bigNet.inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
+let costs = try bigNet.layerCosts(rooflineInput)
+let totalSeconds = costs.map(\.seconds).reduce(0, +)
+print("")
+print(String(format: "roofline, fullres 128³ (one pass %.2f s); measured peak: 1×1×1 conv 512→512 @32³ = %.1f GFLOP/s", totalSeconds, peak))
+print("layer type                                     seconds   share   GFLOP/s  % of peak    GB/s")
+for c in costs.sorted(by: { $0.seconds > $1.seconds }) {
+    let rate = c.multiplyAccumulates > 0 ? 2 * Double(c.multiplyAccumulates) / c.seconds / 1e9 : 0
+    let rateText = c.multiplyAccumulates > 0 ? String(format: "%9.1f %9.0f%%", rate, 100 * rate / peak) : "        –          –"
+    print(String(format: "%-46@ %7.3f %6.1f%% ", c.layer as NSString, c.seconds, 100 * c.seconds / totalSeconds) + rateText
+          + String(format: " %7.1f", Double(c.bytes) / c.seconds / 1e9))
+}

@@ -224,9 +224,7 @@ public final class CompiledUNet: @unchecked Sendable {
 
         func count(_ kernel: ConvolutionKernel) {
             implementations.insert(kernel.implementation)
-            let w = kernel.kind == .convolution ? kernel.outputShape : kernel.inputShape
-            let perOutput = kernel.geometry.kernel.reduce(1, *) * (kernel.kind == .convolution ? kernel.inputShape[1] : kernel.outputShape[1])
-            multiplyAccumulates += w.reduce(1, *) * perOutput
+            multiplyAccumulates += Self.multiplyAccumulates(kernel)
         }
     }
 
@@ -269,17 +267,76 @@ public final class CompiledUNet: @unchecked Sendable {
                     profile[name, default: 0] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
                 }
             }
-            switch step {
-            case .convolution(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
-            case .instanceNorm(let m, let g, let b, let e, let slope):
-                try InstanceNormKernel.apply(memories[m], gamma: g, beta: b, epsilon: e, leakyReLUSlope: slope)
-            case .concat(let k, let s, let d): try k.run(sources: s.map { memories[$0] }, destination: memories[d])
-            case .pool(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
-            case .residual(let t, let add, let slope): try ResidualAddKernel.apply(memories[t], adding: memories[add], leakyReLUSlope: slope)
-            case .convert(let s, let d): try memories[d].assign(from: memories[s])
-            }
+            try run(step)
         }
         return try memories[output].read()
+    }
+
+    func run(_ step: Step) throws {
+        switch step {
+        case .convolution(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
+        case .instanceNorm(let m, let g, let b, let e, let slope):
+            try InstanceNormKernel.apply(memories[m], gamma: g, beta: b, epsilon: e, leakyReLUSlope: slope)
+        case .concat(let k, let s, let d): try k.run(sources: s.map { memories[$0] }, destination: memories[d])
+        case .pool(let k, let s, let d): try k.run(source: memories[s], destination: memories[d])
+        case .residual(let t, let add, let slope): try ResidualAddKernel.apply(memories[t], adding: memories[add], leakyReLUSlope: slope)
+        case .convert(let s, let d): try memories[d].assign(from: memories[s])
+        }
+    }
+
+    /// One layer type of a forward pass: its steps' seconds, multiply-accumulates and bytes read + written.
+    public struct LayerCost: Sendable {
+        public var layer: String
+        public var seconds: Double
+        public var multiplyAccumulates: Int
+        public var bytes: Int
+    }
+
+    /// Times every step of one forward pass and sums them by layer type (e.g. `conv 3×3×3 32→32 @128×128×128`),
+    /// in the order first met: the rows of a roofline table.
+    public func layerCosts(_ x: Tensor) throws -> [LayerCost] {
+        precondition(x.shape == inputShape, "input \(x.shape), compiled for \(inputShape)")
+        lock.lock()
+        defer { lock.unlock() }
+        try memories[input].write(x)
+        var rows: [LayerCost] = []
+        var index: [String: Int] = [:]
+        func spatial(_ shape: [Int]) -> String { shape.dropFirst(2).map(String.init).joined(separator: "×") }
+        for step in steps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try run(step)
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            var macs = 0
+            let label: String
+            switch step {
+            case .convolution(let k, _, _):
+                let kernel = k.geometry.kernel.map(String.init).joined(separator: "×")
+                label = "\(k.kind == .convolution ? "conv" : "transposed conv") \(kernel) \(k.inputShape[1])→\(k.outputShape[1]) @\(spatial(k.outputShape))"
+                macs = Self.multiplyAccumulates(k)
+            case .instanceNorm(let m, _, _, _, let slope):
+                label = "instance norm\(slope == nil ? "" : " + LeakyReLU") \(memories[m].dims[1])ch @\(spatial(memories[m].dims))"
+            case .concat(_, _, let d): label = "concat \(memories[d].dims[1])ch @\(spatial(memories[d].dims))"
+            case .pool(_, _, let d): label = "average pool → @\(spatial(memories[d].dims))"
+            case .residual(let t, _, _): label = "residual add \(memories[t].dims[1])ch @\(spatial(memories[t].dims))"
+            case .convert(_, let d): label = "layout conversion \(memories[d].dims[1])ch @\(spatial(memories[d].dims))"
+            }
+            let bytes = Self.buffers(of: step).map { memories[$0].byteSize }.reduce(0, +)
+            if let i = index[label] {
+                rows[i].seconds += seconds
+                rows[i].multiplyAccumulates += macs
+                rows[i].bytes += bytes
+            } else {
+                index[label] = rows.count
+                rows.append(LayerCost(layer: label, seconds: seconds, multiplyAccumulates: macs, bytes: bytes))
+            }
+        }
+        return rows
+    }
+
+    static func multiplyAccumulates(_ kernel: ConvolutionKernel) -> Int {
+        let w = kernel.kind == .convolution ? kernel.outputShape : kernel.inputShape
+        let perOutput = kernel.geometry.kernel.reduce(1, *) * (kernel.kind == .convolution ? kernel.inputShape[1] : kernel.outputShape[1])
+        return w.reduce(1, *) * perOutput
     }
 }
 

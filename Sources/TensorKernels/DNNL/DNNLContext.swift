@@ -146,7 +146,7 @@ public final class DNNLMemory: @unchecked Sendable {
     }
 
     /// Bytes, including any block padding.
-    var byteSize: Int { var d = desc; return dnnl_memory_desc_get_size(&d) }
+    public var byteSize: Int { var d = desc; return dnnl_memory_desc_get_size(&d) }
 
     /// Logical dimensions.
     public var dims: [Int] { withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } } }
