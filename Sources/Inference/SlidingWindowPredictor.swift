@@ -131,7 +131,7 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
             // Accumulate: prediction × gaussian (fp32 × exact fp16 values), then += into the buffers. Planes of
             // the tile touch disjoint voxels, so they are accumulated in parallel; each voxel still receives the
             // tiles in order (the fp16 rounding sequence of the reference is unchanged).
-            let geometry = TileGeometry(start: start, shape: shape, patch: (p0, p1, p2), classes: classes, voxels: voxels)
+            let geometry = TileGeometry(start: start, shape: shape, patch: (p0, p1, p2), classes: classes)
             prediction.data.withUnsafeBufferPointer { pred in
                 gaussianFloat.withUnsafeBufferPointer { gauss in
                     if let halfAccumulator {
@@ -180,12 +180,10 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
 
     /// Zeroed accumulator planes, one allocation per class plus the weights; a plane can be released early.
     final class Accumulator<T: BinaryFloatingPoint>: @unchecked Sendable {
-        let voxels: Int
         private(set) var planes: [UnsafeMutablePointer<T>?]
         let weights: UnsafeMutablePointer<T>
 
         init(classes: Int, voxels: Int) {
-            self.voxels = voxels
             func zeroed() -> UnsafeMutablePointer<T> {
                 let p = UnsafeMutablePointer<T>.allocate(capacity: max(voxels, 1))
                 p.initialize(repeating: 0, count: voxels)
@@ -206,13 +204,12 @@ public final class SlidingWindowPredictor: @unchecked Sendable {
         }
     }
 
-    /// Where a tile lies in the padded volume, and the accumulators' layout (class k at `k × voxels`).
+    /// Where a tile lies in the padded volume, and how many classes it carries.
     struct TileGeometry {
         var start: [Int]
         var shape: [Int]
         var patch: (Int, Int, Int)
         var classes: Int
-        var voxels: Int
     }
 
     /// `logits += prediction × gaussian`, `weights += gaussian` over one tile, rounding to `T` after every

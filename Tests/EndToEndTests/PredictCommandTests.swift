@@ -9,15 +9,7 @@ struct PredictCommandTests {
 
     /// Raw voxel bytes of a NIfTI file (header and extensions skipped).
     static func voxels(_ url: URL) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
-        process.arguments = ["-dc", url.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let bytes = [UInt8](data)
+        let bytes = [UInt8](try SystemGzip.inflate(url).data)
         let offset = Int(Float(bitPattern: UInt32(bytes[108]) | UInt32(bytes[109]) << 8 | UInt32(bytes[110]) << 16 | UInt32(bytes[111]) << 24))
         return Array(bytes[offset...])
     }

@@ -11,11 +11,16 @@ import UNet
 /// Issue #16: the export resamples logits back one class at a time (memory: one class in float64, not all);
 /// the result equals resampling every class together, as before.
 struct ExportTests {
-    @Test func classByClassResamplingEqualsTheWholeStack() throws {
+    /// The demo model's exporter (3d_fullres), for tests that then adjust its spacing or regions.
+    static func demoExporter() throws -> PredictionExporter {
         let model = SharedData.fixtures.appendingPathComponent("demo/model")
         let plans = try Plans(contentsOf: model.appendingPathComponent("plans.json"))
         let dataset = try DatasetDescription(contentsOf: model.appendingPathComponent("dataset.json"))
-        var exporter = PredictionExporter(plans: plans, configuration: try plans.configuration("3d_fullres"), dataset: dataset)
+        return PredictionExporter(plans: plans, configuration: try plans.configuration("3d_fullres"), dataset: dataset)
+    }
+
+    @Test func classByClassResamplingEqualsTheWholeStack() throws {
+        var exporter = try Self.demoExporter()
         exporter.configurationSpacing = [1.5, 1.5, 1.5]
         // Seeded logits for 3 classes on a 12×10×9 grid, exported to a 17×15×13 original (spacing 1 → 1.5).
         var random = SplitMix(state: 16)
@@ -43,10 +48,7 @@ struct ExportTests {
     /// Region-based models (sigmoid per region, later regions paint over earlier ones): thresholded one
     /// region at a time; probabilities only when asked, equal either way.
     @Test func regionsAreThresholdedOneAtATime() throws {
-        let model = SharedData.fixtures.appendingPathComponent("demo/model")
-        let plans = try Plans(contentsOf: model.appendingPathComponent("plans.json"))
-        let dataset = try DatasetDescription(contentsOf: model.appendingPathComponent("dataset.json"))
-        var exporter = PredictionExporter(plans: plans, configuration: try plans.configuration("3d_fullres"), dataset: dataset)
+        var exporter = try Self.demoExporter()
         exporter.regionClassOrder = [1, 2, 3]
         let shape = [6, 7, 8]
         var random = SplitMix(state: 1616)

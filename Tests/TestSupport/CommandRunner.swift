@@ -61,3 +61,19 @@ public func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bo
     }
     return try condition()
 }
+
+/// The system's gzip, an independent reader for what nnseg deflates.
+public enum SystemGzip {
+    /// `gzip -dc file`: the inflated bytes and gzip's exit status.
+    public static func inflate(_ file: URL) throws -> (data: Data, status: Int32) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        process.arguments = ["-dc", file.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (data, process.terminationStatus)
+    }
+}

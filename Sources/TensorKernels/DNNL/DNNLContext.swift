@@ -146,14 +146,14 @@ public final class DNNLMemory: @unchecked Sendable {
     }
 
     /// Bytes, including any block padding.
-    public var byteSize: Int { var d = desc; return dnnl_memory_desc_get_size(&d) }
+    public var byteSize: Int { DNNLLayout.byteSize(desc) }
 
     /// Logical dimensions.
-    public var dims: [Int] { withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } } }
+    public var dims: [Int] { DNNLLayout.dims(desc) }
 
     /// A memory in the plain (row-major) layout for `shape`.
     public static func plain(_ context: DNNLContext, shape: [Int]) throws -> DNNLMemory {
-        try DNNLMemory(context: context, desc: makeDesc(shape, tag: plainTag(rank: shape.count)))
+        try DNNLMemory(context: context, desc: DNNLLayout.plain(shape))
     }
 
     /// Copies a plain tensor in, converting to this memory's layout.
@@ -164,7 +164,7 @@ public final class DNNLMemory: @unchecked Sendable {
             return
         }
         // Reorder straight from the tensor's storage (no staging copy).
-        let plainDesc = try makeDesc(tensor.shape, tag: plainTag(rank: tensor.shape.count))
+        let plainDesc = try DNNLLayout.plain(tensor.shape)
         try tensor.data.withUnsafeBufferPointer { buffer in
             // oneDNN only reads a reorder's source.
             let view = try DNNLMemory(context: context, desc: plainDesc, handle: UnsafeMutableRawPointer(mutating: buffer.baseAddress!), owner: self)
@@ -180,7 +180,7 @@ public final class DNNLMemory: @unchecked Sendable {
         }
         // Reorder straight into the result's storage (no staging copy).
         var out = Tensor(zeros: shape)
-        let plainDesc = try makeDesc(shape, tag: plainTag(rank: shape.count))
+        let plainDesc = try DNNLLayout.plain(shape)
         try out.data.withUnsafeMutableBufferPointer { buffer in
             let view = try DNNLMemory(context: context, desc: plainDesc, handle: UnsafeMutableRawPointer(buffer.baseAddress!), owner: self)
             try reorder(from: self, to: view)
@@ -189,11 +189,7 @@ public final class DNNLMemory: @unchecked Sendable {
     }
 
     /// True when the layout is the dense row-major one.
-    public var isPlain: Bool {
-        var mine = desc
-        guard var plain = try? makeDesc(dims, tag: plainTag(rank: dims.count)) else { return false }
-        return dnnl_memory_desc_equal(&mine, &plain) != 0
-    }
+    public var isPlain: Bool { DNNLLayout.isPlain(desc) }
 }
 
 /// Reorders (converts layout) between two memories of the same logical shape.
@@ -243,9 +239,13 @@ public enum DNNLLayout {
     }
 
     /// True when the layout is the dense row-major one.
+    /// Logical dimensions.
+    public static func dims(_ desc: dnnl_memory_desc_t) -> [Int] {
+        withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } }
+    }
+
     public static func isPlain(_ desc: dnnl_memory_desc_t) -> Bool {
-        let dims = withUnsafeBytes(of: desc.dims) { Array($0.bindMemory(to: Int64.self).prefix(Int(desc.ndims))).map { Int($0) } }
-        guard let plain = try? makeDesc(dims, tag: plainTag(rank: dims.count)) else { return false }
+        guard let plain = try? Self.plain(dims(desc)) else { return false }
         return same(desc, plain)
     }
 

@@ -64,15 +64,9 @@ extension DNNLMemory {
         }
     }
 
-    public func sameLayout(asDesc other: dnnl_memory_desc_t) -> Bool {
-        var a = desc, b = other
-        return dnnl_memory_desc_equal(&a, &b) != 0
-    }
+    public func sameLayout(asDesc other: dnnl_memory_desc_t) -> Bool { DNNLLayout.same(desc, other) }
 
-    public func sameLayout(as other: DNNLMemory) -> Bool {
-        var a = desc, b = other.desc
-        return dnnl_memory_desc_equal(&a, &b) != 0
-    }
+    public func sameLayout(as other: DNNLMemory) -> Bool { DNNLLayout.same(desc, other.desc) }
 }
 
 /// Average pooling (kernel = stride, no padding) for training: forward and backward primitives from
