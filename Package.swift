@@ -68,7 +68,7 @@ let package = Package(
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "Digest", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMNetwork", dependencies: ["CDCMTKNet"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
@@ -100,7 +100,7 @@ let package = Package(
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
-        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog",
+        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
                                                       "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 
@@ -110,7 +110,7 @@ let package = Package(
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "NIfTI", "JSON", "TestSupport"]),
+        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),

@@ -22,7 +22,11 @@ public final class CasePipeline: @unchecked Sendable {
     /// Refuse a delivery whose one series splits into several stacks (watch folders); studies passed
     /// to `nnseg run` may hold several series and the selection rules choose.
     public var requireSingleStack = false
+    /// `--new-uids`: fresh output UIDs instead of name-based ones (a re-run then adds objects in PACS).
+    public var freshUIDs = false
     let modelFiles: [String: AuditValue]
+    /// SHA-256 over the model bundle's files (path and hash, sorted): part of the output UIDs' seed.
+    let modelHash: String
     let postprocessing: Postprocessing?
     let ensemble: Ensemble
     let logger: Logger
@@ -52,6 +56,7 @@ public final class CasePipeline: @unchecked Sendable {
             }
         }
         modelFiles = files
+        modelHash = SHA256.hash(Array(files.keys.sorted().map { "\($0)=\(files[$0]?.string ?? "")" }.joined(separator: "\n").utf8)).hex
         var steps = profile.useModelPostprocessing ? (try Postprocessing.find(in: profile.modelFolder)?.steps ?? []) : []
         steps += profile.keepLargestComponent.map { [$0] }
         postprocessing = steps.isEmpty ? nil : Postprocessing(steps: steps, source: "profile \(profile.name)")
@@ -115,30 +120,36 @@ public final class CasePipeline: @unchecked Sendable {
                 "files": .object(JSONObject(modelFiles)),
                 "postprocessing": .array((postprocessing?.steps ?? []).map { .array($0.map { .int(Int64($0)) }) }),
             ])
-            // 2. Predict on the series grid.
+            // 2. Everything that can be checked without the prediction, before it (#24): a case that cannot be
+            //    written fails in seconds, naming what is missing, instead of after the model ran.
+            let series = try ReferencedSeries(stack: stack, loaded: loaded, repairMissingUIDs: profile.repairMissingUIDs)
+            try audit.append(caseID: caseID, kind: "preflight", payload: try preflight(stack: stack, series: series, output: output, caseID: caseID))
+            // 3. Predict on the series grid.
             let v = loaded.volume
             let image = try CaseImage(channels: [v], sources: [stack.seriesInstanceUID])
             let result = try ensemble.predict(image, options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
             timings += result.timings.map { ($0.stage, $0.seconds) }
             let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: result.prediction.segmentation)
-            // 3. Outputs, written into a temporary folder and moved into place together.
+            // 4. Outputs, written into a temporary folder and moved into place together.
             let staging = output.appendingPathComponent(".\(caseID).partial")
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: staging) }
-            let series = try ReferencedSeries(stack: stack, loaded: loaded)
             let present = Set(labels.voxels)
             let structures = profile.structures.filter { present.contains(UInt16($0.label)) }  // 1…65535 (profile)
             let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: SoftwareVersion.described,
                                                     parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
+            // Name-based output UIDs: the same series through the same model and profile gives the same objects.
+            let uids = OutputUIDs(seed: freshUIDs ? nil : "\(series.seriesInstanceUID)|model \(modelHash)|profile \(profile.sha256)",
+                                  root: profile.uidRoot)
             var outputs: [(String, String, [String: AuditValue])] = []
             try timed("write") {
                 let written = try CaseOutputs.write(
                     labels: labels, image: v, series: series, structures: structures, algorithm: algorithm,
                     request: .init(nifti: profile.writeNIfTI ? staging.appendingPathComponent("labels.nii.gz") : nil,
                                    seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
-                                   segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG),
+                                   segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG, uids: uids),
                                    rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
-                                   rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT),
+                                   rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT, uids: uids),
                                    qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil))
                 if written.nifti != nil { outputs.append(("nifti", "labels.nii.gz", [:])) }
                 if let r = written.seg {
@@ -194,15 +205,60 @@ public final class CasePipeline: @unchecked Sendable {
         }
     }
 
-    static func sha256(of url: URL) throws -> String {
-        let handle = try FileHandle(forReadingFrom: url)
-        defer { try? handle.close() }
-        var hash = SHA256()
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            chunk.withUnsafeBytes { hash.update(buffer: $0) }
+    /// The checks that need no prediction: the references SEG/RTSTRUCT will carry (naming each missing
+    /// attribute), the model's fit to the series (one channel; a CT-normalised model on a CT), the output
+    /// folder (created, writable) and its free space against the outputs' expected size. Returns what was
+    /// checked, for the audit log.
+    func preflight(stack: ImageStack, series: ReferencedSeries, output: URL, caseID: String) throws -> [String: AuditValue] {
+        var checks: [AuditValue] = []
+        if profile.writeSEG || profile.writeRTSTRUCT {
+            try series.validateForOutput("case \(caseID)")
+            checks.append(.string("references"))
         }
-        return hash.finalize().hex
+        let channels = engine.bundle.dataset.channelNames
+        guard channels.count == 1 else {
+            throw PipelineError(code: .modelSeriesMismatch, detail: "the model takes \(channels.count) channels (\(channels.joined(separator: ", "))); a DICOM case supplies one series")
+        }
+        let scheme = engine.bundle.configuration.normalizationSchemes.first ?? ""
+        if scheme == "CTNormalization" && stack.modality.uppercased() != "CT" {
+            throw PipelineError(code: .modelSeriesMismatch, detail: "the model normalises its channel '\(channels[0])' as CT (CTNormalization); the series' Modality (0008,0060) is '\(stack.modality)'")
+        }
+        checks.append(.string("model_fit"))
+        do {
+            try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+            let probe = output.appendingPathComponent(".\(caseID).probe")
+            try Data().write(to: probe)
+            try FileManager.default.removeItem(at: probe)
+        } catch {
+            throw PipelineError(code: .outputNotWritable, detail: "\(output.path): \(error.localizedDescription)")
+        }
+        checks.append(.string("output_writable"))
+        let expected = expectedOutputBytes(series)
+        let free = ((try? FileManager.default.attributesOfFileSystem(forPath: output.path))?[.systemFreeSize] as? NSNumber)?.int64Value
+        if let free, free < expected {
+            throw PipelineError(code: .diskSpaceLow, detail: "\(output.path) has \(free / 1_048_576) MB free; this case's outputs may need \(expected / 1_048_576) MB")
+        }
+        checks.append(.string("free_space"))
+        var payload: [String: AuditValue] = [
+            "checks": .array(checks), "repair_missing_uids": .bool(profile.repairMissingUIDs),
+            "expected_output_mb": .int(expected / 1_048_576), "free_mb": free.map { .int($0 / 1_048_576) } ?? .null,
+        ]
+        if let note = series.repairNote { payload["repaired"] = .string(note) }
+        return payload
     }
+
+    /// A generous bound on the outputs' size: NIfTI uncompressed (2 bytes a voxel), a SEG with every frame of
+    /// every structure, an RTSTRUCT at 2 bytes a voxel, the QA image.
+    func expectedOutputBytes(_ series: ReferencedSeries) -> Int64 {
+        let voxels = Int64(series.rows) * Int64(series.columns) * Int64(series.slices.count)
+        var bytes: Int64 = 16 << 20
+        if profile.writeNIfTI { bytes += 2 * voxels }
+        if profile.writeSEG { bytes += voxels * Int64(max(1, engine.bundle.dataset.labels.count - 1)) / 8 }
+        if profile.writeRTSTRUCT { bytes += 2 * voxels }
+        return bytes
+    }
+
+    static func sha256(of url: URL) throws -> String { try SHA256.hash(contentsOf: url).hex }
 
     static func sha256(floats: [Float]) -> String {
         var hash = SHA256()
@@ -218,6 +274,12 @@ public struct PipelineError: Error, CustomStringConvertible {
         case mixedSeries = "MIXED_SERIES"
         /// The profile's selection rules reject every series of the study.
         case noMatchingSeries = "NO_MATCHING_SERIES"
+        /// The model cannot take this series (channel count, or a CT-normalised model on another modality).
+        case modelSeriesMismatch = "MODEL_SERIES_MISMATCH"
+        /// The output folder cannot be created or written.
+        case outputNotWritable = "OUTPUT_NOT_WRITABLE"
+        /// Less free space under the output folder than the case's outputs may need.
+        case diskSpaceLow = "DISK_SPACE_LOW"
     }
 
     public let code: Code

@@ -2,6 +2,7 @@ import DICOMExport
 import DICOMImport
 import DICOMNetwork
 import Digest
+import PlansModel
 import ConfigDecoding
 import Foundation
 import Yams
@@ -58,6 +59,11 @@ public struct CaseProfile: Sendable {
     public var storePatientIdentifiers: Bool
     public var seriesNumberSEG: Int
     public var seriesNumberRTSTRUCT: Int
+    /// `outputs.repairMissingUIDs` (research data only): reference instances by their file-meta SOP Instance
+    /// UIDs and derive missing Study/Series UIDs; recorded in the audit log and in the outputs.
+    public var repairMissingUIDs: Bool
+    /// `outputs.uidRoot`: the site's UID root for output UIDs (nil: 2.25, UUID-derived).
+    public var uidRoot: String?
     /// Apply the model's own postprocessing.json when it has one.
     public var useModelPostprocessing: Bool
     /// Labels reduced to their largest connected component (each on its own), after the model's steps.
@@ -136,40 +142,61 @@ public struct CaseProfile: Sendable {
         writeQASnapshot = outputs?.qaSnapshot ?? true
         seriesNumberSEG = outputs?.segSeriesNumber ?? 901
         seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
-
-        guard let list = document.structures, !list.isEmpty else {
-            throw ProfileError(file: path, key: "structures", detail: "required: one entry per model label")
+        repairMissingUIDs = outputs?.repairMissingUIDs ?? false
+        uidRoot = outputs?.uidRoot
+        if let root = uidRoot, let problem = OutputUIDs.problem(withRoot: root) {
+            throw ProfileError(file: path, key: "outputs.uidRoot", detail: problem)
         }
-        structures = try list.enumerated().map { i, m in
+
+        // Structures: one per model label (names from the model's dataset.json, codes and colours from
+        // StructureCatalog when the name is known), each overridable by a profile entry (#24).
+        let modelLabels = try Self.modelLabels(modelFolder, profile: path)
+        var described = Dictionary(uniqueKeysWithValues: modelLabels.map { ($0.value, StructureCatalog.describe(label: $0.value, name: $0.name)) })
+        var pinned = Set<Int>()
+        var seen = Set<Int>()
+        for (i, m) in (document.structures ?? []).enumerated() {
             let key = "structures[\(i)]"
-            guard (1...65535).contains(m.label) else { throw ProfileError(file: path, key: "\(key).label", detail: "required integer 1…65535") }
-            guard !m.name.isEmpty, m.name.utf8.count <= 64 else {
-                throw ProfileError(file: path, key: "\(key).name", detail: "required, 1–64 characters")
+            guard let base = described[m.label] else {
+                throw ProfileError(file: path, key: "\(key).label", detail: "\(m.label) is not a label of the model (\(modelLabels.map { "\($0.value) \($0.name)" }.joined(separator: ", ")))")
+            }
+            guard seen.insert(m.label).inserted else { throw ProfileError(file: path, key: "structures", detail: "labels must be unique") }
+            var s = base
+            if let name = m.name {
+                guard !name.isEmpty, name.utf8.count <= 64 else {
+                    throw ProfileError(file: path, key: "\(key).name", detail: "1–64 characters")
+                }
+                s.name = name
             }
             func code(_ field: String, _ value: [ProfileDocument.Scalar]?) throws -> CodedConcept? {
                 guard let c = value else { return nil }
                 guard c.count == 3 else { throw ProfileError(file: path, key: "\(key).\(field)", detail: "must be [code value, scheme, meaning]") }
                 return CodedConcept(c[0].text, c[1].text, c[2].text)
             }
-            var color: SIMD3<UInt8>?
             if let rgb = m.color {
                 guard rgb.count == 3, rgb.allSatisfy({ (0...255).contains($0) }) else {
                     throw ProfileError(file: path, key: "\(key).color", detail: "must be [r, g, b] with values 0–255")
                 }
-                color = SIMD3(UInt8(rgb[0]), UInt8(rgb[1]), UInt8(rgb[2]))
+                s.color = SIMD3(UInt8(rgb[0]), UInt8(rgb[1]), UInt8(rgb[2]))
+                pinned.insert(m.label)
             }
-            let interpreted = m.interpretedType?.uppercased() ?? "ORGAN"
-            let allowed = ["EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_VOLUME", "BOLUS", "AVOIDANCE", "ORGAN", "MARKER",
-                           "REGISTRATION", "ISOCENTER", "CONTRAST_AGENT", "CAVITY", "SUPPORT", "FIXATION", "DOSE_REGION", "CONTROL"]
-            guard allowed.contains(interpreted) else {
-                throw ProfileError(file: path, key: "\(key).interpretedType", detail: "'\(interpreted)' is not an RT ROI Interpreted Type")
+            if let interpreted = m.interpretedType?.uppercased() {
+                let allowed = ["EXTERNAL", "PTV", "CTV", "GTV", "TREATED_VOLUME", "IRRAD_VOLUME", "BOLUS", "AVOIDANCE", "ORGAN", "MARKER",
+                               "REGISTRATION", "ISOCENTER", "CONTRAST_AGENT", "CAVITY", "SUPPORT", "FIXATION", "DOSE_REGION", "CONTROL"]
+                guard allowed.contains(interpreted) else {
+                    throw ProfileError(file: path, key: "\(key).interpretedType", detail: "'\(interpreted)' is not an RT ROI Interpreted Type")
+                }
+                s.interpretedType = interpreted
             }
-            return StructureDescription(label: m.label, name: m.name, category: try code("category", m.category) ?? .tissue,
-                                        type: try code("type", m.type) ?? .tissue, modifier: try code("modifier", m.modifier),
-                                        color: color, interpretedType: interpreted)
+            if let c = try code("category", m.category) { s.category = c }
+            if let c = try code("type", m.type) { s.type = c }
+            if let c = try code("modifier", m.modifier) { s.modifier = c }
+            described[m.label] = s
         }
-        let labels = structures.map(\.label)
-        if Set(labels).count != labels.count { throw ProfileError(file: path, key: "structures", detail: "labels must be unique") }
+        structures = StructureCatalog.distinctColors(described.values.sorted { $0.label < $1.label }, pinned: pinned)
+        let names = structures.map { $0.name.lowercased() }
+        if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+            throw ProfileError(file: path, key: "structures", detail: "ROI names must be unique (case-insensitively): '\(duplicate)' is used twice")
+        }
 
         useModelPostprocessing = document.postprocessing?.useModel ?? true
         keepLargestComponent = document.postprocessing?.keepLargestComponent ?? []
@@ -198,6 +225,22 @@ public struct CaseProfile: Sendable {
         if Set(destinations.map(\.name)).count != destinations.count {
             throw ProfileError(file: path, key: "destinations", detail: "names must be unique")
         }
+    }
+}
+
+extension CaseProfile {
+    /// The model's output labels with their dataset.json names (region-based models: the region class order
+    /// with the regions' names), background excluded.
+    static func modelLabels(_ folder: URL, profile: String) throws -> [(value: Int, name: String)] {
+        let description: DatasetDescription
+        do { description = try DatasetDescription(contentsOf: folder.appendingPathComponent("dataset.json")) } catch {
+            throw ProfileError(file: profile, key: "model.folder", detail: "\(error)")
+        }
+        let foreground = description.labels.filter { $0.values != [0] }
+        if let order = description.regionClassOrder {
+            return zip(order, foreground).map { (value: $0.0, name: $0.1.name) }
+        }
+        return foreground.map { (value: $0.values[0], name: $0.name) }
     }
 }
 
@@ -251,12 +294,16 @@ struct ProfileDocument: Decodable {
         var qaSnapshot: Bool?
         var segSeriesNumber: Int?
         var rtstructSeriesNumber: Int?
-        enum CodingKeys: String, CodingKey, CaseIterable { case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber }
+        var repairMissingUIDs: Bool?
+        var uidRoot: String?
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot
+        }
     }
 
     struct Structure: Decodable {
         var label: Int
-        var name: String
+        var name: String?
         var color: [Int]?
         var interpretedType: String?
         var category: [Scalar]?
@@ -297,5 +344,67 @@ struct ProfileDocument: Decodable {
         var outputs: [String]?
         var tls: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable { case name, aeTitle, host, port, outputs, tls }
+    }
+}
+
+extension CaseProfile {
+    /// A commented starting profile for a model folder (`nnseg profile init`): every section with its defaults,
+    /// and one line per model label showing what the structure catalog gives it (a site edits or deletes those
+    /// lines; without them the same values apply).
+    /// - Parameter folderReference: the model folder as the profile should name it (relative to the profile's folder, or absolute).
+    public static func starterText(modelFolder: URL, folderReference: String) throws -> String {
+        let labels = try modelLabels(modelFolder, profile: modelFolder.path)
+        let plans = try? Plans(contentsOf: modelFolder.appendingPathComponent("plans.json"))
+        let isCT = (plans?.configurationNames ?? []).contains { (try? plans?.configuration($0))??.normalizationSchemes.first == "CTNormalization" }
+        let name = (plans?.datasetName ?? modelFolder.lastPathComponent).lowercased().replacingOccurrences(of: "_", with: "-")
+        func quoted(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        let structures = StructureCatalog.distinctColors(labels.map { StructureCatalog.describe(label: $0.value, name: $0.name) })
+        var lines = [
+            "# nnseg profile for \(plans?.datasetName ?? modelFolder.lastPathComponent) (written by `nnseg profile init`; edit, then try it with `nnseg run`).",
+            "# Paths are relative to this file.",
+            "name: \(name)",
+            "model:",
+            "  folder: \(quoted(folderReference))",
+            "  # folds: [0, 1, 2, 3, 4]        # default: every fold_N folder with the checkpoint",
+            "  checkpoint: checkpoint_final.pth",
+            "selection:",
+            isCT ? "  modality: CT" : "  # modality: MR                  # the model is not CT-normalised: say which modality it expects",
+            "  orientation: ANY               # AXIAL, CORONAL, SAGITTAL, OBLIQUE or ANY",
+            "  minimumSlices: 10",
+            "inference:",
+            "  mirroring: true                # test-time mirroring as nnU-Net (8 passes in 3-D; false: 1, faster)",
+            "  stepSize: 0.5",
+            "geometry:",
+            "  allowTilt: false               # true: accept gantry-tilted (sheared) series",
+            "outputs:",
+            "  seg: true",
+            "  rtstruct: true",
+            "  nifti: true",
+            "  qaSnapshot: true",
+            "  segSeriesNumber: 901",
+            "  rtstructSeriesNumber: 902",
+            "  repairMissingUIDs: false       # research data only: reference anonymised series through their file-meta UIDs",
+            "  # uidRoot: \"1.2.826.0.1.3680043.10.xxx\"  # the site's UID root for output UIDs (default 2.25.<name-based>)",
+            "# One line per model label: what nnseg uses when this section is left out (names from dataset.json mapped to",
+            "# TG-263 where known, SNOMED CT codes, distinct colours). Change what the site needs; delete the rest.",
+            "structures:",
+        ]
+        for s in structures {
+            var fields = ["label: \(s.label)", "name: \(quoted(s.name))", "color: [\(s.color.x), \(s.color.y), \(s.color.z)]",
+                          "interpretedType: \(s.interpretedType)",
+                          "category: [\(quoted(s.category.value)), \(s.category.scheme), \(quoted(s.category.meaning))]",
+                          "type: [\(quoted(s.type.value)), \(s.type.scheme), \(quoted(s.type.meaning))]"]
+            if let m = s.modifier { fields.append("modifier: [\(quoted(m.value)), \(m.scheme), \(quoted(m.meaning))]") }
+            let source = labels.first { $0.value == s.label }?.name ?? ""
+            lines.append("  - {\(fields.joined(separator: ", "))}   # model: \(source)")
+        }
+        lines += [
+            "postprocessing:",
+            "  useModel: true                 # the model's postprocessing.json, when it has one",
+            "  keepLargestComponent: []",
+            "audit:",
+            "  storePatientIdentifiers: false",
+        ]
+        return lines.joined(separator: "\n") + "\n"
     }
 }

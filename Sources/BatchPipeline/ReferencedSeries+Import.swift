@@ -24,33 +24,32 @@ extension ReferencedSeries {
                          path: instance.path, position: s.position ?? .zero)
         }
         var study = first.studyInstanceUID, seriesUID = stack.seriesInstanceUID
+        var repaired: [String] = []
         if repairMissingUIDs {
+            let fromMeta = stack.slices.filter { stack.instances[$0.instanceIndex].sopInstanceUIDFromMeta }.count
+            if fromMeta > 0 { repaired.append("SOPInstanceUID from the file meta in \(fromMeta) of \(slices.count) instances") }
             let seed = first.frameOfReferenceUID + "|" + slices.map(\.sopInstanceUID).joined(separator: "|")
-            if study.isEmpty { study = Self.derivedUID(seed + "|study") }
-            if seriesUID.isEmpty { seriesUID = Self.derivedUID(seed + "|series") }
+            if study.isEmpty {
+                study = Self.derivedUID(seed + "|study")
+                repaired.append("StudyInstanceUID derived")
+            }
+            if seriesUID.isEmpty {
+                seriesUID = Self.derivedUID(seed + "|series")
+                repaired.append("SeriesInstanceUID derived")
+            }
         }
         self.init(studyInstanceUID: study, seriesInstanceUID: seriesUID,
                   frameOfReferenceUID: first.frameOfReferenceUID, modality: stack.modality, rows: first.pixelFormat.rows,
                   columns: first.pixelFormat.columns, pixelSpacing: geometry.pixelSpacing, rowDirection: geometry.rowDirection,
                   columnDirection: geometry.columnDirection, sliceThickness: first.frames[0].sliceThickness, slices: slices,
                   geometry: loaded.volume.geometry, isLossy: loaded.isLossy)
+        if !repaired.isEmpty { repairNote = "Source UIDs repaired for research use (repairMissingUIDs): " + repaired.joined(separator: "; ") }
     }
 }
 
 extension ReferencedSeries {
     /// A UID of the form 2.25.<decimal of the first 128 bits of SHA-256(seed)> (PS3.5 B.2).
     static func derivedUID(_ seed: String) -> String {
-        var digits = Array(SHA256.hash(Array(seed.utf8)).bytes.prefix(16))
-        var decimal: [Character] = []
-        while digits.contains(where: { $0 != 0 }) {
-            var remainder = 0
-            for i in 0..<digits.count {
-                let value = remainder * 256 + Int(digits[i])
-                digits[i] = UInt8(value / 10)
-                remainder = value % 10
-            }
-            decimal.append(Character(String(remainder)))
-        }
-        return "2.25." + String(decimal.reversed())
+        OutputUIDs.uid(bits: Array(SHA256.hash(Array(seed.utf8)).bytes.prefix(16)), root: nil)
     }
 }

@@ -73,12 +73,6 @@ final class DatasetBuilder {
             throw DICOMExportError(.writeFailed, url.path, String(cString: message))
         }
     }
-
-    static func newUID() -> String {
-        var buffer = [CChar](repeating: 0, count: 80)
-        _ = nnseg_dcm_new_uid(&buffer, buffer.count)
-        return String(cString: buffer)
-    }
 }
 
 /// Decimal String formatting that always fits DICOM's 16-byte limit (R-RT-07).

@@ -17,13 +17,16 @@ public struct RTStructOptions: Sendable, Equatable {
     /// Douglas–Peucker tolerance in mm (0: only collinear vertices removed — the contour is then exact
     /// under pixel-centre rasterisation).
     public var simplificationToleranceMM: Double
+    /// Name-based (re-runs replace) or fresh UIDs.
+    public var uids: OutputUIDs
 
     public init(seriesNumber: Int = 902, seriesDescription: String = "nnseg structures (AI generated)", structureSetLabel: String = "NNSEG",
-                simplificationToleranceMM: Double = 0) {
+                simplificationToleranceMM: Double = 0, uids: OutputUIDs = .fresh) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.structureSetLabel = structureSetLabel
         self.simplificationToleranceMM = simplificationToleranceMM
+        self.uids = uids
     }
 }
 
@@ -67,7 +70,7 @@ public enum RTStructWriter {
         }
         let b = DatasetBuilder()
         let (date, time) = SegmentationWriter.dateTime(Date())
-        let seriesUID = DatasetBuilder.newUID(), sopUID = DatasetBuilder.newUID()
+        let seriesUID = options.uids.make("rtstruct-series"), sopUID = options.uids.make("rtstruct-sop")
         try series.sourceHeader.copy(into: b, tags: SourceAttributes.copied)
         for tag in SourceAttributes.type2 where !(try series.sourceHeader.has(tag)) { try b.put(tag, "") }
         if let charset = try series.sourceHeader.string("0008,0005"), !charset.isEmpty { try b.put("0008,0005", charset) }
@@ -84,11 +87,12 @@ public enum RTStructWriter {
         try b.put("0008,1070", "")
         try b.put("0008,0070", algorithm.manufacturer)
         try b.put("0008,1090", algorithm.name)
-        try b.put("0018,1000", algorithm.version)
+        try b.put("0018,1000", algorithm.deviceSerialNumber)
         try b.put("0018,1020", algorithm.softwareVersions)
         try b.put("0020,0013", "1")
         try b.put("3006,0002", options.structureSetLabel)
         try b.put("3006,0004", options.structureSetLabel)
+        if let note = series.repairNote { try b.put("3006,0006", String(note.prefix(1024))) }  // StructureSetDescription (ST)
         try b.put("3006,0008", date)
         try b.put("3006,0009", time)
         try b.put("300e,0002", "UNAPPROVED")

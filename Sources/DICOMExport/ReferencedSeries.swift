@@ -35,6 +35,9 @@ public struct ReferencedSeries: Sendable {
     /// The voxel grid of the series as the reader built it.
     public var geometry: VolumeGeometry
     public var isLossy: Bool
+    /// What `repairMissingUIDs` supplied (nil: nothing): written into the outputs' DerivationDescription
+    /// (SEG) and StructureSetDescription (RTSTRUCT) so a reader of the objects sees it.
+    public var repairNote: String?
     /// The first slice's header, opened once for all outputs of this series.
     let sourceHeader: SourceHeader
 
@@ -59,17 +62,46 @@ public struct ReferencedSeries: Sendable {
 
     public var shape: VolumeShape { VolumeShape(z: slices.count, y: rows, x: columns) }
 
+    /// SpacingBetweenSlices as DICOM defines it: along the slice normal (row × column), from the first and last
+    /// slice positions — on a gantry-tilted series smaller than the distance between positions.
+    public var spacingAlongNormal: Double {
+        guard slices.count > 1 else { return geometry.spacing.z }
+        let normal = SIMD3(rowDirection.y * columnDirection.z - rowDirection.z * columnDirection.y,
+                           rowDirection.z * columnDirection.x - rowDirection.x * columnDirection.z,
+                           rowDirection.x * columnDirection.y - rowDirection.y * columnDirection.x)
+        let length = (normal * normal).sum().squareRoot()
+        guard length > 0 else { return geometry.spacing.z }
+        let delta = slices[slices.count - 1].position - slices[0].position
+        return abs((delta * normal).sum()) / length / Double(slices.count - 1)
+    }
+
+    /// The attributes the outputs' references need that the source lacks, each named with its tag (empty:
+    /// complete). Checked before inference (a case fails in seconds, not after the model ran) and again by
+    /// the writers.
+    public var missingReferences: [String] {
+        var missing: [String] = []
+        if frameOfReferenceUID.isEmpty { missing.append("FrameOfReferenceUID (0020,0052)") }
+        if studyInstanceUID.isEmpty { missing.append("StudyInstanceUID (0020,000D)") }
+        if seriesInstanceUID.isEmpty { missing.append("SeriesInstanceUID (0020,000E)") }
+        let noInstance = slices.filter { $0.sopInstanceUID.isEmpty }.count
+        if noInstance > 0 { missing.append("SOPInstanceUID (0008,0018) in \(noInstance) of \(slices.count) instances") }
+        let noClass = slices.filter { $0.sopClassUID.isEmpty }.count
+        if noClass > 0 { missing.append("SOPClassUID (0008,0016) in \(noClass) of \(slices.count) instances") }
+        return missing
+    }
+
     /// Outputs may only be written for a series with complete identity (spec R-RD-03) and a frame of
-    /// reference (R-RT-01, SEG frames with plane positions).
-    func validateForOutput(_ output: String) throws {
+    /// reference (R-RT-01, SEG frames with plane positions). The error names every missing attribute.
+    public func validateForOutput(_ output: String) throws {
         guard !frameOfReferenceUID.isEmpty else {
             throw DICOMExportError(.missingFrameOfReference, output,
-                                   "source series \(seriesInstanceUID.isEmpty ? "(empty UID)" : seriesInstanceUID) has no Frame of Reference UID; its contours and frames could not be placed")
+                                   "source series \(seriesInstanceUID.isEmpty ? "(empty UID)" : seriesInstanceUID) has no Frame of Reference UID (0020,0052); its contours and frames could not be placed")
         }
-        guard !studyInstanceUID.isEmpty, !seriesInstanceUID.isEmpty,
-              slices.allSatisfy({ !$0.sopInstanceUID.isEmpty && !$0.sopClassUID.isEmpty }) else {
+        let missing = missingReferences
+        guard missing.isEmpty else {
             throw DICOMExportError(.missingUIDs, output,
-                                   "the source series lacks Study/Series/SOP Instance UIDs (anonymised?); references would dangle")
+                                   "the source series lacks " + missing.joined(separator: ", ")
+                                       + " (anonymised?); the outputs' references would dangle (research data: repairMissingUIDs)")
         }
     }
 
@@ -93,14 +125,19 @@ public struct AlgorithmIdentification: Sendable, Equatable {
     /// e.g. "Dataset004_Hippocampus 3d_fullres folds 0 sha256:…".
     public var parameters: String
     public var manufacturer: String
+    /// SoftwareVersions (0018,1020): the version of the software that wrote the object.
     public var softwareVersions: String
+    /// DeviceSerialNumber (0018,1000): which installation wrote it (the host name unless given).
+    public var deviceSerialNumber: String
 
-    public init(name: String, version: String, parameters: String, manufacturer: String = "nnseg", softwareVersions: String = "nnseg") {
+    public init(name: String, version: String, parameters: String, manufacturer: String = "nnseg", softwareVersions: String? = nil,
+                deviceSerialNumber: String? = nil) {
         self.name = name
         self.version = version
         self.parameters = parameters
         self.manufacturer = manufacturer
-        self.softwareVersions = softwareVersions
+        self.softwareVersions = softwareVersions ?? version
+        self.deviceSerialNumber = String((deviceSerialNumber ?? ProcessInfo.processInfo.hostName).prefix(64))
     }
 }
 
@@ -144,15 +181,10 @@ public struct StructureDescription: Sendable, Equatable {
         self.interpretedType = interpretedType
     }
 
-    /// A fixed palette so that colours are deterministic per label (R-SEG-04).
+    /// A colour fixed per label (R-SEG-04): ``StructureCatalog/palette``, 128 colours each as far from the
+    /// ones before it as possible.
     public static func defaultColor(_ label: Int) -> SIMD3<UInt8> {
-        let palette: [SIMD3<UInt8>] = [
-            SIMD3(230, 25, 75), SIMD3(60, 180, 75), SIMD3(255, 225, 25), SIMD3(0, 130, 200), SIMD3(245, 130, 48),
-            SIMD3(145, 30, 180), SIMD3(70, 240, 240), SIMD3(240, 50, 230), SIMD3(210, 245, 60), SIMD3(250, 190, 212),
-            SIMD3(0, 128, 128), SIMD3(220, 190, 255), SIMD3(170, 110, 40), SIMD3(255, 250, 200), SIMD3(128, 0, 0),
-            SIMD3(170, 255, 195), SIMD3(128, 128, 0), SIMD3(255, 215, 180), SIMD3(0, 0, 128), SIMD3(128, 128, 128),
-        ]
-        return palette[(max(label, 1) - 1) % palette.count]
+        StructureCatalog.palette[(max(label, 1) - 1) % StructureCatalog.palette.count]
     }
 }
 
@@ -168,8 +200,8 @@ extension StructureDescription {
 }
 
 enum CIELab {
-    /// sRGB (0…255) → DICOM PCS-scaled CIELab (PS3.3 C.10.7.1.1), D65.
-    static func dicom(_ rgb: SIMD3<UInt8>) -> [Int] {
+    /// sRGB (0…255) → CIELAB (L 0…100, a, b), D65.
+    static func lab(_ rgb: SIMD3<UInt8>) -> SIMD3<Double> {
         func linear(_ c: UInt8) -> Double {
             let v = Double(c) / 255
             return v <= 0.04045 ? v / 12.92 : pow((v + 0.055) / 1.055, 2.4)
@@ -179,8 +211,13 @@ enum CIELab {
         let y = (0.2126729 * r + 0.7151522 * g + 0.0721750 * b) / 1.0
         let z = (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883
         func f(_ t: Double) -> Double { t > pow(6.0 / 29, 3) ? cbrt(t) : t / (3 * pow(6.0 / 29, 2)) + 4.0 / 29 }
-        let l = 116 * f(y) - 16, a = 500 * (f(x) - f(y)), bb = 200 * (f(y) - f(z))
+        return SIMD3(116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z)))
+    }
+
+    /// sRGB (0…255) → DICOM PCS-scaled CIELab (PS3.3 C.10.7.1.1), D65.
+    static func dicom(_ rgb: SIMD3<UInt8>) -> [Int] {
+        let v = lab(rgb)
         func clamp(_ v: Double) -> Int { Int(min(max(v.rounded(), 0), 65535)) }
-        return [clamp(l * 65535 / 100), clamp((a + 128) * 65535 / 255), clamp((bb + 128) * 65535 / 255)]
+        return [clamp(v.x * 65535 / 100), clamp((v.y + 128) * 65535 / 255), clamp((v.z + 128) * 65535 / 255)]
     }
 }

@@ -22,13 +22,16 @@ public struct SegmentationOptions: Sendable, Equatable {
     public var contentLabel: String
     /// false: omit empty frames (keeping one per segment so every segment stays discoverable, R-SEG-07).
     public var emitAllFrames: Bool
+    /// Name-based (re-runs replace) or fresh UIDs.
+    public var uids: OutputUIDs
 
     public init(seriesNumber: Int = 901, seriesDescription: String = "nnseg segmentation (AI generated)", contentLabel: String = "NNSEG",
-                emitAllFrames: Bool = false) {
+                emitAllFrames: Bool = false, uids: OutputUIDs = .fresh) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.contentLabel = contentLabel
         self.emitAllFrames = emitAllFrames
+        self.uids = uids
     }
 }
 
@@ -59,7 +62,7 @@ public enum SegmentationWriter {
         let b = DatasetBuilder()
         let now = Date()
         let (date, time) = Self.dateTime(now)
-        let seriesUID = DatasetBuilder.newUID(), sopUID = DatasetBuilder.newUID()
+        let seriesUID = options.uids.make("seg-series"), sopUID = options.uids.make("seg-sop")
         // Patient / Study / FoR from the first source instance.
         try series.sourceHeader.copy(into: b, tags: SourceAttributes.copied)
         for tag in SourceAttributes.type2 where !(try series.sourceHeader.has(tag)) { try b.put(tag, "") }
@@ -81,13 +84,14 @@ public enum SegmentationWriter {
         try b.put("0008,0031", time)
         try b.put("0008,0070", algorithm.manufacturer)
         try b.put("0008,1090", algorithm.name)
-        try b.put("0018,1000", algorithm.version)
+        try b.put("0018,1000", algorithm.deviceSerialNumber)
         try b.put("0018,1020", algorithm.softwareVersions)
         // General image, image pixel, segmentation image.
         try b.put("0020,0013", "1")
         try b.put("0008,0023", date)
         try b.put("0008,0033", time)
         try b.put("0008,0008", "DERIVED\\PRIMARY")
+        if let note = series.repairNote { try b.put("0008,2111", String(note.prefix(1024))) }  // DerivationDescription (ST)
         try b.put("0028,0002", "1")
         try b.put("0028,0004", "MONOCHROME2")
         try b.put("0028,0010", String(series.rows))
@@ -139,11 +143,11 @@ public enum SegmentationWriter {
         let shared = "5200,9229[0]"
         try b.put("\(shared)/0028,9110[0]/0028,0030", [series.pixelSpacing.x, series.pixelSpacing.y])
         try b.put("\(shared)/0028,9110[0]/0018,0050", [series.sliceThickness ?? series.geometry.spacing.z])
-        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.geometry.spacing.z])
+        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.spacingAlongNormal])
         try b.put("\(shared)/0020,9116[0]/0020,0037", [series.rowDirection.x, series.rowDirection.y, series.rowDirection.z,
                                                         series.columnDirection.x, series.columnDirection.y, series.columnDirection.z])
         // Dimension organisation.
-        let dimensionUID = DatasetBuilder.newUID()
+        let dimensionUID = options.uids.make("seg-dimension-organization")
         try b.put("0020,9221[0]/0020,9164", dimensionUID)
         try b.put("0020,9222[0]/0020,9164", dimensionUID)
         try b.put("0020,9222[0]/0020,9165", "(0062,000B)")

@@ -1,3 +1,4 @@
+import Foundation
 /// SHA-256 (FIPS 180-4), for content hashes in tests and the audit log (pixel data, model files, outputs).
 ///
 /// ```swift
@@ -66,6 +67,17 @@ public struct SHA256: Sendable {
         var out: [UInt8] = []
         for word in copy.state { for shift in [24, 16, 8, 0] { out.append(UInt8(truncatingIfNeeded: word >> UInt32(shift))) } }
         return Digest256(bytes: out)
+    }
+
+    /// The hash of a file's bytes, read in 1 MiB chunks.
+    public static func hash(contentsOf url: URL) throws -> Digest256 {
+        let handle = try FileHandle(forReadingFrom: url)
+        defer { try? handle.close() }
+        var hash = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            chunk.withUnsafeBytes { hash.update(buffer: $0) }
+        }
+        return hash.finalize()
     }
 
     public static func hash(_ bytes: [UInt8]) -> Digest256 {

@@ -4,6 +4,7 @@ import CaseLayer
 import BatchPipeline
 import DICOMExport
 import DICOMImport
+import Digest
 import Foundation
 import Logging
 import NIfTI
@@ -40,11 +41,18 @@ struct Export: ParsableCommand {
     @Flag(help: "Reference instances through their file-meta UIDs and derive missing Study/Series UIDs (anonymised sources; logged).")
     var repairMissingUids = false
 
+    @Flag(help: "Fresh output UIDs (default: name-based on the source series and the label map's content, so exporting the same labels again gives the same UIDs).")
+    var newUids = false
+
+    @Option(help: "UID root for the outputs (default 2.25).")
+    var uidRoot: String?
+
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
         guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
+        if let uidRoot, let problem = OutputUIDs.problem(withRoot: uidRoot) { throw ValidationError("--uid-root: \(problem)") }
     }
 
     func run() throws {
@@ -62,12 +70,19 @@ struct Export: ParsableCommand {
         guard !present.isEmpty else {
             throw DICOMExportError(.invalidDescription, labels, "the label map is empty: nothing to export")
         }
-        let structures = present.map { StructureDescription(label: Int($0), name: names[Int($0)] ?? "Label \($0)") }
+        // Names from --label-names; codes, TG-263 names and colours from the catalog where a name is known;
+        // colours made distinct across the file.
+        let structures = StructureCatalog.distinctColors(present.map {
+            StructureCatalog.describe(label: Int($0), name: names[Int($0)] ?? "Label \($0)")
+        })
         let algorithm = AlgorithmIdentification(name: "nnseg", version: SoftwareVersion.number,
                                                 parameters: "labels \(URL(fileURLWithPath: labels).lastPathComponent)")
+        let labelsHash = try SHA256.hash(contentsOf: URL(fileURLWithPath: labels)).hex
+        let uids = OutputUIDs(seed: newUids ? nil : "\(series.seriesInstanceUID)|labels \(labelsHash)|export", root: uidRoot)
         let written = try CaseOutputs.writeDICOM(labels: aligned, series: series, structures: structures, algorithm: algorithm,
-                                                 seg: seg.map { URL(fileURLWithPath: $0) }, rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
-                                                 rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm))
+                                                 seg: seg.map { URL(fileURLWithPath: $0) }, segOptions: SegmentationOptions(uids: uids),
+                                                 rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
+                                                 rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids))
         if let seg, let r = written.seg {
             print("SEG       \(seg): \(structures.count) segment(s), \(r.frames) frame(s), series \(r.seriesInstanceUID)")
         }

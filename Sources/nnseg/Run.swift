@@ -22,6 +22,9 @@ struct Run: ParsableCommand {
     @Option(help: "Audit database (default: the profile's audit.database, else ./nnseg-audit.sqlite).")
     var auditDb: String?
 
+    @Flag(help: "Fresh output UIDs instead of name-based ones (by default a re-run of a case gives the same SEG/RTSTRUCT UIDs, so PACS replaces them).")
+    var newUids = false
+
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
@@ -30,6 +33,7 @@ struct Run: ParsableCommand {
         let databasePath = auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite"
         let audit = try AuditLog(path: databasePath)
         let pipeline = try CasePipeline(profile: caseProfile, audit: audit)
+        pipeline.freshUIDs = newUids
         let result = try pipeline.run(study: URL(fileURLWithPath: study), output: URL(fileURLWithPath: output))
         print("case      \(result.caseID): \(result.status)")
         if let error = result.error { print("error     \(error)") }

@@ -1,4 +1,5 @@
 import AuditLog
+import DICOMExport
 import DICOMImport
 import Foundation
 import NIfTI
@@ -42,7 +43,9 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\nselection: {seriesDescription: '([a-'}\nstructures: [{label: 1, name: A}]\n", "selection.seriesDescription"),
         ("name: x\nmodel: {folder: MODEL}\ninference: {stepSize: 2}\nstructures: [{label: 1, name: A}]\n", "inference.stepSize"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 1, name: B}]\n", "structures"),
-        ("name: x\nmodel: {folder: MODEL}\nstructures: []\n", "structures"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 9, name: A}]\n", "structures[0].label"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 2, name: a}]\n", "structures"),
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {uidRoot: '1.02.3'}\n", "outputs.uidRoot"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\npostprocessing: {keepLargestComponent: [3]}\n", "postprocessing.keepLargestComponent"),
         // Issue #13: typos and wrong types below the top level are refused with their path.
         ("name: x\nmodel: {folder: MODEL}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n", "outputs.rtstuct"),
@@ -61,10 +64,36 @@ struct CaseProfileTests {
         #expect(error?.file == url.path)
     }
 
+    /// Issue #24: without `structures:` every model label is a structure named from dataset.json (catalog names,
+    /// codes and colours where known); a profile entry overrides per label.
+    @Test func structuresComeFromTheModelAndEntriesOverride() throws {
+        let dir = try SharedData.temporaryDirectory("profile-model")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.model), to: model)
+        var dataset = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: model.appendingPathComponent("dataset.json"))) as? [String: Any])
+        dataset["labels"] = ["background": 0, "liver": 1, "left hippocampus": 2]
+        try JSONSerialization.data(withJSONObject: dataset).write(to: model.appendingPathComponent("dataset.json"))
+        let plain = try CaseProfile(contentsOf: try Self.write("name: x\nmodel: {folder: \(model.path)}\n"))
+        #expect(plain.structures.map(\.name) == ["Liver", "left hippocampus"])
+        #expect(plain.structures[0].type.value == "10200004" && plain.structures[0].category.value == "123037004")
+        #expect(plain.structures[1].type == .tissue && plain.structures[0].color != plain.structures[1].color)
+        let edited = try CaseProfile(contentsOf: try Self.write(
+            "name: x\nmodel: {folder: \(model.path)}\nstructures: [{label: 2, name: Hippocampus_L, color: [1, 2, 3]}]\n"))
+        #expect(edited.structures.map(\.name) == ["Liver", "Hippocampus_L"] && edited.structures[1].color == SIMD3(1, 2, 3))
+        #expect(edited.structures[0] == plain.structures[0])
+        // `nnseg profile init`'s text loads and gives the same structures.
+        let starter = dir.appendingPathComponent("starter.yaml")
+        try CaseProfile.starterText(modelFolder: model, folderReference: "model").write(to: starter, atomically: true, encoding: .utf8)
+        let loaded = try CaseProfile(contentsOf: starter)
+        #expect(loaded.structures == plain.structures)
+        #expect(loaded.selection.modality == nil && loaded.repairMissingUIDs == false)
+    }
+
     @Test func aNestedTypoSuggestsTheKey() throws {
         let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n")
         let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
-        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: nifti, qaSnapshot, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber)") == true,
+        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: nifti, qaSnapshot, repairMissingUIDs, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, uidRoot)") == true,
                 "\(error?.description ?? "")")
     }
 }
@@ -113,10 +142,10 @@ struct CasePipelineTests {
         }
         #expect(Set(ids).count == 50)
         #expect(try audit.cases().count == 50)
-        #expect(try audit.verify() == .intact(events: 50 * 12))
+        #expect(try audit.verify() == .intact(events: 50 * 13))
         for id in ids.prefix(3) {
             let kinds = try audit.events(caseID: id).map(\.kind)
-            #expect(kinds == ["case_started", "input_series", "model", "output", "output", "output", "output", "roi_volume", "roi_volume",
+            #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "roi_volume", "roi_volume",
                               "stage_timings", "resources", "case_summary"])
         }
         let resources = try #require(try audit.events(caseID: ids[0]).first { $0.kind == "resources" }.flatMap { AuditValue.parse($0.payload)?.object })
@@ -166,6 +195,51 @@ struct CasePipelineTests {
         let roiVolumes = try audit.events(caseID: result.caseID).filter { $0.kind == "roi_volume" }
             .compactMap { AuditValue.parse($0.payload)?.object?["cm3"] }.filter { $0 != .double(0) }
         #expect(roiVolumes.count == present)
+    }
+
+    /// Issue #24: an anonymised series (no Study/Series UIDs, SOP Instance UIDs only in the file meta) fails
+    /// before inference, naming the attributes; with `outputs.repairMissingUIDs` it succeeds and says so in the
+    /// outputs. Issue #17: the same case twice gives the same output UIDs.
+    @Test func anonymisedSeriesFailsBeforeInferenceUnlessRepairIsAsked() throws {
+        let dir = try SharedData.temporaryDirectory("pipeline-anon")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let study = dir.appendingPathComponent("study")
+        try FileManager.default.copyItem(at: SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr"), to: study)
+        let files = try FileManager.default.contentsOfDirectory(atPath: study.path).map { study.appendingPathComponent($0).path }
+        let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-nmu", "-ma", "(0020,000d)=", "-ma", "(0020,000e)=", "-ea", "(0008,0018)"] + files)
+        try #require(modified.status == 0, "\(modified.stderr)")
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let started = Date()
+        let refused = try CasePipeline(profile: try Self.fastProfile(), audit: audit).run(study: study, output: dir.appendingPathComponent("out"))
+        let seconds = Date().timeIntervalSince(started)
+        #expect(refused.status == "FAILED")
+        let error = refused.error ?? ""
+        #expect(error.hasPrefix("SOURCE_UIDS_MISSING") && error.contains("StudyInstanceUID (0020,000D)") && error.contains("SeriesInstanceUID (0020,000E)")
+                && error.contains("SOPInstanceUID (0008,0018) in 32 of 32 instances") && !error.contains("SOPClassUID"), "\(error)")
+        // Before inference: nothing was predicted (no stage timings), nothing written.
+        let kinds = try audit.events(caseID: refused.caseID).map(\.kind)
+        #expect(kinds == ["case_started", "input_series", "model", "case_summary"], "\(kinds)")
+        #expect(!FileManager.default.fileExists(atPath: refused.outputFolder.path))
+        print("anonymised series refused after \(String(format: "%.2f", seconds)) s")
+
+        let text = try String(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "../Fixtures/demo/model", with: CaseProfileTests.model)
+            .replacingOccurrences(of: "mirroring: true", with: "mirroring: false")
+            .replacingOccurrences(of: "  nifti: true", with: "  nifti: true\n  repairMissingUIDs: true")
+        let repairing = try CasePipeline(profile: try CaseProfile(contentsOf: try CaseProfileTests.write(text)), audit: audit)
+        var uids: [[String]] = []
+        for _ in 0..<2 {
+            let result = try repairing.run(study: study, output: dir.appendingPathComponent("out"))
+            #expect(result.status == "SUCCEEDED", "\(result.error ?? "")")
+            let events = try audit.events(caseID: result.caseID)
+            let preflight = try #require(events.first { $0.kind == "preflight" }.flatMap { AuditValue.parse($0.payload)?.object })
+            #expect(preflight["repair_missing_uids"] == .bool(true) && preflight["repaired"]?.string?.contains("SOPInstanceUID from the file meta") == true)
+            uids.append(events.filter { $0.kind == "output" }.compactMap { AuditValue.parse($0.payload)?.object }
+                .flatMap { [$0["series_uid"]?.string, $0["sop_uid"]?.string].compactMap { $0 } })
+            let dump = try CommandRunner.run("/usr/bin/dcmdump", ["+P", "0008,2111", result.outputFolder.appendingPathComponent("seg.dcm").path])
+            #expect(dump.stdout.contains("repairMissingUIDs"))
+        }
+        #expect(uids[0].count == 4 && uids[0] == uids[1], "\(uids)")
     }
 
     @Test func failedCaseIsRecordedWithItsReason() throws {

@@ -1,3 +1,5 @@
+import CaseIdentity
+import DICOMExport
 import DICOMImport
 import Foundation
 import NIfTI
@@ -19,6 +21,12 @@ struct ExportCommandTests {
                                                "--seg", seg.path, "--rtstruct", rt.path])
         #expect(refused.status != 0)
         #expect(refused.stderr.contains("SOURCE_UIDS_MISSING"))
+        // The refusal names what is missing (this series has FoR and SOP Class UIDs, and the SOP Instance UIDs
+        // only in the file meta).
+        for attribute in ["StudyInstanceUID (0020,000D)", "SeriesInstanceUID (0020,000E)", "SOPInstanceUID (0008,0018) in 20 of 20"] {
+            #expect(refused.stderr.contains(attribute), "\(attribute) not named: \(refused.stderr)")
+        }
+        #expect(!refused.stderr.contains("SOPClassUID"))
         #expect(!FileManager.default.fileExists(atPath: seg.path) && !FileManager.default.fileExists(atPath: rt.path))
 
         let result = try CommandRunner.nnseg(["export", "--labels", Self.labels.path, "--reference", Self.series.path,
@@ -26,6 +34,31 @@ struct ExportCommandTests {
                                               "--label-names", SharedData.dataFile("totalseg-example/example_seg_labels.json").path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("31 segment(s)") && result.stdout.contains("31 ROI(s)"))
+        // Names, codes and colours from the structure catalog: TG-263 names, 31 distinct colours; the version in
+        // SoftwareVersions; the repair in the derivation description.
+        let rtDump = try CommandRunner.run("/usr/bin/dcmdump", ["+P", "3006,002a", "+P", "3006,0026", "+P", "0018,1020", "+P", "3006,0006", rt.path]).stdout
+        let colours = rtDump.split(separator: "\n").filter { $0.contains("(3006,002a)") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(2).first.map(String.init) ?? "" }
+        #expect(colours.count == 31 && Set(colours).count == 31, "RTSTRUCT colours: \(Set(colours).count) distinct of \(colours.count)")
+        #expect(rtDump.contains("[Spleen]") && rtDump.contains("[Rib10_L]") && rtDump.contains("[A_Aorta]"))
+        #expect(rtDump.contains("(0018,1020) LO [\(SoftwareVersion.number)]"))
+        #expect(rtDump.contains("repairMissingUIDs"))
+        let segDump = try CommandRunner.run("/usr/bin/dcmdump", ["+P", "0062,000d", "+P", "0008,0100", seg.path]).stdout
+        let segColours = segDump.split(separator: "\n").filter { $0.contains("(0062,000d)") }.map { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(2).first.map(String.init) ?? "" }
+        #expect(segColours.count == 31 && Set(segColours).count == 31, "SEG colours: \(Set(segColours).count) distinct")
+        #expect(segDump.contains("[78961009]") && segDump.contains("[113197003]"), "SNOMED codes for spleen and ribs")
+        // The same labels exported again: the same UIDs (PACS replaces); --new-uids: fresh ones.
+        func uids(_ file: URL) throws -> [String] {
+            // Top-level only (nested references to the source are not indented by dcmdump's +P; a full dump is).
+            let dump = try CommandRunner.run("/usr/bin/dcmdump", [file.path]).stdout
+            return dump.split(separator: "\n").filter { $0.hasPrefix("(0020,000e)") || $0.hasPrefix("(0008,0018)") }.map(String.init)
+        }
+        let again = dir.appendingPathComponent("again.dcm"), fresh = dir.appendingPathComponent("fresh.dcm")
+        let base = ["export", "--labels", Self.labels.path, "--reference", Self.series.path, "--repair-missing-uids",
+                    "--label-names", SharedData.dataFile("totalseg-example/example_seg_labels.json").path]
+        #expect(try CommandRunner.nnseg(base + ["--rtstruct", again.path]).status == 0)
+        #expect(try CommandRunner.nnseg(base + ["--rtstruct", fresh.path, "--new-uids"]).status == 0)
+        #expect(try uids(again) == uids(rt) && uids(rt).count == 2)
+        #expect(try Set(uids(fresh)).isDisjoint(with: uids(rt)))
         for file in [seg, rt] {
             let report = try CommandRunner.run("/usr/bin/dciodvfy", ["-new", file.path])
             let errors = (report.stdout + report.stderr).split(separator: "\n").filter { $0.hasPrefix("Error") }
@@ -48,8 +81,8 @@ struct ExportCommandTests {
         let flipped = Overlap.flipRows(reference.voxels.map { UInt8($0) }, z: 20, y: 512, x: 512)
         var worst = 1.0
         for name in try FileManager.default.contentsOfDirectory(atPath: masks.path) where name.hasSuffix(".nii.gz") {
-            let structure = String(name.dropLast(7))
-            let label = try #require(names.first { $0.value == structure }.flatMap { UInt8($0.key) })
+            let structure = String(name.dropLast(7))  // the ROI name: TotalSegmentator's name through the catalog
+            let label = try #require(names.first { (StructureCatalog.entry(for: $0.value)?.name ?? $0.value) == structure }.flatMap { UInt8($0.key) })
             let mask = try NIfTIImage(contentsOf: masks.appendingPathComponent(name)).floatVolume()
             #expect(mask.shape == ct.shape && mask.geometry.maxAbsDifference(ct.geometry) < 1e-3, "plastimatch grid differs from the CT")
             guard mask.shape == ct.shape else { continue }
