@@ -61,6 +61,7 @@ let package = Package(
         .target(name: "ConfigDecoding"),
         .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "Parallel"),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L2
@@ -68,7 +69,7 @@ let package = Package(
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "Digest", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "Digest", "Parallel", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMNetwork", dependencies: ["CDCMTKNet"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
@@ -100,7 +101,7 @@ let package = Package(
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
-        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
+        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "Contours", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
                                                       "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 

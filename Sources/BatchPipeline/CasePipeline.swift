@@ -1,6 +1,7 @@
 import AuditLog
 import CaseIdentity
 import CaseLayer
+import Contours
 import DICOMExport
 import DICOMImport
 import Digest
@@ -142,6 +143,7 @@ public final class CasePipeline: @unchecked Sendable {
             let uids = OutputUIDs(seed: freshUIDs ? nil : "\(series.seriesInstanceUID)|model \(modelHash)|profile \(profile.sha256)",
                                   root: profile.uidRoot)
             var outputs: [(String, String, [String: AuditValue])] = []
+            var contouring: RTStructWriter.Result?
             try timed("write") {
                 let written = try CaseOutputs.write(
                     labels: labels, image: v, series: series, structures: structures, algorithm: algorithm,
@@ -149,7 +151,13 @@ public final class CasePipeline: @unchecked Sendable {
                                    seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
                                    segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG, uids: uids),
                                    rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
-                                   rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT, uids: uids),
+                                   rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT, uids: uids,
+                                                                    minimumIslandMM3: profile.contourCleanup.minimumIslandMM3,
+                                                                    minimumIslandMM3ByLabel: profile.contourCleanup.minimumIslandMM3ByLabel,
+                                                                    fillHolesMM3: profile.contourCleanup.fillHolesMM3,
+                                                                    pointBudgetPerROI: profile.contourCleanup.pointBudgetPerROI,
+                                                                    pointBudgetPerFile: profile.contourCleanup.pointBudgetPerFile,
+                                                                    strictPointBudget: profile.contourCleanup.strict),
                                    qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil))
                 if written.nifti != nil { outputs.append(("nifti", "labels.nii.gz", [:])) }
                 if let r = written.seg {
@@ -158,11 +166,14 @@ public final class CasePipeline: @unchecked Sendable {
                 }
                 if let r = written.rtstruct {
                     outputs.append(("rtstruct", "rtstruct.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
-                                                                 "contours": .int(Int64(r.contours.values.reduce(0, +)))]))
+                                                                 "contours": .int(Int64(r.contours.values.reduce(0, +))),
+                                                                 "points": .int(Int64(r.points.values.reduce(0, +)))]))
+                    contouring = r
                 }
                 if let qa = written.qa {
                     outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(qa.width)), "height": .int(Int64(qa.height))]))
                 }
+                timings += written.timings.map { ("write_\($0.stage)", $0.seconds) }
                 try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
                 try FileManager.default.moveItem(at: staging, to: folder)
             }
@@ -177,9 +188,30 @@ public final class CasePipeline: @unchecked Sendable {
             for s in profile.structures {
                 let value = UInt16(s.label)
                 let count = labels.voxels.reduce(0) { $0 + ($1 == value ? 1 : 0) }
-                try audit.append(caseID: caseID, kind: "roi_volume", payload: [
+                var payload: [String: AuditValue] = [
                     "label": .int(Int64(s.label)), "name": .string(s.name), "cm3": .double((Double(count) * voxelCM3 * 1000).rounded() / 1000),
+                ]
+                // The RTSTRUCT's contours of this ROI: points, and what the island/hole cleanup changed (contours only).
+                if let r = contouring, let points = r.points[s.label] {
+                    let cleanup = r.cleanup[s.label] ?? MaskCleanup.Counts()
+                    payload["contour_points"] = .int(Int64(points))
+                    payload["contours"] = .int(Int64(r.contours[s.label] ?? 0))
+                    payload["islands_left_out"] = .int(Int64(cleanup.islandsRemoved))
+                    payload["island_voxels_left_out"] = .int(Int64(cleanup.voxelsRemoved))
+                    payload["holes_filled"] = .int(Int64(cleanup.holesFilled))
+                    payload["hole_voxels_filled"] = .int(Int64(cleanup.voxelsFilled))
+                }
+                try audit.append(caseID: caseID, kind: "roi_volume", payload: payload)
+            }
+            if let r = contouring {
+                try audit.append(caseID: caseID, kind: "contour_cleanup", payload: [
+                    "minimum_island_mm3": .double(profile.contourCleanup.minimumIslandMM3), "fill_holes_mm3": .double(profile.contourCleanup.fillHolesMM3),
+                    "minimum_island_mm3_by_label": .object(JSONObject(Dictionary(uniqueKeysWithValues: profile.contourCleanup.minimumIslandMM3ByLabel.map { ("\($0.key)", AuditValue.double($0.value)) }))),
+                    "point_budget_per_roi": .int(Int64(profile.contourCleanup.pointBudgetPerROI)),
+                    "point_budget_per_file": .int(Int64(profile.contourCleanup.pointBudgetPerFile)),
+                    "warnings": .array(r.warnings.map { .string($0) }),
                 ])
+                for warning in r.warnings { logger.warning("\(warning)", metadata: ["case": "\(caseID)"]) }
             }
             try audit.append(caseID: caseID, kind: "stage_timings", payload: .init(uniqueKeysWithValues: timings.map {
                 ($0.0.replacingOccurrences(of: " ", with: "_"), AuditValue.double(($0.1 * 1000).rounded() / 1000))

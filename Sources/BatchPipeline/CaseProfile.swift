@@ -64,6 +64,19 @@ public struct CaseProfile: Sendable {
     public var repairMissingUIDs: Bool
     /// `outputs.uidRoot`: the site's UID root for output UIDs (nil: 2.25, UUID-derived).
     public var uidRoot: String?
+    /// What the RTSTRUCT's contours leave out and how many points they may have (`outputs.minimumIslandMM3`,
+    /// `fillHolesMM3`, `pointBudgetPerROI`, `pointBudgetPerFile`, `strict`; per structure `minimumIslandMM3`).
+    public var contourCleanup: ContourCleanup
+
+    public struct ContourCleanup: Sendable, Equatable {
+        public var minimumIslandMM3: Double
+        public var fillHolesMM3: Double
+        public var pointBudgetPerROI: Int
+        public var pointBudgetPerFile: Int
+        /// Over a point budget: the case fails (`POINT_BUDGET_EXCEEDED`) instead of a warning.
+        public var strict: Bool
+        public var minimumIslandMM3ByLabel: [Int: Double] = [:]
+    }
     /// Apply the model's own postprocessing.json when it has one.
     public var useModelPostprocessing: Bool
     /// Labels reduced to their largest connected component (each on its own), after the model's steps.
@@ -144,6 +157,19 @@ public struct CaseProfile: Sendable {
         seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
         repairMissingUIDs = outputs?.repairMissingUIDs ?? false
         uidRoot = outputs?.uidRoot
+        contourCleanup = ContourCleanup(minimumIslandMM3: outputs?.minimumIslandMM3 ?? RTStructOptions.defaultMinimumIslandMM3,
+                                        fillHolesMM3: outputs?.fillHolesMM3 ?? RTStructOptions.defaultFillHolesMM3,
+                                        pointBudgetPerROI: outputs?.pointBudgetPerROI ?? RTStructOptions.defaultPointBudgetPerROI,
+                                        pointBudgetPerFile: outputs?.pointBudgetPerFile ?? RTStructOptions.defaultPointBudgetPerFile,
+                                        strict: outputs?.strict ?? false)
+        for (key, value) in [("minimumIslandMM3", contourCleanup.minimumIslandMM3), ("fillHolesMM3", contourCleanup.fillHolesMM3)]
+            where !(value >= 0 && value.isFinite) {
+            throw ProfileError(file: path, key: "outputs.\(key)", detail: "must be a size in mm³, 0 or more")
+        }
+        for (key, value) in [("pointBudgetPerROI", contourCleanup.pointBudgetPerROI), ("pointBudgetPerFile", contourCleanup.pointBudgetPerFile)]
+            where value < 1 {
+            throw ProfileError(file: path, key: "outputs.\(key)", detail: "must be at least 1")
+        }
         if let root = uidRoot, let problem = OutputUIDs.problem(withRoot: root) {
             throw ProfileError(file: path, key: "outputs.uidRoot", detail: problem)
         }
@@ -154,6 +180,7 @@ public struct CaseProfile: Sendable {
         var described = Dictionary(uniqueKeysWithValues: modelLabels.map { ($0.value, StructureCatalog.describe(label: $0.value, name: $0.name)) })
         var pinned = Set<Int>()
         var seen = Set<Int>()
+        var islandByLabel: [Int: Double] = [:]
         for (i, m) in (document.structures ?? []).enumerated() {
             let key = "structures[\(i)]"
             guard let base = described[m.label] else {
@@ -190,9 +217,16 @@ public struct CaseProfile: Sendable {
             if let c = try code("category", m.category) { s.category = c }
             if let c = try code("type", m.type) { s.type = c }
             if let c = try code("modifier", m.modifier) { s.modifier = c }
+            if let island = m.minimumIslandMM3 {
+                guard island >= 0 && island.isFinite else {
+                    throw ProfileError(file: path, key: "\(key).minimumIslandMM3", detail: "must be a size in mm³, 0 or more")
+                }
+                islandByLabel[m.label] = island
+            }
             described[m.label] = s
         }
         structures = StructureCatalog.distinctColors(described.values.sorted { $0.label < $1.label }, pinned: pinned)
+        contourCleanup.minimumIslandMM3ByLabel = islandByLabel
         let names = structures.map { $0.name.lowercased() }
         if let duplicate = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
             throw ProfileError(file: path, key: "structures", detail: "ROI names must be unique (case-insensitively): '\(duplicate)' is used twice")
@@ -296,8 +330,14 @@ struct ProfileDocument: Decodable {
         var rtstructSeriesNumber: Int?
         var repairMissingUIDs: Bool?
         var uidRoot: String?
+        var minimumIslandMM3: Double?
+        var fillHolesMM3: Double?
+        var pointBudgetPerROI: Int?
+        var pointBudgetPerFile: Int?
+        var strict: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot
+            case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
+                 fillHolesMM3, pointBudgetPerROI, pointBudgetPerFile, strict
         }
     }
 
@@ -309,7 +349,8 @@ struct ProfileDocument: Decodable {
         var category: [Scalar]?
         var type: [Scalar]?
         var modifier: [Scalar]?
-        enum CodingKeys: String, CodingKey, CaseIterable { case label, name, color, interpretedType, category, type, modifier }
+        var minimumIslandMM3: Double?
+        enum CodingKeys: String, CodingKey, CaseIterable { case label, name, color, interpretedType, category, type, modifier, minimumIslandMM3 }
     }
 
     struct Postprocessing: Decodable {
@@ -385,6 +426,11 @@ extension CaseProfile {
             "  rtstructSeriesNumber: 902",
             "  repairMissingUIDs: false       # research data only: reference anonymised series through their file-meta UIDs",
             "  # uidRoot: \"1.2.826.0.1.3680043.10.xxx\"  # the site's UID root for output UIDs (default 2.25.<name-based>)",
+            "  minimumIslandMM3: \(Int(RTStructOptions.defaultMinimumIslandMM3))          # RTSTRUCT: islands below this left out (0 keeps all; SEG stays exact)",
+            "  fillHolesMM3: \(Int(RTStructOptions.defaultFillHolesMM3))               # RTSTRUCT: holes up to this filled (0 fills none)",
+            "  pointBudgetPerROI: \(RTStructOptions.defaultPointBudgetPerROI)       # over budget: a named warning in the audit log and on status",
+            "  pointBudgetPerFile: \(RTStructOptions.defaultPointBudgetPerFile)",
+            "  strict: false                  # true: over a point budget fails the case (POINT_BUDGET_EXCEEDED)",
             "# One line per model label: what nnseg uses when this section is left out (names from dataset.json mapped to",
             "# TG-263 where known, SNOMED CT codes, distinct colours). Change what the site needs; delete the rest.",
             "structures:",

@@ -24,6 +24,10 @@
 
 struct nnseg_dcm_builder {
     DcmFileFormat format;
+    /// The item reached at each depth of the last path written ("3006,0039[2]/3006,0040[17]" …), so that
+    /// consecutive writes into one item, and appending item n+1 after item n, cost O(1) instead of walking
+    /// DCMTK's item lists (an RTSTRUCT with 10^5 contours made writing quadratic).
+    std::vector<std::pair<std::string, DcmItem *>> lastItems;
 };
 
 struct nnseg_dcm_file {
@@ -502,17 +506,40 @@ namespace {
 // Walks (creating) all but the last step; returns the item holding the last step.
 DcmItem *createParent(nnseg_dcm_builder *builder, const std::vector<PathStep> &steps, std::string &error) {
     DcmItem *item = builder->format.getDataset();
+    std::string key;
     for (size_t i = 0; i + 1 < steps.size(); ++i) {
         if (steps[i].item < 0) {
             error = "path step " + std::to_string(i) + " is a sequence without an item index";
             return nullptr;
         }
-        DcmItem *next = nullptr;
-        OFCondition cond = item->findOrCreateSequenceItem(DcmTag(steps[i].tag), next, steps[i].item);
-        if (cond.bad() || next == nullptr) {
-            error = std::string("cannot create sequence item: ") + cond.text();
-            return nullptr;
+        char part[32];
+        std::snprintf(part, sizeof part, "%04x,%04x[%ld]/", steps[i].tag.getGroup(), steps[i].tag.getElement(), steps[i].item);
+        key += part;
+        if (i < builder->lastItems.size() && builder->lastItems[i].first == key) {
+            item = builder->lastItems[i].second;
+            continue;
         }
+        DcmItem *next = nullptr;
+        DcmSequenceOfItems *sequence = nullptr;
+        if (item->findAndGetSequence(steps[i].tag, sequence).good() && sequence != nullptr &&
+            static_cast<unsigned long>(steps[i].item) == sequence->card()) {
+            // The next item of an existing sequence: append without walking the list.
+            next = new DcmItem();
+            OFCondition cond = sequence->append(next);
+            if (cond.bad()) {
+                delete next;
+                error = std::string("cannot append sequence item: ") + cond.text();
+                return nullptr;
+            }
+        } else {
+            OFCondition cond = item->findOrCreateSequenceItem(DcmTag(steps[i].tag), next, steps[i].item);
+            if (cond.bad() || next == nullptr) {
+                error = std::string("cannot create sequence item: ") + cond.text();
+                return nullptr;
+            }
+        }
+        builder->lastItems.resize(i);
+        builder->lastItems.emplace_back(key, next);
         item = next;
     }
     return item;
@@ -574,6 +601,7 @@ int nnseg_dcm_builder_put_sequence(nnseg_dcm_builder *builder, const char *path,
         writeMessage(message, message_capacity, std::string(path) + ": " + cond.text());
         return 1;
     }
+    builder->lastItems.clear();
     return 0;
 } catch (...) {
     writeMessage(message, message_capacity, "internal error (C++ exception)"); return 1;
@@ -607,6 +635,7 @@ int nnseg_dcm_builder_copy(nnseg_dcm_builder *builder, const nnseg_dcm_file *sou
     if (builder == nullptr || source == nullptr) return 1;
     auto *src = const_cast<nnseg_dcm_file *>(source)->format.getDataset();
     DcmDataset *dst = builder->format.getDataset();
+    builder->lastItems.clear();  // a copied element may replace a sequence whose items are cached
     for (size_t i = 0; i < count; ++i) {
         std::vector<PathStep> steps;
         if (!parsePath(tags[i], steps) || steps.size() != 1) continue;

@@ -1,5 +1,6 @@
 import DICOMExport
 import DICOMImport
+import Dispatch
 import Foundation
 import NIfTI
 import QASnapshot
@@ -16,6 +17,8 @@ public enum CaseOutputs {
         public var rtstruct: RTStructWriter.Result?
         /// Width and height of the QA image written.
         public var qa: (width: Int, height: Int)?
+        /// Seconds per output written, in order: nifti, seg, rtstruct, qa (the case's `stage_timings`).
+        public var timings: [(stage: String, seconds: Double)] = []
     }
 
     /// Where each output goes (nil: not wanted) and how the DICOM objects are numbered.
@@ -44,9 +47,14 @@ public enum CaseOutputs {
                              algorithm: AlgorithmIdentification, request: Request) throws -> Written {
         var written = Written()
         var files: [URL] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { written.timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try body()
+        }
         do {
             if let url = request.nifti {
-                try NIfTIImage(volume: labels).write(to: url)
+                try timed("nifti") { try NIfTIImage(volume: labels).write(to: url) }
                 files.append(url)
                 written.nifti = url
             }
@@ -55,13 +63,20 @@ public enum CaseOutputs {
                                            segOptions: request.segOptions, rtstruct: request.rtstruct, rtstructOptions: request.rtstructOptions)
                 written.seg = dicom.seg
                 written.rtstruct = dicom.rtstruct
+                written.timings += dicom.timings
                 files += [request.seg, request.rtstruct].compactMap { $0 }
-                if let url = request.qa, let png = QASnapshot.render(image: image, labels: labels, structures: structures.map {
-                    QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
-                }) {
-                    try QASnapshot.png(png).write(to: url)
-                    files.append(url)
-                    written.qa = (png.width, png.height)
+                if let url = request.qa {
+                    let rendered = try timed("qa") { () throws -> (Int, Int)? in
+                        guard let png = QASnapshot.render(image: image, labels: labels, structures: structures.map {
+                            QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
+                        }) else { return nil }
+                        try QASnapshot.png(png).write(to: url)
+                        return (png.width, png.height)
+                    }
+                    if let rendered {
+                        files.append(url)
+                        written.qa = rendered
+                    }
                 }
             }
         } catch {
@@ -71,25 +86,34 @@ public enum CaseOutputs {
         return written
     }
 
-    /// Writes the SEG to `seg` and/or the RTSTRUCT to `rtstruct` (nil: not wanted).
+    /// Writes the SEG to `seg` and/or the RTSTRUCT to `rtstruct` (nil: not wanted); `timings` has seconds per object.
     public static func writeDICOM(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription],
                                   algorithm: AlgorithmIdentification, seg: URL?, segOptions: SegmentationOptions = SegmentationOptions(),
-                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions()) throws -> (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?) {
-        var written: (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?) = (nil, nil)
+                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions())
+        throws -> (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?, timings: [(stage: String, seconds: Double)]) {
+        var written: (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?, timings: [(stage: String, seconds: Double)]) = (nil, nil, [])
         var files: [URL] = []
+        func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
+            let start = DispatchTime.now().uptimeNanoseconds
+            defer { written.timings.append((stage, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)) }
+            return try body()
+        }
         do {
             var reference: RTStructWriter.SegmentationReference?
             if let seg {
-                let r = try SegmentationWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
-                                                     options: segOptions, to: seg)
+                let r = try timed("seg") {
+                    try SegmentationWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm, options: segOptions, to: seg)
+                }
                 files.append(seg)
                 written.seg = r
                 reference = .init(sopInstanceUID: r.sopInstanceUID,
                                   segmentNumbers: Dictionary(uniqueKeysWithValues: structures.enumerated().map { ($1.label, $0 + 1) }))
             }
             if let rtstruct {
-                written.rtstruct = try RTStructWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
-                                                            options: rtstructOptions, segmentation: reference, to: rtstruct)
+                written.rtstruct = try timed("rtstruct") {
+                    try RTStructWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
+                                             options: rtstructOptions, segmentation: reference, to: rtstruct)
+                }
                 files.append(rtstruct)
             }
         } catch {

@@ -10,6 +10,8 @@ public struct DICOMExportError: Error, CustomStringConvertible, Equatable {
         case invalidDescription = "INVALID_SEGMENT_DESCRIPTION"
         case writeFailed = "WRITE_FAILED"
         case contourTooLong = "CONTOUR_TOO_LONG"
+        /// More contour points than the profile's budget allows, with `strict: true`.
+        case pointBudgetExceeded = "POINT_BUDGET_EXCEEDED"
     }
 
     public let code: Code

@@ -1,7 +1,8 @@
+import Parallel
 import VolumeGeometry
 
-/// Per slice, the in-plane bounding box of every label present — one pass over the map, so writers
-/// touch only the pixels that matter.
+/// Per slice, the in-plane bounding box of every label present — one pass over the map (slices in
+/// parallel), so writers touch only the pixels that matter.
 enum LabelBoxes {
     struct Box: Sendable {
         var minX, minY, maxX, maxY: Int
@@ -9,9 +10,8 @@ enum LabelBoxes {
 
     static func perSlice(_ labels: LabelVolume) -> [[UInt16: Box]] {
         let (d, h, w) = (labels.shape.z, labels.shape.y, labels.shape.x)
-        var result = [[UInt16: Box]](repeating: [:], count: d)
-        labels.voxels.withUnsafeBufferPointer { v in
-            for k in 0..<d {
+        let result = (try? Parallel.map(d) { k -> [UInt16: Box] in
+            labels.voxels.withUnsafeBufferPointer { v in
                 var boxes: [UInt16: Box] = [:]
                 for y in 0..<h {
                     let row = (k * h + y) * w
@@ -27,7 +27,30 @@ enum LabelBoxes {
                         }
                     }
                 }
-                result[k] = boxes
+                return boxes
+            }
+        }) ?? []
+        return result
+    }
+
+    struct Box3: Sendable {
+        var minX, minY, minZ, maxX, maxY, maxZ: Int
+    }
+
+    /// The 3-D bounding box of every label present (slices in parallel, then merged).
+    static func perVolume(_ labels: LabelVolume) -> [UInt16: Box3] {
+        let slices = perSlice(labels)
+        var result: [UInt16: Box3] = [:]
+        for (k, boxes) in slices.enumerated() {
+            for (label, b) in boxes {
+                if var r = result[label] {
+                    r.minX = min(r.minX, b.minX); r.maxX = max(r.maxX, b.maxX)
+                    r.minY = min(r.minY, b.minY); r.maxY = max(r.maxY, b.maxY)
+                    r.maxZ = k
+                    result[label] = r
+                } else {
+                    result[label] = Box3(minX: b.minX, minY: b.minY, minZ: k, maxX: b.maxX, maxY: b.maxY, maxZ: k)
+                }
             }
         }
         return result

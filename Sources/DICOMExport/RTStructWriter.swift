@@ -1,5 +1,6 @@
 import Contours
 import Foundation
+import Parallel
 import VolumeGeometry
 
 /// Options of an RTSTRUCT.
@@ -19,14 +20,39 @@ public struct RTStructOptions: Sendable, Equatable {
     public var simplificationToleranceMM: Double
     /// Name-based (re-runs replace) or fresh UIDs.
     public var uids: OutputUIDs
+    /// Islands (3-D, 6-connected) smaller than this are left out of the contours (the largest part of a
+    /// structure always stays); 0 keeps all. Per label in ``minimumIslandMM3ByLabel``.
+    public var minimumIslandMM3: Double
+    public var minimumIslandMM3ByLabel: [Int: Double]
+    /// Holes (background enclosed in 3-D) up to this size are filled in the contours; 0 fills none.
+    public var fillHolesMM3: Double
+    /// Points per ROI and per file above which the structure set is reported (``RTStructWriter/Result/warnings``),
+    /// or refused when ``strictPointBudget`` is set.
+    public var pointBudgetPerROI: Int
+    public var pointBudgetPerFile: Int
+    public var strictPointBudget: Bool
+
+    public static let defaultMinimumIslandMM3 = 200.0
+    public static let defaultFillHolesMM3 = 50.0
+    public static let defaultPointBudgetPerROI = 100_000
+    public static let defaultPointBudgetPerFile = 1_000_000
 
     public init(seriesNumber: Int = 902, seriesDescription: String = "nnseg structures (AI generated)", structureSetLabel: String = "NNSEG",
-                simplificationToleranceMM: Double = 0, uids: OutputUIDs = .fresh) {
+                simplificationToleranceMM: Double = 0, uids: OutputUIDs = .fresh, minimumIslandMM3: Double = Self.defaultMinimumIslandMM3,
+                minimumIslandMM3ByLabel: [Int: Double] = [:], fillHolesMM3: Double = Self.defaultFillHolesMM3,
+                pointBudgetPerROI: Int = Self.defaultPointBudgetPerROI, pointBudgetPerFile: Int = Self.defaultPointBudgetPerFile,
+                strictPointBudget: Bool = false) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.structureSetLabel = structureSetLabel
         self.simplificationToleranceMM = simplificationToleranceMM
         self.uids = uids
+        self.minimumIslandMM3 = minimumIslandMM3
+        self.minimumIslandMM3ByLabel = minimumIslandMM3ByLabel
+        self.fillHolesMM3 = fillHolesMM3
+        self.pointBudgetPerROI = pointBudgetPerROI
+        self.pointBudgetPerFile = pointBudgetPerFile
+        self.strictPointBudget = strictPointBudget
     }
 }
 
@@ -42,6 +68,12 @@ public enum RTStructWriter {
         public var contours: [Int: Int]
         /// Labels described but absent from the map (ROI written without contours).
         public var emptyROIs: [Int]
+        /// Contour points written per label.
+        public var points: [Int: Int] = [:]
+        /// What the island/hole cleanup changed per label (contours only; the SEG keeps the label map).
+        public var cleanup: [Int: MaskCleanup.Counts] = [:]
+        /// Named warnings (`RTSTRUCT_POINT_BUDGET: …`), for the audit log and `status`.
+        public var warnings: [String] = []
     }
 
     /// The SEG written in the same run, referenced from each ROI (R-RT-05).
@@ -107,12 +139,9 @@ public enum RTStructWriter {
             try b.put("\(referencedSeries)/3006,0016[\(i)]/0008,1150", slice.sopClassUID)
             try b.put("\(referencedSeries)/3006,0016[\(i)]/0008,1155", slice.sopInstanceUID)
         }
-        // ROIs.
-        let sliceSize = series.rows * series.columns
-        let boxes = LabelBoxes.perSlice(labels)
-        let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
-        var counts: [Int: Int] = [:]
-        var empty: [Int] = []
+        // ROIs: each structure cleaned (islands, holes) and contoured on its own, in parallel; then written in order.
+        let traced = try trace(labels: labels, series: series, structures: structures, options: options, output: url.path)
+        var result = Result(seriesInstanceUID: seriesUID, sopInstanceUID: sopUID, contours: [:], emptyROIs: [])
         for (r, s) in structures.enumerated() {
             let number = r + 1
             let roi = "3006,0020[\(r)]"
@@ -129,41 +158,109 @@ public enum RTStructWriter {
             let contourItem = "3006,0039[\(r)]"
             try b.put("\(contourItem)/3006,0084", String(number))
             try b.put("\(contourItem)/3006,002a", "\(s.color.x)\\\(s.color.y)\\\(s.color.z)")
-            let label = try s.labelValue(output: url.path)
-            var c = 0
-            for (k, slice) in series.slices.enumerated() {
-                guard let box = boxes[k][label] else { continue }
-                // Trace only the label's bounding box (plus a margin of one pixel), then shift back.
-                let x0 = max(box.minX - 1, 0), y0 = max(box.minY - 1, 0)
-                let x1 = min(box.maxX + 1, series.columns - 1), y1 = min(box.maxY + 1, series.rows - 1)
-                let w = x1 - x0 + 1, h = y1 - y0 + 1
-                var mask = [Bool](repeating: false, count: w * h)
-                let start = k * sliceSize
-                for y in 0..<h { for x in 0..<w { mask[y * w + x] = labels.voxels[start + (y0 + y) * series.columns + x0 + x] == label } }
-                let offset = SIMD2(Double(x0), Double(y0))
-                for local in MarchingSquares.contours(mask: mask, rows: h, columns: w, tolerance: pixelTolerance) {
-                    let polygon = Polygon(points: local.points.map { $0 + offset })
-                    let data = try contourData(polygon, slice: slice, series: series, output: url.path)
-                    let item = "\(contourItem)/3006,0040[\(c)]"
-                    try b.put("\(item)/3006,0048", String(c + 1))
-                    try b.put("\(item)/3006,0016[0]/0008,1150", slice.sopClassUID)
-                    try b.put("\(item)/3006,0016[0]/0008,1155", slice.sopInstanceUID)
-                    try b.put("\(item)/3006,0042", "CLOSED_PLANAR")
-                    try b.put("\(item)/3006,0046", String(data.points))
-                    try b.put("\(item)/3006,0050", data.text)
-                    c += 1
-                }
+            let contours = traced[r].contours
+            for (c, contour) in contours.enumerated() {
+                let slice = series.slices[contour.slice]
+                let item = "\(contourItem)/3006,0040[\(c)]"
+                try b.put("\(item)/3006,0048", String(c + 1))
+                try b.put("\(item)/3006,0016[0]/0008,1150", slice.sopClassUID)
+                try b.put("\(item)/3006,0016[0]/0008,1155", slice.sopInstanceUID)
+                try b.put("\(item)/3006,0042", "CLOSED_PLANAR")
+                try b.put("\(item)/3006,0046", String(contour.points))
+                try b.put("\(item)/3006,0050", contour.text)
             }
-            counts[s.label] = c
-            if c == 0 { empty.append(s.label) }
+            let points = contours.reduce(0) { $0 + $1.points }
+            result.contours[s.label] = contours.count
+            result.points[s.label] = points
+            result.cleanup[s.label] = traced[r].cleanup
+            if contours.isEmpty { result.emptyROIs.append(s.label) }
+            if points > options.pointBudgetPerROI {
+                result.warnings.append("RTSTRUCT_POINT_BUDGET: ROI \(s.name) has \(points) contour points (budget \(options.pointBudgetPerROI) per ROI)")
+            }
             let observation = "3006,0080[\(r)]"
             try b.put("\(observation)/3006,0082", String(number))
             try b.put("\(observation)/3006,0084", String(number))
             try b.put("\(observation)/3006,00a4", s.interpretedType)
             try b.put("\(observation)/3006,00a6", "")
         }
+        let total = result.points.values.reduce(0, +)
+        if total > options.pointBudgetPerFile {
+            result.warnings.append("RTSTRUCT_POINT_BUDGET: \(total) contour points in the structure set (budget \(options.pointBudgetPerFile) per file)")
+        }
+        if options.strictPointBudget, let first = result.warnings.first {
+            throw DICOMExportError(.pointBudgetExceeded, url.path, String(first.dropFirst("RTSTRUCT_POINT_BUDGET: ".count))
+                                   + (result.warnings.count > 1 ? " (and \(result.warnings.count - 1) more)" : ""))
+        }
         try b.save(to: url, implicitVR: true)
-        return Result(seriesInstanceUID: seriesUID, sopInstanceUID: sopUID, contours: counts, emptyROIs: empty)
+        return result
+    }
+
+    /// One structure's contours, in slice order: the slice index, the Contour Data text and its point count.
+    struct Traced: Sendable {
+        var contours: [(slice: Int, text: String, points: Int)] = []
+        var cleanup = MaskCleanup.Counts()
+    }
+
+    /// Cleans and contours every structure, structures in parallel (each on its own padded 3-D bounding box).
+    static func trace(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription], options: RTStructOptions,
+                      output: String) throws -> [Traced] {
+        let values = try structures.map { try $0.labelValue(output: output) }
+        let boxes = LabelBoxes.perVolume(labels)
+        let voxelMM3 = series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal
+        let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
+        return try Parallel.map(structures.count) { r -> Traced in
+                let label = values[r]
+                guard let box = boxes[label] else { return Traced() }
+                // The box plus one voxel on every side: contours close, and the background around the structure is
+                // one component that reaches the border (so it is never taken for a hole).
+                let x0 = box.minX - 1, y0 = box.minY - 1, z0 = box.minZ - 1
+                let w = box.maxX - box.minX + 3, h = box.maxY - box.minY + 3, d = box.maxZ - box.minZ + 3
+                var mask = [Bool](repeating: false, count: w * h * d)
+                labels.voxels.withUnsafeBufferPointer { v in
+                    for z in max(z0, 0)..<min(z0 + d, labels.shape.z) {
+                        for y in max(y0, 0)..<min(y0 + h, labels.shape.y) {
+                            let source = (z * labels.shape.y + y) * labels.shape.x, target = ((z - z0) * h + (y - y0)) * w
+                            for x in max(x0, 0)..<min(x0 + w, labels.shape.x) where v[source + x] == label { mask[target + x - x0] = true }
+                        }
+                    }
+                }
+                var traced = Traced()
+                let island = options.minimumIslandMM3ByLabel[structures[r].label] ?? options.minimumIslandMM3
+                traced.cleanup = MaskCleanup.clean(&mask, depth: d, rows: h, columns: w,
+                                                   minimumIslandVoxels: Int((island / voxelMM3).rounded(.up)),
+                                                   maximumHoleVoxels: Int((options.fillHolesMM3 / voxelMM3).rounded(.down)))
+                // Contour only what is left: the cleaned structure's in-plane box plus one pixel.
+                var lo = SIMD2(Int.max, Int.max), hi = SIMD2(-1, -1)
+                for i in mask.indices where mask[i] {
+                    let p = SIMD2(i % w, (i / w) % h)
+                    lo = pointwiseMin(lo, p)
+                    hi = pointwiseMax(hi, p)
+                }
+                guard hi.x >= 0 else { return traced }
+                lo = lo &- 1
+                hi = hi &+ 1
+                let (pw, ph) = (hi.x - lo.x + 1, hi.y - lo.y + 1)
+                let offset = SIMD2(Double(x0 + lo.x), Double(y0 + lo.y))
+                for z in 1..<(d - 1) {
+                    var plane = [Bool](repeating: false, count: pw * ph)
+                    var any = false
+                    for y in 0..<ph {
+                        let source = (z * h + lo.y + y) * w + lo.x
+                        for x in 0..<pw where mask[source + x] {
+                            plane[y * pw + x] = true
+                            any = true
+                        }
+                    }
+                    guard any else { continue }
+                    let k = z0 + z
+                    for local in MarchingSquares.contours(mask: plane, rows: ph, columns: pw, tolerance: pixelTolerance) {
+                        let polygon = Polygon(points: local.points.map { $0 + offset })
+                        let data = try contourData(polygon, slice: series.slices[k], series: series, output: output)
+                        traced.contours.append((k, data.text, data.points))
+                    }
+                }
+                return traced
+        }
     }
 
     /// Contour Data for a polygon in pixel coordinates of `slice`: LPS points through that slice's own

@@ -88,14 +88,17 @@ public indirect enum JSONValue: Sendable, Equatable, Codable, CustomStringConver
 
     // MARK: Writing
 
-    /// Canonical text: keys sorted, no spaces, `%.17g` doubles (non-finite as null) — what the audit log's
-    /// hash chain seals, so re-serialising never changes a hash.
+    /// Canonical text: keys sorted, no spaces, doubles in their shortest round-trip form (`2448.845`, not
+    /// `2448.8449999999998`; whole ones without a fraction, `3600`; non-finite as null) — what the audit log's hash chain seals. The chain hashes the
+    /// stored text, so rows written before (`%.17g`) keep verifying.
     public var canonicalJSON: String {
         switch self {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
         case .int(let i): return String(i)
-        case .double(let d): return d.isFinite ? String(format: "%.17g", d) : "null"
+        case .double(let d):
+            guard d.isFinite else { return "null" }
+            return d.rounded() == d && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
         case .string(let s): return Self.canonicalString(s)
         case .array(let a): return "[" + a.map(\.canonicalJSON).joined(separator: ",") + "]"
         case .object(let o):

@@ -41,6 +41,12 @@ struct Export: ParsableCommand {
     @Flag(help: "Reference instances through their file-meta UIDs and derive missing Study/Series UIDs (anonymised sources; logged).")
     var repairMissingUids = false
 
+    @Option(help: "RTSTRUCT: islands smaller than this (mm³) are left out of the contours; 0 keeps all (the SEG keeps the label map).")
+    var minIslandMm3 = RTStructOptions.defaultMinimumIslandMM3
+
+    @Option(help: "RTSTRUCT: holes up to this size (mm³) are filled in the contours; 0 fills none.")
+    var fillHolesMm3 = RTStructOptions.defaultFillHolesMM3
+
     @Flag(help: "Fresh output UIDs (default: name-based on the source series and the label map's content, so exporting the same labels again gives the same UIDs).")
     var newUids = false
 
@@ -52,6 +58,7 @@ struct Export: ParsableCommand {
     func validate() throws {
         guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
         guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
+        guard minIslandMm3 >= 0, fillHolesMm3 >= 0 else { throw ValidationError("--min-island-mm3 and --fill-holes-mm3 must be ≥ 0") }
         if let uidRoot, let problem = OutputUIDs.problem(withRoot: uidRoot) { throw ValidationError("--uid-root: \(problem)") }
     }
 
@@ -82,14 +89,20 @@ struct Export: ParsableCommand {
         let written = try CaseOutputs.writeDICOM(labels: aligned, series: series, structures: structures, algorithm: algorithm,
                                                  seg: seg.map { URL(fileURLWithPath: $0) }, segOptions: SegmentationOptions(uids: uids),
                                                  rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
-                                                 rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids))
+                                                 rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids,
+                                                                                  minimumIslandMM3: minIslandMm3, fillHolesMM3: fillHolesMm3))
         if let seg, let r = written.seg {
             print("SEG       \(seg): \(structures.count) segment(s), \(r.frames) frame(s), series \(r.seriesInstanceUID)")
         }
         if let rtstruct, let r = written.rtstruct {
-            print("RTSTRUCT  \(rtstruct): \(structures.count) ROI(s), \(r.contours.values.reduce(0, +)) contour(s), series \(r.seriesInstanceUID)")
+            let islands = r.cleanup.values.reduce(0) { $0 + $1.islandsRemoved }, holes = r.cleanup.values.reduce(0) { $0 + $1.holesFilled }
+            print("RTSTRUCT  \(rtstruct): \(structures.count) ROI(s), \(r.contours.values.reduce(0, +)) contour(s), \(r.points.values.reduce(0, +)) point(s), "
+                  + "series \(r.seriesInstanceUID); \(islands) island(s) left out, \(holes) hole(s) filled")
+            for warning in r.warnings { logger.warning("\(warning)") }
         }
-        logger.info("export done", metadata: ["series": "\(series.seriesInstanceUID)", "structures": "\(structures.count)"])
+        var metadata: Logger.Metadata = ["series": "\(series.seriesInstanceUID)", "structures": "\(structures.count)"]
+        for (stage, seconds) in written.timings { metadata["\(stage)_s"] = "\(String(format: "%.3f", seconds))" }
+        logger.info("export done", metadata: metadata)
     }
 
     static func names(_ path: String?) throws -> [Int: String] {

@@ -167,9 +167,21 @@ struct Status: ParsableCommand {
         print("held late instances (\(s.held.count)) — see Ops/RUNBOOK.md, Late instances:")
         for h in s.held { print("  \(h.name): \(h.reason)") }
         if let auditDb, FileManager.default.fileExists(atPath: auditDb) {
-            let failed = try AuditLog(path: auditDb).cases(.init(status: CaseStatus.failed.rawValue, limit: 10))
+            let log = try AuditLog(path: auditDb)
+            let failed = try log.cases(.init(status: CaseStatus.failed.rawValue, limit: 10))
             print("recent failed cases:")
             for c in failed { print("  \(c.startedAt) \(c.caseID): \(c.error ?? "")") }
+            // Warnings of recent cases that succeeded (an RTSTRUCT over its point budget, …).
+            var warned: [String] = []
+            for c in try log.cases(.init(limit: 20)) {
+                for event in try log.events(caseID: c.caseID) where event.kind == "contour_cleanup" {
+                    for w in AuditValue.parse(event.payload)?.object?["warnings"]?.array ?? [] {
+                        if let text = w.string { warned.append("  \(c.startedAt) \(c.caseID): \(text)") }
+                    }
+                }
+            }
+            print("recent warnings (\(warned.count)):")
+            warned.forEach { print($0) }
         }
     }
 }

@@ -32,6 +32,29 @@ struct AuditLogTests {
         #expect(try log.events(caseID: "case-2")[1].payload == #"{"seconds":0.25,"stage":"predict"}"#)
     }
 
+    /// Issue #24: numbers read as a person writes them; a row written in the earlier `%.17g` form still verifies.
+    @Test func numbersAreWrittenInTheirShortestForm() throws {
+        let (log, dir) = try Self.freshLog()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cm3 = (Double(2_448_845) / 1000 * 1000).rounded() / 1000
+        try log.append(caseID: "c", kind: "roi_volume", payload: ["cm3": .double(cm3), "tiny": .double(1e-7), "whole": .double(3)])
+        #expect(try log.events(caseID: "c")[0].payload == #"{"cm3":2448.845,"tiny":1e-07,"whole":3}"#)
+        #expect(AuditValue.parse(try log.events(caseID: "c")[0].payload)?.object?["cm3"]?.double == cm3)
+        // An event sealed with the old text (hash over the stored text) keeps verifying next to new ones.
+        let queue = try DatabaseQueue(path: dir.appendingPathComponent("audit.sqlite").path)
+        let old = #"{"cm3":2448.8449999999998}"#
+        try queue.write { db in
+            let last = try #require(try Row.fetchOne(db, sql: "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1"))
+            let id: Int64 = last["id"], previous: String = last["hash"]
+            let recordedAt = "2026-01-01T00:00:00.000Z"
+            let hash = AuditEvent.digest(previous: previous, id: id + 1, caseID: "c", kind: "roi_volume", recordedAt: recordedAt, payload: old)
+            try db.execute(sql: "INSERT INTO events (id, case_id, kind, recorded_at, payload, previous_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [id + 1, "c", "roi_volume", recordedAt, old, previous, hash])
+        }
+        try log.append(caseID: "c", kind: "roi_volume", payload: ["cm3": .double(cm3)])
+        #expect(try log.verify() == .intact(events: 3))
+    }
+
     @Test func updatesAndDeletesAreRefused() throws {
         let (log, dir) = try Self.freshLog()
         defer { try? FileManager.default.removeItem(at: dir) }

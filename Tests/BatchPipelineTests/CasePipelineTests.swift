@@ -46,6 +46,9 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 9, name: A}]\n", "structures[0].label"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 2, name: a}]\n", "structures"),
         ("name: x\nmodel: {folder: MODEL}\noutputs: {uidRoot: '1.02.3'}\n", "outputs.uidRoot"),
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {fillHolesMM3: -1}\n", "outputs.fillHolesMM3"),
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {pointBudgetPerROI: 0}\n", "outputs.pointBudgetPerROI"),
+        ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, minimumIslandMM3: -5}]\n", "structures[0].minimumIslandMM3"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\npostprocessing: {keepLargestComponent: [3]}\n", "postprocessing.keepLargestComponent"),
         // Issue #13: typos and wrong types below the top level are refused with their path.
         ("name: x\nmodel: {folder: MODEL}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n", "outputs.rtstuct"),
@@ -93,7 +96,7 @@ struct CaseProfileTests {
     @Test func aNestedTypoSuggestsTheKey() throws {
         let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n")
         let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
-        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: nifti, qaSnapshot, repairMissingUIDs, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, uidRoot)") == true,
+        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: fillHolesMM3, minimumIslandMM3, nifti, pointBudgetPerFile, pointBudgetPerROI, qaSnapshot, repairMissingUIDs, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, strict, uidRoot)") == true,
                 "\(error?.description ?? "")")
     }
 }
@@ -142,11 +145,11 @@ struct CasePipelineTests {
         }
         #expect(Set(ids).count == 50)
         #expect(try audit.cases().count == 50)
-        #expect(try audit.verify() == .intact(events: 50 * 13))
+        #expect(try audit.verify() == .intact(events: 50 * 14))
         for id in ids.prefix(3) {
             let kinds = try audit.events(caseID: id).map(\.kind)
             #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "roi_volume", "roi_volume",
-                              "stage_timings", "resources", "case_summary"])
+                              "contour_cleanup", "stage_timings", "resources", "case_summary"])
         }
         let resources = try #require(try audit.events(caseID: ids[0]).first { $0.kind == "resources" }.flatMap { AuditValue.parse($0.payload)?.object })
         #expect((resources["peak_rss_mb"]?.int ?? 0) > 10, "the process's peak memory is recorded: \(resources)")

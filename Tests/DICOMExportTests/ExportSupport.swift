@@ -11,11 +11,11 @@ struct ExportFixture {
     let loaded: LoadedSeries
     let series: ReferencedSeries
 
-    init(_ folder: String) throws {
+    init(_ folder: String, repairMissingUIDs: Bool = false) throws {
         let scan = try DICOMScanner().scan(SharedData.dataFile(folder))
         stack = scan.stacks[0]
         loaded = try DICOMSeriesLoader().load(stack)
-        series = try ReferencedSeries(stack: stack, loaded: loaded)
+        series = try ReferencedSeries(stack: stack, loaded: loaded, repairMissingUIDs: repairMissingUIDs)
     }
 
     /// Labels 1–3 drawn on the grid: (1) a ring with a hole on several slices, (2) two separate

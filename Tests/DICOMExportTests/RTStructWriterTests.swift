@@ -9,6 +9,8 @@ import TestSupport
 import VolumeGeometry
 
 struct RTStructWriterTests {
+    static let exact = RTStructOptions(minimumIslandMM3: 0, fillHolesMM3: 0)
+
     /// Reads an RTSTRUCT back with nnseg's importer and rasterises it (even-odd, pixel centres) onto
     /// the source grid: one label map.
     static func readBack(_ url: URL, grid: ImageVolume, structures: [StructureDescription]) throws -> LabelVolume {
@@ -53,8 +55,9 @@ struct RTStructWriterTests {
         let dir = try SharedData.temporaryDirectory("rt")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("rtstruct.dcm")
+        // Exact contours (no island/hole cleanup): the label map comes back voxel for voxel.
         let result = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
-                                              algorithm: ExportFixture.algorithm, to: url)
+                                              algorithm: ExportFixture.algorithm, options: Self.exact, to: url)
         let absent = ExportFixture.structures.map(\.label).filter { !labels.voxels.contains(UInt16($0)) }
         #expect(result.emptyROIs == absent)
         let (_, report) = try runTool("/usr/bin/dciodvfy", ["-new", url.path])
@@ -76,7 +79,7 @@ struct RTStructWriterTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("rtstruct.dcm")
         _ = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
-                                     algorithm: ExportFixture.algorithm, to: url)
+                                     algorithm: ExportFixture.algorithm, options: Self.exact, to: url)
         let out = dir.appendingPathComponent("masks")
         let (status, log) = try runTool("/usr/bin/plastimatch", ["convert", "--input", url.path, "--referenced-ct", SharedData.dataFile(folder).path,
                                                                  "--output-prefix", out.path, "--prefix-format", "nii.gz", "--xor-contours"])
@@ -92,5 +95,81 @@ struct RTStructWriterTests {
             print("plastimatch Dice \(s.name): \(d) (\(String(format: "%.2f", cubicCentimetres)) cm³)")
             #expect(d >= (cubicCentimetres < 1 ? 0.90 : 0.95))
         }
+    }
+}
+
+/// Issue #24: a point budget per ROI and per file — a named warning, or with strict a named refusal that
+/// writes nothing.
+struct PointBudgetTests {
+    @Test func overBudgetWarnsOrRefuses() throws {
+        let fixture = try ExportFixture("dicom-zoo/mr-hippocrop/study1")
+        let labels = fixture.syntheticLabels()
+        let dir = try SharedData.temporaryDirectory("rt-budget")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("rt.dcm")
+        let within = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                              algorithm: ExportFixture.algorithm, options: RTStructWriterTests.exact, to: url)
+        #expect(within.warnings.isEmpty)
+        let most = try #require(within.points.values.max()), total = within.points.values.reduce(0, +)
+        var tight = RTStructWriterTests.exact
+        tight.pointBudgetPerROI = most - 1
+        tight.pointBudgetPerFile = total - 1
+        let over = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                            algorithm: ExportFixture.algorithm, options: tight, to: url)
+        #expect(over.warnings.count == 2 && over.warnings.allSatisfy { $0.hasPrefix("RTSTRUCT_POINT_BUDGET: ") }, "\(over.warnings)")
+        try FileManager.default.removeItem(at: url)
+        tight.strictPointBudget = true
+        let error = #expect(throws: DICOMExportError.self) {
+            try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                     algorithm: ExportFixture.algorithm, options: tight, to: url)
+        }
+        #expect(error?.code == .pointBudgetExceeded && error?.detail.contains("budget \(most - 1) per ROI") == true)
+        #expect(!FileManager.default.fileExists(atPath: url.path))
+    }
+}
+
+/// Issue #24: an RTSTRUCT a planning system can import — on TotalSegmentator's labels for its example CT made
+/// noisy (2 % of the voxels set to a random present label, seeded), islands left out and pinholes filled make
+/// the file at least 10× smaller than the exact contours, while every ROI above 1 cm³ rasterised back keeps
+/// Dice ≥ 0.95 against the clean label map (and the SEG stays exact — not touched here).
+struct NoisyLabelContourTests {
+    @Test func noisyLabelsGiveASmallStructureSetThatKeepsTheStructures() throws {
+        let seed: UInt64 = 24
+        let fixture = try ExportFixture("totalseg-example/example_ct_dicom", repairMissingUIDs: true)
+        let image = try NIfTIImage(contentsOf: SharedData.dataFile("totalseg-example/example_seg_dicom.nii.gz")).labelVolume()
+        let clean = try #require(image.reindexed(onto: fixture.loaded.volume.geometry, shape: fixture.loaded.volume.shape))
+        var noisy = clean
+        let present = Array(Set(clean.voxels).subtracting([0])).sorted()
+        var random = SplitMix(state: seed)
+        for i in noisy.voxels.indices where Double(random.next() >> 11) / Double(1 << 53) < 0.02 { noisy.voxels[i] = present[Int(random.next() % UInt64(present.count))] }
+        let structures = present.map { StructureDescription(label: Int($0), name: "L\($0)") }
+        let dir = try SharedData.temporaryDirectory("rt-noisy")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let exactURL = dir.appendingPathComponent("exact.dcm"), cleanedURL = dir.appendingPathComponent("cleaned.dcm")
+        let exact = try RTStructWriter.write(labels: noisy, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                             options: RTStructWriterTests.exact, to: exactURL)
+        let cleaned = try RTStructWriter.write(labels: noisy, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                               to: cleanedURL)
+        let exactBytes = try #require(try FileManager.default.attributesOfItem(atPath: exactURL.path)[.size] as? Int)
+        let cleanedBytes = try #require(try FileManager.default.attributesOfItem(atPath: cleanedURL.path)[.size] as? Int)
+        let ratio = Double(exactBytes) / Double(cleanedBytes)
+        print("noisy labels (seed \(seed)): exact \(exactBytes) bytes, \(exact.points.values.reduce(0, +)) points; cleaned \(cleanedBytes) bytes, "
+              + "\(cleaned.points.values.reduce(0, +)) points (\(String(format: "%.1f", ratio))× smaller)")
+        #expect(ratio >= 10, "seed \(seed): only \(ratio)× smaller")
+        #expect(cleaned.cleanup.values.reduce(0) { $0 + $1.islandsRemoved } > 1000)
+        // Rasterised back: Dice per ROI against the clean map (and, printed, against the noisy one).
+        let back = try RTStructWriterTests.readBack(cleanedURL, grid: fixture.loaded.volume, structures: structures)
+        let voxelCM3 = fixture.series.pixelSpacing.x * fixture.series.pixelSpacing.y * fixture.series.spacingAlongNormal / 1000
+        var worst = 1.0
+        for s in structures {
+            let value = UInt16(s.label)
+            let truth = clean.voxels.map { $0 == value }
+            let size = Double(truth.filter { $0 }.count) * voxelCM3
+            guard size > 1 else { continue }
+            let dice = RTStructWriterTests.dice(back.voxels.map { $0 == value }, truth)
+            worst = min(worst, dice)
+            #expect(dice >= 0.95, "seed \(seed): label \(s.label) (\(String(format: "%.1f", size)) cm³) Dice \(dice)")
+        }
+        print("noisy labels: worst Dice over ROIs above 1 cm³ \(worst)")
     }
 }
