@@ -97,7 +97,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
         // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
-        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "NIfTI", "QASnapshot", "VolumeGeometry",
+        .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "Parallel", "NIfTI", "QASnapshot", "VolumeGeometry",
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline",
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry",
                                                       "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -144,8 +144,10 @@ public final class CasePipeline: @unchecked Sendable {
                                   root: profile.uidRoot)
             var outputs: [(String, String, [String: AuditValue])] = []
             var contouring: RTStructWriter.Result?
+            var verification: OutputVerification.Report?
             try timed("write") {
-                let written = try CaseOutputs.write(
+                let written: CaseOutputs.Written
+                do { written = try CaseOutputs.write(
                     labels: labels, image: v, series: series, structures: structures, algorithm: algorithm,
                     request: .init(nifti: profile.writeNIfTI ? staging.appendingPathComponent("labels.nii.gz") : nil,
                                    seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
@@ -159,6 +161,12 @@ public final class CasePipeline: @unchecked Sendable {
                                                                     pointBudgetPerFile: profile.contourCleanup.pointBudgetPerFile,
                                                                     strictPointBudget: profile.contourCleanup.strict),
                                    qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil))
+                } catch let failure as OutputVerificationFailure {
+                    // The verdicts are on record; nothing was moved into place.
+                    try audit.append(caseID: caseID, kind: "verification", payload: Self.payload(failure.report))
+                    throw failure
+                }
+                verification = written.verification
                 if written.nifti != nil { outputs.append(("nifti", "labels.nii.gz", [:])) }
                 if let r = written.seg {
                     outputs.append(("seg", "seg.dcm", ["series_uid": .string(r.seriesInstanceUID), "sop_uid": .string(r.sopInstanceUID),
@@ -184,6 +192,7 @@ public final class CasePipeline: @unchecked Sendable {
                 payload["sha256"] = .string(try Self.sha256(of: folder.appendingPathComponent(name)))
                 try audit.append(caseID: caseID, kind: "output", payload: payload)
             }
+            if let verification { try audit.append(caseID: caseID, kind: "verification", payload: Self.payload(verification)) }
             let voxelCM3 = v.geometry.spacing.x * v.geometry.spacing.y * v.geometry.spacing.z / 1000
             for s in profile.structures {
                 let value = UInt16(s.label)
@@ -288,6 +297,22 @@ public final class CasePipeline: @unchecked Sendable {
         if profile.writeSEG { bytes += voxels * Int64(max(1, engine.bundle.dataset.labels.count - 1)) / 8 }
         if profile.writeRTSTRUCT { bytes += 2 * voxels }
         return bytes
+    }
+
+    /// The read-back check as an audit payload: passed, reference problems and a verdict per ROI.
+    static func payload(_ report: OutputVerification.Report) -> [String: AuditValue] {
+        [
+            "passed": .bool(report.passed), "reference_problems": .array(report.referenceProblems.map { .string($0) }),
+            "rois": .array(report.rois.map { r in
+                var o: [String: AuditValue] = ["label": .int(Int64(r.label)), "name": .string(r.name), "passed": .bool(r.passed),
+                                               "cm3": .double(r.labelCM3), "problems": .array(r.problems.map { .string($0) })]
+                if let v = r.segMismatchedVoxels { o["seg_mismatched_voxels"] = .int(Int64(v)) }
+                if let v = r.rtstructDice { o["rtstruct_dice"] = .double(v) }
+                if let v = r.rtstructAddedDistanceMM { o["rtstruct_added_distance_mm"] = .double(v) }
+                if let v = r.centroidShiftMM { o["centroid_shift_mm"] = .double(v) }
+                return .object(JSONObject(o))
+            }),
+        ]
     }
 
     static func sha256(of url: URL) throws -> String { try SHA256.hash(contentsOf: url).hex }

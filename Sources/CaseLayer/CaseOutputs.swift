@@ -11,14 +11,24 @@ import VolumeGeometry
 /// all or nothing — if one fails, what was already written is removed. The source header is read once
 /// for both DICOM objects (``ReferencedSeries``).
 public enum CaseOutputs {
+    /// What ``writeDICOM(labels:series:structures:algorithm:seg:segOptions:rtstruct:rtstructOptions:)`` wrote.
+    public struct DICOMWritten: Sendable {
+        public var seg: SegmentationWriter.Result?
+        public var rtstruct: RTStructWriter.Result?
+        public var timings: [(stage: String, seconds: Double)] = []
+        public var verification: OutputVerification.Report?
+    }
+
     public struct Written: Sendable {
         public var nifti: URL?
         public var seg: SegmentationWriter.Result?
         public var rtstruct: RTStructWriter.Result?
         /// Width and height of the QA image written.
         public var qa: (width: Int, height: Int)?
-        /// Seconds per output written, in order: nifti, seg, rtstruct, qa (the case's `stage_timings`).
+        /// Seconds per output written, in order: nifti, seg, rtstruct, verify, qa (the case's `stage_timings`).
         public var timings: [(stage: String, seconds: Double)] = []
+        /// The read-back check of the SEG and RTSTRUCT (nil when neither was written).
+        public var verification: OutputVerification.Report?
     }
 
     /// Where each output goes (nil: not wanted) and how the DICOM objects are numbered.
@@ -64,6 +74,7 @@ public enum CaseOutputs {
                 written.seg = dicom.seg
                 written.rtstruct = dicom.rtstruct
                 written.timings += dicom.timings
+                written.verification = dicom.verification
                 files += [request.seg, request.rtstruct].compactMap { $0 }
                 if let url = request.qa {
                     let rendered = try timed("qa") { () throws -> (Int, Int)? in
@@ -86,12 +97,14 @@ public enum CaseOutputs {
         return written
     }
 
-    /// Writes the SEG to `seg` and/or the RTSTRUCT to `rtstruct` (nil: not wanted); `timings` has seconds per object.
+    /// Writes the SEG to `seg` and/or the RTSTRUCT to `rtstruct` (nil: not wanted), then reads both back
+    /// (``OutputVerification``); `timings` has seconds per object and for the check. Outputs that do not verify
+    /// are removed and ``OutputVerificationFailure`` is thrown with the report.
     public static func writeDICOM(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription],
                                   algorithm: AlgorithmIdentification, seg: URL?, segOptions: SegmentationOptions = SegmentationOptions(),
                                   rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions())
-        throws -> (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?, timings: [(stage: String, seconds: Double)]) {
-        var written: (seg: SegmentationWriter.Result?, rtstruct: RTStructWriter.Result?, timings: [(stage: String, seconds: Double)]) = (nil, nil, [])
+        throws -> DICOMWritten {
+        var written = DICOMWritten()
         var files: [URL] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -115,6 +128,13 @@ public enum CaseOutputs {
                                              options: rtstructOptions, segmentation: reference, to: rtstruct)
                 }
                 files.append(rtstruct)
+            }
+            if seg != nil || rtstruct != nil {
+                let report = try timed("verify") {
+                    try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: seg, rtstruct: rtstruct)
+                }
+                written.verification = report
+                guard report.passed else { throw OutputVerificationFailure(report: report) }
             }
         } catch {
             for url in files { try? FileManager.default.removeItem(at: url) }

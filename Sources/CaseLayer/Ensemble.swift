@@ -74,6 +74,8 @@ public struct CaseLayerError: Error, CustomStringConvertible, Equatable {
     public enum Code: String, Sendable, CaseIterable {
         case noModel = "NO_MODEL"
         case modelsIncompatible = "MODELS_INCOMPATIBLE"
+        /// The SEG or RTSTRUCT just written does not read back as the label map (see ``OutputVerification``).
+        case outputVerificationFailed = "OUTPUT_VERIFICATION_FAILED"
     }
 
     public let code: Code

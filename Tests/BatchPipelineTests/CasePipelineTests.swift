@@ -145,10 +145,10 @@ struct CasePipelineTests {
         }
         #expect(Set(ids).count == 50)
         #expect(try audit.cases().count == 50)
-        #expect(try audit.verify() == .intact(events: 50 * 14))
+        #expect(try audit.verify() == .intact(events: 50 * 15))
         for id in ids.prefix(3) {
             let kinds = try audit.events(caseID: id).map(\.kind)
-            #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "roi_volume", "roi_volume",
+            #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "verification", "roi_volume", "roi_volume",
                               "contour_cleanup", "stage_timings", "resources", "case_summary"])
         }
         let resources = try #require(try audit.events(caseID: ids[0]).first { $0.kind == "resources" }.flatMap { AuditValue.parse($0.payload)?.object })
@@ -160,6 +160,10 @@ struct CasePipelineTests {
             let path = try #require(o["path"]?.string)
             #expect(FileManager.default.fileExists(atPath: path))
         }
+        // Issue #17: the outputs were read back and verified, per ROI.
+        let verification = try #require(events.first { $0.kind == "verification" }.flatMap { AuditValue.parse($0.payload)?.object })
+        #expect(verification["passed"] == .bool(true) && verification["rois"]?.array?.count == 2, "\(verification)")
+        #expect(verification["rois"]?.array?.allSatisfy { $0.object?["seg_mismatched_voxels"] == .int(0) } == true)
         let input = try #require(AuditValue.parse(events[1].payload)?.object)
         #expect(input["patient_id_form"]?.string == "salted-sha256")
         let model = try #require(AuditValue.parse(events[2].payload)?.object)

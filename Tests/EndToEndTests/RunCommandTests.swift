@@ -21,7 +21,7 @@ struct RunCommandTests {
         let png = try Data(contentsOf: URL(fileURLWithPath: outputs[3]))
         #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         let verify = try CommandRunner.nnseg(["audit", "verify", "--database", database])
-        #expect(verify.status == 0 && verify.stdout.contains("audit log intact: 14 event(s) verified"))
+        #expect(verify.status == 0 && verify.stdout.contains("audit log intact: 15 event(s) verified"))
         let csv = try CommandRunner.nnseg(["audit", "export", "--database", database, "--format", "csv"])
         #expect(csv.stdout.split(separator: "\n").count == 2 && csv.stdout.contains("SUCCEEDED"))
         // Patient data never in plain text: the demo's PatientID does not appear in the log.
@@ -36,6 +36,6 @@ struct RunCommandTests {
         #expect(edit.status == 0, "\(edit.stderr)")
         let broken = try CommandRunner.nnseg(["audit", "verify", "--database", database])
         #expect(broken.status == 3)  // README, exit codes: 3 = audit log does not verify
-        #expect(broken.stdout.contains("audit log BROKEN at event 14"))
+        #expect(broken.stdout.contains("audit log BROKEN at event 15"))
     }
 }

@@ -1,0 +1,213 @@
+import DICOMExport
+import DICOMImport
+import Foundation
+import Parallel
+import VolumeGeometry
+
+/// Every case checks what it wrote before anything is moved into place or sent (issue #17): the SEG and the
+/// RTSTRUCT are read back with nnseg's own readers and rasterised onto the source grid.
+///
+/// * **References**: Study Instance UID and Frame of Reference of each object equal the source's; the SEG's
+///   Referenced Series lists exactly the source's instances; the RTSTRUCT's Referenced Frame of Reference →
+///   Study → Series is the source series and each of its contour images is a source instance.
+/// * **SEG**: the segment number of every voxel equals the label map's (exact).
+/// * **RTSTRUCT**, per ROI against the label map: Dice ≥ 0.90 for ROIs of at least 1 cm³ (non-empty below);
+///   voxels the contours add (filled holes) lie within ``Tolerances/addedDistanceMM`` of the structure
+///   (a one-sided Hausdorff distance: islands the contours leave out by design are not counted); the
+///   centroid in patient coordinates within ``Tolerances/centroidShiftMM`` of the label map's — a left/right
+///   or any other flip moves it by centimetres.
+public enum OutputVerification {
+    public struct Tolerances: Sendable, Equatable {
+        public var minimumDice = 0.90
+        /// ROIs smaller than this (cm³) need only be non-empty.
+        public var diceFromCM3 = 1.0
+        public var addedDistanceMM = 5.0
+        public var centroidShiftMM = 5.0
+        public init() {}
+    }
+
+    public struct ROIVerdict: Sendable, Equatable {
+        public var label: Int
+        public var name: String
+        public var labelCM3: Double
+        /// SEG voxels that differ from the label map for this segment (nil: no SEG).
+        public var segMismatchedVoxels: Int?
+        public var rtstructDice: Double?
+        /// Farthest voxel the contours add, from the structure (mm; 0 when they add none).
+        public var rtstructAddedDistanceMM: Double?
+        public var centroidShiftMM: Double?
+        public var passed: Bool
+        public var problems: [String]
+    }
+
+    public struct Report: Sendable, Equatable {
+        public var rois: [ROIVerdict]
+        /// Reference problems (empty: every reference resolves to the source).
+        public var referenceProblems: [String]
+        public var passed: Bool { referenceProblems.isEmpty && rois.allSatisfy(\.passed) }
+        /// One line naming what failed, for the case's error.
+        public var failureSummary: String {
+            (referenceProblems + rois.filter { !$0.passed }.map { "ROI \($0.name): " + $0.problems.joined(separator: "; ") })
+                .joined(separator: " | ")
+        }
+    }
+
+    public static func verify(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription], seg: URL?,
+                              rtstruct: URL?, tolerances: Tolerances = Tolerances()) throws -> Report {
+        let grid = labels.geometry, shape = labels.shape
+        var problems: [String] = []
+        var segLabels: Volume<UInt16>?
+        if let seg {
+            problems += references(of: seg, series: series, kind: "SEG")
+            segLabels = try SegmentationReader.read(seg, onto: grid, shape: shape).labels
+        }
+        var rtLabels: Volume<UInt16>?
+        if let rtstruct {
+            problems += references(of: rtstruct, series: series, kind: "RTSTRUCT")
+            rtLabels = try StructureSetReader.read(rtstruct, onto: grid, shape: shape, mapping: structures.map { ($0.name, $0.label) }).labels
+        }
+        let toPatient = VoxelToPatient(grid)
+        let spacing = grid.spacing
+        let voxelCM3 = spacing.x * spacing.y * spacing.z / 1000
+        // One pass over the volume (chunks in parallel): per structure, its voxel count, the SEG's disagreements,
+        // the RTSTRUCT raster's count, overlap, added voxels and both centroids.
+        var indexOf = [Int](repeating: -1, count: 65_536)
+        for (i, s) in structures.enumerated() where (1...65_535).contains(s.label) { indexOf[s.label] = i }
+        struct Tally {
+            var count = 0, segMismatch = 0, rtCount = 0, both = 0
+            var sumLabel = SIMD3<Double>(0, 0, 0), sumRT = SIMD3<Double>(0, 0, 0)
+            var added: [Int] = []
+            mutating func merge(_ o: Tally) {
+                count += o.count; segMismatch += o.segMismatch; rtCount += o.rtCount; both += o.both
+                sumLabel += o.sumLabel; sumRT += o.sumRT; added += o.added
+            }
+        }
+        let plane = shape.y * shape.x
+        let chunk = max(plane, 1 << 18)
+        let pieces = try Parallel.map((shape.count + chunk - 1) / chunk) { c -> [Tally] in
+            var tallies = [Tally](repeating: Tally(), count: structures.count)
+            for i in (c * chunk)..<min(shape.count, (c + 1) * chunk) {
+                let position = SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
+                let a = indexOf[Int(labels.voxels[i])]
+                if a >= 0 {
+                    tallies[a].count += 1
+                    tallies[a].sumLabel += position
+                }
+                if let segLabels {
+                    // Segment n is structure n - 1: both sides must name the same structure (or none).
+                    let segment = Int(segLabels.voxels[i]) - 1
+                    if segment != a {
+                        if a >= 0 { tallies[a].segMismatch += 1 }
+                        if segment >= 0 && segment < structures.count && segment != a { tallies[segment].segMismatch += 1 }
+                    }
+                }
+                if let rtLabels {
+                    let r = indexOf[Int(rtLabels.voxels[i])]
+                    if r >= 0 {
+                        tallies[r].rtCount += 1
+                        tallies[r].sumRT += position
+                        if r == a { tallies[r].both += 1 } else { tallies[r].added.append(i) }
+                    }
+                }
+            }
+            return tallies
+        }
+        var tallies = [Tally](repeating: Tally(), count: structures.count)
+        for piece in pieces { for (i, t) in piece.enumerated() { tallies[i].merge(t) } }
+        let verdicts = try Parallel.map(structures.count) { index -> ROIVerdict in
+            let s = structures[index], t = tallies[index], value = UInt16(clamping: s.label)
+            let cm3 = Double(t.count) * voxelCM3
+            var verdict = ROIVerdict(label: s.label, name: s.name, labelCM3: (cm3 * 1000).rounded() / 1000,
+                                     segMismatchedVoxels: segLabels == nil ? nil : t.segMismatch, rtstructDice: nil,
+                                     rtstructAddedDistanceMM: nil, centroidShiftMM: nil, passed: true, problems: [])
+            if t.segMismatch > 0 { verdict.problems.append("SEG differs from the label map in \(t.segMismatch) voxel(s)") }
+            if rtLabels != nil {
+                let dice = t.count + t.rtCount == 0 ? 1 : 2 * Double(t.both) / Double(t.count + t.rtCount)
+                verdict.rtstructDice = (dice * 10000).rounded() / 10000
+                if cm3 >= tolerances.diceFromCM3 && dice < tolerances.minimumDice {
+                    verdict.problems.append(String(format: "RTSTRUCT Dice %.4f below %.2f", dice, tolerances.minimumDice))
+                }
+                if t.count > 0 && t.rtCount == 0 { verdict.problems.append("RTSTRUCT has no contour for a structure of \(t.count) voxel(s)") }
+                let distance = farthestAdded(t.added, value: value, labels: labels, limitMM: tolerances.addedDistanceMM)
+                verdict.rtstructAddedDistanceMM = (distance * 100).rounded() / 100
+                if distance > tolerances.addedDistanceMM {
+                    verdict.problems.append(String(format: "RTSTRUCT adds voxels more than %.1f mm from the structure", tolerances.addedDistanceMM))
+                }
+                if t.count > 0 && t.rtCount > 0 {
+                    let shift = toPatient(t.sumRT / Double(t.rtCount)) - toPatient(t.sumLabel / Double(t.count))
+                    let millimetres = (shift * shift).sum().squareRoot()
+                    verdict.centroidShiftMM = (millimetres * 100).rounded() / 100
+                    if millimetres > tolerances.centroidShiftMM {
+                        verdict.problems.append(String(format: "RTSTRUCT centroid %.1f mm from the label map's (L/R %.1f mm)", millimetres, shift.x))
+                    }
+                }
+            }
+            verdict.passed = verdict.problems.isEmpty
+            return verdict
+        }
+        return Report(rois: verdicts, referenceProblems: problems)
+    }
+
+    /// The largest distance (mm) from a voxel in `added` to the nearest voxel of `value`, searched up to just
+    /// beyond `limitMM` (a farther voxel reports `limitMM` + one voxel).
+    static func farthestAdded(_ added: [Int], value: UInt16, labels: LabelVolume, limitMM: Double) -> Double {
+        guard !added.isEmpty else { return 0 }
+        let shape = labels.shape, spacing = labels.geometry.spacing
+        let plane = shape.y * shape.x
+        let reach = SIMD3(Int((limitMM / spacing.x).rounded(.up)) + 1, Int((limitMM / spacing.y).rounded(.up)) + 1,
+                          Int((limitMM / spacing.z).rounded(.up)) + 1)
+        var farthest = 0.0
+        for i in added {
+            let (x, y, z) = (i % shape.x, (i / shape.x) % shape.y, i / plane)
+            var best = Double.infinity
+            for dz in -reach.z...reach.z where z + dz >= 0 && z + dz < shape.z {
+                for dy in -reach.y...reach.y where y + dy >= 0 && y + dy < shape.y {
+                    for dx in -reach.x...reach.x where x + dx >= 0 && x + dx < shape.x {
+                        guard labels.voxels[(z + dz) * plane + (y + dy) * shape.x + x + dx] == value else { continue }
+                        let d = SIMD3(Double(dx) * spacing.x, Double(dy) * spacing.y, Double(dz) * spacing.z)
+                        best = min(best, (d * d).sum().squareRoot())
+                    }
+                }
+            }
+            farthest = max(farthest, best.isFinite ? best : limitMM + spacing.max())
+        }
+        return farthest
+    }
+
+    /// The object's references to its source: Study, Frame of Reference, Series and instances.
+    static func references(of url: URL, series: ReferencedSeries, kind: String) -> [String] {
+        guard let file = try? DICOMFile(path: url.path) else { return ["\(kind) cannot be read back"] }
+        var problems: [String] = []
+        let instances = Set(series.slices.map(\.sopInstanceUID))
+        func check(_ path: String, _ expected: String, _ what: String) {
+            let found = file.string(atPath: path) ?? ""
+            if found != expected { problems.append("\(kind) \(what) is '\(found)', the source's '\(expected)'") }
+        }
+        check("0020,000d", series.studyInstanceUID, "StudyInstanceUID")
+        check("0020,0052", series.frameOfReferenceUID, "FrameOfReferenceUID")
+        let listed: String
+        if kind == "SEG" {
+            check("0008,1115[0]/0020,000e", series.seriesInstanceUID, "referenced series")
+            listed = "0008,1115[0]/0008,114a"
+        } else {
+            check("3006,0010[0]/0020,0052", series.frameOfReferenceUID, "referenced frame of reference")
+            check("3006,0010[0]/3006,0012[0]/0008,1155", series.studyInstanceUID, "referenced study")
+            check("3006,0010[0]/3006,0012[0]/3006,0014[0]/0020,000e", series.seriesInstanceUID, "referenced series")
+            listed = "3006,0010[0]/3006,0012[0]/3006,0014[0]/3006,0016"
+        }
+        let count = file.itemCount(atPath: listed) ?? 0
+        var referenced = Set<String>()
+        for i in 0..<count { referenced.insert(file.string(atPath: "\(listed)[\(i)]/0008,1155") ?? "") }
+        if referenced != instances {
+            problems.append("\(kind) references \(referenced.count) instance(s), \(referenced.subtracting(instances).count) not in the source series "
+                            + "(\(instances.count) instances)")
+        }
+        return problems
+    }
+}
+
+/// Outputs that did not verify: nothing of them is kept; the report says which ROI and check failed.
+public struct OutputVerificationFailure: Error, CustomStringConvertible {
+    public let report: OutputVerification.Report
+    public var description: String { "\(CaseLayerError.Code.outputVerificationFailed.rawValue): \(report.failureSummary)" }
+}
