@@ -21,6 +21,7 @@ TEST_PACKAGES=(
   orthanc             # a real PACS for the network tests and Ops/demo-network.sh (started on loopback ports by them)
   curl                # Orthanc's REST API
   openssl             # the TLS tests make a throw-away CA
+  chromium            # renders report.html headless to a PNG (the report test)
 )
 
 packages=("${BUILD_PACKAGES[@]}")

@@ -160,7 +160,12 @@ public final class CasePipeline: @unchecked Sendable {
                                                                     pointBudgetPerROI: profile.contourCleanup.pointBudgetPerROI,
                                                                     pointBudgetPerFile: profile.contourCleanup.pointBudgetPerFile,
                                                                     strictPointBudget: profile.contourCleanup.strict),
-                                   qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil))
+                                   qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil,
+                                   report: profile.writeReport ? staging.appendingPathComponent("report.html") : nil,
+                                   context: ReportContext(caseID: caseID, model: engine.bundle.plans.datasetName,
+                                                          configuration: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ","))",
+                                                          precision: "fp32", software: SoftwareVersion.described,
+                                                          profile: "\(profile.name) sha256:\(profile.sha256.prefix(16))", sourceSeriesUID: series.seriesInstanceUID)))
                 } catch let failure as OutputVerificationFailure {
                     // The verdicts are on record; nothing was moved into place.
                     try audit.append(caseID: caseID, kind: "verification", payload: Self.payload(failure.report))
@@ -179,8 +184,13 @@ public final class CasePipeline: @unchecked Sendable {
                     contouring = r
                 }
                 if let qa = written.qa {
-                    outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(qa.width)), "height": .int(Int64(qa.height))]))
+                    outputs.append(("qa_snapshot", "qa.png", ["width": .int(Int64(qa.width)), "height": .int(Int64(qa.height)),
+                                                              "pages": .int(Int64(written.qaPages))]))
+                    for page in stride(from: 2, through: written.qaPages, by: 1) {
+                        outputs.append(("qa_snapshot", "qa-\(page).png", ["page": .int(Int64(page))]))
+                    }
                 }
+                if written.report != nil { outputs.append(("report", "report.html", [:])) }
                 timings += written.timings.map { ("write_\($0.stage)", $0.seconds) }
                 try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
                 try FileManager.default.moveItem(at: staging, to: folder)

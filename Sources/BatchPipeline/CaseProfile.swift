@@ -54,6 +54,8 @@ public struct CaseProfile: Sendable {
     public var writeRTSTRUCT: Bool
     public var writeNIfTI: Bool
     public var writeQASnapshot: Bool
+    /// `outputs.report`: the self-contained `report.html` (default true).
+    public var writeReport: Bool
     public var structures: [StructureDescription]
     public var auditDatabase: String?
     public var storePatientIdentifiers: Bool
@@ -153,6 +155,7 @@ public struct CaseProfile: Sendable {
         writeRTSTRUCT = outputs?.rtstruct ?? true
         writeNIfTI = outputs?.nifti ?? true
         writeQASnapshot = outputs?.qaSnapshot ?? true
+        writeReport = outputs?.report ?? true
         seriesNumberSEG = outputs?.segSeriesNumber ?? 901
         seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
         repairMissingUIDs = outputs?.repairMissingUIDs ?? false
@@ -326,6 +329,7 @@ struct ProfileDocument: Decodable {
         var rtstruct: Bool?
         var nifti: Bool?
         var qaSnapshot: Bool?
+        var report: Bool?
         var segSeriesNumber: Int?
         var rtstructSeriesNumber: Int?
         var repairMissingUIDs: Bool?
@@ -336,7 +340,7 @@ struct ProfileDocument: Decodable {
         var pointBudgetPerFile: Int?
         var strict: Bool?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case seg, rtstruct, nifti, qaSnapshot, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
+            case seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
                  fillHolesMM3, pointBudgetPerROI, pointBudgetPerFile, strict
         }
     }
@@ -421,7 +425,8 @@ extension CaseProfile {
             "  seg: true",
             "  rtstruct: true",
             "  nifti: true",
-            "  qaSnapshot: true",
+            "  qaSnapshot: true               # qa.png (more pages: qa-2.png, …): slices, outlines, legend, banner",
+            "  report: true                   # report.html: the QA pages, provenance and the outputs' verification",
             "  segSeriesNumber: 901",
             "  rtstructSeriesNumber: 902",
             "  repairMissingUIDs: false       # research data only: reference anonymised series through their file-meta UIDs",

@@ -23,8 +23,10 @@ public enum CaseOutputs {
         public var nifti: URL?
         public var seg: SegmentationWriter.Result?
         public var rtstruct: RTStructWriter.Result?
-        /// Width and height of the QA image written.
+        /// Width and height of the QA sheet's first page, and how many pages it has.
         public var qa: (width: Int, height: Int)?
+        public var qaPages = 0
+        public var report: URL?
         /// Seconds per output written, in order: nifti, seg, rtstruct, verify, qa (the case's `stage_timings`).
         public var timings: [(stage: String, seconds: Double)] = []
         /// The read-back check of the SEG and RTSTRUCT (nil when neither was written).
@@ -38,16 +40,24 @@ public enum CaseOutputs {
         public var segOptions: SegmentationOptions
         public var rtstruct: URL?
         public var rtstructOptions: RTStructOptions
+        /// The QA sheet's first page; further pages beside it as `qa-2.png`, `qa-3.png`, ….
         public var qa: URL?
+        /// The self-contained HTML report (QA pages embedded, provenance, verification verdicts).
+        public var report: URL?
+        /// Who and what made the case, for the QA banner and the report.
+        public var context: ReportContext
 
         public init(nifti: URL? = nil, seg: URL? = nil, segOptions: SegmentationOptions = SegmentationOptions(), rtstruct: URL? = nil,
-                    rtstructOptions: RTStructOptions = RTStructOptions(), qa: URL? = nil) {
+                    rtstructOptions: RTStructOptions = RTStructOptions(), qa: URL? = nil, report: URL? = nil,
+                    context: ReportContext = ReportContext()) {
             self.nifti = nifti
             self.seg = seg
             self.segOptions = segOptions
             self.rtstruct = rtstruct
             self.rtstructOptions = rtstructOptions
             self.qa = qa
+            self.report = report
+            self.context = context
         }
     }
 
@@ -76,18 +86,32 @@ public enum CaseOutputs {
                 written.timings += dicom.timings
                 written.verification = dicom.verification
                 files += [request.seg, request.rtstruct].compactMap { $0 }
-                if let url = request.qa {
-                    let rendered = try timed("qa") { () throws -> (Int, Int)? in
-                        guard let png = QASnapshot.render(image: image, labels: labels, structures: structures.map {
-                            QASnapshot.Structure(label: UInt16($0.label), color: $0.color)
-                        }) else { return nil }
-                        try QASnapshot.png(png).write(to: url)
-                        return (png.width, png.height)
+                let volumes = CaseReport.volumes(labels, structures: structures)
+                var pngs: [Data] = []
+                if request.qa != nil || request.report != nil {
+                    try timed("qa") {
+                        let pages = QASnapshot.sheet(image: image, labels: labels, structures: structures.map {
+                            QASnapshot.Structure(label: UInt16($0.label), color: $0.color, name: $0.name, cubicCentimetres: volumes[$0.label] ?? 0)
+                        }, context: request.context.banner)
+                        pngs = pages.map(QASnapshot.png)
+                        if let url = request.qa, let first = pages.first {
+                            for (n, png) in pngs.enumerated() {
+                                let target = n == 0 ? url : CaseReport.pageURL(url, page: n + 1)
+                                try png.write(to: target)
+                                files.append(target)
+                            }
+                            written.qa = (first.width, first.height)
+                            written.qaPages = pages.count
+                        }
                     }
-                    if let rendered {
-                        files.append(url)
-                        written.qa = rendered
+                }
+                if let url = request.report {
+                    try timed("report") {
+                        try CaseReport.html(context: request.context, structures: structures, volumes: volumes, verification: written.verification,
+                                            rtstruct: written.rtstruct, pages: pngs).write(to: url, atomically: true, encoding: .utf8)
                     }
+                    files.append(url)
+                    written.report = url
                 }
             }
         } catch {

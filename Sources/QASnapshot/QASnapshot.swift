@@ -2,16 +2,43 @@ import CLibz
 import Foundation
 import VolumeGeometry
 
-/// A PNG montage for a quick visual check of a case: one row per structure, axial / coronal / sagittal
-/// planes through its centroid, the image windowed to its 1st–99th percentile, the structure's outline
-/// drawn in its colour. Planes keep their physical aspect; superior is up in coronal and sagittal views.
+/// The QA sheet a person reviews before trusting a case (issues #17, #24): pages of at most 2,000 pixels a
+/// side, each a banner (AI-generated, not approved; case, model, precision), a grid of axial slices at the
+/// series' native in-plane resolution (small matrices enlarged by a whole factor), chosen so that every
+/// structure is shown near its largest extent — many structures share a slice, so 25+ fit on a page or two —
+/// with every structure's outline in its colour, orientation letters and a scale bar, and a legend (colour,
+/// name, volume in cm³).
+///
+/// ```swift
+/// let pages = QASnapshot.sheet(image: ct, labels: labels, structures: described, context: context)
+/// try QASnapshot.png(pages[0]).write(to: url)
+/// ```
 public enum QASnapshot {
     public struct Structure: Sendable {
         public var label: UInt16
         public var color: SIMD3<UInt8>
-        public init(label: UInt16, color: SIMD3<UInt8>) {
+        public var name: String
+        /// Volume in the label map, cm³.
+        public var cubicCentimetres: Double
+        public init(label: UInt16, color: SIMD3<UInt8>, name: String = "", cubicCentimetres: Double = 0) {
             self.label = label
             self.color = color
+            self.name = name
+            self.cubicCentimetres = cubicCentimetres
+        }
+    }
+
+    /// What the banner says: case ID, model, precision and software (no patient data).
+    public struct Context: Sendable {
+        public var caseID: String
+        public var model: String
+        public var precision: String
+        public var software: String
+        public init(caseID: String, model: String, precision: String, software: String) {
+            self.caseID = caseID
+            self.model = model
+            self.precision = precision
+            self.software = software
         }
     }
 
@@ -27,88 +54,153 @@ public enum QASnapshot {
         }
     }
 
-    public static let panelHeight = 160
+    /// The longest side of a page.
+    public static let maximumSide = 2000
+    static let margin = 16, gap = 8, textScale = 2, line = 18
 
-    /// Renders the montage; structures absent from the labels are skipped. nil when none is present.
-    public static func render(image: ImageVolume, labels: LabelVolume, structures: [Structure]) -> Image? {
-        let s = image.shape
+    /// The pages of the sheet; empty when no structure is present.
+    public static func sheet(image: ImageVolume, labels: LabelVolume, structures: [Structure], context: Context) -> [Image] {
+        let s = labels.shape
+        let plane = s.y * s.x
+        // Area of every structure on every slice.
+        var index = [Int](repeating: -1, count: 65_536)
+        for (i, st) in structures.enumerated() { index[Int(st.label)] = i }
+        var area = [[Int]](repeating: [Int](repeating: 0, count: s.z), count: structures.count)
+        for z in 0..<s.z {
+            for i in (z * plane)..<((z + 1) * plane) {
+                let a = index[Int(labels.voxels[i])]
+                if a >= 0 { area[a][z] += 1 }
+            }
+        }
+        let present = structures.indices.filter { area[$0].contains { $0 > 0 } }
+        guard !present.isEmpty else { return [] }
+        // Slices: greedily the one showing the most uncovered structures near their largest extent; a structure is
+        // covered by a slice holding at least half its largest area.
+        let largest = structures.indices.map { area[$0].max() ?? 0 }
+        var uncovered = Set(present), slices: [(z: Int, shows: [Int])] = []
+        while !uncovered.isEmpty {
+            var best = (z: 0, score: -1.0)
+            for z in 0..<s.z {
+                let score = uncovered.reduce(0.0) { $0 + Double(area[$1][z]) / Double(max(largest[$1], 1)) }
+                if score > best.score { best = (z, score) }
+            }
+            let covered = uncovered.filter { 2 * area[$0][best.z] >= largest[$0] }
+            let shows = covered.isEmpty ? [uncovered.max { largest[$0] < largest[$1] }!] : Array(covered)
+            let z = covered.isEmpty ? area[shows[0]].indices.max { area[shows[0]][$0] < area[shows[0]][$1] }! : best.z
+            slices.append((z, shows.sorted()))
+            uncovered.subtract(shows)
+        }
+        slices.sort { $0.z > $1.z }  // superior first (the slice order along the normal is the loader's)
+        // Tiles: the native matrix, enlarged by a whole factor when small, reduced only if a tile would not fit.
+        let sp = labels.geometry.spacing
+        let pixelMM = min(sp.x, sp.y)
+        var tileW = Int((Double(s.x) * sp.x / pixelMM).rounded()), tileH = Int((Double(s.y) * sp.y / pixelMM).rounded())
+        let enlarge = max(1, 256 / max(tileW, tileH))
+        tileW *= enlarge
+        tileH *= enlarge
+        let room = maximumSide - 2 * margin
+        let shrink = min(1.0, Double(room) / Double(max(tileW, tileH)))
+        tileW = max(1, Int(Double(tileW) * shrink)); tileH = max(1, Int(Double(tileH) * shrink))
+        let columns = max(1, (room + gap) / (tileW + gap))
         let sorted = image.voxels.sorted()
-        let lo = sorted[sorted.count / 100], hi = max(sorted[sorted.count * 99 / 100], lo + 1e-6)
-        var rows: [[Image]] = []
-        for structure in structures {
-            var sum = SIMD3<Double>(0, 0, 0), n = 0.0
-            for z in 0..<s.z { for y in 0..<s.y { for x in 0..<s.x where labels[z, y, x] == structure.label {
-                sum += SIMD3(Double(x), Double(y), Double(z)); n += 1
-            } } }
-            guard n > 0 else { continue }
-            let c = sum / n
-            let (cx, cy, cz) = (Int(c.x.rounded()), Int(c.y.rounded()), Int(c.z.rounded()))
-            let sp = image.geometry.spacing
-            // (rows, columns, row spacing, column spacing, sample)
-            let axial = panel(rows: s.y, columns: s.x, rowSpacing: sp.y, columnSpacing: sp.x) { r, col in (cz, r, col) }
-            let coronal = panel(rows: s.z, columns: s.x, rowSpacing: sp.z, columnSpacing: sp.x) { r, col in (s.z - 1 - r, cy, col) }
-            let sagittal = panel(rows: s.z, columns: s.y, rowSpacing: sp.z, columnSpacing: sp.y) { r, col in (s.z - 1 - r, col, cx) }
-            rows.append([axial, coronal, sagittal].map { p in
-                draw(p, image: image, labels: labels, structure: structure, low: lo, high: hi)
-            })
+        let low = sorted[sorted.count / 100], high = max(sorted[sorted.count * 99 / 100], low + 1e-6)
+        let tiles = slices.map { tile(z: $0.z, image: image, labels: labels, structures: structures, width: tileW, height: tileH,
+                                      low: low, high: high) }
+        // Pages: banner, as many rows of tiles as fit with the legend, the legend.
+        let legendColumns = max(1, (columns * (tileW + gap) - gap) / 420)
+        let legendRows = (present.count + legendColumns - 1) / legendColumns
+        let bannerHeight = 2 * line + 12
+        let legendHeight = legendRows * line + line
+        let rowsPerPage = max(1, (maximumSide - 2 * margin - bannerHeight - legendHeight - 2 * gap + gap) / (tileH + gap))
+        let perPage = rowsPerPage * columns
+        let pageCount = (tiles.count + perPage - 1) / perPage
+        var pages: [Image] = []
+        for p in 0..<pageCount {
+            let pageTiles = Array(tiles[(p * perPage)..<min(tiles.count, (p + 1) * perPage)])
+            let usedColumns = min(columns, pageTiles.count), usedRows = (pageTiles.count + columns - 1) / columns
+            let width = max(2 * margin + usedColumns * (tileW + gap) - gap, 2 * margin + 900)
+            let height = 2 * margin + bannerHeight + gap + usedRows * (tileH + gap) + legendHeight
+            var page = Image(width: width, height: height, pixels: Array(repeating: SIMD3(24, 24, 24), count: width * height))
+            // Banner.
+            page.fill(x: 0, y: 0, width: width, height: margin + bannerHeight, color: SIMD3(160, 20, 20))
+            page.text("AI-GENERATED CONTOURS - NOT APPROVED - REVIEW BEFORE CLINICAL USE", x: margin, y: margin / 2 + 2,
+                      scale: textScale, color: SIMD3(255, 255, 255))
+            page.text("CASE \(context.caseID)   MODEL \(context.model)   PRECISION \(context.precision)   \(context.software)   PAGE \(p + 1)/\(pageCount)",
+                      x: margin, y: margin / 2 + 2 + line + 4, scale: textScale, color: SIMD3(255, 230, 200))
+            // Tiles.
+            let top = margin + bannerHeight + gap
+            for (t, tile) in pageTiles.enumerated() {
+                page.paste(tile, x: margin + (t % columns) * (tileW + gap), y: top + (t / columns) * (tileH + gap))
+            }
+            // Legend: every structure present, on every page.
+            let legendTop = top + usedRows * (tileH + gap)
+            let columnWidth = (width - 2 * margin) / legendColumns
+            for (n, i) in present.enumerated() {
+                let x = margin + (n / legendRows) * columnWidth, y = legendTop + (n % legendRows) * line
+                page.fill(x: x, y: y + 1, width: 14, height: 14, color: structures[i].color)
+                let volume = String(format: "%.1f", structures[i].cubicCentimetres)
+                page.text("\(structures[i].name.prefix(22))  \(volume) CM³", x: x + 20, y: y + 1, scale: textScale, color: SIMD3(235, 235, 235))
+            }
+            pages.append(page)
         }
-        guard !rows.isEmpty else { return nil }
-        let gap = 4
-        let width = rows.map { $0.reduce(gap) { $0 + $1.width + gap } }.max()!
-        let height = rows.count * (panelHeight + gap) + gap
-        var out = Image(width: width, height: height, pixels: Array(repeating: SIMD3(24, 24, 24), count: width * height))
-        for (r, row) in rows.enumerated() {
-            var x0 = gap
-            let y0 = gap + r * (panelHeight + gap)
-            for p in row {
-                for y in 0..<p.height { for x in 0..<p.width { out.pixels[(y0 + y) * width + x0 + x] = p.pixels[y * p.width + x] } }
-                x0 += p.width + gap
+        return pages
+    }
+
+    /// One axial slice: the image windowed to its 1st–99th percentile, the outline of every structure on it in its
+    /// colour, orientation letters on the edges, a scale bar and the slice number.
+    static func tile(z: Int, image: ImageVolume, labels: LabelVolume, structures: [Structure], width: Int, height: Int,
+                     low: Float, high: Float) -> Image {
+        let s = labels.shape
+        var out = Image(width: width, height: height, pixels: Array(repeating: .zero, count: width * height))
+        let columnOf = (0..<width).map { min(s.x - 1, $0 * s.x / width) }, rowOf = (0..<height).map { min(s.y - 1, $0 * s.y / height) }
+        func label(_ r: Int, _ c: Int) -> UInt16 { labels[z, r, c] }
+        for y in 0..<height {
+            for x in 0..<width {
+                let r = rowOf[y], c = columnOf[x]
+                let g = UInt8(max(0, min(255, (image[z, r, c] - low) / (high - low) * 255)))
+                out.pixels[y * width + x] = SIMD3(g, g, g)
             }
         }
-        return out
-    }
-
-    struct Panel {
-        let width: Int
-        let height: Int
-        /// Voxel (z, y, x) shown at each output pixel.
-        let source: [(Int, Int, Int)]
-        let rows: Int
-        let columns: Int
-        let sample: (Int, Int) -> (Int, Int, Int)
-        let rowOf: [Int]
-        let columnOf: [Int]
-    }
-
-    static func panel(rows: Int, columns: Int, rowSpacing: Double, columnSpacing: Double,
-                      sample: @escaping (Int, Int) -> (Int, Int, Int)) -> Panel {
-        let physicalHeight = Double(rows) * rowSpacing, physicalWidth = Double(columns) * columnSpacing
-        let width = max(1, Int((Double(panelHeight) * physicalWidth / physicalHeight).rounded()))
-        let rowOf = (0..<panelHeight).map { min(rows - 1, Int(Double($0) / Double(panelHeight) * Double(rows))) }
-        let columnOf = (0..<width).map { min(columns - 1, Int(Double($0) / Double(width) * Double(columns))) }
-        return Panel(width: width, height: panelHeight, source: [], rows: rows, columns: columns, sample: sample, rowOf: rowOf, columnOf: columnOf)
-    }
-
-    static func draw(_ p: Panel, image: ImageVolume, labels: LabelVolume, structure: Structure, low: Float, high: Float) -> Image {
-        var pixels = [SIMD3<UInt8>](repeating: .zero, count: p.width * p.height)
-        func inside(_ r: Int, _ c: Int) -> Bool {
-            guard r >= 0, c >= 0, r < p.rows, c < p.columns else { return false }
-            let (z, y, x) = p.sample(r, c)
-            return labels[z, y, x] == structure.label
-        }
-        for y in 0..<p.height {
-            for x in 0..<p.width {
-                let r = p.rowOf[y], c = p.columnOf[x]
-                let (vz, vy, vx) = p.sample(r, c)
-                let g = UInt8(max(0, min(255, (image[vz, vy, vx] - low) / (high - low) * 255)))
-                var pixel = SIMD3(g, g, g)
-                if inside(r, c) && (!inside(r - 1, c) || !inside(r + 1, c) || !inside(r, c - 1) || !inside(r, c + 1)) {
-                    pixel = structure.color
+        // Outlines at display resolution: a pixel whose voxel is the structure and a display neighbour's is not.
+        var color = [UInt16: SIMD3<UInt8>]()
+        for st in structures { color[st.label] = st.color }
+        for y in 0..<height {
+            for x in 0..<width {
+                let l = label(rowOf[y], columnOf[x])
+                guard l != 0, color[l] != nil else { continue }
+                let edge = x == 0 || y == 0 || x == width - 1 || y == height - 1
+                    || label(rowOf[y], columnOf[x - 1]) != l || label(rowOf[y], columnOf[x + 1]) != l
+                    || label(rowOf[y - 1], columnOf[x]) != l || label(rowOf[y + 1], columnOf[x]) != l
+                if edge, let c = color[l] {
+                    out.pixels[y * width + x] = c
+                    if x + 1 < width { out.pixels[y * width + x + 1] = c }
                 }
-                pixels[y * p.width + x] = pixel
             }
         }
-        return Image(width: p.width, height: p.height, pixels: pixels)
+        // Orientation letters: where the image's column (right) and row (down) directions point in the patient.
+        let toPatient = labels.geometry.linear
+        let right = toPatient * SIMD3(1, 0, 0), down = toPatient * SIMD3(0, 1, 0)
+        func letter(_ v: SIMD3<Double>) -> String {
+            let a = SIMD3(Swift.abs(v.x), Swift.abs(v.y), Swift.abs(v.z))
+            if a.x >= a.y && a.x >= a.z { return v.x > 0 ? "L" : "R" }
+            if a.y >= a.z { return v.y > 0 ? "P" : "A" }
+            return v.z > 0 ? "S" : "I"
+        }
+        let yellow = SIMD3<UInt8>(255, 220, 0), scale = 2
+        out.text(letter(right), x: width - 16, y: height / 2 - 7, scale: scale, color: yellow)
+        out.text(letter(-right), x: 4, y: height / 2 - 7, scale: scale, color: yellow)
+        out.text(letter(down), x: width / 2 - 5, y: height - 18, scale: scale, color: yellow)
+        out.text(letter(-down), x: width / 2 - 5, y: 4, scale: scale, color: yellow)
+        // Scale bar: a round length near a quarter of the field of view.
+        let mmPerPixel = Double(s.x) * labels.geometry.spacing.x / Double(width)
+        let quarter = Double(width) / 4 * mmPerPixel
+        let length = [1.0, 2, 5, 10, 20, 50, 100, 200].last { $0 <= quarter } ?? 1
+        let pixels = Int(length / mmPerPixel)
+        out.fill(x: 8, y: height - 12, width: pixels, height: 4, color: SIMD3(255, 255, 255))
+        out.text("\(Int(length)) MM", x: 8, y: height - 30, scale: scale, color: SIMD3(255, 255, 255))
+        out.text("Z \(z + 1)/\(s.z)", x: width - BitmapFont.measure("Z \(z + 1)/\(s.z)", scale: scale) - 4, y: 4, scale: scale,
+                 color: SIMD3(255, 255, 255))
+        return out
     }
 
     /// Encodes an 8-bit RGB PNG.

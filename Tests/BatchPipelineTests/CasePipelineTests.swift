@@ -96,7 +96,7 @@ struct CaseProfileTests {
     @Test func aNestedTypoSuggestsTheKey() throws {
         let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n")
         let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
-        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: fillHolesMM3, minimumIslandMM3, nifti, pointBudgetPerFile, pointBudgetPerROI, qaSnapshot, repairMissingUIDs, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, strict, uidRoot)") == true,
+        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: fillHolesMM3, minimumIslandMM3, nifti, pointBudgetPerFile, pointBudgetPerROI, qaSnapshot, repairMissingUIDs, report, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, strict, uidRoot)") == true,
                 "\(error?.description ?? "")")
     }
 }
@@ -145,10 +145,10 @@ struct CasePipelineTests {
         }
         #expect(Set(ids).count == 50)
         #expect(try audit.cases().count == 50)
-        #expect(try audit.verify() == .intact(events: 50 * 15))
+        #expect(try audit.verify() == .intact(events: 50 * 16))
         for id in ids.prefix(3) {
             let kinds = try audit.events(caseID: id).map(\.kind)
-            #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "verification", "roi_volume", "roi_volume",
+            #expect(kinds == ["case_started", "input_series", "model", "preflight", "output", "output", "output", "output", "output", "verification", "roi_volume", "roi_volume",
                               "contour_cleanup", "stage_timings", "resources", "case_summary"])
         }
         let resources = try #require(try audit.events(caseID: ids[0]).first { $0.kind == "resources" }.flatMap { AuditValue.parse($0.payload)?.object })
@@ -196,7 +196,7 @@ struct CasePipelineTests {
         #expect(image.voxels.dataType == .uint16)
         let values = Set(try image.labelVolume().voxels)
         #expect(values.isSubset(of: [0, 256, 300, 400]) && values.contains { $0 > 255 }, "\(values)")
-        #expect(result.outputs == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png"])
+        #expect(result.outputs == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png", "report.html"])
         // Each present label is its own segment and ROI (not merged into one clamped value).
         let present = values.subtracting([0]).count
         let roiVolumes = try audit.events(caseID: result.caseID).filter { $0.kind == "roi_volume" }

@@ -13,7 +13,7 @@ struct RunCommandTests {
                                               "-o", dir.appendingPathComponent("out").path, "--audit-db", database])
         #expect(result.status == 0, "\(result.stderr)")
         let outputs = result.stdout.split(separator: "\n").filter { $0.hasPrefix("output") }.map { String($0.dropFirst(10)) }
-        #expect(outputs.map { URL(fileURLWithPath: $0).lastPathComponent } == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png"])
+        #expect(outputs.map { URL(fileURLWithPath: $0).lastPathComponent } == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png", "report.html"])
         for file in outputs where file.hasSuffix(".dcm") {
             let report = try CommandRunner.run("/usr/bin/dciodvfy", ["-new", file])
             #expect(!(report.stdout + report.stderr).contains("\nError"), "dciodvfy \(file)")
@@ -21,7 +21,7 @@ struct RunCommandTests {
         let png = try Data(contentsOf: URL(fileURLWithPath: outputs[3]))
         #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         let verify = try CommandRunner.nnseg(["audit", "verify", "--database", database])
-        #expect(verify.status == 0 && verify.stdout.contains("audit log intact: 15 event(s) verified"))
+        #expect(verify.status == 0 && verify.stdout.contains("audit log intact: 16 event(s) verified"))
         let csv = try CommandRunner.nnseg(["audit", "export", "--database", database, "--format", "csv"])
         #expect(csv.stdout.split(separator: "\n").count == 2 && csv.stdout.contains("SUCCEEDED"))
         // Patient data never in plain text: the demo's PatientID does not appear in the log.
@@ -36,6 +36,6 @@ struct RunCommandTests {
         #expect(edit.status == 0, "\(edit.stderr)")
         let broken = try CommandRunner.nnseg(["audit", "verify", "--database", database])
         #expect(broken.status == 3)  // README, exit codes: 3 = audit log does not verify
-        #expect(broken.stdout.contains("audit log BROKEN at event 15"))
+        #expect(broken.stdout.contains("audit log BROKEN at event 16"))
     }
 }
