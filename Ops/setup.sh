@@ -51,6 +51,14 @@ if [[ "${1:-}" == "--test" ]]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check "highdicom==0.28.2" "pydicom==3.0.2" numpy
   fi
+  # dcmqi, pydicom-seg and dcmrtstruct2nii read our SEG/RTSTRUCT back too; they need pydicom 2.x: a second venv.
+  VENV2="$(cd "$(dirname "$0")/.." && pwd)/.venv-validate-pydicom2"
+  if ! "$VENV2/bin/python" -c "import pydicom_seg, dcmrtstruct2nii, SimpleITK" >/dev/null 2>&1 || [[ ! -x "$VENV2/bin/segimage2itkimage" ]]; then
+    echo "setup: creating $VENV2 (dcmqi, pydicom-seg, dcmrtstruct2nii on pydicom 2.4)" >&2
+    python3 -m venv "$VENV2"
+    "$VENV2/bin/pip" install -q --disable-pip-version-check "pydicom==2.4.5" "pydicom-seg==0.4.1" "dcmrtstruct2nii==5" "dcmqi==1.5.7" \
+      "SimpleITK==2.5.7" "numpy<2"
+  fi
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

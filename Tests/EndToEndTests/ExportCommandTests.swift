@@ -101,6 +101,12 @@ struct ExportCommandTests {
         let hd = try CommandRunner.run(python, [SharedData.repositoryRoot.appendingPathComponent("Ops/validate/seg_highdicom.py").path,
                                                 seg.path, Self.series.path, expected.path, present])
         #expect(hd.status == 0, "highdicom: \(hd.stdout) \(hd.stderr.suffix(2000))")
+        // dcmqi, pydicom-seg and dcmrtstruct2nii read both back (issue #17).
+        let onGrid = try #require(try NIfTIImage(contentsOf: Self.labels).labelVolume().reindexed(onto: ct.geometry, shape: ct.shape))
+        let described = StructureCatalog.distinctColors(Set(onGrid.voxels).subtracting([0]).sorted().map {
+            StructureCatalog.describe(label: Int($0), name: names[String($0)] ?? "Label \($0)")
+        })
+        try ThirdPartyReaders.check(seg: seg, rtstruct: rt, source: Self.series, labels: onGrid, structures: described)
     }
 }
 

@@ -1,4 +1,6 @@
+import BatchPipeline
 import Foundation
+import NIfTI
 import Testing
 import TestSupport
 
@@ -18,6 +20,13 @@ struct RunCommandTests {
             let report = try CommandRunner.run("/usr/bin/dciodvfy", ["-new", file])
             #expect(!(report.stdout + report.stderr).contains("\nError"), "dciodvfy \(file)")
         }
+        // dcmqi, pydicom-seg and dcmrtstruct2nii read the demo case's SEG and RTSTRUCT back (issue #17).
+        let labels = try NIfTIImage(contentsOf: URL(fileURLWithPath: outputs[0])).labelVolume()
+        let profile = try CaseProfile(contentsOf: SharedData.repositoryRoot.appendingPathComponent("Profiles/hippocampus-demo.yaml"))
+        let present = Set(labels.voxels)
+        try ThirdPartyReaders.check(seg: URL(fileURLWithPath: outputs[1]), rtstruct: URL(fileURLWithPath: outputs[2]),
+                                    source: SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr"), labels: labels,
+                                    structures: profile.structures.filter { present.contains(UInt16($0.label)) })
         let png = try Data(contentsOf: URL(fileURLWithPath: outputs[3]))
         #expect(png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
         let verify = try CommandRunner.nnseg(["audit", "verify", "--database", database])

@@ -39,6 +39,13 @@ public enum SharedData {
         return FileManager.default.fileExists(atPath: venv) ? venv : nil
     }
 
+    /// The Python with dcmqi, pydicom-seg and dcmrtstruct2nii (they need pydicom 2.x) that Ops/setup.sh --test
+    /// creates (`.venv-validate-pydicom2`).
+    public static var validationPythonPydicom2: String? {
+        let venv = repositoryRoot.appendingPathComponent(".venv-validate-pydicom2/bin/python").path
+        return FileManager.default.fileExists(atPath: venv) ? venv : nil
+    }
+
     /// A fresh temporary directory, removed by the caller (or left for inspection on failure).
     public static func temporaryDirectory(_ name: String = "nnseg-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
