@@ -77,6 +77,8 @@ public struct CaseProfile: Sendable {
         public var pointBudgetPerFile: Int
         /// Over a point budget: the case fails (`POINT_BUDGET_EXCEEDED`) instead of a warning.
         public var strict: Bool
+        /// `outputs.contours`: smooth (default) or exact.
+        public var mode: RTStructOptions.ContourMode
         public var minimumIslandMM3ByLabel: [Int: Double] = [:]
     }
     /// Apply the model's own postprocessing.json when it has one.
@@ -164,7 +166,14 @@ public struct CaseProfile: Sendable {
                                         fillHolesMM3: outputs?.fillHolesMM3 ?? RTStructOptions.defaultFillHolesMM3,
                                         pointBudgetPerROI: outputs?.pointBudgetPerROI ?? RTStructOptions.defaultPointBudgetPerROI,
                                         pointBudgetPerFile: outputs?.pointBudgetPerFile ?? RTStructOptions.defaultPointBudgetPerFile,
-                                        strict: outputs?.strict ?? false)
+                                        strict: outputs?.strict ?? false,
+                                        mode: try {
+                                            guard let text = outputs?.contours else { return .smooth }
+                                            guard let mode = RTStructOptions.ContourMode(rawValue: text.lowercased()) else {
+                                                throw ProfileError(file: path, key: "outputs.contours", detail: "'\(text)' is not smooth or exact")
+                                            }
+                                            return mode
+                                        }())
         for (key, value) in [("minimumIslandMM3", contourCleanup.minimumIslandMM3), ("fillHolesMM3", contourCleanup.fillHolesMM3)]
             where !(value >= 0 && value.isFinite) {
             throw ProfileError(file: path, key: "outputs.\(key)", detail: "must be a size in mm³, 0 or more")
@@ -339,8 +348,9 @@ struct ProfileDocument: Decodable {
         var pointBudgetPerROI: Int?
         var pointBudgetPerFile: Int?
         var strict: Bool?
+        var contours: String?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
+            case contours, seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
                  fillHolesMM3, pointBudgetPerROI, pointBudgetPerFile, strict
         }
     }
@@ -436,6 +446,7 @@ extension CaseProfile {
             "  pointBudgetPerROI: \(RTStructOptions.defaultPointBudgetPerROI)       # over budget: a named warning in the audit log and on status",
             "  pointBudgetPerFile: \(RTStructOptions.defaultPointBudgetPerFile)",
             "  strict: false                  # true: over a point budget fails the case (POINT_BUDGET_EXCEEDED)",
+            "  contours: smooth               # smooth: sub-voxel, simplified; exact: the voxel boundary (staircases)",
             "# One line per model label: what nnseg uses when this section is left out (names from dataset.json mapped to",
             "# TG-263 where known, SNOMED CT codes, distinct colours). Change what the site needs; delete the rest.",
             "structures:",

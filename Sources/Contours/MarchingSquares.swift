@@ -1,3 +1,5 @@
+import Foundation
+
 /// A closed polygon in pixel index coordinates `(x = column, y = row)` of one slice; the last vertex
 /// connects to the first (not repeated).
 public struct Polygon: Equatable, Sendable {
@@ -30,6 +32,11 @@ public enum MarchingSquares {
     ///   - mask: `rows × columns`, row-major, true inside.
     ///   - tolerance: Douglas–Peucker tolerance in pixels; 0 removes only collinear vertices (lossless).
     public static func contours(mask: [Bool], rows: Int, columns: Int, tolerance: Double = 0) -> [Polygon] {
+        contours(mask: mask, rows: rows, columns: columns, tolerance: tolerance, keepAllVertices: false)
+    }
+
+    /// `keepAllVertices`: every edge midpoint of the loop (for ``isoContours``, which moves each one).
+    static func contours(mask: [Bool], rows: Int, columns: Int, tolerance: Double, keepAllVertices: Bool) -> [Polygon] {
         precondition(mask.count == rows * columns)
         @inline(__always) func inside(_ x: Int, _ y: Int) -> Bool {
             x >= 0 && y >= 0 && x < columns && y < rows && mask[y * columns + x]
@@ -80,10 +87,65 @@ public enum MarchingSquares {
                 p = q
             }
             let points = loop.map { SIMD2(Double($0.x) / 2, Double($0.y) / 2) }
-            let simplified = simplify(points, tolerance: tolerance)
+            let simplified = keepAllVertices ? points : simplify(points, tolerance: tolerance)
             if simplified.count >= 3 { polygons.append(Polygon(points: simplified)) }
         }
         return polygons
+    }
+
+    /// Sub-pixel iso-contours of a scalar field at `level` (issue #17's smooth contours): the same cells,
+    /// saddle rule (inside pixels touching only diagonally stay apart), orientation and order as
+    /// ``contours(mask:rows:columns:tolerance:)`` with `inside = field > level`, but each vertex placed on its
+    /// cell edge where the field, linearly interpolated between the two pixel centres, crosses `level`.
+    /// Outside the field counts as 0.
+    public static func isoContours(field: [Float], rows: Int, columns: Int, level: Float, tolerance: Double = 0) -> [Polygon] {
+        precondition(field.count == rows * columns)
+        @inline(__always) func value(_ x: Int, _ y: Int) -> Float {
+            x >= 0 && y >= 0 && x < columns && y < rows ? field[y * columns + x] : 0
+        }
+        let mask = field.map { $0 > level }
+        // The loops of the thresholded mask, in doubled coordinates, then each vertex moved along its edge.
+        return contours(mask: mask, rows: rows, columns: columns, tolerance: 0, keepAllVertices: true).compactMap { polygon in
+            let points = polygon.points.map { p -> SIMD2<Double> in
+                let x2 = Int((p.x * 2).rounded()), y2 = Int((p.y * 2).rounded())
+                // A vertex is the midpoint of the edge between two pixel centres (one inside, one outside).
+                let (ax, ay, bx, by) = x2 % 2 != 0 ? ((x2 - 1) / 2, y2 / 2, (x2 + 1) / 2, y2 / 2) : (x2 / 2, (y2 - 1) / 2, x2 / 2, (y2 + 1) / 2)
+                let fa = value(ax, ay), fb = value(bx, by)
+                let t = fa == fb ? 0.5 : Double((level - fa) / (fb - fa))
+                let clamped = min(max(t, 0.02), 0.98)
+                return SIMD2(Double(ax) + clamped * Double(bx - ax), Double(ay) + clamped * Double(by - ay))
+            }
+            let simplified = simplify(points, tolerance: tolerance)
+            return simplified.count >= 3 ? Polygon(points: simplified) : nil
+        }
+    }
+
+    /// A light Gaussian blur (σ = `sigma` pixels, separable, clipped at the edges) of a mask, as 0…1 floats:
+    /// the field smooth contours are drawn from when no probabilities are at hand.
+    public static func smoothed(_ mask: [Bool], rows: Int, columns: Int, sigma: Double = 0.5) -> [Float] {
+        let radius = max(1, Int((3 * sigma).rounded(.up)))
+        var kernel: [Float] = []
+        for offset in -radius...radius {
+            let d = Double(offset)
+            kernel.append(Float(Foundation.exp(-d * d / (2 * sigma * sigma))))
+        }
+        let sum = kernel.reduce(0, +)
+        kernel = kernel.map { $0 / sum }
+        var horizontal = [Float](repeating: 0, count: mask.count)
+        for y in 0..<rows {
+            for x in 0..<columns where mask[y * columns + x] {
+                for k in -radius...radius where x + k >= 0 && x + k < columns { horizontal[y * columns + x + k] += kernel[k + radius] }
+            }
+        }
+        var out = [Float](repeating: 0, count: mask.count)
+        for y in 0..<rows {
+            for x in 0..<columns {
+                let v = horizontal[y * columns + x]
+                guard v != 0 else { continue }
+                for k in -radius...radius where y + k >= 0 && y + k < rows { out[(y + k) * columns + x] += v * kernel[k + radius] }
+            }
+        }
+        return out
     }
 
     /// Removes collinear vertices, then (tolerance > 0) Douglas–Peucker on the closed loop, keeping the

