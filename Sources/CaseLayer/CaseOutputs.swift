@@ -155,7 +155,8 @@ public enum CaseOutputs {
             }
             if seg != nil || rtstruct != nil {
                 let report = try timed("verify") {
-                    try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: seg, rtstruct: rtstruct)
+                    try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: seg, rtstruct: rtstruct,
+                                                  rtstructOptions: rtstructOptions)
                 }
                 written.verification = report
                 guard report.passed else { throw OutputVerificationFailure(report: report) }

@@ -11,11 +11,11 @@ import VolumeGeometry
 ///   Referenced Series lists exactly the source's instances; the RTSTRUCT's Referenced Frame of Reference →
 ///   Study → Series is the source series and each of its contour images is a source instance.
 /// * **SEG**: the segment number of every voxel equals the label map's (exact).
-/// * **RTSTRUCT**, per ROI against the label map: Dice ≥ 0.90 for ROIs of at least 1 cm³ (non-empty below);
-///   voxels the contours add (filled holes) lie within ``Tolerances/addedDistanceMM`` of the structure
-///   (a one-sided Hausdorff distance: islands the contours leave out by design are not counted); the
-///   centroid in patient coordinates within ``Tolerances/centroidShiftMM`` of the label map's — a left/right
-///   or any other flip moves it by centimetres.
+/// * **RTSTRUCT**, per ROI against the structure as its contours were drawn from it (the label map's voxels,
+///   islands left out and holes filled as the writer's options say): Dice ≥ 0.90 for ROIs of at least 1 cm³
+///   (non-empty below); voxels the contours add lie within ``Tolerances/addedDistanceMM`` of the structure (a
+///   one-sided Hausdorff distance); the centroid in patient coordinates within ``Tolerances/centroidShiftMM`` of
+///   the structure's — a left/right or any other flip moves it by centimetres.
 public enum OutputVerification {
     public struct Tolerances: Sendable, Equatable {
         public var minimumDice = 0.90
@@ -52,8 +52,11 @@ public enum OutputVerification {
         }
     }
 
+    /// - Parameter rtstructOptions: how the RTSTRUCT was written — its contours are compared with each structure as
+    ///   they were drawn from it (islands left out, holes filled: ``RTStructWriter/cleanedStructure(labels:label:structureLabel:voxelMM3:options:)``).
     public static func verify(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription], seg: URL?,
-                              rtstruct: URL?, tolerances: Tolerances = Tolerances()) throws -> Report {
+                              rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions(),
+                              tolerances: Tolerances = Tolerances()) throws -> Report {
         let grid = labels.geometry, shape = labels.shape
         var problems: [String] = []
         var segLabels: Volume<UInt16>?
@@ -74,12 +77,11 @@ public enum OutputVerification {
         var indexOf = [Int](repeating: -1, count: 65_536)
         for (i, s) in structures.enumerated() where (1...65_535).contains(s.label) { indexOf[s.label] = i }
         struct Tally {
-            var count = 0, segMismatch = 0, rtCount = 0, both = 0
-            var sumLabel = SIMD3<Double>(0, 0, 0), sumRT = SIMD3<Double>(0, 0, 0)
-            var added: [Int] = []
+            var count = 0, segMismatch = 0, rtCount = 0
+            var sumRT = SIMD3<Double>(0, 0, 0)
             mutating func merge(_ o: Tally) {
-                count += o.count; segMismatch += o.segMismatch; rtCount += o.rtCount; both += o.both
-                sumLabel += o.sumLabel; sumRT += o.sumRT; added += o.added
+                count += o.count; segMismatch += o.segMismatch; rtCount += o.rtCount
+                sumRT += o.sumRT
             }
         }
         let plane = shape.y * shape.x
@@ -89,10 +91,7 @@ public enum OutputVerification {
             for i in (c * chunk)..<min(shape.count, (c + 1) * chunk) {
                 let position = SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
                 let a = indexOf[Int(labels.voxels[i])]
-                if a >= 0 {
-                    tallies[a].count += 1
-                    tallies[a].sumLabel += position
-                }
+                if a >= 0 { tallies[a].count += 1 }
                 if let segLabels {
                     // Segment n is structure n - 1: both sides must name the same structure (or none).
                     let segment = Int(segLabels.voxels[i]) - 1
@@ -106,7 +105,6 @@ public enum OutputVerification {
                     if r >= 0 {
                         tallies[r].rtCount += 1
                         tallies[r].sumRT += position
-                        if r == a { tallies[r].both += 1 } else { tallies[r].added.append(i) }
                     }
                 }
             }
@@ -121,24 +119,29 @@ public enum OutputVerification {
                                      segMismatchedVoxels: segLabels == nil ? nil : t.segMismatch, rtstructDice: nil,
                                      rtstructAddedDistanceMM: nil, centroidShiftMM: nil, passed: true, problems: [])
             if t.segMismatch > 0 { verdict.problems.append("SEG differs from the label map in \(t.segMismatch) voxel(s)") }
-            if rtLabels != nil {
-                let dice = t.count + t.rtCount == 0 ? 1 : 2 * Double(t.both) / Double(t.count + t.rtCount)
+            if let rtLabels {
+                // Against the structure as the contours were drawn from it.
+                let intended = RTStructWriter.cleanedStructure(labels: labels, label: value, structureLabel: s.label,
+                                                               voxelMM3: series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal,
+                                                               options: rtstructOptions)
+                let c = compare(raster: rtLabels, value: value, rasterCount: t.rtCount, intended: intended, labels: labels,
+                                limitMM: tolerances.addedDistanceMM)
+                let dice = c.intendedCount + t.rtCount == 0 ? 1 : 2 * Double(c.both) / Double(c.intendedCount + t.rtCount)
                 verdict.rtstructDice = (dice * 10000).rounded() / 10000
                 if cm3 >= tolerances.diceFromCM3 && dice < tolerances.minimumDice {
                     verdict.problems.append(String(format: "RTSTRUCT Dice %.4f below %.2f", dice, tolerances.minimumDice))
                 }
-                if t.count > 0 && t.rtCount == 0 { verdict.problems.append("RTSTRUCT has no contour for a structure of \(t.count) voxel(s)") }
-                let distance = farthestAdded(t.added, value: value, labels: labels, limitMM: tolerances.addedDistanceMM)
-                verdict.rtstructAddedDistanceMM = (distance * 100).rounded() / 100
-                if distance > tolerances.addedDistanceMM {
+                if c.intendedCount > 0 && t.rtCount == 0 { verdict.problems.append("RTSTRUCT has no contour for a structure of \(c.intendedCount) voxel(s)") }
+                verdict.rtstructAddedDistanceMM = (c.farthestAddedMM * 100).rounded() / 100
+                if c.farthestAddedMM > tolerances.addedDistanceMM {
                     verdict.problems.append(String(format: "RTSTRUCT adds voxels more than %.1f mm from the structure", tolerances.addedDistanceMM))
                 }
-                if t.count > 0 && t.rtCount > 0 {
-                    let shift = toPatient(t.sumRT / Double(t.rtCount)) - toPatient(t.sumLabel / Double(t.count))
+                if c.intendedCount > 0 && t.rtCount > 0 {
+                    let shift = toPatient(t.sumRT / Double(t.rtCount)) - toPatient(c.intendedSum / Double(c.intendedCount))
                     let millimetres = (shift * shift).sum().squareRoot()
                     verdict.centroidShiftMM = (millimetres * 100).rounded() / 100
                     if millimetres > tolerances.centroidShiftMM {
-                        verdict.problems.append(String(format: "RTSTRUCT centroid %.1f mm from the label map's (L/R %.1f mm)", millimetres, shift.x))
+                        verdict.problems.append(String(format: "RTSTRUCT centroid %.1f mm from the structure's (L/R %.1f mm)", millimetres, shift.x))
                     }
                 }
             }
@@ -148,22 +151,37 @@ public enum OutputVerification {
         return Report(rois: verdicts, referenceProblems: problems)
     }
 
-    /// The largest distance (mm) from a voxel in `added` to the nearest voxel of `value`, searched up to just
-    /// beyond `limitMM` (a farther voxel reports `limitMM` + one voxel).
-    static func farthestAdded(_ added: [Int], value: UInt16, labels: LabelVolume, limitMM: Double) -> Double {
-        guard !added.isEmpty else { return 0 }
+    /// The raster of one ROI against the cleaned structure: the structure's voxel count and centroid sum, the
+    /// overlap, and the farthest raster voxel outside the structure (mm; raster voxels outside its box count as
+    /// beyond `limitMM`).
+    static func compare(raster: Volume<UInt16>, value: UInt16, rasterCount: Int, intended: RTStructWriter.CleanedStructure?,
+                        labels: LabelVolume, limitMM: Double) -> (intendedCount: Int, intendedSum: SIMD3<Double>, both: Int, farthestAddedMM: Double) {
+        guard let m = intended else { return (0, .zero, 0, rasterCount > 0 ? limitMM + 1 : 0) }
         let shape = labels.shape, spacing = labels.geometry.spacing
-        let plane = shape.y * shape.x
+        var count = 0, both = 0, rasterInBox = 0
+        var sum = SIMD3<Double>(0, 0, 0)
+        var added: [SIMD3<Int>] = []
+        for z in 0..<m.depth { for y in 0..<m.height { for x in 0..<m.width {
+            let inside = m.mask[(z * m.height + y) * m.width + x]
+            let (vx, vy, vz) = (m.x0 + x, m.y0 + y, m.z0 + z)
+            if inside {
+                count += 1
+                sum += SIMD3(Double(vx), Double(vy), Double(vz))
+            }
+            guard vx >= 0, vy >= 0, vz >= 0, vx < shape.x, vy < shape.y, vz < shape.z,
+                  raster.voxels[(vz * shape.y + vy) * shape.x + vx] == value else { continue }
+            rasterInBox += 1
+            if inside { both += 1 } else { added.append(SIMD3(x, y, z)) }
+        } } }
+        var farthest = rasterCount > rasterInBox ? limitMM + spacing.max() : 0
         let reach = SIMD3(Int((limitMM / spacing.x).rounded(.up)) + 1, Int((limitMM / spacing.y).rounded(.up)) + 1,
                           Int((limitMM / spacing.z).rounded(.up)) + 1)
-        var farthest = 0.0
-        for i in added {
-            let (x, y, z) = (i % shape.x, (i / shape.x) % shape.y, i / plane)
+        for p in added where farthest <= limitMM {
             var best = Double.infinity
-            for dz in -reach.z...reach.z where z + dz >= 0 && z + dz < shape.z {
-                for dy in -reach.y...reach.y where y + dy >= 0 && y + dy < shape.y {
-                    for dx in -reach.x...reach.x where x + dx >= 0 && x + dx < shape.x {
-                        guard labels.voxels[(z + dz) * plane + (y + dy) * shape.x + x + dx] == value else { continue }
+            for dz in -reach.z...reach.z where p.z + dz >= 0 && p.z + dz < m.depth {
+                for dy in -reach.y...reach.y where p.y + dy >= 0 && p.y + dy < m.height {
+                    for dx in -reach.x...reach.x where p.x + dx >= 0 && p.x + dx < m.width
+                        && m.mask[((p.z + dz) * m.height + p.y + dy) * m.width + p.x + dx] {
                         let d = SIMD3(Double(dx) * spacing.x, Double(dy) * spacing.y, Double(dz) * spacing.z)
                         best = min(best, (d * d).sum().squareRoot())
                     }
@@ -171,7 +189,7 @@ public enum OutputVerification {
             }
             farthest = max(farthest, best.isFinite ? best : limitMM + spacing.max())
         }
-        return farthest
+        return (count, sum, both, farthest)
     }
 
     /// The object's references to its source: Study, Frame of Reference, Series and instances.

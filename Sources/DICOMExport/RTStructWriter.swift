@@ -207,6 +207,44 @@ public enum RTStructWriter {
         return result
     }
 
+    /// What the contours of one structure are drawn from: its voxels in a box one voxel larger than the
+    /// structure on every side (origin `x0, y0, z0` in the label map, may be −1), islands left out and holes
+    /// filled as the options say. Output verification compares the RTSTRUCT with this, not with the raw map.
+    public struct CleanedStructure: Sendable {
+        public var mask: [Bool]
+        public var x0: Int, y0: Int, z0: Int
+        public var width: Int, height: Int, depth: Int
+        public var counts: MaskCleanup.Counts
+    }
+
+    /// The cleaned mask of label value `label` (nil when absent). `box`: its bounding box if known.
+    public static func cleanedStructure(labels: LabelVolume, label: UInt16, structureLabel: Int, voxelMM3: Double,
+                                        options: RTStructOptions) -> CleanedStructure? {
+        cleanedStructure(labels: labels, label: label, box: nil, structureLabel: structureLabel, voxelMM3: voxelMM3, options: options)
+    }
+
+    static func cleanedStructure(labels: LabelVolume, label: UInt16, box known: LabelBoxes.Box3?, structureLabel: Int, voxelMM3: Double,
+                                 options: RTStructOptions) -> CleanedStructure? {
+        guard let box = known ?? LabelBoxes.box(of: label, in: labels) else { return nil }
+        // The box plus one voxel on every side: contours close, and the background around the structure is
+        // one component that reaches the border (so it is never taken for a hole).
+        let x0 = box.minX - 1, y0 = box.minY - 1, z0 = box.minZ - 1
+        let w = box.maxX - box.minX + 3, h = box.maxY - box.minY + 3, d = box.maxZ - box.minZ + 3
+        var mask = [Bool](repeating: false, count: w * h * d)
+        labels.voxels.withUnsafeBufferPointer { v in
+            for z in max(z0, 0)..<min(z0 + d, labels.shape.z) {
+                for y in max(y0, 0)..<min(y0 + h, labels.shape.y) {
+                    let source = (z * labels.shape.y + y) * labels.shape.x, target = ((z - z0) * h + (y - y0)) * w
+                    for x in max(x0, 0)..<min(x0 + w, labels.shape.x) where v[source + x] == label { mask[target + x - x0] = true }
+                }
+            }
+        }
+        let island = options.minimumIslandMM3ByLabel[structureLabel] ?? options.minimumIslandMM3
+        let counts = MaskCleanup.clean(&mask, depth: d, rows: h, columns: w, minimumIslandVoxels: Int((island / voxelMM3).rounded(.up)),
+                                       maximumHoleVoxels: Int((options.fillHolesMM3 / voxelMM3).rounded(.down)))
+        return CleanedStructure(mask: mask, x0: x0, y0: y0, z0: z0, width: w, height: h, depth: d, counts: counts)
+    }
+
     /// One structure's contours, in slice order: the slice index, the Contour Data text and its point count.
     struct Traced: Sendable {
         var contours: [(slice: Int, text: String, points: Int)] = []
@@ -221,26 +259,11 @@ public enum RTStructWriter {
         let voxelMM3 = series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal
         let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
         return try Parallel.map(structures.count) { r -> Traced in
-                let label = values[r]
-                guard let box = boxes[label] else { return Traced() }
-                // The box plus one voxel on every side: contours close, and the background around the structure is
-                // one component that reaches the border (so it is never taken for a hole).
-                let x0 = box.minX - 1, y0 = box.minY - 1, z0 = box.minZ - 1
-                let w = box.maxX - box.minX + 3, h = box.maxY - box.minY + 3, d = box.maxZ - box.minZ + 3
-                var mask = [Bool](repeating: false, count: w * h * d)
-                labels.voxels.withUnsafeBufferPointer { v in
-                    for z in max(z0, 0)..<min(z0 + d, labels.shape.z) {
-                        for y in max(y0, 0)..<min(y0 + h, labels.shape.y) {
-                            let source = (z * labels.shape.y + y) * labels.shape.x, target = ((z - z0) * h + (y - y0)) * w
-                            for x in max(x0, 0)..<min(x0 + w, labels.shape.x) where v[source + x] == label { mask[target + x - x0] = true }
-                        }
-                    }
-                }
+                guard let cleaned = cleanedStructure(labels: labels, label: values[r], box: boxes[values[r]], structureLabel: structures[r].label,
+                                                     voxelMM3: voxelMM3, options: options) else { return Traced() }
+                let (mask, x0, y0, z0, w, h, d) = (cleaned.mask, cleaned.x0, cleaned.y0, cleaned.z0, cleaned.width, cleaned.height, cleaned.depth)
                 var traced = Traced()
-                let island = options.minimumIslandMM3ByLabel[structures[r].label] ?? options.minimumIslandMM3
-                traced.cleanup = MaskCleanup.clean(&mask, depth: d, rows: h, columns: w,
-                                                   minimumIslandVoxels: Int((island / voxelMM3).rounded(.up)),
-                                                   maximumHoleVoxels: Int((options.fillHolesMM3 / voxelMM3).rounded(.down)))
+                traced.cleanup = cleaned.counts
                 // Contour only what is left: the cleaned structure's in-plane box plus one pixel.
                 var lo = SIMD2(Int.max, Int.max), hi = SIMD2(-1, -1)
                 for i in mask.indices where mask[i] {
