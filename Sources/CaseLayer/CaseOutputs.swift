@@ -179,15 +179,60 @@ public enum LabelReference {
         public var labels: LabelVolume
     }
 
-    public static func locate(_ labels: LabelVolume, labelsPath: String, in folder: URL) throws -> Match {
+    /// - Parameter headerNote: what the label file's header says about its own geometry (a NIfTI's sheared sform
+    ///   passed over for its qform), added to a refusal.
+    public static func locate(_ labels: LabelVolume, labelsPath: String, in folder: URL, headerNote: String? = nil) throws -> Match {
         let scan = try DICOMScanner().scan(folder)
-        for stack in scan.stacks where stack.geometry != nil {
-            guard let loaded = try? DICOMSeriesLoader(policy: GeometryPolicy(allowShear: true)).load(stack) else { continue }
+        var reasons: [String] = []
+        for stack in scan.stacks {
+            guard stack.geometry != nil else {
+                reasons.append("series \(stack.seriesInstanceUID): no volume geometry (\(stack.missingGeometry ?? "unknown"))")
+                continue
+            }
+            let loaded: LoadedSeries
+            do { loaded = try DICOMSeriesLoader(policy: GeometryPolicy(allowShear: true)).load(stack) } catch {
+                reasons.append("series \(stack.seriesInstanceUID): cannot be loaded (\(error))")
+                continue
+            }
             if let aligned = labels.reindexed(onto: loaded.volume.geometry, shape: loaded.volume.shape) {
                 return Match(stack: stack, loaded: loaded, labels: aligned)
             }
+            reasons.append("series \(stack.seriesInstanceUID): " + gridDifference(labels, loaded.volume))
         }
         throw DICOMExportError(.gridMismatch, labelsPath,
-                               "not on the grid of any of the \(scan.stacks.count) series under \(folder.path) (size \(labels.shape), spacing \(labels.geometry.spacing))")
+                               "not on the grid of any of the \(scan.stacks.count) series under \(folder.path): "
+                                   + (reasons.isEmpty ? "no image series" : reasons.joined(separator: "; "))
+                                   + (headerNote.map { "; the label file: \($0)" } ?? ""))
+    }
+
+    /// Why `labels` is not a re-indexing of `image`'s grid, in the terms that tell a user what to fix: the voxel
+    /// count, the spacing (as sets: axes may be permuted), the orientation (angle between the closest axes), or
+    /// the position (mm).
+    static func gridDifference(_ labels: LabelVolume, _ image: ImageVolume) -> String {
+        let a = labels.shape, b = image.shape
+        if a.count != b.count || [a.x, a.y, a.z].sorted() != [b.x, b.y, b.z].sorted() {
+            return "size \(a.x)×\(a.y)×\(a.z) vs the series' \(b.x)×\(b.y)×\(b.z)"
+        }
+        func f(_ v: Double) -> String { String(format: "%.4g", v) }
+        let sa = labels.geometry.spacing, sb = image.geometry.spacing
+        let sortedA = [sa.x, sa.y, sa.z].sorted(), sortedB = [sb.x, sb.y, sb.z].sorted()
+        if zip(sortedA, sortedB).contains(where: { abs($0 - $1) > 1e-3 * max($0, $1) }) {
+            return "spacing \(f(sa.x))×\(f(sa.y))×\(f(sa.z)) mm vs the series' \(f(sb.x))×\(f(sb.y))×\(f(sb.z)) mm"
+                + " (the series' slice spacing is measured along its normal; a non-uniform or tilted series differs from its nominal spacing)"
+        }
+        // Orientation: each label axis against the closest series axis.
+        let da = labels.geometry.direction, db = image.geometry.direction
+        var worst = 0.0
+        for i in 0..<3 {
+            let u = da[column: i]
+            let best = (0..<3).map { j -> Double in abs((u * db[column: j]).sum()) }.max() ?? 1
+            worst = max(worst, acos(min(1, best)) * 180 / .pi)
+        }
+        if worst > 0.05 {
+            return "orientation differs by \(String(format: "%.2f", worst))° (rotated or sheared axes)"
+        }
+        let shift = labels.geometry.origin - image.geometry.origin
+        return "same size, spacing and axes, but the voxel centres are shifted (origin \(String(format: "%.2f", (shift * shift).sum().squareRoot())) mm apart, "
+            + "not by whole voxels)"
     }
 }

@@ -233,6 +233,17 @@ public struct NIfTIImage: Equatable, Sendable {
         return VolumeGeometry(origin: originRAS * flip, spacing: spacing, direction: directionLPS)
     }
 
+    /// A word on the header's own geometry when it may surprise: an sform that is sheared (not a rotation times a
+    /// scaling) is passed over for the qform, as ITK does — a label map "on the grid" of a tilted CT by its sform
+    /// is then read on the qform's grid. nil when nothing is unusual.
+    public var transformNote: String? {
+        if header.sformCode > 0, sformDirection == nil {
+            return header.qformCode > 0 ? "its sform is sheared (not a rotation × scaling), so its qform was used, as ITK does"
+                                        : "its sform is sheared (not a rotation × scaling)"
+        }
+        return nil
+    }
+
     /// The sform's direction columns when its 3×3 part has orthogonal columns; nil otherwise.
     private var sformDirection: Matrix3? {
         let m = Self.columnNormalised(header.srow)

@@ -69,8 +69,9 @@ struct Export: ParsableCommand {
     func run() throws {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.export")
-        let labelImage = try NIfTIImage(contentsOf: URL(fileURLWithPath: labels)).labelVolume(path: labels)
-        let match = try LabelReference.locate(labelImage, labelsPath: labels, in: URL(fileURLWithPath: reference))
+        let file = try NIfTIImage(contentsOf: URL(fileURLWithPath: labels))
+        let labelImage = try file.labelVolume(path: labels)
+        let match = try LabelReference.locate(labelImage, labelsPath: labels, in: URL(fileURLWithPath: reference), headerNote: file.transformNote)
         let (stack, loaded, aligned) = (match.stack, match.loaded, match.labels)
         if repairMissingUids && stack.hasEmptySOPInstanceUIDs {
             logger.warning("repairing missing UIDs: references use file-meta SOP Instance UIDs", metadata: ["series": "\(stack.seriesInstanceUID)"])

@@ -4,6 +4,7 @@ import DICOMImport
 import Foundation
 import NIfTI
 import Testing
+import VolumeGeometry
 import TestSupport
 
 /// `nnseg export` on the real TotalSegmentator CT series with TotalSegmentator's own labels for it
@@ -123,5 +124,31 @@ struct ExportBadInputTests {
         #expect(result.stderr.contains("LABELS_GRID_MISMATCH"))
         #expect(result.stderr.contains("hippocampus_001.nii.gz"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
+        // The refusal says why (issue #17): here the size.
+        #expect(result.stderr.contains("size "), "\(result.stderr)")
+    }
+
+    /// A label map on the series grid but rotated 10° (as a tilted acquisition resliced by another tool), or
+    /// shifted by half a voxel: the refusal names the orientation angle / the shift, not only "not on the grid".
+    @Test func refusalsNameTheActualCause() throws {
+        let dir = try SharedData.temporaryDirectory("export-cause")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let series = SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr")
+        let stack = try #require(try DICOMScanner().scan(series).stacks.first)
+        let image = try DICOMSeriesLoader().load(stack).volume
+        var labels = LabelVolume(shape: image.shape, geometry: image.geometry, repeating: 0)
+        labels.voxels[labels.voxels.count / 2] = 1
+        let angle = 10.0 * Double.pi / 180
+        let rotation = Matrix3(columns: SIMD3(cos(angle), sin(angle), 0), SIMD3(-sin(angle), cos(angle), 0), SIMD3(0, 0, 1))
+        var rotated = labels
+        rotated.geometry = VolumeGeometry(origin: image.geometry.origin, spacing: image.geometry.spacing, direction: rotation * image.geometry.direction)
+        var shifted = labels
+        shifted.geometry.origin.x += image.geometry.spacing.x / 2
+        for (name, volume, cause) in [("rotated", rotated, "orientation differs by 10.00°"), ("shifted", shifted, "voxel centres are shifted")] {
+            let file = dir.appendingPathComponent("\(name).nii.gz")
+            try NIfTIImage(volume: volume).write(to: file)
+            let result = try CommandRunner.nnseg(["export", "--labels", file.path, "--reference", series.path, "--seg", dir.appendingPathComponent("\(name).dcm").path])
+            #expect(result.status != 0 && result.stderr.contains("LABELS_GRID_MISMATCH") && result.stderr.contains(cause), "\(name): \(result.stderr)")
+        }
     }
 }
