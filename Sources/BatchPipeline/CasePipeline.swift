@@ -160,7 +160,7 @@ public final class CasePipeline: @unchecked Sendable {
                                                                     pointBudgetPerROI: profile.contourCleanup.pointBudgetPerROI,
                                                                     pointBudgetPerFile: profile.contourCleanup.pointBudgetPerFile,
                                                                     strictPointBudget: profile.contourCleanup.strict,
-                                                                    contours: profile.contourCleanup.mode),
+                                                                    contours: profile.contourCleanup.mode, holes: profile.contourCleanup.holes),
                                    qa: profile.writeQASnapshot ? staging.appendingPathComponent("qa.png") : nil,
                                    report: profile.writeReport ? staging.appendingPathComponent("report.html") : nil,
                                    context: ReportContext(caseID: caseID, model: engine.bundle.plans.datasetName,
@@ -229,7 +229,7 @@ public final class CasePipeline: @unchecked Sendable {
                     "minimum_island_mm3_by_label": .object(JSONObject(Dictionary(uniqueKeysWithValues: profile.contourCleanup.minimumIslandMM3ByLabel.map { ("\($0.key)", AuditValue.double($0.value)) }))),
                     "point_budget_per_roi": .int(Int64(profile.contourCleanup.pointBudgetPerROI)),
                     "point_budget_per_file": .int(Int64(profile.contourCleanup.pointBudgetPerFile)),
-                    "contours": .string(profile.contourCleanup.mode.rawValue),
+                    "contours": .string(profile.contourCleanup.mode.rawValue), "holes": .string(profile.contourCleanup.holes.rawValue),
                     "warnings": .array(r.warnings.map { .string($0) }),
                 ])
                 for warning in r.warnings { logger.warning("\(warning)", metadata: ["case": "\(caseID)"]) }

@@ -79,6 +79,8 @@ public struct CaseProfile: Sendable {
         public var strict: Bool
         /// `outputs.contours`: smooth (default) or exact.
         public var mode: RTStructOptions.ContourMode
+        /// `outputs.holes`: separate (default) or keyhole.
+        public var holes: RTStructOptions.HoleMode
         public var minimumIslandMM3ByLabel: [Int: Double] = [:]
     }
     /// Apply the model's own postprocessing.json when it has one.
@@ -171,6 +173,13 @@ public struct CaseProfile: Sendable {
                                             guard let text = outputs?.contours else { return .smooth }
                                             guard let mode = RTStructOptions.ContourMode(rawValue: text.lowercased()) else {
                                                 throw ProfileError(file: path, key: "outputs.contours", detail: "'\(text)' is not smooth or exact")
+                                            }
+                                            return mode
+                                        }(),
+                                        holes: try {
+                                            guard let text = outputs?.holes else { return .separate }
+                                            guard let mode = RTStructOptions.HoleMode(rawValue: text.lowercased()) else {
+                                                throw ProfileError(file: path, key: "outputs.holes", detail: "'\(text)' is not separate or keyhole")
                                             }
                                             return mode
                                         }())
@@ -349,8 +358,9 @@ struct ProfileDocument: Decodable {
         var pointBudgetPerFile: Int?
         var strict: Bool?
         var contours: String?
+        var holes: String?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case contours, seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
+            case contours, holes, seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
                  fillHolesMM3, pointBudgetPerROI, pointBudgetPerFile, strict
         }
     }
@@ -447,6 +457,7 @@ extension CaseProfile {
             "  pointBudgetPerFile: \(RTStructOptions.defaultPointBudgetPerFile)",
             "  strict: false                  # true: over a point budget fails the case (POINT_BUDGET_EXCEEDED)",
             "  contours: smooth               # smooth: sub-voxel, simplified; exact: the voxel boundary (staircases)",
+            "  holes: separate                # separate: holes as their own contours; keyhole: for TPSs that take the union",
             "# One line per model label: what nnseg uses when this section is left out (names from dataset.json mapped to",
             "# TG-263 where known, SNOMED CT codes, distinct colours). Change what the site needs; delete the rest.",
             "structures:",

@@ -40,6 +40,12 @@ public struct RTStructOptions: Sendable, Equatable {
         case exact, smooth
     }
     public var contours: ContourMode
+    /// `separate`: every hole is its own (clockwise) contour — even-odd readers show it. `keyhole`: each hole
+    /// joined to the boundary around it by a zero-width cut (``Keyhole``), for importers that take the union.
+    public enum HoleMode: String, Sendable, Equatable, CaseIterable {
+        case separate, keyhole
+    }
+    public var holes: HoleMode
     static let smoothingSigmaPixels = 0.7
     static let smoothToleranceMinimumPixels = 0.5
 
@@ -52,7 +58,7 @@ public struct RTStructOptions: Sendable, Equatable {
                 simplificationToleranceMM: Double = 0, uids: OutputUIDs = .fresh, minimumIslandMM3: Double = Self.defaultMinimumIslandMM3,
                 minimumIslandMM3ByLabel: [Int: Double] = [:], fillHolesMM3: Double = Self.defaultFillHolesMM3,
                 pointBudgetPerROI: Int = Self.defaultPointBudgetPerROI, pointBudgetPerFile: Int = Self.defaultPointBudgetPerFile,
-                strictPointBudget: Bool = false, contours: ContourMode = .exact) {
+                strictPointBudget: Bool = false, contours: ContourMode = .exact, holes: HoleMode = .separate) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.structureSetLabel = structureSetLabel
@@ -65,6 +71,7 @@ public struct RTStructOptions: Sendable, Equatable {
         self.pointBudgetPerFile = pointBudgetPerFile
         self.strictPointBudget = strictPointBudget
         self.contours = contours
+        self.holes = holes
     }
 }
 
@@ -294,7 +301,7 @@ public enum RTStructWriter {
                         ? MarchingSquares.isoContours(field: MarchingSquares.smoothed(plane, rows: ph, columns: pw, sigma: RTStructOptions.smoothingSigmaPixels),
                                                       rows: ph, columns: pw, level: 0.5, tolerance: max(pixelTolerance, RTStructOptions.smoothToleranceMinimumPixels))
                         : MarchingSquares.contours(mask: plane, rows: ph, columns: pw, tolerance: pixelTolerance)
-                    for local in polygons {
+                    for local in options.holes == .keyhole ? Keyhole.merge(polygons) : polygons {
                         let polygon = Polygon(points: local.points.map { $0 + offset })
                         let data = try contourData(polygon, slice: series.slices[k], series: series, output: output)
                         traced.contours.append((k, data.text, data.points))

@@ -44,6 +44,9 @@ struct Export: ParsableCommand {
     @Option(help: "RTSTRUCT contours: exact (the voxel boundary; default for export, a faithful conversion) or smooth (sub-voxel, simplified).")
     var contours = "exact"
 
+    @Option(help: "RTSTRUCT holes: separate (own contours, for even-odd readers) or keyhole (joined to their boundary, for union-only importers).")
+    var holes = "separate"
+
     @Option(help: "RTSTRUCT: islands smaller than this (mm³) are left out of the contours; 0 keeps all (the SEG keeps the label map).")
     var minIslandMm3 = RTStructOptions.defaultMinimumIslandMM3
 
@@ -62,6 +65,7 @@ struct Export: ParsableCommand {
         guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
         guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
         guard RTStructOptions.ContourMode(rawValue: contours) != nil else { throw ValidationError("--contours must be exact or smooth") }
+        guard RTStructOptions.HoleMode(rawValue: holes) != nil else { throw ValidationError("--holes must be separate or keyhole") }
         guard minIslandMm3 >= 0, fillHolesMm3 >= 0 else { throw ValidationError("--min-island-mm3 and --fill-holes-mm3 must be ≥ 0") }
         if let uidRoot, let problem = OutputUIDs.problem(withRoot: uidRoot) { throw ValidationError("--uid-root: \(problem)") }
     }
@@ -96,7 +100,8 @@ struct Export: ParsableCommand {
                                                  rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
                                                  rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids,
                                                                                   minimumIslandMM3: minIslandMm3, fillHolesMM3: fillHolesMm3,
-                                                                                  contours: RTStructOptions.ContourMode(rawValue: contours) ?? .exact))
+                                                                                  contours: RTStructOptions.ContourMode(rawValue: contours) ?? .exact,
+                                                                                  holes: RTStructOptions.HoleMode(rawValue: holes) ?? .separate))
         if let seg, let r = written.seg {
             print("SEG       \(seg): \(structures.count) segment(s), \(r.frames) frame(s), series \(r.seriesInstanceUID)")
         }

@@ -211,3 +211,26 @@ struct SmoothContourTests {
         print("smooth contours: \(smoothPoints) points vs exact \(exactPoints) (\(String(format: "%.1f", Double(exactPoints) / Double(smoothPoints)))× fewer); worst Dice above 1 cm³ \(worst)")
     }
 }
+
+/// Issue #17: `holes: keyhole` — the ring of the synthetic labels is one contour per slice (for union-only
+/// importers), and read back it is still the ring.
+struct KeyholeStructureSetTests {
+    @Test func keyholeGivesOneContourPerRingSlice() throws {
+        let fixture = try ExportFixture("dicom-zoo/mr-hippocrop/study1")
+        let labels = fixture.syntheticLabels()
+        let dir = try SharedData.temporaryDirectory("rt-keyhole")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = RTStructWriterTests.exact
+        options.holes = .keyhole
+        let url = dir.appendingPathComponent("rt.dcm")
+        let keyholed = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                                algorithm: ExportFixture.algorithm, options: options, to: url)
+        let separate = try RTStructWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                                algorithm: ExportFixture.algorithm, options: RTStructWriterTests.exact, to: dir.appendingPathComponent("s.dcm"))
+        let ringSlices = Set((0..<labels.shape.z).filter { z in (0..<(labels.shape.y * labels.shape.x)).contains { labels.voxels[z * labels.shape.y * labels.shape.x + $0] == 1 } })
+        #expect(keyholed.contours[1] == ringSlices.count && (separate.contours[1] ?? 0) == 2 * ringSlices.count)
+        let back = try RTStructWriterTests.readBack(url, grid: fixture.loaded.volume, structures: ExportFixture.structures)
+        let dice = RTStructWriterTests.dice(back.voxels.map { $0 == 1 }, labels.voxels.map { $0 == 1 })
+        #expect(dice >= 0.97, "ring Dice \(dice)")
+    }
+}
