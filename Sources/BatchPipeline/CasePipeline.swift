@@ -151,7 +151,7 @@ public final class CasePipeline: @unchecked Sendable {
                     labels: labels, image: v, series: series, structures: structures, algorithm: algorithm,
                     request: .init(nifti: profile.writeNIfTI ? staging.appendingPathComponent("labels.nii.gz") : nil,
                                    seg: profile.writeSEG ? staging.appendingPathComponent("seg.dcm") : nil,
-                                   segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG, uids: uids),
+                                   segOptions: SegmentationOptions(seriesNumber: profile.seriesNumberSEG, uids: uids, encoding: profile.segEncoding),
                                    rtstruct: profile.writeRTSTRUCT ? staging.appendingPathComponent("rtstruct.dcm") : nil,
                                    rtstructOptions: RTStructOptions(seriesNumber: profile.seriesNumberRTSTRUCT, uids: uids,
                                                                     minimumIslandMM3: profile.contourCleanup.minimumIslandMM3,

@@ -64,6 +64,8 @@ public struct CaseProfile: Sendable {
     /// `outputs.repairMissingUIDs` (research data only): reference instances by their file-meta SOP Instance
     /// UIDs and derive missing Study/Series UIDs; recorded in the audit log and in the outputs.
     public var repairMissingUIDs: Bool
+    /// `outputs.segEncoding`: binary (default, every viewer) or labelmap (Label Map Segmentation Storage).
+    public var segEncoding: SegmentationOptions.Encoding
     /// `outputs.uidRoot`: the site's UID root for output UIDs (nil: 2.25, UUID-derived).
     public var uidRoot: String?
     /// What the RTSTRUCT's contours leave out and how many points they may have (`outputs.minimumIslandMM3`,
@@ -163,6 +165,14 @@ public struct CaseProfile: Sendable {
         seriesNumberSEG = outputs?.segSeriesNumber ?? 901
         seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
         repairMissingUIDs = outputs?.repairMissingUIDs ?? false
+        if let text = outputs?.segEncoding {
+            guard let encoding = SegmentationOptions.Encoding(rawValue: text.lowercased()) else {
+                throw ProfileError(file: path, key: "outputs.segEncoding", detail: "'\(text)' is not binary or labelmap")
+            }
+            segEncoding = encoding
+        } else {
+            segEncoding = .binary
+        }
         uidRoot = outputs?.uidRoot
         contourCleanup = ContourCleanup(minimumIslandMM3: outputs?.minimumIslandMM3 ?? RTStructOptions.defaultMinimumIslandMM3,
                                         fillHolesMM3: outputs?.fillHolesMM3 ?? RTStructOptions.defaultFillHolesMM3,
@@ -359,8 +369,9 @@ struct ProfileDocument: Decodable {
         var strict: Bool?
         var contours: String?
         var holes: String?
+        var segEncoding: String?
         enum CodingKeys: String, CodingKey, CaseIterable {
-            case contours, holes, seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
+            case contours, holes, segEncoding, seg, rtstruct, nifti, qaSnapshot, report, segSeriesNumber, rtstructSeriesNumber, repairMissingUIDs, uidRoot, minimumIslandMM3,
                  fillHolesMM3, pointBudgetPerROI, pointBudgetPerFile, strict
         }
     }
@@ -448,6 +459,7 @@ extension CaseProfile {
             "  qaSnapshot: true               # qa.png (more pages: qa-2.png, …): slices, outlines, legend, banner",
             "  report: true                   # report.html: the QA pages, provenance and the outputs' verification",
             "  segSeriesNumber: 901",
+            "  segEncoding: binary            # binary: every viewer; labelmap: one frame per slice (Label Map Segmentation)",
             "  rtstructSeriesNumber: 902",
             "  repairMissingUIDs: false       # research data only: reference anonymised series through their file-meta UIDs",
             "  # uidRoot: \"1.2.826.0.1.3680043.10.xxx\"  # the site's UID root for output UIDs (default 2.25.<name-based>)",

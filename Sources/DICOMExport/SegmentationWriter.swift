@@ -24,14 +24,22 @@ public struct SegmentationOptions: Sendable, Equatable {
     public var emitAllFrames: Bool
     /// Name-based (re-runs replace) or fresh UIDs.
     public var uids: OutputUIDs
+    /// `binary`: Segmentation Storage, one 1-bit frame per segment and slice. `labelmap`: Label Map Segmentation
+    /// Storage (…66.7), one 8- or 16-bit frame per slice whose pixels are segment numbers — a fraction of the
+    /// size for many structures; read by highdicom ≥ 0.23 and dcmqi, not yet by every PACS viewer.
+    public enum Encoding: String, Sendable, Equatable, CaseIterable {
+        case binary, labelmap
+    }
+    public var encoding: Encoding
 
     public init(seriesNumber: Int = 901, seriesDescription: String = "nnseg segmentation (AI generated)", contentLabel: String = "NNSEG",
-                emitAllFrames: Bool = false, uids: OutputUIDs = .fresh) {
+                emitAllFrames: Bool = false, uids: OutputUIDs = .fresh, encoding: Encoding = .binary) {
         self.seriesNumber = seriesNumber
         self.seriesDescription = seriesDescription
         self.contentLabel = contentLabel
         self.emitAllFrames = emitAllFrames
         self.uids = uids
+        self.encoding = encoding
     }
 }
 
@@ -72,7 +80,8 @@ public enum SegmentationWriter {
             try b.put("0008,0005", charset)  // Type 1C: only when the source declares one
         }
         // SOP common, series, equipment.
-        try b.put("0008,0016", "1.2.840.10008.5.1.4.1.1.66.4")
+        let labelMap = options.encoding == .labelmap
+        try b.put("0008,0016", labelMap ? "1.2.840.10008.5.1.4.1.1.66.7" : "1.2.840.10008.5.1.4.1.1.66.4")
         try b.put("0008,0018", sopUID)
         try b.put("0008,0012", date)
         try b.put("0008,0013", time)
@@ -96,13 +105,14 @@ public enum SegmentationWriter {
         try b.put("0028,0004", "MONOCHROME2")
         try b.put("0028,0010", String(series.rows))
         try b.put("0028,0011", String(series.columns))
-        try b.put("0028,0100", "1")
-        try b.put("0028,0101", "1")
-        try b.put("0028,0102", "0")
+        let bitsAllocated = labelMap ? (structures.count <= 255 ? 8 : 16) : 1
+        try b.put("0028,0100", String(bitsAllocated))
+        try b.put("0028,0101", String(bitsAllocated))
+        try b.put("0028,0102", String(bitsAllocated - 1))
         try b.put("0028,0103", "0")
         try b.put("0028,2110", series.isLossy ? "01" : "00")
-        try b.put("0062,0001", "BINARY")
-        try b.put("0062,0013", "NO")
+        try b.put("0062,0001", labelMap ? "LABELMAP" : "BINARY")
+        if !labelMap { try b.put("0062,0013", "NO") }
         try b.put("0070,0080", options.contentLabel)
         try b.put("0070,0081", "Segmentation by \(algorithm.name) \(algorithm.version)")
         try b.put("0070,0084", "")
@@ -123,11 +133,20 @@ public enum SegmentationWriter {
             try b.put("\(algo)/0066,0031", algorithm.version)
             if !algorithm.parameters.isEmpty { try b.put("\(algo)/0066,0032", algorithm.parameters) }
         }
-        // Frames: segment-major, position ascending along the normal (= volume order).
         let sliceSize = series.rows * series.columns
+        let boxes = LabelBoxes.perSlice(labels)
+        if labelMap {
+            try writeLabelMapFrames(b, labels: labels, series: series, structures: structures, boxes: boxes, bits: bitsAllocated, options: options, output: url.path)
+            try b.save(to: url, implicitVR: false)
+            let emptySegments = try structures.filter { s in
+                let value = try s.labelValue(output: url.path)
+                return !boxes.contains { $0[value] != nil }
+            }.map(\.label)
+            return Result(seriesInstanceUID: seriesUID, sopInstanceUID: sopUID, frames: series.slices.count, emptySegments: emptySegments)
+        }
+        // Frames: segment-major, position ascending along the normal (= volume order).
         var frames: [(segment: Int, slice: Int)] = []
         var emptySegments: [Int] = []
-        let boxes = LabelBoxes.perSlice(labels)
         for (i, s) in structures.enumerated() {
             let label = try s.labelValue(output: url.path)
             var present: [Int] = []
@@ -191,6 +210,57 @@ public enum SegmentationWriter {
         }
         try b.save(to: url, implicitVR: false)
         return Result(seriesInstanceUID: seriesUID, sopInstanceUID: sopUID, frames: frames.count, emptySegments: emptySegments)
+    }
+
+    /// LABELMAP: one frame per source slice, pixels = segment number (structures in order, 1…n), 0 elsewhere;
+    /// dimension index: the plane position only.
+    static func writeLabelMapFrames(_ b: DatasetBuilder, labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription],
+                                    boxes: [[UInt16: LabelBoxes.Box]], bits: Int, options: SegmentationOptions, output: String) throws {
+        var segmentOf = [UInt16](repeating: 0, count: 65_536)
+        for (i, s) in structures.enumerated() { segmentOf[Int(try s.labelValue(output: output))] = UInt16(i + 1) }
+        let slices = series.slices.count, sliceSize = series.rows * series.columns
+        try b.put("0028,0008", String(slices))
+        let shared = "5200,9229[0]"
+        try b.put("\(shared)/0028,9110[0]/0028,0030", [series.pixelSpacing.x, series.pixelSpacing.y])
+        try b.put("\(shared)/0028,9110[0]/0018,0050", [series.sliceThickness ?? series.geometry.spacing.z])
+        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.spacingAlongNormal])
+        try b.put("\(shared)/0020,9116[0]/0020,0037", [series.rowDirection.x, series.rowDirection.y, series.rowDirection.z,
+                                                        series.columnDirection.x, series.columnDirection.y, series.columnDirection.z])
+        let dimensionUID = options.uids.make("seg-dimension-organization")
+        try b.put("0020,9221[0]/0020,9164", dimensionUID)
+        try b.put("0020,9222[0]/0020,9164", dimensionUID)
+        try b.put("0020,9222[0]/0020,9165", "(0020,0032)")
+        try b.put("0020,9222[0]/0020,9167", "(0020,9113)")
+        try b.put("0020,9222[0]/0020,9421", "ImagePositionPatient")
+        let bytesPerPixel = bits / 8
+        var pixels = [UInt8](repeating: 0, count: slices * sliceSize * bytesPerPixel)
+        for (k, slice) in series.slices.enumerated() {
+            let item = "5200,9230[\(k)]"
+            try b.put("\(item)/0020,9111[0]/0020,9157", String(k + 1))
+            try b.put("\(item)/0020,9113[0]/0020,0032", [slice.position.x, slice.position.y, slice.position.z])
+            let derivation = "\(item)/0008,9124[0]"
+            try putCode(b, "\(derivation)/0008,9215[0]", CodedConcept("113076", "DCM", "Segmentation"))
+            try b.put("\(derivation)/0008,2112[0]/0008,1150", slice.sopClassUID)
+            try b.put("\(derivation)/0008,2112[0]/0008,1155", slice.sopInstanceUID)
+            try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
+            try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
+            guard !boxes[k].isEmpty else { continue }
+            let start = k * sliceSize
+            for i in 0..<sliceSize {
+                let segment = segmentOf[Int(labels.voxels[start + i])]
+                guard segment != 0 else { continue }
+                let at = (start + i) * bytesPerPixel
+                pixels[at] = UInt8(segment & 0xFF)
+                if bytesPerPixel == 2 { pixels[at + 1] = UInt8(segment >> 8) }
+            }
+        }
+        if pixels.count % 2 == 1 { pixels.append(0) }
+        try b.pixelData(pixels, bitsAllocated: bits)
+        try b.put("0008,1115[0]/0020,000e", series.seriesInstanceUID)
+        for (i, slice) in series.slices.enumerated() {
+            try b.put("0008,1115[0]/0008,114a[\(i)]/0008,1150", slice.sopClassUID)
+            try b.put("0008,1115[0]/0008,114a[\(i)]/0008,1155", slice.sopInstanceUID)
+        }
     }
 
     static func putCode(_ b: DatasetBuilder, _ item: String, _ code: CodedConcept) throws {

@@ -44,6 +44,9 @@ struct Export: ParsableCommand {
     @Option(help: "RTSTRUCT contours: exact (the voxel boundary; default for export, a faithful conversion) or smooth (sub-voxel, simplified).")
     var contours = "exact"
 
+    @Option(help: "SEG encoding: binary (Segmentation Storage, 1-bit frames per segment) or labelmap (Label Map Segmentation Storage).")
+    var segEncoding = "binary"
+
     @Option(help: "RTSTRUCT holes: separate (own contours, for even-odd readers) or keyhole (joined to their boundary, for union-only importers).")
     var holes = "separate"
 
@@ -65,6 +68,7 @@ struct Export: ParsableCommand {
         guard seg != nil || rtstruct != nil else { throw ValidationError("give --seg and/or --rtstruct") }
         guard simplifyMm >= 0 else { throw ValidationError("--simplify-mm must be ≥ 0") }
         guard RTStructOptions.ContourMode(rawValue: contours) != nil else { throw ValidationError("--contours must be exact or smooth") }
+        guard SegmentationOptions.Encoding(rawValue: segEncoding) != nil else { throw ValidationError("--seg-encoding must be binary or labelmap") }
         guard RTStructOptions.HoleMode(rawValue: holes) != nil else { throw ValidationError("--holes must be separate or keyhole") }
         guard minIslandMm3 >= 0, fillHolesMm3 >= 0 else { throw ValidationError("--min-island-mm3 and --fill-holes-mm3 must be ≥ 0") }
         if let uidRoot, let problem = OutputUIDs.problem(withRoot: uidRoot) { throw ValidationError("--uid-root: \(problem)") }
@@ -96,7 +100,7 @@ struct Export: ParsableCommand {
         let labelsHash = try SHA256.hash(contentsOf: URL(fileURLWithPath: labels)).hex
         let uids = OutputUIDs(seed: newUids ? nil : "\(series.seriesInstanceUID)|labels \(labelsHash)|export", root: uidRoot)
         let written = try CaseOutputs.writeDICOM(labels: aligned, series: series, structures: structures, algorithm: algorithm,
-                                                 seg: seg.map { URL(fileURLWithPath: $0) }, segOptions: SegmentationOptions(uids: uids),
+                                                 seg: seg.map { URL(fileURLWithPath: $0) }, segOptions: SegmentationOptions(uids: uids, encoding: SegmentationOptions.Encoding(rawValue: segEncoding) ?? .binary),
                                                  rtstruct: rtstruct.map { URL(fileURLWithPath: $0) },
                                                  rtstructOptions: RTStructOptions(simplificationToleranceMM: simplifyMm, uids: uids,
                                                                                   minimumIslandMM3: minIslandMm3, fillHolesMM3: fillHolesMm3,

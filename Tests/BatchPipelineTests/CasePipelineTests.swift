@@ -96,7 +96,7 @@ struct CaseProfileTests {
     @Test func aNestedTypoSuggestsTheKey() throws {
         let url = try Self.write("name: x\nmodel: {folder: \(Self.model)}\noutputs: {rtstuct: false}\nstructures: [{label: 1, name: A}]\n")
         let error = #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
-        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: contours, fillHolesMM3, holes, minimumIslandMM3, nifti, pointBudgetPerFile, pointBudgetPerROI, qaSnapshot, repairMissingUIDs, report, rtstruct, rtstructSeriesNumber, seg, segSeriesNumber, strict, uidRoot)") == true,
+        #expect(error?.description.hasSuffix("outputs.rtstuct: unknown key (did you mean rtstruct?; known: contours, fillHolesMM3, holes, minimumIslandMM3, nifti, pointBudgetPerFile, pointBudgetPerROI, qaSnapshot, repairMissingUIDs, report, rtstruct, rtstructSeriesNumber, seg, segEncoding, segSeriesNumber, strict, uidRoot)") == true,
                 "\(error?.description ?? "")")
     }
 }

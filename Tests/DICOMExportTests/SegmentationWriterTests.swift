@@ -97,4 +97,33 @@ struct HighdicomReadBackTests {
         #expect(status == 0, "highdicom: \(output)")
         #expect(output.contains(#""equal": {"1": true, "2": true, "3": true}"#))
     }
+
+    /// Issue #17: the LABELMAP encoding (Label Map Segmentation Storage) — highdicom reads the same masks back,
+    /// dciodvfy finds no error it can check, and nnseg's own reader gives the label map back.
+    @Test func labelMapEncodingReadsBackTheSame() throws {
+        let python = try #require(SharedData.validationPython, "run Ops/setup.sh --test to create the highdicom environment")
+        let folder = "dicom-zoo/mr-hippocrop/study1"
+        let fixture = try ExportFixture(folder)
+        let labels = fixture.syntheticLabels()
+        let dir = try SharedData.temporaryDirectory("seg-labelmap")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("seg.dcm"), binary = dir.appendingPathComponent("binary.dcm")
+        let result = try SegmentationWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                                  algorithm: ExportFixture.algorithm, options: SegmentationOptions(encoding: .labelmap), to: url)
+        _ = try SegmentationWriter.write(labels: labels, series: fixture.series, structures: ExportFixture.structures,
+                                         algorithm: ExportFixture.algorithm, to: binary)
+        #expect(result.frames == labels.shape.z)
+        let expected = dir.appendingPathComponent("labels.npy")
+        try writeNumpyUInt8(labels.voxels.map { UInt8($0) }, shape: labels.shape.zyx, to: expected)
+        let script = SharedData.repositoryRoot.appendingPathComponent("Ops/validate/seg_highdicom.py").path
+        let (status, output) = try runTool(python, [script, url.path, SharedData.dataFile(folder).path, expected.path, "1,2,3"])
+        #expect(status == 0 && output.contains(#""equal": {"1": true, "2": true, "3": true}"#), "highdicom: \(output)")
+        let (_, report) = try runTool("/usr/bin/dciodvfy", ["-new", url.path])
+        // Debian's dicom3tools predates the Label Map Segmentation IOD (2024): it can only say it does not know it.
+        let errors = report.split(separator: "\n").filter { $0.hasPrefix("Error") && !$0.contains("Information Object Not found") }
+        #expect(errors.isEmpty, "dciodvfy: \(errors.joined(separator: "\n"))")
+        let back = try SegmentationReader.read(url, onto: labels.geometry, shape: labels.shape)
+        #expect(back.labels.voxels == labels.voxels, "segment numbers 1…3 are labels 1…3 here")
+        print("LABELMAP SEG \(try FileManager.default.attributesOfItem(atPath: url.path)[.size] ?? 0) bytes, BINARY \(try FileManager.default.attributesOfItem(atPath: binary.path)[.size] ?? 0)")
+    }
 }
