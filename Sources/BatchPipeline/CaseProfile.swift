@@ -165,34 +165,15 @@ public struct CaseProfile: Sendable {
         seriesNumberSEG = outputs?.segSeriesNumber ?? 901
         seriesNumberRTSTRUCT = outputs?.rtstructSeriesNumber ?? 902
         repairMissingUIDs = outputs?.repairMissingUIDs ?? false
-        if let text = outputs?.segEncoding {
-            guard let encoding = SegmentationOptions.Encoding(rawValue: text.lowercased()) else {
-                throw ProfileError(file: path, key: "outputs.segEncoding", detail: "'\(text)' is not binary or labelmap")
-            }
-            segEncoding = encoding
-        } else {
-            segEncoding = .binary
-        }
+        segEncoding = try Self.choice(outputs?.segEncoding, default: .binary, key: "outputs.segEncoding", file: path)
         uidRoot = outputs?.uidRoot
         contourCleanup = ContourCleanup(minimumIslandMM3: outputs?.minimumIslandMM3 ?? RTStructOptions.defaultMinimumIslandMM3,
                                         fillHolesMM3: outputs?.fillHolesMM3 ?? RTStructOptions.defaultFillHolesMM3,
                                         pointBudgetPerROI: outputs?.pointBudgetPerROI ?? RTStructOptions.defaultPointBudgetPerROI,
                                         pointBudgetPerFile: outputs?.pointBudgetPerFile ?? RTStructOptions.defaultPointBudgetPerFile,
                                         strict: outputs?.strict ?? false,
-                                        mode: try {
-                                            guard let text = outputs?.contours else { return .smooth }
-                                            guard let mode = RTStructOptions.ContourMode(rawValue: text.lowercased()) else {
-                                                throw ProfileError(file: path, key: "outputs.contours", detail: "'\(text)' is not smooth or exact")
-                                            }
-                                            return mode
-                                        }(),
-                                        holes: try {
-                                            guard let text = outputs?.holes else { return .separate }
-                                            guard let mode = RTStructOptions.HoleMode(rawValue: text.lowercased()) else {
-                                                throw ProfileError(file: path, key: "outputs.holes", detail: "'\(text)' is not separate or keyhole")
-                                            }
-                                            return mode
-                                        }())
+                                        mode: try Self.choice(outputs?.contours, default: .smooth, key: "outputs.contours", file: path),
+                                        holes: try Self.choice(outputs?.holes, default: .separate, key: "outputs.holes", file: path))
         for (key, value) in [("minimumIslandMM3", contourCleanup.minimumIslandMM3), ("fillHolesMM3", contourCleanup.fillHolesMM3)]
             where !(value >= 0 && value.isFinite) {
             throw ProfileError(file: path, key: "outputs.\(key)", detail: "must be a size in mm³, 0 or more")
@@ -294,6 +275,16 @@ public struct CaseProfile: Sendable {
 }
 
 extension CaseProfile {
+    /// A setting that names one of an enumeration's cases (case-insensitive), or its default when absent.
+    static func choice<T: RawRepresentable & CaseIterable>(_ text: String?, default value: T, key: String, file: String) throws -> T
+        where T.RawValue == String {
+        guard let text else { return value }
+        guard let chosen = T(rawValue: text.lowercased()) else {
+            throw ProfileError(file: file, key: key, detail: "'\(text)' is not " + T.allCases.map(\.rawValue).joined(separator: " or "))
+        }
+        return chosen
+    }
+
     /// The model's output labels with their dataset.json names (region-based models: the region class order
     /// with the regions' names), background excluded.
     static func modelLabels(_ folder: URL, profile: String) throws -> [(value: Int, name: String)] {

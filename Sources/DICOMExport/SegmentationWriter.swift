@@ -159,12 +159,7 @@ public enum SegmentationWriter {
         }
         try b.put("0028,0008", String(frames.count))
         // Shared functional groups: pixel measures and plane orientation.
-        let shared = "5200,9229[0]"
-        try b.put("\(shared)/0028,9110[0]/0028,0030", [series.pixelSpacing.x, series.pixelSpacing.y])
-        try b.put("\(shared)/0028,9110[0]/0018,0050", [series.sliceThickness ?? series.geometry.spacing.z])
-        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.spacingAlongNormal])
-        try b.put("\(shared)/0020,9116[0]/0020,0037", [series.rowDirection.x, series.rowDirection.y, series.rowDirection.z,
-                                                        series.columnDirection.x, series.columnDirection.y, series.columnDirection.z])
+        try putSharedGroups(b, series)
         // Dimension organisation.
         let dimensionUID = options.uids.make("seg-dimension-organization")
         try b.put("0020,9221[0]/0020,9164", dimensionUID)
@@ -184,12 +179,7 @@ public enum SegmentationWriter {
             try b.put("\(item)/0020,9111[0]/0020,9157", "\(frame.segment)\\\(frame.slice + 1)")
             try b.put("\(item)/0020,9113[0]/0020,0032", [slice.position.x, slice.position.y, slice.position.z])
             try b.put("\(item)/0062,000a[0]/0062,000b", String(frame.segment))
-            let derivation = "\(item)/0008,9124[0]"
-            try putCode(b, "\(derivation)/0008,9215[0]", CodedConcept("113076", "DCM", "Segmentation"))
-            try b.put("\(derivation)/0008,2112[0]/0008,1150", slice.sopClassUID)
-            try b.put("\(derivation)/0008,2112[0]/0008,1155", slice.sopInstanceUID)
-            try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
-            try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
+            try putDerivation(b, item: item, slice: slice)
             let label = try structures[frame.segment - 1].labelValue(output: url.path)
             guard let box = boxes[frame.slice][label] else { continue }
             let start = frame.slice * sliceSize, bitBase = f * sliceSize
@@ -203,11 +193,7 @@ public enum SegmentationWriter {
         if bits.count % 2 == 1 { bits.append(0) }
         try b.pixelData(bits, bitsAllocated: 1)
         // Common instance reference: every source instance.
-        try b.put("0008,1115[0]/0020,000e", series.seriesInstanceUID)
-        for (i, slice) in series.slices.enumerated() {
-            try b.put("0008,1115[0]/0008,114a[\(i)]/0008,1150", slice.sopClassUID)
-            try b.put("0008,1115[0]/0008,114a[\(i)]/0008,1155", slice.sopInstanceUID)
-        }
+        try putCommonInstanceReference(b, series)
         try b.save(to: url, implicitVR: false)
         return Result(seriesInstanceUID: seriesUID, sopInstanceUID: sopUID, frames: frames.count, emptySegments: emptySegments)
     }
@@ -220,12 +206,7 @@ public enum SegmentationWriter {
         for (i, s) in structures.enumerated() { segmentOf[Int(try s.labelValue(output: output))] = UInt16(i + 1) }
         let slices = series.slices.count, sliceSize = series.rows * series.columns
         try b.put("0028,0008", String(slices))
-        let shared = "5200,9229[0]"
-        try b.put("\(shared)/0028,9110[0]/0028,0030", [series.pixelSpacing.x, series.pixelSpacing.y])
-        try b.put("\(shared)/0028,9110[0]/0018,0050", [series.sliceThickness ?? series.geometry.spacing.z])
-        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.spacingAlongNormal])
-        try b.put("\(shared)/0020,9116[0]/0020,0037", [series.rowDirection.x, series.rowDirection.y, series.rowDirection.z,
-                                                        series.columnDirection.x, series.columnDirection.y, series.columnDirection.z])
+        try putSharedGroups(b, series)
         let dimensionUID = options.uids.make("seg-dimension-organization")
         try b.put("0020,9221[0]/0020,9164", dimensionUID)
         try b.put("0020,9222[0]/0020,9164", dimensionUID)
@@ -238,12 +219,7 @@ public enum SegmentationWriter {
             let item = "5200,9230[\(k)]"
             try b.put("\(item)/0020,9111[0]/0020,9157", String(k + 1))
             try b.put("\(item)/0020,9113[0]/0020,0032", [slice.position.x, slice.position.y, slice.position.z])
-            let derivation = "\(item)/0008,9124[0]"
-            try putCode(b, "\(derivation)/0008,9215[0]", CodedConcept("113076", "DCM", "Segmentation"))
-            try b.put("\(derivation)/0008,2112[0]/0008,1150", slice.sopClassUID)
-            try b.put("\(derivation)/0008,2112[0]/0008,1155", slice.sopInstanceUID)
-            try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
-            try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
+            try putDerivation(b, item: item, slice: slice)
             guard !boxes[k].isEmpty else { continue }
             let start = k * sliceSize
             for i in 0..<sliceSize {
@@ -256,6 +232,31 @@ public enum SegmentationWriter {
         }
         if pixels.count % 2 == 1 { pixels.append(0) }
         try b.pixelData(pixels, bitsAllocated: bits)
+        try putCommonInstanceReference(b, series)
+    }
+
+    /// Shared functional groups: pixel measures (spacing along the normal) and plane orientation.
+    static func putSharedGroups(_ b: DatasetBuilder, _ series: ReferencedSeries) throws {
+        let shared = "5200,9229[0]"
+        try b.put("\(shared)/0028,9110[0]/0028,0030", [series.pixelSpacing.x, series.pixelSpacing.y])
+        try b.put("\(shared)/0028,9110[0]/0018,0050", [series.sliceThickness ?? series.geometry.spacing.z])
+        try b.put("\(shared)/0028,9110[0]/0018,0088", [series.spacingAlongNormal])
+        try b.put("\(shared)/0020,9116[0]/0020,0037", [series.rowDirection.x, series.rowDirection.y, series.rowDirection.z,
+                                                        series.columnDirection.x, series.columnDirection.y, series.columnDirection.z])
+    }
+
+    /// A frame's Derivation Image: its source slice, spatial locations preserved.
+    static func putDerivation(_ b: DatasetBuilder, item: String, slice: ReferencedSeries.Slice) throws {
+        let derivation = "\(item)/0008,9124[0]"
+        try putCode(b, "\(derivation)/0008,9215[0]", CodedConcept("113076", "DCM", "Segmentation"))
+        try b.put("\(derivation)/0008,2112[0]/0008,1150", slice.sopClassUID)
+        try b.put("\(derivation)/0008,2112[0]/0008,1155", slice.sopInstanceUID)
+        try b.put("\(derivation)/0008,2112[0]/0028,135a", "YES")
+        try putCode(b, "\(derivation)/0008,2112[0]/0040,a170[0]", CodedConcept("121322", "DCM", "Source image for image processing operation"))
+    }
+
+    /// Common Instance Reference: every source instance.
+    static func putCommonInstanceReference(_ b: DatasetBuilder, _ series: ReferencedSeries) throws {
         try b.put("0008,1115[0]/0020,000e", series.seriesInstanceUID)
         for (i, slice) in series.slices.enumerated() {
             try b.put("0008,1115[0]/0008,114a[\(i)]/0008,1150", slice.sopClassUID)

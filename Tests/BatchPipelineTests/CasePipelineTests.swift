@@ -47,6 +47,8 @@ struct CaseProfileTests {
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}, {label: 2, name: a}]\n", "structures"),
         ("name: x\nmodel: {folder: MODEL}\noutputs: {uidRoot: '1.02.3'}\n", "outputs.uidRoot"),
         ("name: x\nmodel: {folder: MODEL}\noutputs: {fillHolesMM3: -1}\n", "outputs.fillHolesMM3"),
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {contours: wobbly}\n", "outputs.contours"),
+        ("name: x\nmodel: {folder: MODEL}\noutputs: {segEncoding: fractional}\n", "outputs.segEncoding"),
         ("name: x\nmodel: {folder: MODEL}\noutputs: {pointBudgetPerROI: 0}\n", "outputs.pointBudgetPerROI"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, minimumIslandMM3: -5}]\n", "structures[0].minimumIslandMM3"),
         ("name: x\nmodel: {folder: MODEL}\nstructures: [{label: 1, name: A}]\npostprocessing: {keepLargestComponent: [3]}\n", "postprocessing.keepLargestComponent"),
