@@ -234,3 +234,33 @@ struct KeyholeStructureSetTests {
         #expect(dice >= 0.97, "ring Dice \(dice)")
     }
 }
+
+/// Issue #17: smoothing never loses what it cannot draw — single voxels and a one-pixel-wide line keep (exact)
+/// contours on their slices, so every structure read back is there.
+struct SmoothContourFallbackTests {
+    @Test func specksAndThinLinesSurviveSmoothing() throws {
+        let fixture = try ExportFixture("dicom-zoo/mr-hippocrop/study1")
+        let shape = fixture.loaded.volume.shape
+        var labels = LabelVolume(shape: shape, geometry: fixture.loaded.volume.geometry, repeating: 0)
+        let z = shape.z / 2
+        labels[z, 3, 3] = 1                                       // one voxel
+        for x in 2..<(shape.x - 2) { labels[z + 1, shape.y / 2, x] = 2 }   // a one-pixel line
+        for y in 5..<15 { for x in 5..<15 { labels[z, y, x] = 3 } }       // a square: smoothed
+        let structures = [StructureDescription(label: 1, name: "Speck"), StructureDescription(label: 2, name: "Line"),
+                          StructureDescription(label: 3, name: "Square")]
+        var options = RTStructWriterTests.exact
+        options.contours = .smooth
+        let dir = try SharedData.temporaryDirectory("rt-smooth-fallback")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("rt.dcm")
+        let result = try RTStructWriter.write(labels: labels, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                              options: options, to: url)
+        #expect(result.emptyROIs.isEmpty)
+        let back = try RTStructWriterTests.readBack(url, grid: fixture.loaded.volume, structures: structures)
+        for s in structures {
+            let value = UInt16(s.label)
+            let dice = RTStructWriterTests.dice(back.voxels.map { $0 == value }, labels.voxels.map { $0 == value })
+            #expect(dice >= 0.95, "\(s.name): Dice \(dice)")
+        }
+    }
+}
