@@ -250,6 +250,13 @@ struct OutboxSend: ParsableCommand {
     @Argument var files: [String]
 
     func run() throws {
+        // Never send for a supervisor that is gone: a restarted node sends the still-pending item itself, and an
+        // orphan finishing its send as well delivered it twice (seen under load). Checked every 20 ms.
+        let supervisor = getppid()
+        Thread.detachNewThread {
+            while getppid() == supervisor { usleep(20_000) }
+            _exit(2)
+        }
         // DCMTK disables Nagle's algorithm on its sockets when TCP_NODELAY=1 (otherwise each small PDU can wait
         // ~40 ms for a delayed ACK).
         setenv("TCP_NODELAY", "1", 1)

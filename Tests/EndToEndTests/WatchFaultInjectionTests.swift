@@ -176,7 +176,7 @@ struct WatchFaultInjectionTests {
         #expect(!outputs.contains { $0.hasSuffix(".partial") })
         for folder in outputs {
             let content = Set(try fm.contentsOfDirectory(atPath: outgoing.appendingPathComponent(folder).path))
-            #expect(content == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png"], "\(folder): \(content)")
+            #expect(content == ["labels.nii.gz", "seg.dcm", "rtstruct.dcm", "qa.png", "report.html"], "\(folder): \(content)")
         }
         // Each output folder is one successful case in the audit log, and the chain is intact.
         #expect(outputs.count == rows.filter { $0[3] == "SUCCEEDED" }.count)
