@@ -64,11 +64,7 @@ public enum OutputVerification {
             problems += references(of: seg, series: series, kind: "SEG")
             segLabels = try SegmentationReader.read(seg, onto: grid, shape: shape).labels
         }
-        var rtLabels: Volume<UInt16>?
-        if let rtstruct {
-            problems += references(of: rtstruct, series: series, kind: "RTSTRUCT")
-            rtLabels = try StructureSetReader.read(rtstruct, onto: grid, shape: shape, mapping: structures.map { ($0.name, $0.label) }).labels
-        }
+        if let rtstruct { problems += references(of: rtstruct, series: series, kind: "RTSTRUCT") }
         let toPatient = VoxelToPatient(grid)
         let spacing = grid.spacing
         let voxelCM3 = spacing.x * spacing.y * spacing.z / 1000
@@ -89,7 +85,6 @@ public enum OutputVerification {
         let pieces = try Parallel.map((shape.count + chunk - 1) / chunk) { c -> [Tally] in
             var tallies = [Tally](repeating: Tally(), count: structures.count)
             for i in (c * chunk)..<min(shape.count, (c + 1) * chunk) {
-                let position = SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
                 let a = indexOf[Int(labels.voxels[i])]
                 if a >= 0 { tallies[a].count += 1 }
                 if let segLabels {
@@ -98,13 +93,6 @@ public enum OutputVerification {
                     if segment != a {
                         if a >= 0 { tallies[a].segMismatch += 1 }
                         if segment >= 0 && segment < structures.count && segment != a { tallies[segment].segMismatch += 1 }
-                    }
-                }
-                if let rtLabels {
-                    let r = indexOf[Int(rtLabels.voxels[i])]
-                    if r >= 0 {
-                        tallies[r].rtCount += 1
-                        tallies[r].sumRT += position
                     }
                 }
             }
@@ -119,8 +107,15 @@ public enum OutputVerification {
                                      segMismatchedVoxels: segLabels == nil ? nil : t.segMismatch, rtstructDice: nil,
                                      rtstructAddedDistanceMM: nil, centroidShiftMM: nil, passed: true, problems: [])
             if t.segMismatch > 0 { verdict.problems.append("SEG differs from the label map in \(t.segMismatch) voxel(s)") }
-            if let rtLabels {
-                // Against the structure as the contours were drawn from it.
+            if let rtstruct {
+                // This ROI alone (smooth contours of neighbours may overlap: one shared raster would let a later ROI
+                // take an earlier one's voxels), against the structure as the contours were drawn from it.
+                let rtLabels = try StructureSetReader.read(rtstruct, onto: grid, shape: shape, mapping: [(s.name, s.label)]).labels
+                var t = t
+                for (i, v) in rtLabels.voxels.enumerated() where v == value {
+                    t.rtCount += 1
+                    t.sumRT += SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
+                }
                 let intended = RTStructWriter.cleanedStructure(labels: labels, label: value, structureLabel: s.label,
                                                                voxelMM3: series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal,
                                                                options: rtstructOptions)
