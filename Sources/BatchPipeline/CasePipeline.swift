@@ -204,12 +204,11 @@ public final class CasePipeline: @unchecked Sendable {
                 try audit.append(caseID: caseID, kind: "output", payload: payload)
             }
             if let verification { try audit.append(caseID: caseID, kind: "verification", payload: Self.payload(verification)) }
-            let voxelCM3 = v.geometry.spacing.x * v.geometry.spacing.y * v.geometry.spacing.z / 1000
+            // One pass over the labels for every structure's volume (the report uses the same function).
+            let volumes = CaseReport.volumes(labels, structures: profile.structures)
             for s in profile.structures {
-                let value = UInt16(s.label)
-                let count = labels.voxels.reduce(0) { $0 + ($1 == value ? 1 : 0) }
                 var payload: [String: AuditValue] = [
-                    "label": .int(Int64(s.label)), "name": .string(s.name), "cm3": .double((Double(count) * voxelCM3 * 1000).rounded() / 1000),
+                    "label": .int(Int64(s.label)), "name": .string(s.name), "cm3": .double(volumes[s.label] ?? 0),
                 ]
                 // The RTSTRUCT's contours of this ROI: points, and what the island/hole cleanup changed (contours only).
                 if let r = contouring, let points = r.points[s.label] {
