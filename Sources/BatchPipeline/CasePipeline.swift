@@ -128,7 +128,10 @@ public final class CasePipeline: @unchecked Sendable {
             // 3. Predict on the series grid.
             let v = loaded.volume
             let image = try CaseImage(channels: [v], sources: [stack.seriesInstanceUID])
-            let result = try ensemble.predict(image, options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize))
+            // Smooth contours follow the model's own margin between classes (one float16 plane more).
+            let wantConfidence = profile.writeRTSTRUCT && profile.contourCleanup.mode == .smooth
+            let result = try ensemble.predict(image, options: .init(mirroring: profile.mirroring, stepSize: profile.stepSize,
+                                                                    confidence: wantConfidence))
             timings += result.timings.map { ($0.stage, $0.seconds) }
             let labels = LabelVolume(shape: v.shape, geometry: v.geometry, voxels: result.prediction.segmentation)
             // 4. Outputs, written into a temporary folder and moved into place together.
@@ -166,7 +169,8 @@ public final class CasePipeline: @unchecked Sendable {
                                    context: ReportContext(caseID: caseID, model: engine.bundle.plans.datasetName,
                                                           configuration: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ","))",
                                                           precision: "fp32", software: SoftwareVersion.described,
-                                                          profile: "\(profile.name) sha256:\(profile.sha256.prefix(16))", sourceSeriesUID: series.seriesInstanceUID)))
+                                                          profile: "\(profile.name) sha256:\(profile.sha256.prefix(16))", sourceSeriesUID: series.seriesInstanceUID)),
+                    confidence: result.prediction.confidence)
                 } catch let failure as OutputVerificationFailure {
                     // The verdicts are on record; nothing was moved into place.
                     try audit.append(caseID: caseID, kind: "verification", payload: Self.payload(failure.report))
@@ -229,6 +233,7 @@ public final class CasePipeline: @unchecked Sendable {
                     "point_budget_per_roi": .int(Int64(profile.contourCleanup.pointBudgetPerROI)),
                     "point_budget_per_file": .int(Int64(profile.contourCleanup.pointBudgetPerFile)),
                     "contours": .string(profile.contourCleanup.mode.rawValue), "holes": .string(profile.contourCleanup.holes.rawValue),
+                    "contour_source": .string(r.contourSource.rawValue),
                     "warnings": .array(r.warnings.map { .string($0) }),
                 ])
                 for warning in r.warnings { logger.warning("\(warning)", metadata: ["case": "\(caseID)"]) }

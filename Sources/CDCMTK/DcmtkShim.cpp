@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct nnseg_dcm_file {
     DcmFileFormat format;
     bool hasMeta = false;
     std::string path;
+    /// The items of every sequence a path has gone through, in order: DCMTK reaches item n by walking its list
+    /// from the start, so reading an RTSTRUCT contour by contour was quadratic (10^5 contours: minutes).
+    std::mutex itemsLock;
+    std::unordered_map<const DcmSequenceOfItems *, std::vector<DcmItem *>> items;
 };
 
 namespace {
@@ -91,9 +96,21 @@ DcmItem *resolveParent(const nnseg_dcm_file *file, const std::vector<PathStep> &
                         : static_cast<DcmItem *>(f->format.getDataset());
     for (size_t i = 0; i + 1 < steps.size(); ++i) {
         if (steps[i].item < 0) return nullptr;
-        DcmItem *next = nullptr;
-        if (item->findAndGetSequenceItem(steps[i].tag, next, steps[i].item).bad() || next == nullptr) return nullptr;
-        item = next;
+        DcmSequenceOfItems *sequence = nullptr;
+        if (item->findAndGetSequence(steps[i].tag, sequence).bad() || sequence == nullptr) return nullptr;
+        std::lock_guard<std::mutex> guard(f->itemsLock);
+        auto found = f->items.find(sequence);
+        if (found == f->items.end()) {
+            // One walk through the list (each step O(1) from the previous item), kept for every later path.
+            std::vector<DcmItem *> list;
+            list.reserve(sequence->card());
+            for (DcmObject *o = sequence->nextInContainer(nullptr); o != nullptr; o = sequence->nextInContainer(o)) {
+                list.push_back(static_cast<DcmItem *>(o));
+            }
+            found = f->items.emplace(sequence, std::move(list)).first;
+        }
+        if (static_cast<size_t>(steps[i].item) >= found->second.size()) return nullptr;
+        item = found->second[static_cast<size_t>(steps[i].item)];
     }
     return item;
 }

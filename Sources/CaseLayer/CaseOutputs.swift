@@ -11,7 +11,7 @@ import VolumeGeometry
 /// all or nothing — if one fails, what was already written is removed. The source header is read once
 /// for both DICOM objects (``ReferencedSeries``).
 public enum CaseOutputs {
-    /// What ``writeDICOM(labels:series:structures:algorithm:seg:segOptions:rtstruct:rtstructOptions:)`` wrote.
+    /// What ``writeDICOM(labels:series:structures:algorithm:seg:segOptions:rtstruct:rtstructOptions:confidence:)`` wrote.
     public struct DICOMWritten: Sendable {
         public var seg: SegmentationWriter.Result?
         public var rtstruct: RTStructWriter.Result?
@@ -62,9 +62,10 @@ public enum CaseOutputs {
     }
 
     /// Writes what `request` asks for. `image`: the series' intensities (for the QA image). SEG, RTSTRUCT and
-    /// QA need at least one structure present; the NIfTI is written even for an empty result.
+    /// QA need at least one structure present; the NIfTI is written even for an empty result. `confidence`: the
+    /// model's per-voxel margin on the labels' grid (``CasePrediction/confidence``), which smooth contours follow.
     public static func write(labels: LabelVolume, image: ImageVolume, series: ReferencedSeries, structures: [StructureDescription],
-                             algorithm: AlgorithmIdentification, request: Request) throws -> Written {
+                             algorithm: AlgorithmIdentification, request: Request, confidence: [Float16]? = nil) throws -> Written {
         var written = Written()
         var files: [URL] = []
         func timed<T>(_ stage: String, _ body: () throws -> T) rethrows -> T {
@@ -80,7 +81,8 @@ public enum CaseOutputs {
             }
             if !structures.isEmpty {
                 let dicom = try writeDICOM(labels: labels, series: series, structures: structures, algorithm: algorithm, seg: request.seg,
-                                           segOptions: request.segOptions, rtstruct: request.rtstruct, rtstructOptions: request.rtstructOptions)
+                                           segOptions: request.segOptions, rtstruct: request.rtstruct, rtstructOptions: request.rtstructOptions,
+                                           confidence: confidence)
                 written.seg = dicom.seg
                 written.rtstruct = dicom.rtstruct
                 written.timings += dicom.timings
@@ -126,7 +128,7 @@ public enum CaseOutputs {
     /// are removed and ``OutputVerificationFailure`` is thrown with the report.
     public static func writeDICOM(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription],
                                   algorithm: AlgorithmIdentification, seg: URL?, segOptions: SegmentationOptions = SegmentationOptions(),
-                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions())
+                                  rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions(), confidence: [Float16]? = nil)
         throws -> DICOMWritten {
         var written = DICOMWritten()
         var files: [URL] = []
@@ -149,7 +151,7 @@ public enum CaseOutputs {
             if let rtstruct {
                 written.rtstruct = try timed("rtstruct") {
                     try RTStructWriter.write(labels: labels, series: series, structures: structures, algorithm: algorithm,
-                                             options: rtstructOptions, segmentation: reference, to: rtstruct)
+                                             options: rtstructOptions, segmentation: reference, confidence: confidence, to: rtstruct)
                 }
                 files.append(rtstruct)
             }

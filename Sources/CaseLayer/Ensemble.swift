@@ -38,9 +38,12 @@ public final class Ensemble: @unchecked Sendable {
         var timings: [(stage: String, seconds: Double)] = []
         var prediction: CasePrediction?
         var summed: [[Float]]?
+        // Averaged models: the confidence comes from the averaged probabilities, not from each model.
+        var engineOptions = options
+        if averaging { engineOptions.confidence = false }
         for engine in engines {
             let result = try engine.predict(image.channels, spacing: image.spacing, probabilities: probabilities || averaging,
-                                            previousStage: engine.needsPreviousStage ? previousStage : nil, options: options)
+                                            previousStage: engine.needsPreviousStage ? previousStage : nil, options: engineOptions)
             timings += result.timings
             guard averaging, let p = result.prediction.probabilities else {
                 prediction = result.prediction
@@ -57,6 +60,7 @@ public final class Ensemble: @unchecked Sendable {
             let n = Float(engines.count)
             let averaged = summed.map { $0.map { $0 / n } }
             final.probabilities = probabilities ? averaged : nil
+            final.confidence = options.confidence ? CasePrediction.confidence(fromProbabilities: averaged) : nil
             for v in 0..<final.segmentation.count {
                 var best = 0
                 for k in 1..<averaged.count where averaged[k][v] > averaged[best][v] { best = k }

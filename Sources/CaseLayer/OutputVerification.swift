@@ -53,7 +53,7 @@ public enum OutputVerification {
     }
 
     /// - Parameter rtstructOptions: how the RTSTRUCT was written — its contours are compared with each structure as
-    ///   they were drawn from it (islands left out, holes filled: ``RTStructWriter/cleanedStructure(labels:label:structureLabel:voxelMM3:options:)``).
+    ///   they were drawn from it (islands left out, holes filled: ``RTStructWriter/cleanedStructure(labels:label:lower:upper:structureLabel:voxelMM3:options:)``).
     public static func verify(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription], seg: URL?,
                               rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions(),
                               tolerances: Tolerances = Tolerances()) throws -> Report {
@@ -64,7 +64,12 @@ public enum OutputVerification {
             problems += references(of: seg, series: series, kind: "SEG")
             segLabels = try SegmentationReader.read(seg, onto: grid, shape: shape).labels
         }
-        if let rtstruct { problems += references(of: rtstruct, series: series, kind: "RTSTRUCT") }
+        var rtContours: StructureSetReader.Contours?
+        if let rtstruct {
+            problems += references(of: rtstruct, series: series, kind: "RTSTRUCT")
+            // Read once; each ROI is then rasterised on its own.
+            rtContours = try StructureSetReader.contours(rtstruct, onto: grid, shape: shape)
+        }
         let toPatient = VoxelToPatient(grid)
         let spacing = grid.spacing
         let voxelCM3 = spacing.x * spacing.y * spacing.z / 1000
@@ -75,9 +80,12 @@ public enum OutputVerification {
         struct Tally {
             var count = 0, segMismatch = 0, rtCount = 0
             var sumRT = SIMD3<Double>(0, 0, 0)
+            /// The structure's bounding box in the label map (voxel indices; empty while lower > upper).
+            var lower = SIMD3<Int>(repeating: .max), upper = SIMD3<Int>(repeating: -1)
             mutating func merge(_ o: Tally) {
                 count += o.count; segMismatch += o.segMismatch; rtCount += o.rtCount
                 sumRT += o.sumRT
+                lower = pointwiseMin(lower, o.lower); upper = pointwiseMax(upper, o.upper)
             }
         }
         let plane = shape.y * shape.x
@@ -86,7 +94,12 @@ public enum OutputVerification {
             var tallies = [Tally](repeating: Tally(), count: structures.count)
             for i in (c * chunk)..<min(shape.count, (c + 1) * chunk) {
                 let a = indexOf[Int(labels.voxels[i])]
-                if a >= 0 { tallies[a].count += 1 }
+                if a >= 0 {
+                    tallies[a].count += 1
+                    let p = SIMD3(i % shape.x, (i / shape.x) % shape.y, i / plane)
+                    tallies[a].lower = pointwiseMin(tallies[a].lower, p)
+                    tallies[a].upper = pointwiseMax(tallies[a].upper, p)
+                }
                 if let segLabels {
                     // Segment n is structure n - 1: both sides must name the same structure (or none).
                     let segment = Int(segLabels.voxels[i]) - 1
@@ -107,18 +120,19 @@ public enum OutputVerification {
                                      segMismatchedVoxels: segLabels == nil ? nil : t.segMismatch, rtstructDice: nil,
                                      rtstructAddedDistanceMM: nil, centroidShiftMM: nil, passed: true, problems: [])
             if t.segMismatch > 0 { verdict.problems.append("SEG differs from the label map in \(t.segMismatch) voxel(s)") }
-            if let rtstruct {
+            if let rtContours {
                 // This ROI alone (smooth contours of neighbours may overlap: one shared raster would let a later ROI
                 // take an earlier one's voxels), against the structure as the contours were drawn from it.
-                let rtLabels = try StructureSetReader.read(rtstruct, onto: grid, shape: shape, mapping: [(s.name, s.label)]).labels
+                let rtLabels = try StructureSetReader.rasterize(rtContours, mapping: [(s.name, s.label)]).labels
                 var t = t
                 for (i, v) in rtLabels.voxels.enumerated() where v == value {
                     t.rtCount += 1
                     t.sumRT += SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
                 }
-                let intended = RTStructWriter.cleanedStructure(labels: labels, label: value, structureLabel: s.label,
-                                                               voxelMM3: series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal,
-                                                               options: rtstructOptions)
+                // The box from the tally: no scan of the map per structure.
+                let intended = t.count == 0 ? nil : RTStructWriter.cleanedStructure(
+                    labels: labels, label: value, lower: t.lower, upper: t.upper, structureLabel: s.label,
+                    voxelMM3: series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal, options: rtstructOptions)
                 let c = compare(raster: rtLabels, value: value, rasterCount: t.rtCount, intended: intended, labels: labels,
                                 limitMM: tolerances.addedDistanceMM)
                 let dice = c.intendedCount + t.rtCount == 0 ? 1 : 2 * Double(c.both) / Double(c.intendedCount + t.rtCount)

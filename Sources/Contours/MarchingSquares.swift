@@ -123,6 +123,12 @@ public enum MarchingSquares {
     /// A light Gaussian blur (σ = `sigma` pixels, separable, clipped at the edges) of a mask, as 0…1 floats:
     /// the field smooth contours are drawn from when no probabilities are at hand.
     public static func smoothed(_ mask: [Bool], rows: Int, columns: Int, sigma: Double = 0.5) -> [Float] {
+        smoothed(field: mask.map { $0 ? 1 : 0 }, rows: rows, columns: columns, sigma: sigma)
+    }
+
+    /// The same blur of a scalar field (zero outside it).
+    public static func smoothed(field: [Float], rows: Int, columns: Int, sigma: Double = 0.5) -> [Float] {
+        precondition(field.count == rows * columns)
         let radius = max(1, Int((3 * sigma).rounded(.up)))
         var kernel: [Float] = []
         for offset in -radius...radius {
@@ -131,13 +137,15 @@ public enum MarchingSquares {
         }
         let sum = kernel.reduce(0, +)
         kernel = kernel.map { $0 / sum }
-        var horizontal = [Float](repeating: 0, count: mask.count)
+        var horizontal = [Float](repeating: 0, count: field.count)
         for y in 0..<rows {
-            for x in 0..<columns where mask[y * columns + x] {
-                for k in -radius...radius where x + k >= 0 && x + k < columns { horizontal[y * columns + x + k] += kernel[k + radius] }
+            for x in 0..<columns {
+                let v = field[y * columns + x]
+                guard v != 0 else { continue }
+                for k in -radius...radius where x + k >= 0 && x + k < columns { horizontal[y * columns + x + k] += v * kernel[k + radius] }
             }
         }
-        var out = [Float](repeating: 0, count: mask.count)
+        var out = [Float](repeating: 0, count: field.count)
         for y in 0..<rows {
             for x in 0..<columns {
                 let v = horizontal[y * columns + x]

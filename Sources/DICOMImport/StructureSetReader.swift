@@ -29,31 +29,41 @@ public enum StructureSetReader {
         return try rois(file, path: url.path).map { $0.roi }
     }
 
+    /// An RTSTRUCT's closed contours in voxel coordinates of a grid, per ROI and slice — read once, then
+    /// rasterised ROI by ROI (``rasterize(_:mapping:)``) without reading the file again.
+    public struct Contours: Sendable {
+        public var rois: [ImportedStructureSet.ROI]
+        /// Per declared ROI (same order as ``rois``): its polygons per slice index (nil: no contour item).
+        public var polygons: [[Int: [Polygon]]?]
+        public var grid: VolumeGeometry
+        public var shape: VolumeShape
+        public var path: String
+    }
+
     /// Rasterises the ROIs named in `mapping` (case-insensitive ROI name → label value, applied in order)
     /// onto `grid`. Every contour must lie in one slice plane of the grid; a contour off the grid (e.g.
     /// on an image that is not part of this series) is refused with its ROI and contour named.
     public static func read(_ url: URL, onto grid: VolumeGeometry, shape: VolumeShape,
                             mapping: [(roiName: String, label: Int)]) throws -> ImportedStructureSet {
+        let wanted = Set(mapping.map { $0.roiName.lowercased() })
+        return try rasterize(contours(url, onto: grid, shape: shape, only: wanted), mapping: mapping)
+    }
+
+    /// Reads every closed contour of the ROIs named in `only` (lower-case names; nil: all) onto `grid`'s voxel
+    /// coordinates, checking that each lies in one slice plane.
+    public static func contours(_ url: URL, onto grid: VolumeGeometry, shape: VolumeShape, only: Set<String>? = nil) throws -> Contours {
         let path = url.path
         let file = try open(url)
         let declared = try rois(file, path: path)
         guard let toVoxel = PatientToVoxel(grid) else {
             throw DICOMImportError(.noGeometry, path, "the target grid is degenerate")
         }
-        var labels = Volume<UInt16>(shape: shape, geometry: grid, repeating: 0)
-        var claimed = [Bool](repeating: false, count: shape.count)
-        var overlaps = 0
-        var empty: [String] = []
-        let plane = shape.y * shape.x
-        for (name, label) in mapping {
-            guard label > 0, label <= Int(UInt16.max) else {
-                throw DICOMImportError(.readFailed, path, "label value \(label) for ROI '\(name)' must be 1…65535")
-            }
-            guard let entry = declared.first(where: { $0.roi.name.lowercased() == name.lowercased() }), entry.contourItem != nil else {
-                empty.append(name)
+        var all: [[Int: [Polygon]]?] = []
+        for entry in declared {
+            guard let item = entry.contourItem, only?.contains(entry.roi.name.lowercased()) ?? true else {
+                all.append(nil)
                 continue
             }
-            let item = entry.contourItem!
             var perSlice: [Int: [Polygon]] = [:]
             let contours = file.itemCount(atPath: "3006,0039[\(item)]/3006,0040") ?? 0
             for c in 0..<contours {
@@ -65,6 +75,8 @@ public enum StructureSetReader {
                 }
                 var points: [SIMD2<Double>] = []
                 var planes: [Double] = []
+                points.reserveCapacity(values.count / 3)
+                planes.reserveCapacity(values.count / 3)
                 for p in stride(from: 0, to: values.count, by: 3) {
                     let v = toVoxel(SIMD3(values[p], values[p + 1], values[p + 2]))
                     points.append(SIMD2(v.x, v.y))
@@ -85,7 +97,28 @@ public enum StructureSetReader {
                 }
                 perSlice[k, default: []].append(Polygon(points: points))
             }
-            if perSlice.isEmpty { empty.append(name); continue }
+            all.append(perSlice)
+        }
+        return Contours(rois: declared.map(\.roi), polygons: all, grid: grid, shape: shape, path: path)
+    }
+
+    /// Rasterises the ROIs named in `mapping` (as ``read(_:onto:shape:mapping:)``) from contours already read.
+    public static func rasterize(_ contours: Contours, mapping: [(roiName: String, label: Int)]) throws -> ImportedStructureSet {
+        let shape = contours.shape
+        var labels = Volume<UInt16>(shape: shape, geometry: contours.grid, repeating: 0)
+        var claimed = [Bool](repeating: false, count: shape.count)
+        var overlaps = 0
+        var empty: [String] = []
+        let plane = shape.y * shape.x
+        for (name, label) in mapping {
+            guard label > 0, label <= Int(UInt16.max) else {
+                throw DICOMImportError(.readFailed, contours.path, "label value \(label) for ROI '\(name)' must be 1…65535")
+            }
+            guard let index = contours.rois.firstIndex(where: { $0.name.lowercased() == name.lowercased() }),
+                  let perSlice = contours.polygons[index], !perSlice.isEmpty else {
+                empty.append(name)
+                continue
+            }
             for (k, polygons) in perSlice {
                 let mask = MarchingSquares.rasterize(polygons, rows: shape.y, columns: shape.x)
                 for i in 0..<plane where mask[i] {
@@ -96,7 +129,7 @@ public enum StructureSetReader {
                 }
             }
         }
-        return ImportedStructureSet(rois: declared.map(\.roi), labels: labels, overlappingVoxels: overlaps, emptyROIs: empty)
+        return ImportedStructureSet(rois: contours.rois, labels: labels, overlappingVoxels: overlaps, emptyROIs: empty)
     }
 
     private static func open(_ url: URL) throws -> DICOMFile {

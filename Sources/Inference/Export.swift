@@ -12,6 +12,40 @@ public struct CasePrediction: Sendable {
     /// Per-class probabilities `(K, z, y, x)` when requested: softmax (label-based) or sigmoid
     /// (region-based); outside the crop box channel 0 is 1 for label-based models.
     public var probabilities: [[Float]]?
+    /// The model's confidence per voxel when requested: the logit of the winning class minus the logit of the
+    /// strongest other class (= log(p_best / p_second) after softmax), `(z, y, x)` like ``segmentation``, ≥ 0.
+    /// A class's signed margin (this where it won, minus this where it lost) crosses zero exactly where the
+    /// class ties its rival: smooth contours are drawn on that crossing (``RTStructOptions/ContourMode/smooth``).
+    /// Label-based models only; outside the crop box it is ``CasePrediction/confidentOutside``.
+    public var confidence: [Float16]?
+
+    /// The confidence of voxels outside the crop box (background for certain).
+    public static let confidentOutside: Float16 = 64
+
+    public init(shape: [Int], segmentation: [UInt16], probabilities: [[Float]]? = nil, confidence: [Float16]? = nil) {
+        self.shape = shape
+        self.segmentation = segmentation
+        self.probabilities = probabilities
+        self.confidence = confidence
+    }
+
+    /// ``confidence`` from class probabilities `(K, voxels)`: log(p_best / p_second) (ensembles, which average
+    /// probabilities; equal to the logit margin for one softmax model).
+    public static func confidence(fromProbabilities p: [[Float]]) -> [Float16]? {
+        guard p.count > 1 else { return nil }
+        let voxels = p[0].count
+        var out = [Float16](repeating: 0, count: voxels)
+        for v in 0..<voxels {
+            var first: Float = 0, second: Float = 0
+            for k in 0..<p.count {
+                let x = p[k][v]
+                if x > first { second = first; first = x } else if x > second { second = x }
+            }
+            let ratio = logf(max(first, 1e-30)) - logf(max(second, 1e-30))
+            out[v] = Float16(min(ratio, Float(confidentOutside)))
+        }
+        return out
+    }
 }
 
 /// From fold-averaged float16 logits on the preprocessed grid back to the original image (spec §10).
@@ -32,7 +66,9 @@ public struct PredictionExporter: Sendable {
 
     /// Consumes `logits`: each class's float16 plane is released once it is resampled, so a case never
     /// holds the logits twice (pass `consume logits` from a local).
-    public func export(_ logits: consuming HalfLogits, properties: PreprocessingProperties, probabilities wantProbabilities: Bool) -> CasePrediction {
+    /// - Parameter wantConfidence: also ``CasePrediction/confidence`` (one more float16 plane on the original grid).
+    public func export(_ logits: consuming HalfLogits, properties: PreprocessingProperties, probabilities wantProbabilities: Bool,
+                       confidence wantConfidence: Bool = false) -> CasePrediction {
         // 1. Logits back to the cropped original grid (order 1 by default), kept in float16.
         let spacingTransposed = transposeForward.map { properties.spacing[$0] }
         let current = configurationSpacing.count == properties.shapeAfterCropping.count
@@ -56,6 +92,7 @@ public struct PredictionExporter: Sendable {
         // 2. Segmentation (and probabilities).
         var segmentation = [UInt16](repeating: 0, count: cropVoxels)
         var probabilities: [[Float]]?
+        var confidence: [Float16]?
         if let regions = regionClassOrder {
             // Sigmoid per region, one region at a time (the probability planes are kept only when asked for).
             var kept: [[Float]] = []
@@ -87,27 +124,50 @@ public struct PredictionExporter: Sendable {
                 }
                 segmentation[v] = UInt16(best)
             }
+            if wantConfidence { confidence = CasePrediction.confidence(fromProbabilities: p) }
             probabilities = p
         } else {
             // Streaming argmax: the running maximum and its class, one class at a time in order (a later class
             // wins only when strictly greater: the first maximum, as argmax), voxels in parallel chunks. Only
             // one class plane and the running maximum are held on the original grid.
+            // With the confidence wanted, the runner-up's logit is kept as well (one more float16 plane).
             var best = takePlane(0)
+            var second = [Float16](repeating: wantConfidence ? -.infinity : 0, count: wantConfidence ? cropVoxels : 0)
             let chunk = 1 << 16
             for k in 1..<max(classes, 1) {
                 let plane = takePlane(k)
                 let label = UInt16(k)
                 segmentation.withUnsafeMutableBufferPointer { segBuffer in best.withUnsafeMutableBufferPointer { bestBuffer in
-                    plane.withUnsafeBufferPointer { planeBuffer in
+                    plane.withUnsafeBufferPointer { planeBuffer in second.withUnsafeMutableBufferPointer { secondBuffer in
                         nonisolated(unsafe) let (seg, top, values) = (segBuffer.baseAddress!, bestBuffer.baseAddress!, planeBuffer.baseAddress!)
+                        // (An empty array's buffer may still have a base address: ask the flag, not the pointer.)
+                        nonisolated(unsafe) let runnerUp = wantConfidence ? secondBuffer.baseAddress : nil
                         DispatchQueue.concurrentPerform(iterations: (cropVoxels + chunk - 1) / chunk) { c in
-                            for v in (c &* chunk)..<min(cropVoxels, (c &+ 1) &* chunk) where values[v] > top[v] {
-                                top[v] = values[v]
-                                seg[v] = label
+                            let range = (c &* chunk)..<min(cropVoxels, (c &+ 1) &* chunk)
+                            if let runnerUp {
+                                for v in range {
+                                    let x = values[v]
+                                    if x > top[v] {
+                                        runnerUp[v] = top[v]
+                                        top[v] = x
+                                        seg[v] = label
+                                    } else if x > runnerUp[v] {
+                                        runnerUp[v] = x
+                                    }
+                                }
+                            } else {
+                                for v in range where values[v] > top[v] {
+                                    top[v] = values[v]
+                                    seg[v] = label
+                                }
                             }
                         }
-                    }
+                    } }
                 } }
+            }
+            if wantConfidence && classes > 1 {
+                let limit = Float(CasePrediction.confidentOutside)
+                confidence = (0..<cropVoxels).map { v in Float16(min(Float(best[v]) - Float(second[v]), limit)) }
             }
         }
         // 3. Paste into the uncropped (transposed) grid and transpose back.
@@ -123,7 +183,11 @@ public struct PredictionExporter: Sendable {
                                       shape: full, axes: transposeBackward)
             }
         }
-        return CasePrediction(shape: outShape, segmentation: finalSegmentation, probabilities: finalProbabilities)
+        let finalConfidence = confidence.map {
+            Self.transpose(Self.paste($0, shape: cropShape, into: full, box: properties.boundingBox, background: CasePrediction.confidentOutside),
+                           shape: full, axes: transposeBackward)
+        }
+        return CasePrediction(shape: outShape, segmentation: finalSegmentation, probabilities: finalProbabilities, confidence: finalConfidence)
     }
 
     static func paste<T>(_ crop: [T], shape: [Int], into full: [Int], box: [[Int]], background: T) -> [T] {

@@ -20,11 +20,15 @@ public final class InferenceEngine: @unchecked Sendable {
         public var accumulation: Accumulation = .float16Reference
         /// Keep the float16 logits in the result (a second class × volume copy; for parity checks).
         public var keepLogits = false
-        public init(mirroring: Bool = true, stepSize: Double = 0.5, accumulation: Accumulation = .float16Reference, keepLogits: Bool = false) {
+        /// Also the per-voxel confidence (``CasePrediction/confidence``) smooth contours are drawn from.
+        public var confidence = false
+        public init(mirroring: Bool = true, stepSize: Double = 0.5, accumulation: Accumulation = .float16Reference, keepLogits: Bool = false,
+                    confidence: Bool = false) {
             self.mirroring = mirroring
             self.stepSize = stepSize
             self.accumulation = accumulation
             self.keepLogits = keepLogits
+            self.confidence = confidence
         }
     }
 
@@ -88,7 +92,7 @@ public final class InferenceEngine: @unchecked Sendable {
         // The network's share of the sliding window (not a stage of its own: it is inside "sliding window").
         timings.append(("network", networkSeconds))
         let kept = o.keepLogits ? logits : nil
-        let prediction = timed("export") { exporter.export(consume logits, properties: properties, probabilities: probabilities) }
+        let prediction = timed("export") { exporter.export(consume logits, properties: properties, probabilities: probabilities, confidence: o.confidence) }
         return Result(logits: kept, properties: properties, prediction: prediction, timings: timings)
     }
 }

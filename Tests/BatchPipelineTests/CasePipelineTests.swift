@@ -166,6 +166,9 @@ struct CasePipelineTests {
         let verification = try #require(events.first { $0.kind == "verification" }.flatMap { AuditValue.parse($0.payload)?.object })
         #expect(verification["passed"] == .bool(true) && verification["rois"]?.array?.count == 2, "\(verification)")
         #expect(verification["rois"]?.array?.allSatisfy { $0.object?["seg_mismatched_voxels"] == .int(0) } == true)
+        // Smooth contours were drawn from the model's margin (the prediction was at hand).
+        let contouring = try #require(events.first { $0.kind == "contour_cleanup" }.flatMap { AuditValue.parse($0.payload)?.object })
+        #expect(contouring["contours"]?.string == "smooth" && contouring["contour_source"]?.string == "model-confidence", "\(contouring)")
         let input = try #require(AuditValue.parse(events[1].payload)?.object)
         #expect(input["patient_id_form"]?.string == "salted-sha256")
         let model = try #require(AuditValue.parse(events[2].payload)?.object)

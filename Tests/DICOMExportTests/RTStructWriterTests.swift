@@ -264,3 +264,62 @@ struct SmoothContourFallbackTests {
         }
     }
 }
+
+/// Issue #17: smooth contours from the model's confidence — on a disc whose true edge lies between voxel centres
+/// (a logit margin that crosses zero on a circle of radius 7.3), the contours follow that circle more closely
+/// than the blurred mask does; the RTSTRUCT says what they were drawn from, and still reads back as the mask.
+struct ConfidenceContourTests {
+    @Test func contoursFollowTheModelsMargin() throws {
+        let fixture = try ExportFixture("dicom-zoo/mr-hippocrop/study1")
+        let shape = fixture.loaded.volume.shape
+        let centre = SIMD2(Double(shape.x) / 2 + 0.37, Double(shape.y) / 2 - 0.21), radius = 7.3
+        var labels = LabelVolume(shape: shape, geometry: fixture.loaded.volume.geometry, repeating: 0)
+        var confidence = [Float16](repeating: CasePredictionMargin.outside, count: shape.count)
+        let slices = (shape.z / 2 - 2)...(shape.z / 2 + 2)
+        for z in slices { for y in 0..<shape.y { for x in 0..<shape.x {
+            let d = SIMD2(Double(x), Double(y)) - centre
+            let margin = 1.5 * (radius - (d * d).sum().squareRoot())   // logits: 1.5 per pixel across the edge
+            if margin > 0 { labels[z, y, x] = 1 }
+            confidence[(z * shape.y + y) * shape.x + x] = Float16(min(abs(margin), 64))
+        } } }
+        let structures = [StructureDescription(label: 1, name: "Disc")]
+        var options = RTStructWriterTests.exact
+        options.contours = .smooth
+        let dir = try SharedData.temporaryDirectory("rt-confidence")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func meanRadialError(_ url: URL) throws -> Double {
+            let read = try StructureSetReader.contours(url, onto: fixture.loaded.volume.geometry, shape: shape)
+            var sum = 0.0, n = 0
+            for polygons in (read.polygons[0] ?? [:]).values { for polygon in polygons { for p in polygon.points {
+                let d = p - centre
+                sum += abs((d * d).sum().squareRoot() - radius)
+                n += 1
+            } } }
+            return sum / Double(max(n, 1))
+        }
+        let fromMask = dir.appendingPathComponent("mask.dcm"), fromModel = dir.appendingPathComponent("model.dcm")
+        let maskResult = try RTStructWriter.write(labels: labels, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                                  options: options, to: fromMask)
+        let modelResult = try RTStructWriter.write(labels: labels, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                                   options: options, confidence: confidence, to: fromModel)
+        #expect(maskResult.contourSource == .smoothedMask && modelResult.contourSource == .modelConfidence)
+        let maskError = try meanRadialError(fromMask), modelError = try meanRadialError(fromModel)
+        #expect(modelError < 0.15, "mean distance of the vertices from the model's edge \(modelError) px")
+        #expect(modelError < maskError * 0.8, "model's margin \(modelError) px vs blurred mask \(maskError) px")
+        let back = try RTStructWriterTests.readBack(fromModel, grid: fixture.loaded.volume, structures: structures)
+        let dice = RTStructWriterTests.dice(back.voxels.map { $0 == 1 }, labels.voxels.map { $0 == 1 })
+        #expect(dice >= 0.97, "Dice \(dice)")
+        // A confidence map of another size is refused, naming both sizes.
+        #expect(throws: DICOMExportError.self) {
+            try RTStructWriter.write(labels: labels, series: fixture.series, structures: structures, algorithm: ExportFixture.algorithm,
+                                     options: options, confidence: [1, 2, 3], to: dir.appendingPathComponent("bad.dcm"))
+        }
+        print("confidence contours: mean vertex distance from the model's edge \(String(format: "%.3f", modelError)) px "
+              + "(blurred mask \(String(format: "%.3f", maskError)) px), Dice \(String(format: "%.4f", dice))")
+    }
+}
+
+/// The value the exporter gives voxels outside its crop box (kept here: DICOMExport does not import Inference).
+enum CasePredictionMargin {
+    static let outside: Float16 = 64
+}

@@ -104,3 +104,37 @@ struct FoldAveragingTests {
         #expect(a.channels != b.channels, "the folds differ")
     }
 }
+
+/// Issue #17: the confidence smooth contours follow — the winning logit minus the runner-up's, from the streaming
+/// argmax and from the probabilities alike (log p_best/p_second), and certain outside the crop box.
+struct ExportConfidenceTests {
+    @Test func confidenceIsTheMarginOverTheRunnerUp() throws {
+        let exporter = try ExportTests.demoExporter()
+        var random = SplitMix(state: 1717)
+        let shape = [5, 6, 7], original = [7, 6, 9]
+        let box = [[1, 6], [0, 6], [2, 9]]
+        let channels = (0..<4).map { _ in (0..<shape.reduce(1, *)).map { _ in Float16(Float.random(in: -5...5, using: &random)) } }
+        let properties = PreprocessingProperties(spacing: exporter.configurationSpacing, shapeBeforeCropping: original,
+                                                 boundingBox: box, shapeAfterCropping: shape)
+        let streamed = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: false, confidence: true)
+        let viaProbabilities = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: true, confidence: true)
+        let plain = exporter.export(HalfLogits(shape: shape, channels: channels), properties: properties, probabilities: false)
+        #expect(plain.confidence == nil)
+        let margins = try #require(streamed.confidence), fromProbabilities = try #require(viaProbabilities.confidence)
+        #expect(margins.count == original.reduce(1, *) && streamed.segmentation == plain.segmentation)
+        var inside = 0
+        for z in 0..<original[0] { for y in 0..<original[1] { for x in 0..<original[2] {
+            let v = (z * original[1] + y) * original[2] + x
+            guard (box[0][0]..<box[0][1]).contains(z), (box[2][0]..<box[2][1]).contains(x) else {
+                #expect(margins[v] == 64 && streamed.segmentation[v] == 0)
+                continue
+            }
+            let c = ((z - box[0][0]) * shape[1] + y) * shape[2] + (x - box[2][0])
+            let sorted = channels.map { Float($0[c]) }.sorted(by: >)
+            #expect(abs(Float(margins[v]) - (sorted[0] - sorted[1])) < 0.01, "voxel \(v)")
+            #expect(abs(Float(fromProbabilities[v]) - (sorted[0] - sorted[1])) < 0.02, "voxel \(v) from probabilities")
+            inside += 1
+        } } }
+        #expect(inside == shape.reduce(1, *))
+    }
+}
