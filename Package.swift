@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
         .package(url: "https://github.com/groue/GRDB.swift", exact: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // SHA-256, HMAC-SHA256 and Ed25519 (#18): a maintained library instead of hand-written hashing.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -60,7 +62,8 @@ let package = Package(
         // Strict decoding of configuration files (unknown keys refused at every level, with the key path).
         .target(name: "ConfigDecoding"),
         .target(name: "Contours", swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "Digest", swiftSettings: [.unsafeFlags(["-O"])]),
+        // Hashes, keyed pseudonyms and signatures over swift-crypto; the project's key files.
+        .target(name: "Digest", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Parallel"),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
@@ -129,11 +132,11 @@ let package = Package(
 
         // MARK: Benchmarks (run by Ops/bench/*.sh, never by the tests)
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
-        .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog", "CaseIdentity"]),
+        .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog", "CaseIdentity", "Digest"]),
         .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "TensorKernels", "PlansModel", "TorchCheckpoint", "UNet"]),
 
         // MARK: Tests
-        .target(name: "TestSupport", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport",
+        .target(name: "TestSupport", dependencies: ["Digest", "AuditLog", .product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport",
                 swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(name: "VolumeGeometryTests", dependencies: ["VolumeGeometry", "TestSupport"]),
         .testTarget(name: "NIfTITests", dependencies: ["NIfTI", "VolumeGeometry", "Digest", "TestSupport"]),
@@ -147,7 +150,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "Resampling", "PlansModel", "UNet", "TensorKernels", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
-        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "Digest", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),

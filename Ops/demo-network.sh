@@ -55,6 +55,11 @@ intake: {quietPeriod: 1, pollInterval: 0.2}
 outbox: {firstRetryDelay: 1, maxRetryDelay: 5}
 auditDatabase: audit.sqlite
 YAML
+# The site's keys (#18): pseudonyms and signed cases (a test run passes its own through the environment).
+if [[ -z "${NNSEG_PSEUDONYM_KEY:-}" ]]; then
+  "$NNSEG" keys init --pseudonym-key "$DIR/keys/pseudonym.key" --signing-key "$DIR/keys/audit-signing.key" >/dev/null
+  export NNSEG_PSEUDONYM_KEY="$DIR/keys/pseudonym.key" NNSEG_SIGNING_KEY="$DIR/keys/audit-signing.key"
+fi
 "$NNSEG" serve --site "$DIR/site.yaml" --log-level notice >"$DIR/serve.log" 2>&1 &
 pids+=($!)
 

@@ -46,10 +46,11 @@ fi
 # Independent validators from PyPI for the tests (highdicom reads our SEGs back). Never a runtime dependency.
 if [[ "${1:-}" == "--test" ]]; then
   VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-validate"
-  if ! "$VENV/bin/python" -c "import highdicom, pydicom, numpy" >/dev/null 2>&1; then
-    echo "setup: creating $VENV (highdicom, pydicom, numpy)" >&2
+  # cryptography: Ops/verify_audit.py checks the audit log's Ed25519 seals independently of nnseg (#18).
+  if ! "$VENV/bin/python" -c "import highdicom, pydicom, numpy, cryptography" >/dev/null 2>&1; then
+    echo "setup: creating $VENV (highdicom, pydicom, numpy, cryptography)" >&2
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "highdicom==0.28.2" "pydicom==3.0.2" numpy
+    "$VENV/bin/pip" install -q --disable-pip-version-check "highdicom==0.28.2" "pydicom==3.0.2" numpy "cryptography==46.0.3"
   fi
   # dcmqi, pydicom-seg and dcmrtstruct2nii read our SEG/RTSTRUCT back too; they need pydicom 2.x: a second venv.
   VENV2="$(cd "$(dirname "$0")/.." && pwd)/.venv-validate-pydicom2"

@@ -80,7 +80,8 @@ folders: {work: work, outgoing: out}
 intake: {quietPeriod: 30}
 auditDatabase: audit.sqlite
 YAML
-  "$NNSEG" serve --site "$DIR/node/site.yaml" --log-level error >/dev/null 2>&1 &
+  [[ -f "$DIR/keys/pseudonym.key" ]] || "$NNSEG" keys init --pseudonym-key "$DIR/keys/pseudonym.key" --signing-key "$DIR/keys/signing.key" >/dev/null
+  NNSEG_PSEUDONYM_KEY="$DIR/keys/pseudonym.key" NNSEG_SIGNING_KEY="$DIR/keys/signing.key" "$NNSEG" serve --site "$DIR/node/site.yaml" --log-level error >/dev/null 2>&1 &
   pid=$!; pids+=($pid); wait_echo NNSEG "$port"
   nnseg_times+=("$(send "$port" NNSEG)")
   received=$(find "$DIR/node/work" -name '*.dcm' | wc -l)

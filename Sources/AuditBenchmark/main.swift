@@ -3,14 +3,19 @@
 //   swift run -c release AuditBenchmark        (or: bash Ops/bench/audit_queries.sh)
 //
 // Goal: every query answers in under 100 ms. Prints each query's median time and the ratio goal ÷ measured.
+// Issue #18: the 100,000 cases are signed (Ed25519 seal per case); what signing adds per case when cases close one
+// at a time (goal < 5 ms, measured against the same log without a key), and how long verifying every signature takes.
 import AuditLog
 import CaseIdentity
+import Digest
 import Foundation
 
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-audit-bench-\(UUID().uuidString)")
 try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
 defer { try? FileManager.default.removeItem(at: directory) }
-let log = try AuditLog(path: directory.appendingPathComponent("audit.sqlite").path)
+let signingPath = directory.appendingPathComponent("signing.key").path
+let signing = try SigningKey.create(at: signingPath, publicKeyAt: signingPath + ".pub")
+let log = try AuditLog(path: directory.appendingPathComponent("audit.sqlite").path, keys: AuditKeys(signing: signing))
 let models = ["Dataset004_Hippocampus", "TotalSegmentator", "Prostate", "Liver"]
 let statuses: [CaseStatus] = [.succeeded, .succeeded, .succeeded, .failed, .emptyResult]
 let start = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01
@@ -55,3 +60,32 @@ let (verifyMs, _) = try median {
     return -1
 }
 print(String(format: "verify (100,000 chained events): %.0f ms", verifyMs))
+
+// Signing: cases closed one at a time (as the pipeline does: three events and a summary per case), on a signed and
+// an unsigned log, alternating rounds; the difference per case is what signing adds.
+let publicKey = try VerifyingKey(contentsOf: signingPath + ".pub")
+let (signedVerifyMs, _) = try median {
+    let report = try log.verify(AuditEvidence(publicKey: publicKey))
+    return report.intact ? report.sealedCases : -1
+}
+print(String(format: "verify with the public key (100,000 signed cases, every signature): %.0f ms", signedVerifyMs))
+let plain = try AuditLog(path: directory.appendingPathComponent("plain.sqlite").path)
+let signed = try AuditLog(path: directory.appendingPathComponent("signed.sqlite").path, keys: AuditKeys(signing: signing))
+func closeCases(_ target: AuditLog, _ round: Int, _ n: Int) throws -> Double {
+    let t = Date()
+    for i in 0..<n {
+        let id = "r\(round)-\(i)"
+        try target.append(caseID: id, kind: "case_started", payload: ["profile": .string("p")])
+        try target.append(caseID: id, kind: "stage_timings", payload: ["predict": .double(1.5)])
+        try target.finish(caseID: id, startedAt: t, status: .succeeded, model: "m", seriesInstanceUID: "1.2.\(i)", profile: "p", error: nil)
+    }
+    return Date().timeIntervalSince(t) * 1000 / Double(n)
+}
+var plainTimes: [Double] = [], signedTimes: [Double] = []
+for round in 0..<5 {
+    plainTimes.append(try closeCases(plain, round, 200))
+    signedTimes.append(try closeCases(signed, round, 200))
+}
+let plainMs = plainTimes.sorted()[2], signedMs = signedTimes.sorted()[2]
+print(String(format: "closing a case: %.3f ms unsigned, %.3f ms signed → signing adds %.3f ms per case (goal < 5 ms: %.0f× under)",
+             plainMs, signedMs, signedMs - plainMs, 5 / max(signedMs - plainMs, 0.001)))

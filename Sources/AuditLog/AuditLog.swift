@@ -70,9 +70,12 @@ public typealias AuditValue = JSONValue
 public final class AuditLog: @unchecked Sendable {
     public let path: String
     let pool: DatabasePool
+    /// Keys kept outside the database: the pseudonym key and the signing key (#18).
+    public let keys: AuditKeys
 
-    public init(path: String) throws {
+    public init(path: String, keys: AuditKeys = AuditKeys()) throws {
         self.path = path
+        self.keys = keys
         do {
             try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
             var configuration = Configuration()
@@ -123,6 +126,25 @@ public final class AuditLog: @unchecked Sendable {
                 CREATE TRIGGER meta_no_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, 'audit log metadata is fixed'); END;
                 """)
         }
+        // #18: Ed25519 seals of the chain head — one per closed case, and a checkpoint every N events. A log of v1
+        // opens, verifies and continues: its cases simply have no seals (reported as unsealed).
+        m.registerMigration("v2-seals") { db in
+            try db.execute(sql: """
+                CREATE TABLE seals (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id INTEGER NOT NULL,
+                    kind TEXT NOT NULL,
+                    case_id TEXT,
+                    first_event_id INTEGER,
+                    chain_head TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    signature TEXT NOT NULL
+                );
+                CREATE INDEX seals_event ON seals(event_id);
+                CREATE TRIGGER seals_no_update BEFORE UPDATE ON seals BEGIN SELECT RAISE(ABORT, 'audit log is append-only: seals cannot be changed'); END;
+                CREATE TRIGGER seals_no_delete BEFORE DELETE ON seals BEGIN SELECT RAISE(ABORT, 'audit log is append-only: seals cannot be deleted'); END;
+                """)
+        }
         return m
     }
 
@@ -136,8 +158,20 @@ public final class AuditLog: @unchecked Sendable {
         }
     }
 
-    /// SHA-256 of the salted identifier (patient IDs are never stored in plain text unless a profile says so).
-    public func pseudonym(_ identifier: String) throws -> String {
+    /// The pseudonym of a patient identifier: HMAC-SHA256 under the site's key (``AuditKeys/pseudonym``), which the
+    /// database does not hold — so nobody with the file alone can recompute it or test medical record numbers.
+    /// Throws `PSEUDONYM_KEY_MISSING` without a key: nothing is pseudonymised with a weaker scheme instead.
+    public func pseudonym(_ identifier: String) throws -> (value: String, form: String, keyID: String) {
+        guard let key = keys.pseudonym else {
+            throw AuditLogError(path: path, detail: "PSEUDONYM_KEY_MISSING: no pseudonym key (audit.pseudonymKey in the profile or site "
+                                + "configuration, or NNSEG_PSEUDONYM_KEY; `nnseg keys init --pseudonym-key FILE` makes one)")
+        }
+        return (key.pseudonym(identifier), "hmac-sha256", key.id)
+    }
+
+    /// The pseudonym form of versions before #18: SHA-256 of a per-database salt and the identifier (the salt sits
+    /// in the same file — anyone holding it can test identifiers). Kept only so such rows can be recognised.
+    public func legacySaltedPseudonym(_ identifier: String) throws -> String {
         SHA256.hash(Array((try identifierSalt() + "|" + identifier).utf8)).hex
     }
 
@@ -153,6 +187,9 @@ public final class AuditLog: @unchecked Sendable {
             let hash = AuditEvent.digest(previous: previous, id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text)
             let event = AuditEvent(id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text, previousHash: previous, hash: hash)
             try event.insert(db)
+            if let signing = keys.signing, keys.checkpointEvery > 0, id % Int64(keys.checkpointEvery) == 0 {
+                try AuditSeal.make(kind: .checkpoint, eventID: id, chainHead: hash, caseID: nil, firstEventID: nil, key: signing).insert(db)
+            }
             return event
         }
     }
@@ -182,15 +219,19 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// Closes a case: a `case_summary` event plus its `cases` row, in one transaction.
+    @discardableResult
     public func finish(caseID: String, startedAt: Date, status: CaseStatus, model: String, seriesInstanceUID: String,
-                       profile: String, error: String?, at date: Date = Date()) throws {
+                       profile: String, error: String?, at date: Date = Date()) throws -> AuditReceipt? {
         try finish([CaseSummary(caseID: caseID, startedAt: startedAt, finishedAt: date, status: status, model: model,
-                                seriesInstanceUID: seriesInstanceUID, profile: profile, error: error)])
+                                seriesInstanceUID: seriesInstanceUID, profile: profile, error: error)]).first
     }
 
-    /// Closes several cases in one transaction (imports, benchmarks).
-    public func finish(_ summaries: [CaseSummary]) throws {
-        try pool.write { db in
+    /// Closes several cases in one transaction (imports, benchmarks). With a signing key each case is sealed (its
+    /// summary event's hash signed) and its receipt returned, and appended to the anchor file when there is one.
+    @discardableResult
+    public func finish(_ summaries: [CaseSummary]) throws -> [AuditReceipt] {
+        let receipts: [AuditReceipt] = try pool.write { db in
+            var receipts: [AuditReceipt] = []
             let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
             var previous = last?.hash ?? "genesis"
             var id = (last?.id ?? 0)
@@ -209,9 +250,20 @@ public final class AuditLog: @unchecked Sendable {
                                hash: hash).insert(db)
                 try AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status.rawValue, model: s.model,
                               seriesInstanceUID: s.seriesInstanceUID, profile: s.profile, error: s.error, summaryEventID: id).insert(db)
+                if let signing = keys.signing {
+                    let first = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events WHERE case_id = ?", arguments: [s.caseID]) ?? id
+                    let seal = try AuditSeal.make(kind: .case, eventID: id, chainHead: hash, caseID: s.caseID, firstEventID: first, key: signing)
+                    try seal.insert(db)
+                    receipts.append(AuditReceipt(seal: seal, recordedAt: recordedAt))
+                }
                 previous = hash
             }
+            return receipts
         }
+        if let anchor = keys.anchor, !receipts.isEmpty {
+            try AuditReceipt.append(receipts, toAnchor: anchor, log: path)
+        }
+        return receipts
     }
 
     public struct Filter: Sendable {

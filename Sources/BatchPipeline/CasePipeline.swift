@@ -87,6 +87,12 @@ public final class CasePipeline: @unchecked Sendable {
             "software": .string(SoftwareVersion.described), "host": .string(ProcessInfo.processInfo.hostName), "study": .string(study.path),
         ])
         do {
+            // 0. Patient identifiers are pseudonymised under the site's key (or stored as they are, if the profile
+            //    says so): without the key nothing is pseudonymised some weaker way — the case fails at once.
+            if !profile.storePatientIdentifiers && audit.keys.pseudonym == nil {
+                throw PipelineError(code: .pseudonymKeyMissing, detail: "the profile pseudonymises patient IDs and no pseudonym key is configured "
+                                    + "(audit.pseudonymKey in the profile or NNSEG_PSEUDONYM_KEY; `nnseg keys init --pseudonym-key FILE` makes one)")
+            }
             // 1. Select and load the series.
             let scan = try timed("scan") { try DICOMScanner(limits: profile.readerLimits).scan(study) }
             let selection = SeriesSelection.select(scan.stacks, rules: profile.selection)
@@ -103,13 +109,15 @@ public final class CasePipeline: @unchecked Sendable {
             let loaded = try timed("load") { try DICOMSeriesLoader(policy: GeometryPolicy(allowShear: profile.allowTilt, limits: profile.readerLimits)).load(stack) }
             let first = try DICOMFile(path: stack.instances[0].path)
             let patient = first.string(atPath: "0010,0020") ?? ""
+            let patientID: (value: String, form: String, keyID: String?) = profile.storePatientIdentifiers
+                ? (patient, "plain", nil) : try { let p = try audit.pseudonym(patient); return (p.value, p.form, p.keyID) }()
             try audit.append(caseID: caseID, kind: "input_series", payload: [
                 "series_uid": .string(stack.seriesInstanceUID), "study_uid": .string(stack.studyInstanceUID),
                 "frame_of_reference_uid": .string(stack.instances[0].frameOfReferenceUID), "modality": .string(stack.modality),
                 "files": .int(Int64(stack.instances.count)), "slices": .int(Int64(stack.slices.count)),
                 "pixel_sha256": .string(Self.sha256(floats: loaded.volume.voxels)),
-                "patient_id": .string(profile.storePatientIdentifiers ? patient : try audit.pseudonym(patient)),
-                "patient_id_form": .string(profile.storePatientIdentifiers ? "plain" : "salted-sha256"),
+                "patient_id": .string(patientID.value), "patient_id_form": .string(patientID.form),
+                "pseudonym_key_id": patientID.keyID.map { .string($0) } ?? .null,
                 "transfer_syntaxes": .array(stack.transferSyntaxes.map { .string($0) }), "lossy": .bool(loaded.isLossy),
                 "warnings": .array(loaded.warnings.map { .string($0) }), "selection_rule": .string(selection.rule),
                 "rejected": .array(selection.rejected.map { .object(["series_uid": .string($0.series), "reason": .string($0.reason)]) }),
@@ -248,8 +256,13 @@ public final class CasePipeline: @unchecked Sendable {
                 "peak_rss_mb": usage.peakResidentMB.map { .int(Int64($0)) } ?? .null, "cpu_s": .double((usage.cpuSeconds * 1000).rounded() / 1000),
             ])
             let status: CaseStatus = structures.isEmpty ? .emptyResult : .succeeded
-            try audit.finish(caseID: caseID, startedAt: started, status: status, model: engine.bundle.plans.datasetName,
-                             seriesInstanceUID: seriesUID, profile: profile.name, error: nil)
+            let receipt = try audit.finish(caseID: caseID, startedAt: started, status: status, model: engine.bundle.plans.datasetName,
+                                           seriesInstanceUID: seriesUID, profile: profile.name, error: nil)
+            // The case's receipt beside its outputs: evidence of it outside the database (#18).
+            // (The case is closed: a receipt that cannot be written is logged, the anchor file still has it.)
+            do { try receipt?.write(to: folder) } catch {
+                logger.error("receipt not written", metadata: ["case": "\(caseID)", "error": "\(error)"])
+            }
             logger.notice("case done", metadata: ["case": "\(caseID)", "status": "\(status.rawValue)", "series": "\(seriesUID)", "output": "\(folder.path)"])
             return Result(caseID: caseID, caseStatus: status, outputFolder: folder, outputs: outputs.map { $0.1 },
                           seriesInstanceUID: seriesUID, error: nil)
@@ -353,6 +366,8 @@ public struct PipelineError: Error, CustomStringConvertible {
         case outputNotWritable = "OUTPUT_NOT_WRITABLE"
         /// Less free space under the output folder than the case's outputs may need.
         case diskSpaceLow = "DISK_SPACE_LOW"
+        /// Patient identifiers are to be pseudonymised (the default) and no pseudonym key is configured.
+        case pseudonymKeyMissing = "PSEUDONYM_KEY_MISSING"
     }
 
     public let code: Code

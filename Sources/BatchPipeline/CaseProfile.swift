@@ -1,6 +1,7 @@
 import DICOMExport
 import DICOMImport
 import DICOMNetwork
+import AuditLog
 import Digest
 import PlansModel
 import ConfigDecoding
@@ -59,6 +60,11 @@ public struct CaseProfile: Sendable {
     public var structures: [StructureDescription]
     public var auditDatabase: String?
     public var storePatientIdentifiers: Bool
+    /// `audit.pseudonymKey` / `audit.signingKey` / `audit.anchor` (#18): key files outside the database (else
+    /// `NNSEG_PSEUDONYM_KEY` / `NNSEG_SIGNING_KEY` / `NNSEG_AUDIT_ANCHOR`), resolved against the profile's folder.
+    public var pseudonymKeyFile: String?
+    public var signingKeyFile: String?
+    public var auditAnchor: String?
     public var seriesNumberSEG: Int
     public var seriesNumberRTSTRUCT: Int
     /// `outputs.repairMissingUIDs` (research data only): reference instances by their file-meta SOP Instance
@@ -253,6 +259,14 @@ public struct CaseProfile: Sendable {
 
         auditDatabase = document.audit?.database
         storePatientIdentifiers = document.audit?.storePatientIdentifiers ?? false
+        // Key files and the anchor, relative to the profile's folder (keys never live in the profile itself).
+        func resolved(_ value: String?) -> String? {
+            guard let value, !value.isEmpty else { return nil }
+            return value.hasPrefix("/") ? value : base.appendingPathComponent(value).standardizedFileURL.path
+        }
+        pseudonymKeyFile = resolved(document.audit?.pseudonymKey)
+        signingKeyFile = resolved(document.audit?.signingKey)
+        auditAnchor = resolved(document.audit?.anchor)
 
         destinations = try (document.destinations ?? []).enumerated().map { i, d in
             let key = "destinations[\(i)]"
@@ -388,7 +402,10 @@ struct ProfileDocument: Decodable {
     struct Audit: Decodable {
         var database: String?
         var storePatientIdentifiers: Bool?
-        enum CodingKeys: String, CodingKey, CaseIterable { case database, storePatientIdentifiers }
+        var pseudonymKey: String?
+        var signingKey: String?
+        var anchor: String?
+        enum CodingKeys: String, CodingKey, CaseIterable { case database, storePatientIdentifiers, pseudonymKey, signingKey, anchor }
     }
 
     var name: String?
@@ -479,8 +496,18 @@ extension CaseProfile {
             "  useModel: true                 # the model's postprocessing.json, when it has one",
             "  keepLargestComponent: []",
             "audit:",
-            "  storePatientIdentifiers: false",
+            "  storePatientIdentifiers: false # true stores patient IDs as they are; false needs a pseudonym key",
+            "  # pseudonymKey: /etc/nnseg/pseudonym.key   # or NNSEG_PSEUDONYM_KEY; `nnseg keys init` makes keys",
+            "  # signingKey: /etc/nnseg/audit-signing.key # or NNSEG_SIGNING_KEY: every closed case is signed",
+            "  # anchor: /var/log/nnseg/audit-anchor.jsonl # append-only receipts outside the database",
         ]
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension CaseProfile {
+    /// The audit keys this profile names (each else from its environment variable; see ``AuditKeys/load``).
+    public func auditKeys() throws -> AuditKeys {
+        try AuditKeys.load(pseudonymKey: pseudonymKeyFile, signingKey: signingKeyFile, anchor: auditAnchor)
     }
 }

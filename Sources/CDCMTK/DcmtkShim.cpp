@@ -390,6 +390,15 @@ long nnseg_dcm_get_string(const nnseg_dcm_file *file, const char *path, char *bu
     if (element->ident() == EVR_SQ || element->ident() == EVR_pixelSQ) return -1;
     OFString value;
     if (element->getLength() == 0) return copyOut("", buffer, capacity);
+    // Numbers (DS, IS) as stored: DCMTK's per-value access counts the values again for each one, which made
+    // a Contour Data of thousands of points quadratic; the caller trims each value.
+    if (element->ident() == EVR_DS || element->ident() == EVR_IS) {
+        char *raw = nullptr;
+        Uint32 length = 0;
+        auto *text = OFstatic_cast(DcmByteString *, element);
+        if (text->getString(raw, length).bad()) return -1;
+        return copyOut(raw == nullptr ? std::string() : std::string(raw, length), buffer, capacity);
+    }
     if (element->getOFStringArray(value, OFTrue).bad()) return -1;
     return copyOut(std::string(value.c_str(), value.length()), buffer, capacity);
 } catch (...) {

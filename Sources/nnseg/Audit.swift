@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditLog
 import CaseIdentity
+import Digest
 import Foundation
 
 /// `nnseg audit list|show|export|verify` over the audit journal.
@@ -84,9 +85,14 @@ struct Audit: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "export", abstract: "Cases as CSV or JSON.")
         @OptionGroup var db: Database
         @OptionGroup var filters: Filters
-        @Option(help: "csv or json.") var format = "csv"
+        @Option(help: "csv or json (the cases), or log: the whole log with every hash and signature, for Ops/verify_audit.py.")
+        var format = "csv"
 
         func run() throws {
+            if format == "log" {
+                print(try db.open().exportDocument())
+                return
+            }
             let cases = try db.open().cases(try filters.filter())
             switch format {
             case "json":
@@ -100,23 +106,60 @@ struct Audit: ParsableCommand {
                     print([c.caseID, c.startedAt, c.finishedAt, c.status, c.model, c.seriesInstanceUID, c.profile, c.error ?? ""].map(field).joined(separator: ","))
                 }
             default:
-                throw ValidationError("--format must be csv or json")
+                throw ValidationError("--format must be csv, json or log")
             }
         }
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Walk the hash chain; exit status 3 at the first broken row.")
+        static let configuration = CommandConfiguration(
+            abstract: "Verify the hash chain, case rows, signatures, receipts and anchor; exit status 3 if anything does not check out.",
+            discussion: """
+                Without options: the hash chain and every case row against its sealed summary. --public-key checks every seal
+                (signature, and that the chain head it signed is still there) and that every case is signed, so a log whose
+                chain was recomputed fails. --receipts DIR (every receipt.json under DIR) and --anchor FILE check that every
+                receipted case is still in the log with the same chain head, so removed or truncated cases are found.
+                """)
         @OptionGroup var db: Database
+        @Option(help: "The audit signing key's public half (<signing key>.pub).") var publicKey: String?
+        @Option(help: "A folder whose receipt.json files (case output folders) are checked against the log.") var receipts: String?
+        @Option(help: "The append-only anchor file (audit.anchor).") var anchor: String?
+        @Flag(help: "Accept cases without a seal (logs written before signing was configured); they are counted.") var allowUnsealed = false
 
         func run() throws {
-            switch try db.open().verify() {
-            case .intact(let n):
-                print("audit log intact: \(n) event(s) verified")
-            case .broken(let id, let reason):
-                print("audit log BROKEN at event \(id): \(reason)")
-                throw CommandOutcome(code: "AUDIT_BROKEN", message: "AUDIT_BROKEN: event \(id): \(reason)", status: .auditBroken)
+            let log = try db.open()
+            var evidence = AuditEvidence(allowUnsealed: allowUnsealed)
+            do {
+                if let publicKey { evidence.publicKey = try VerifyingKey(contentsOf: publicKey) }
+            } catch let error as KeyFileError {
+                throw CommandOutcome(code: error.code.rawValue, message: error.description)
             }
+            if let receipts {
+                evidence.receipts = try AuditReceipt.readReceipts(under: URL(fileURLWithPath: receipts)).map { ($0.url.path, $0.receipt) }
+            }
+            if let anchor {
+                guard FileManager.default.fileExists(atPath: anchor) else {
+                    throw CommandOutcome(code: "ANCHOR_NOT_FOUND", message: "ANCHOR_NOT_FOUND: \(anchor): no anchor file there", status: .auditBroken)
+                }
+                let read = try AuditReceipt.readAnchor(URL(fileURLWithPath: anchor))
+                evidence.anchor = read.receipts.enumerated().map { ($0.offset + 1, $0.element) } + read.badLines.map { ($0, nil) }
+            }
+            let report = try log.verify(evidence)
+            var checked = ["\(report.events) event(s)", "\(report.cases) case(s)"]
+            if publicKey != nil {
+                checked.append("\(report.sealedCases) signed case(s), \(report.checkpoints) checkpoint(s)"
+                               + (report.unsealedCases > 0 ? ", \(report.unsealedCases) unsigned" : ""))
+            }
+            if receipts != nil { checked.append("\(report.receiptsChecked) receipt(s)") }
+            if anchor != nil { checked.append("\(report.anchorLinesChecked) anchor line(s)") }
+            if report.intact {
+                print("audit log intact: " + checked.joined(separator: ", ") + " verified")
+                return
+            }
+            print("audit log BROKEN (" + checked.joined(separator: ", ") + "):")
+            for f in report.findings { print("  \(f)") }
+            let first = report.findings[0]
+            throw CommandOutcome(code: "AUDIT_BROKEN", message: "AUDIT_BROKEN: \(first)", status: .auditBroken)
         }
     }
 }

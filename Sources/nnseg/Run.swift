@@ -31,7 +31,7 @@ struct Run: ParsableCommand {
         logging.bootstrap()
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
         let databasePath = auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite"
-        let audit = try AuditLog(path: databasePath)
+        let audit = try AuditLog(path: databasePath, keys: try caseProfile.auditKeys())
         let pipeline = try CasePipeline(profile: caseProfile, audit: audit)
         pipeline.freshUIDs = newUids
         let result = try pipeline.run(study: URL(fileURLWithPath: study), output: URL(fileURLWithPath: output))

@@ -172,7 +172,7 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "nnseg.serve")
         let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
         let caseProfile = try CaseProfile(contentsOf: site.profile)
-        let audit = try AuditLog(path: site.auditDatabase.path)
+        let audit = try AuditLog(path: site.auditDatabase.path, keys: try caseProfile.auditKeys())
         let selfExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         signal(SIGPIPE, SIG_IGN)
 

@@ -34,7 +34,7 @@ struct Watch: ParsableCommand {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.watch")
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
-        let audit = try AuditLog(path: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite")
+        let audit = try AuditLog(path: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite", keys: try caseProfile.auditKeys())
         let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
                                         archive: archive.map { URL(fileURLWithPath: $0) }, quarantine: quarantine.map { URL(fileURLWithPath: $0) },
                                         held: held.map { URL(fileURLWithPath: $0) }, quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
@@ -85,7 +85,7 @@ struct WatchWorker: ParsableCommand {
         // decoder crash would, so the suite can prove the supervisor survives and quarantines it.
         if let poison = ProcessInfo.processInfo.environment["NNSEG_TEST_ABORT_SERIES"], !poison.isEmpty, poison == series { abort() }
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
-        let pipeline = try CasePipeline(profile: caseProfile, audit: try AuditLog(path: auditDb))
+        let pipeline = try CasePipeline(profile: caseProfile, audit: try AuditLog(path: auditDb, keys: try caseProfile.auditKeys()))
         pipeline.requireSingleStack = true
         let result = try pipeline.run(study: URL(fileURLWithPath: claim), output: URL(fileURLWithPath: outgoing), caseID: caseId,
                                       deliveredSeries: series)

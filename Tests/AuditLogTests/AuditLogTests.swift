@@ -4,6 +4,7 @@ import Testing
 import TestSupport
 @testable import AuditLog
 import CaseIdentity
+import Digest
 
 struct AuditLogTests {
     static func freshLog() throws -> (AuditLog, URL) {
@@ -90,13 +91,34 @@ struct AuditLogTests {
         #expect(id == 6 && reason.contains("status differs"))
     }
 
-    @Test func pseudonymsAreSaltedAndStable() throws {
-        let (log, dir) = try Self.freshLog()
+    /// #18: pseudonyms are HMAC-SHA256 under a key outside the database: stable, keyed (another key gives another
+    /// pseudonym), not the salted hash of the database's own salt, and without a key nothing is pseudonymised.
+    @Test func pseudonymsAreKeyedAndCannotBeRecomputedFromTheDatabase() throws {
+        let dir = try SharedData.temporaryDirectory("audit-pseudonym")
         defer { try? FileManager.default.removeItem(at: dir) }
+        let keyPath = dir.appendingPathComponent("k1.key").path
+        let key = try PseudonymKey.create(at: keyPath)
+        let log = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path, keys: AuditKeys(pseudonym: key))
         let a = try log.pseudonym("PATIENT-42"), b = try log.pseudonym("PATIENT-42")
-        #expect(a == b && a.count == 64 && a.allSatisfy(\.isHexDigit) && !a.contains("PATIENT"))
-        let (other, dir2) = try Self.freshLog()
+        #expect(a == b && a.value.count == 64 && a.value.allSatisfy(\.isHexDigit) && !a.value.contains("PATIENT"))
+        #expect(a.form == "hmac-sha256" && a.keyID == key.id && a.keyID.count == 16)
+        // The key file is 0600, and a key readable by others is refused.
+        let mode = try FileManager.default.attributesOfItem(atPath: keyPath)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: keyPath)
+        #expect(throws: KeyFileError.self) { try PseudonymKey(contentsOf: keyPath) }
+        // Another key, another pseudonym; the database's own salt does not give it either.
+        let other = try PseudonymKey.create(at: dir.appendingPathComponent("k2.key").path)
+        #expect(other.pseudonym("PATIENT-42") != a.value)
+        #expect(try log.legacySaltedPseudonym("PATIENT-42") != a.value)
+        // Nothing of the key is in the database file.
+        let raw = try String(contentsOfFile: keyPath, encoding: .utf8).split(separator: " ")[1].trimmingCharacters(in: .whitespacesAndNewlines)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: log.path))
+        let keyBytes = try #require(Data(base64Encoded: raw))
+        #expect(bytes.range(of: Data(raw.utf8)) == nil && bytes.range(of: keyBytes) == nil)
+        // Without a key: a clear error, no pseudonym.
+        let (keyless, dir2) = try Self.freshLog()
         defer { try? FileManager.default.removeItem(at: dir2) }
-        #expect(try other.pseudonym("PATIENT-42") != a)
+        #expect { try keyless.pseudonym("PATIENT-42") } throws: { "\($0)".contains("PSEUDONYM_KEY_MISSING") }
     }
 }

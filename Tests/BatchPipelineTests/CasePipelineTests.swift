@@ -136,7 +136,7 @@ struct CasePipelineTests {
     @Test func fiftyCasesLeaveFiftyCompleteRecords() throws {
         let dir = try SharedData.temporaryDirectory("pipeline")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path, keys: try TestKeys.auditKeys())
         let pipeline = try CasePipeline(profile: try Self.fastProfile(), audit: audit)
         let studies = ["dicom-zoo/mr-hippocrop/study1", "dicom-zoo/mr-hippocrop/study2"]
         var ids: [String] = []
@@ -170,7 +170,7 @@ struct CasePipelineTests {
         let contouring = try #require(events.first { $0.kind == "contour_cleanup" }.flatMap { AuditValue.parse($0.payload)?.object })
         #expect(contouring["contours"]?.string == "smooth" && contouring["contour_source"]?.string == "model-confidence", "\(contouring)")
         let input = try #require(AuditValue.parse(events[1].payload)?.object)
-        #expect(input["patient_id_form"]?.string == "salted-sha256")
+        #expect(input["patient_id_form"]?.string == "hmac-sha256" && input["pseudonym_key_id"]?.string?.count == 16)
         let model = try #require(AuditValue.parse(events[2].payload)?.object)
         #expect(model["files"]?.object?["fold_0/checkpoint_final.pth"]?.string?.count == 64)
     }
@@ -193,7 +193,7 @@ struct CasePipelineTests {
             inference: {mirroring: false}
             structures: [{label: 256, name: R256}, {label: 300, name: R300}, {label: 400, name: R400}]
             """))
-        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path, keys: try TestKeys.auditKeys())
         let result = try CasePipeline(profile: profile, audit: audit).run(study: SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr"),
                                                                           output: dir.appendingPathComponent("out"))
         #expect(result.status == "SUCCEEDED", "\(result.error ?? "")")
@@ -220,7 +220,7 @@ struct CasePipelineTests {
         let files = try FileManager.default.contentsOfDirectory(atPath: study.path).map { study.appendingPathComponent($0).path }
         let modified = try CommandRunner.run("/usr/bin/dcmodify", ["-nb", "-nmu", "-ma", "(0020,000d)=", "-ma", "(0020,000e)=", "-ea", "(0008,0018)"] + files)
         try #require(modified.status == 0, "\(modified.stderr)")
-        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path, keys: try TestKeys.auditKeys())
         let started = Date()
         let refused = try CasePipeline(profile: try Self.fastProfile(), audit: audit).run(study: study, output: dir.appendingPathComponent("out"))
         let seconds = Date().timeIntervalSince(started)
@@ -257,7 +257,7 @@ struct CasePipelineTests {
     @Test func failedCaseIsRecordedWithItsReason() throws {
         let dir = try SharedData.temporaryDirectory("pipeline-fail")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path)
+        let audit = try AuditLog(path: dir.appendingPathComponent("audit.sqlite").path, keys: try TestKeys.auditKeys())
         let pipeline = try CasePipeline(profile: try Self.fastProfile(), audit: audit)
         // A CT study: nothing matches the MR profile.
         let result = try pipeline.run(study: SharedData.dataFile("dicom-zoo/seg-dcmqi-liver/ct-3slice"), output: dir.appendingPathComponent("out"))

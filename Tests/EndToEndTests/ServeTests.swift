@@ -361,6 +361,7 @@ struct NetworkDemoTests {
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [script]
         process.environment = ProcessInfo.processInfo.environment.merging(["NNSEG": CommandRunner.executable.path]) { _, new in new }
+            .merging(TestKeys.environment) { _, new in new }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = out

@@ -18,8 +18,9 @@ public enum CommandRunner {
         return dir.appendingPathComponent("nnseg")
     }
 
-    public static func nnseg(_ arguments: [String]) throws -> Result {
-        try run(executable.path, arguments)
+    /// Runs `nnseg` with the test keys in its environment (``TestKeys/environment``), as a site runs it.
+    public static func nnseg(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        try run(executable.path, arguments, environment: TestKeys.environment.merging(environment) { _, new in new })
     }
 
     /// Starts `nnseg` in the background, output discarded (for tests that kill it).
@@ -27,7 +28,8 @@ public enum CommandRunner {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
+        process.environment = ProcessInfo.processInfo.environment.merging(TestKeys.environment) { _, new in new }
+            .merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -35,10 +37,11 @@ public enum CommandRunner {
     }
 
     /// Runs any program (validators such as dciodvfy, plastimatch, the highdicom script).
-    public static func run(_ path: String, _ arguments: [String]) throws -> Result {
+    public static func run(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
