@@ -46,12 +46,24 @@ public final class DICOMFile {
     public func string(_ tag: DICOMTag) -> String? { string(atPath: tag.path) }
 
     /// All values of a multi-valued attribute as numbers; nil when absent or not numeric.
+    /// Parsed in place with `strtod` (an RTSTRUCT holds millions of values: no substring per value).
     public func doubles(atPath path: String) -> [Double]? {
         guard let s = string(atPath: path), !s.isEmpty else { return nil }
-        let values = s.split(separator: "\\", omittingEmptySubsequences: false)
-            .map { Double(String($0).dicomTrimmed()) }
-        guard values.allSatisfy({ $0 != nil }) else { return nil }
-        return values.map { $0! }
+        return s.withCString { start -> [Double]? in
+            var values: [Double] = []
+            var p = start
+            while true {
+                var end: UnsafeMutablePointer<CChar>?
+                let value = strtod(p, &end)
+                guard let end, UnsafePointer(end) != p else { return nil }  // not a number
+                var q = UnsafePointer(end)
+                while q.pointee == 0x20 { q += 1 }                          // padding after a value
+                values.append(value)
+                if q.pointee == 0 { return values }
+                guard q.pointee == 0x5C else { return nil }                 // "\\" between values
+                p = q + 1
+            }
+        }
     }
 
     public func doubles(_ tag: DICOMTag) -> [Double]? { doubles(atPath: tag.path) }
