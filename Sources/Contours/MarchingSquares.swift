@@ -205,22 +205,30 @@ public enum MarchingSquares {
     /// CLOSED_PLANAR contours): for round-trip checks.
     public static func rasterize(_ polygons: [Polygon], rows: Int, columns: Int) -> [Bool] {
         var mask = [Bool](repeating: false, count: rows * columns)
-        for y in 0..<rows {
-            let py = Double(y)
-            var crossings: [Double] = []
-            for polygon in polygons {
-                let pts = polygon.points
-                for i in 0..<pts.count {
-                    let a = pts[i], b = pts[(i + 1) % pts.count]
-                    if (a.y <= py) != (b.y <= py) {
-                        crossings.append(a.x + (py - a.y) / (b.y - a.y) * (b.x - a.x))
-                    }
+        // Each edge adds its crossing only to the rows it spans (lo ≤ y < hi): work in proportion to the edges'
+        // extent, not rows × edges (a slice of a fragmented structure has 10⁵ edges).
+        var crossings = [[Double]](repeating: [], count: rows)
+        for polygon in polygons {
+            let pts = polygon.points
+            for i in 0..<pts.count {
+                let a = pts[i], b = pts[(i + 1) % pts.count]
+                guard a.y != b.y, a.y.isFinite, b.y.isFinite else { continue }
+                let lo = min(a.y, b.y), hi = max(a.y, b.y)
+                guard hi > 0, lo < Double(rows) else { continue }
+                let first = max(0, Int(lo.rounded(.up))), last = min(rows - 1, Int(hi.rounded(.up)) - 1)
+                guard first <= last else { continue }
+                for y in first...last {
+                    let py = Double(y)
+                    crossings[y].append(a.x + (py - a.y) / (b.y - a.y) * (b.x - a.x))
                 }
             }
-            crossings.sort()
+        }
+        for y in 0..<rows where crossings[y].count >= 2 {
+            crossings[y].sort()
+            let row = crossings[y]
             var i = 0
-            while i + 1 < crossings.count {
-                let from = max(0, Int((crossings[i]).rounded(.up))), to = min(columns - 1, Int((crossings[i + 1]).rounded(.down)))
+            while i + 1 < row.count {
+                let from = max(0, Int(max(row[i], -1).rounded(.up))), to = min(columns - 1, Int(min(row[i + 1], Double(columns)).rounded(.down)))
                 if from <= to { for x in from...to { mask[y * columns + x] = true } }
                 i += 2
             }
