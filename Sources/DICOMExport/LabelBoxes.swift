@@ -55,24 +55,4 @@ enum LabelBoxes {
         }
         return result
     }
-
-    /// The 3-D bounding box of one label (nil when absent).
-    static func box(of label: UInt16, in labels: LabelVolume) -> Box3? {
-        let (d, h, w) = (labels.shape.z, labels.shape.y, labels.shape.x)
-        var box: Box3?
-        labels.voxels.withUnsafeBufferPointer { v in
-            for z in 0..<d { for y in 0..<h {
-                let row = (z * h + y) * w
-                for x in 0..<w where v[row + x] == label {
-                    if var b = box {
-                        b.minX = min(b.minX, x); b.maxX = max(b.maxX, x); b.minY = min(b.minY, y); b.maxY = max(b.maxY, y); b.maxZ = z
-                        box = b
-                    } else {
-                        box = Box3(minX: x, minY: y, minZ: z, maxX: x, maxY: y, maxZ: z)
-                    }
-                }
-            } }
-        }
-        return box
-    }
 }

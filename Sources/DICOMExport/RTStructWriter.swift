@@ -243,22 +243,16 @@ public enum RTStructWriter {
         public var counts: MaskCleanup.Counts
     }
 
-    /// The cleaned mask of label value `label` (nil when absent). `box`: its bounding box if known.
-    public static func cleanedStructure(labels: LabelVolume, label: UInt16, structureLabel: Int, voxelMM3: Double,
-                                        options: RTStructOptions) -> CleanedStructure? {
-        cleanedStructure(labels: labels, label: label, box: nil, structureLabel: structureLabel, voxelMM3: voxelMM3, options: options)
-    }
-
-    /// The same, given the structure's bounding box (voxel indices, inclusive) — no scan of the map to find it.
+    /// The cleaned mask of label value `label`, given its bounding box in the map (voxel indices, inclusive; the
+    /// caller's own pass over the map finds it — no scan per structure).
     public static func cleanedStructure(labels: LabelVolume, label: UInt16, lower: SIMD3<Int>, upper: SIMD3<Int>, structureLabel: Int,
-                                        voxelMM3: Double, options: RTStructOptions) -> CleanedStructure? {
+                                        voxelMM3: Double, options: RTStructOptions) -> CleanedStructure {
         cleanedStructure(labels: labels, label: label, box: .init(minX: lower.x, minY: lower.y, minZ: lower.z, maxX: upper.x, maxY: upper.y, maxZ: upper.z),
                          structureLabel: structureLabel, voxelMM3: voxelMM3, options: options)
     }
 
-    static func cleanedStructure(labels: LabelVolume, label: UInt16, box known: LabelBoxes.Box3?, structureLabel: Int, voxelMM3: Double,
-                                 options: RTStructOptions) -> CleanedStructure? {
-        guard let box = known ?? LabelBoxes.box(of: label, in: labels) else { return nil }
+    static func cleanedStructure(labels: LabelVolume, label: UInt16, box: LabelBoxes.Box3, structureLabel: Int, voxelMM3: Double,
+                                 options: RTStructOptions) -> CleanedStructure {
         // The box plus one voxel on every side: contours close, and the background around the structure is
         // one component that reaches the border (so it is never taken for a hole).
         let x0 = box.minX - 1, y0 = box.minY - 1, z0 = box.minZ - 1
@@ -292,8 +286,9 @@ public enum RTStructWriter {
         let voxelMM3 = series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal
         let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
         return try Parallel.map(structures.count) { r -> Traced in
-                guard let cleaned = cleanedStructure(labels: labels, label: values[r], box: boxes[values[r]], structureLabel: structures[r].label,
-                                                     voxelMM3: voxelMM3, options: options) else { return Traced() }
+                guard let box = boxes[values[r]] else { return Traced() }  // absent from the map: an empty ROI
+                let cleaned = cleanedStructure(labels: labels, label: values[r], box: box, structureLabel: structures[r].label,
+                                               voxelMM3: voxelMM3, options: options)
                 let (mask, x0, y0, z0, w, h, d) = (cleaned.mask, cleaned.x0, cleaned.y0, cleaned.z0, cleaned.width, cleaned.height, cleaned.depth)
                 var traced = Traced()
                 traced.cleanup = cleaned.counts
