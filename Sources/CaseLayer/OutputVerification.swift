@@ -149,8 +149,16 @@ public enum OutputVerification {
                     let shift = toPatient(t.sumRT / Double(t.rtCount)) - toPatient(c.intendedSum / Double(c.intendedCount))
                     let millimetres = (shift * shift).sum().squareRoot()
                     verdict.centroidShiftMM = (millimetres * 100).rounded() / 100
-                    if millimetres > tolerances.centroidShiftMM {
-                        verdict.problems.append(String(format: "RTSTRUCT centroid %.1f mm from the structure's (L/R %.1f mm)", millimetres, shift.x))
+                    // A contour set that is displaced (mirrored, a slice off, a wrong origin) overlaps the structure
+                    // poorly or better when moved back. A spread-out structure can show a centroid shift without
+                    // either: smoothing drops one-voxel-thin parts (within the Dice tolerance), and such parts far
+                    // from the rest move the centroid, while no one-voxel move of the contours improves their overlap.
+                    if millimetres > tolerances.centroidShiftMM, let m = intended {
+                        let better = betterAlignment(raster: rtLabels, value: value, intended: m, overlap: c.both)
+                        if dice < tolerances.minimumDice || better != nil {
+                            verdict.problems.append(String(format: "RTSTRUCT centroid %.1f mm from the structure's (L/R %.1f mm)", millimetres, shift.x)
+                                                    + (better.map { "; moved one voxel along \($0) it overlaps the structure better" } ?? ""))
+                        }
                     }
                 }
             }
@@ -199,6 +207,25 @@ public enum OutputVerification {
             farthest = max(farthest, best.isFinite ? best : limitMM + spacing.max())
         }
         return (count, sum, both, farthest)
+    }
+
+    /// The axis and direction ("+x", "-z", …: voxel axes of the map) of a one-voxel move of the raster that
+    /// overlaps the structure more than `overlap` (the raster as written), or nil if none does.
+    static func betterAlignment(raster: Volume<UInt16>, value: UInt16, intended m: RTStructWriter.CleanedStructure, overlap: Int) -> String? {
+        let shape = raster.shape
+        var best = (overlap, nil as String?)
+        for (move, name) in [(SIMD3(1, 0, 0), "+x"), (SIMD3(-1, 0, 0), "-x"), (SIMD3(0, 1, 0), "+y"), (SIMD3(0, -1, 0), "-y"),
+                             (SIMD3(0, 0, 1), "+z"), (SIMD3(0, 0, -1), "-z")] {
+            // The raster moved by `move` covers structure voxel v where the raster holds v − move.
+            var both = 0
+            for z in 0..<m.depth { for y in 0..<m.height { for x in 0..<m.width where m.mask[(z * m.height + y) * m.width + x] {
+                let v = SIMD3(m.x0 + x, m.y0 + y, m.z0 + z) &- move
+                if v.x >= 0, v.y >= 0, v.z >= 0, v.x < shape.x, v.y < shape.y, v.z < shape.z,
+                   raster.voxels[(v.z * shape.y + v.y) * shape.x + v.x] == value { both += 1 }
+            } } }
+            if both > best.0 { best = (both, name) }
+        }
+        return best.1
     }
 
     /// The object's references to its source: Study, Frame of Reference, Series and instances.
