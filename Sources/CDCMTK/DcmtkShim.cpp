@@ -65,25 +65,49 @@ struct PathStep {
     long item = -1;
 };
 
+// Up to four hex digits at p (at least one); advances p.
+bool parseHex4(const char *&p, unsigned int &value) {
+    value = 0;
+    int digits = 0;
+    for (; digits < 4; ++digits, ++p) {
+        char c = *p;
+        unsigned int d;
+        if (c >= '0' && c <= '9') d = static_cast<unsigned int>(c - '0');
+        else if (c >= 'a' && c <= 'f') d = static_cast<unsigned int>(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = static_cast<unsigned int>(c - 'A' + 10);
+        else break;
+        value = value * 16 + d;
+    }
+    return digits > 0;
+}
+
+// "gggg,eeee[n]/gggg,eeee…": parsed by hand (sscanf here was 4 % of reading a large RTSTRUCT back, one call per
+// step of every attribute access). Anything else after a step is refused.
 bool parsePath(const char *path, std::vector<PathStep> &steps) {
     if (path == nullptr) return false;
-    std::string p(path);
-    size_t start = 0;
-    while (start <= p.size()) {
-        size_t end = p.find('/', start);
-        std::string part = p.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    const char *p = path;
+    while (true) {
         unsigned int g = 0, e = 0;
+        if (!parseHex4(p, g) || *p != ',') return false;
+        ++p;
+        if (!parseHex4(p, e)) return false;
         long item = -1;
-        char trailing = 0;
-        int n = std::sscanf(part.c_str(), "%4x,%4x[%ld]%c", &g, &e, &item, &trailing);
-        if (n == 2) {
-            item = -1;
-        } else if (n != 3 || item < 0) {
-            return false;
+        if (*p == '[') {
+            ++p;
+            if (*p < '0' || *p > '9') return false;
+            item = 0;
+            while (*p >= '0' && *p <= '9') {
+                if (item > 100000000L) return false;
+                item = item * 10 + (*p - '0');
+                ++p;
+            }
+            if (*p != ']') return false;
+            ++p;
         }
         steps.push_back({DcmTagKey(static_cast<Uint16>(g), static_cast<Uint16>(e)), item});
-        if (end == std::string::npos) break;
-        start = end + 1;
+        if (*p == '\0') break;
+        if (*p != '/') return false;
+        ++p;
     }
     return !steps.empty();
 }

@@ -158,9 +158,10 @@ public enum CaseOutputs {
             if seg != nil || rtstruct != nil {
                 let report = try timed("verify") {
                     try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: seg, rtstruct: rtstruct,
-                                                  rtstructOptions: rtstructOptions)
+                                                  rtstructOptions: rtstructOptions, cleaned: written.rtstruct?.cleaned ?? [:])
                 }
                 written.verification = report
+                written.rtstruct?.cleaned = [:]  // checked: not carried with the case
                 guard report.passed else { throw OutputVerificationFailure(report: report) }
             }
         } catch {

@@ -54,8 +54,11 @@ public enum OutputVerification {
 
     /// - Parameter rtstructOptions: how the RTSTRUCT was written — its contours are compared with each structure as
     ///   they were drawn from it (islands left out, holes filled: ``RTStructWriter/cleanedStructure(labels:label:lower:upper:structureLabel:voxelMM3:options:)``).
+    /// - Parameter cleaned: the writer's cleaned structures by label (``RTStructWriter/Result/cleaned``); a
+    ///   structure not in it is cleaned here as the writer would.
     public static func verify(labels: LabelVolume, series: ReferencedSeries, structures: [StructureDescription], seg: URL?,
                               rtstruct: URL?, rtstructOptions: RTStructOptions = RTStructOptions(),
+                              cleaned: [Int: RTStructWriter.PackedStructure] = [:],
                               tolerances: Tolerances = Tolerances()) throws -> Report {
         let grid = labels.geometry, shape = labels.shape
         var problems: [String] = []
@@ -130,7 +133,7 @@ public enum OutputVerification {
                     t.sumRT += SIMD3(Double(i % shape.x), Double((i / shape.x) % shape.y), Double(i / plane))
                 }
                 // The box from the tally: no scan of the map per structure.
-                let intended = t.count == 0 ? nil : RTStructWriter.cleanedStructure(
+                let intended = t.count == 0 ? nil : cleaned[s.label]?.unpacked() ?? RTStructWriter.cleanedStructure(
                     labels: labels, label: value, lower: t.lower, upper: t.upper, structureLabel: s.label,
                     voxelMM3: series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal, options: rtstructOptions)
                 let c = compare(raster: rtLabels, value: value, rasterCount: t.rtCount, intended: intended, labels: labels,

@@ -102,6 +102,9 @@ public enum RTStructWriter {
         public var warnings: [String] = []
         /// What the contours were drawn from.
         public var contourSource: ContourSource = .voxelBoundary
+        /// Each structure's cleaned mask as contoured, by label, for ``OutputVerification`` (empty when over the
+        /// memory bound of ``keepsCleaned(boxes:mapVoxels:)``).
+        public var cleaned: [Int: PackedStructure] = [:]
     }
 
     /// `voxel-boundary` (exact), `model-confidence` (smooth, from the prediction's margin), `smoothed-mask`
@@ -211,6 +214,7 @@ public enum RTStructWriter {
             result.contours[s.label] = contours.count
             result.points[s.label] = points
             result.cleanup[s.label] = traced[r].cleanup
+            if let cleaned = traced[r].cleaned { result.cleaned[s.label] = cleaned }
             if contours.isEmpty { result.emptyROIs.append(s.label) }
             if points > options.pointBudgetPerROI {
                 result.warnings.append("RTSTRUCT_POINT_BUDGET: ROI \(s.name) has \(points) contour points (budget \(options.pointBudgetPerROI) per ROI)")
@@ -236,11 +240,42 @@ public enum RTStructWriter {
     /// What the contours of one structure are drawn from: its voxels in a box one voxel larger than the
     /// structure on every side (origin `x0, y0, z0` in the label map, may be −1), islands left out and holes
     /// filled as the options say. Output verification compares the RTSTRUCT with this, not with the raw map.
-    public struct CleanedStructure: Sendable {
+    public struct CleanedStructure: Sendable, Equatable {
         public var mask: [Bool]
         public var x0: Int, y0: Int, z0: Int
         public var width: Int, height: Int, depth: Int
         public var counts: MaskCleanup.Counts
+    }
+
+    /// A ``CleanedStructure`` packed 64 voxels to a word: the writer hands these to the output check, which then
+    /// compares with exactly what was contoured without cleaning every structure a second time.
+    public struct PackedStructure: Sendable, Equatable {
+        var words: [UInt64]
+        var x0: Int, y0: Int, z0: Int
+        var width: Int, height: Int, depth: Int
+        var counts: MaskCleanup.Counts
+
+        init(_ c: CleanedStructure) {
+            var words = [UInt64](repeating: 0, count: (c.mask.count + 63) / 64)
+            for i in c.mask.indices where c.mask[i] { words[i >> 6] |= 1 << UInt64(i & 63) }
+            self.words = words
+            (x0, y0, z0, width, height, depth, counts) = (c.x0, c.y0, c.z0, c.width, c.height, c.depth, c.counts)
+        }
+
+        public func unpacked() -> CleanedStructure {
+            let count = width * height * depth
+            var mask = [Bool](repeating: false, count: count)
+            for i in 0..<count where words[i >> 6] & (1 << UInt64(i & 63)) != 0 { mask[i] = true }
+            return CleanedStructure(mask: mask, x0: x0, y0: y0, z0: z0, width: width, height: height, depth: depth, counts: counts)
+        }
+    }
+
+    /// Cleaned structures are kept for the output check while their packed boxes take at most two bytes per voxel
+    /// of the label map (the map's own size: 25 structures each spanning a whole CT fit); beyond that the check
+    /// cleans again (memory over time).
+    static func keepsCleaned(boxes: [LabelBoxes.Box3], mapVoxels: Int) -> Bool {
+        let bits = boxes.reduce(0) { $0 + ($1.maxX - $1.minX + 3) * ($1.maxY - $1.minY + 3) * ($1.maxZ - $1.minZ + 3) }
+        return bits <= 16 * mapVoxels
     }
 
     /// The cleaned mask of label value `label`, given its bounding box in the map (voxel indices, inclusive; the
@@ -276,6 +311,7 @@ public enum RTStructWriter {
     struct Traced: Sendable {
         var contours: [(slice: Int, text: String, points: Int)] = []
         var cleanup = MaskCleanup.Counts()
+        var cleaned: PackedStructure?
     }
 
     /// Cleans and contours every structure, structures in parallel (each on its own padded 3-D bounding box).
@@ -285,6 +321,7 @@ public enum RTStructWriter {
         let boxes = LabelBoxes.perVolume(labels)
         let voxelMM3 = series.pixelSpacing.x * series.pixelSpacing.y * series.spacingAlongNormal
         let pixelTolerance = options.simplificationToleranceMM / min(series.pixelSpacing.x, series.pixelSpacing.y)
+        let keep = keepsCleaned(boxes: values.compactMap { boxes[$0] }, mapVoxels: labels.voxels.count)
         return try Parallel.map(structures.count) { r -> Traced in
                 guard let box = boxes[values[r]] else { return Traced() }  // absent from the map: an empty ROI
                 let cleaned = cleanedStructure(labels: labels, label: values[r], box: box, structureLabel: structures[r].label,
@@ -292,6 +329,7 @@ public enum RTStructWriter {
                 let (mask, x0, y0, z0, w, h, d) = (cleaned.mask, cleaned.x0, cleaned.y0, cleaned.z0, cleaned.width, cleaned.height, cleaned.depth)
                 var traced = Traced()
                 traced.cleanup = cleaned.counts
+                if keep { traced.cleaned = PackedStructure(cleaned) }
                 // Contour only what is left: the cleaned structure's in-plane box plus one pixel.
                 var lo = SIMD2(Int.max, Int.max), hi = SIMD2(-1, -1)
                 for i in mask.indices where mask[i] {

@@ -83,6 +83,16 @@ struct OutputVerificationTests {
                                                  rtstruct: rt, rtstructOptions: smooth)
         let roi = try #require(written.verification?.rois.first)
         #expect(roi.passed && (roi.rtstructDice ?? 0) >= 0.95 && (roi.centroidShiftMM ?? 0) > 5, "\(roi)")
+        // The writer's cleaned masks (handed to the check) are what cleaning again gives: the same report.
+        let again = try RTStructWriter.write(labels: labels, series: series, structures: structures,
+                                             algorithm: AlgorithmIdentification(name: "t", version: "1", parameters: ""),
+                                             options: smooth, to: dir.appendingPathComponent("again.dcm"))
+        #expect(again.cleaned.count == 1)
+        let handed = try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: nil,
+                                                   rtstruct: dir.appendingPathComponent("again.dcm"), rtstructOptions: smooth, cleaned: again.cleaned)
+        let recleaned = try OutputVerification.verify(labels: labels, series: series, structures: structures, seg: nil,
+                                                      rtstruct: dir.appendingPathComponent("again.dcm"), rtstructOptions: smooth)
+        #expect(handed == recleaned && handed.rois.first == roi, "\(handed) vs \(recleaned)")
 
         // Only the disc, exported exact, against the map with the disc six voxels to the right.
         var disc = labels, moved = labels
