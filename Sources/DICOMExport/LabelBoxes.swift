@@ -35,6 +35,11 @@ enum LabelBoxes {
 
     struct Box3: Sendable {
         var minX, minY, minZ, maxX, maxY, maxZ: Int
+
+        /// The box plus one voxel on every side (what a structure is cleaned and contoured in): its origin, may be −1.
+        var paddedOrigin: SIMD3<Int> { SIMD3(minX - 1, minY - 1, minZ - 1) }
+        /// The padded box's size (x, y, z).
+        var paddedSize: SIMD3<Int> { SIMD3(maxX - minX + 3, maxY - minY + 3, maxZ - minZ + 3) }
     }
 
     /// The 3-D bounding box of every label present (slices in parallel, then merged).

@@ -240,7 +240,7 @@ public enum RTStructWriter {
     /// What the contours of one structure are drawn from: its voxels in a box one voxel larger than the
     /// structure on every side (origin `x0, y0, z0` in the label map, may be −1), islands left out and holes
     /// filled as the options say. Output verification compares the RTSTRUCT with this, not with the raw map.
-    public struct CleanedStructure: Sendable, Equatable {
+    public struct CleanedStructure: Sendable {
         public var mask: [Bool]
         public var x0: Int, y0: Int, z0: Int
         public var width: Int, height: Int, depth: Int
@@ -274,7 +274,7 @@ public enum RTStructWriter {
     /// of the label map (the map's own size: 25 structures each spanning a whole CT fit); beyond that the check
     /// cleans again (memory over time).
     static func keepsCleaned(boxes: [LabelBoxes.Box3], mapVoxels: Int) -> Bool {
-        let bits = boxes.reduce(0) { $0 + ($1.maxX - $1.minX + 3) * ($1.maxY - $1.minY + 3) * ($1.maxZ - $1.minZ + 3) }
+        let bits = boxes.reduce(0) { $0 + $1.paddedSize.x * $1.paddedSize.y * $1.paddedSize.z }
         return bits <= 16 * mapVoxels
     }
 
@@ -290,8 +290,8 @@ public enum RTStructWriter {
                                  options: RTStructOptions) -> CleanedStructure {
         // The box plus one voxel on every side: contours close, and the background around the structure is
         // one component that reaches the border (so it is never taken for a hole).
-        let x0 = box.minX - 1, y0 = box.minY - 1, z0 = box.minZ - 1
-        let w = box.maxX - box.minX + 3, h = box.maxY - box.minY + 3, d = box.maxZ - box.minZ + 3
+        let (x0, y0, z0) = (box.paddedOrigin.x, box.paddedOrigin.y, box.paddedOrigin.z)
+        let (w, h, d) = (box.paddedSize.x, box.paddedSize.y, box.paddedSize.z)
         var mask = [Bool](repeating: false, count: w * h * d)
         labels.voxels.withUnsafeBufferPointer { v in
             for z in max(z0, 0)..<min(z0 + d, labels.shape.z) {
