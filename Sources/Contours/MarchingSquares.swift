@@ -41,12 +41,17 @@ public enum MarchingSquares {
         @inline(__always) func inside(_ x: Int, _ y: Int) -> Bool {
             x >= 0 && y >= 0 && x < columns && y < rows && mask[y * columns + x]
         }
-        // Points are kept in doubled integer coordinates so that edge midpoints are exact.
-        struct Point: Hashable { var x: Int; var y: Int }
-        var next: [Point: Point] = [:]
+        // Points are kept in doubled integer coordinates so that edge midpoints are exact, each encoded as one
+        // integer whose order is (row, column) order: key = (y2 + 2) · width + (x2 + 2).
+        let width = 2 * columns + 5
+        @inline(__always) func key(_ x2: Int, _ y2: Int) -> UInt64 { UInt64((y2 + 2) * width + x2 + 2) }
+        // Directed segments packed as from-key << 32 | to-key: sorting them orders the loops' starts and lets each
+        // step find its successor by binary search (a dictionary of points was a third of contouring's time).
+        precondition((2 * rows + 5) * width < 1 << 32, "slice too large for contour keys")
+        var segments: [UInt64] = []
         // The table below lists each segment with the inside on its right; store it reversed so that
         // loops run with the inside on the left (outer boundaries counter-clockwise).
-        func add(_ a: Point, _ b: Point) { next[b] = a }
+        @inline(__always) func add(_ a: UInt64, _ b: UInt64) { segments.append(b << 32 | a) }
         // Cell (x, y) spans pixel centres (x, y) … (x + 1, y + 1); corners a=(x,y) b=(x+1,y) c=(x+1,y+1) d=(x,y+1).
         for y in -1..<rows {
             for x in -1..<columns {
@@ -54,8 +59,8 @@ public enum MarchingSquares {
                 let code = (a ? 1 : 0) | (b ? 2 : 0) | (c ? 4 : 0) | (d ? 8 : 0)
                 if code == 0 || code == 15 { continue }
                 // Edge midpoints (doubled): ab on y, bc on x+1, cd on y+1, da on x.
-                let ab = Point(x: 2 * x + 1, y: 2 * y), bc = Point(x: 2 * x + 2, y: 2 * y + 1)
-                let cd = Point(x: 2 * x + 1, y: 2 * y + 2), da = Point(x: 2 * x, y: 2 * y + 1)
+                let ab = key(2 * x + 1, 2 * y), bc = key(2 * x + 2, 2 * y + 1)
+                let cd = key(2 * x + 1, 2 * y + 2), da = key(2 * x, 2 * y + 1)
                 switch code {
                 case 1: add(da, ab)            // a
                 case 2: add(ab, bc)            // b
@@ -75,19 +80,31 @@ public enum MarchingSquares {
                 }
             }
         }
-        // Link the directed segments into loops, starting deterministically.
-        var polygons: [Polygon] = []
-        var remaining = next
-        let starts = next.keys.sorted { ($0.y, $0.x) < ($1.y, $1.x) }
-        for start in starts where remaining[start] != nil {
-            var loop: [Point] = []
-            var p = start
-            while let q = remaining.removeValue(forKey: p) {
-                loop.append(p)
-                p = q
+        // Link the directed segments into loops, each starting at its lowest (row, column) vertex. Every midpoint
+        // has exactly one outgoing segment (the saddle rule keeps touching corners apart).
+        segments.sort()
+        let n = segments.count
+        @inline(__always) func index(of from: UInt64) -> Int? {
+            var lo = 0, hi = n
+            while lo < hi {
+                let mid = (lo + hi) >> 1
+                if segments[mid] >> 32 < from { lo = mid + 1 } else { hi = mid }
             }
-            let points = loop.map { SIMD2(Double($0.x) / 2, Double($0.y) / 2) }
-            let simplified = keepAllVertices ? points : simplify(points, tolerance: tolerance)
+            return lo < n && segments[lo] >> 32 == from ? lo : nil
+        }
+        var used = [Bool](repeating: false, count: n)
+        var polygons: [Polygon] = []
+        var loop: [SIMD2<Double>] = []
+        for start in 0..<n where !used[start] {
+            loop.removeAll(keepingCapacity: true)
+            var i: Int? = start
+            while let j = i, !used[j] {
+                used[j] = true
+                let k = Int(segments[j] >> 32)
+                loop.append(SIMD2(Double(k % width - 2) / 2, Double(k / width - 2) / 2))
+                i = index(of: segments[j] & 0xFFFF_FFFF)
+            }
+            let simplified = keepAllVertices ? loop : simplify(loop, tolerance: tolerance)
             if simplified.count >= 3 { polygons.append(Polygon(points: simplified)) }
         }
         return polygons

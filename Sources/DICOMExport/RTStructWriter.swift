@@ -270,12 +270,12 @@ public enum RTStructWriter {
         }
     }
 
-    /// Cleaned structures are kept for the output check while their packed boxes take at most two bytes per voxel
-    /// of the label map (the map's own size: 25 structures each spanning a whole CT fit); beyond that the check
-    /// cleans again (memory over time).
+    /// Cleaned structures are kept for the output check while their packed boxes take at most four bytes per voxel
+    /// of the label map (twice the map's own size: 25 structures each spanning a whole 512×512×20 CT take 27.7 bits
+    /// per voxel with their one-voxel padding); beyond that the check cleans again (memory over time).
     static func keepsCleaned(boxes: [LabelBoxes.Box3], mapVoxels: Int) -> Bool {
         let bits = boxes.reduce(0) { $0 + $1.paddedSize.x * $1.paddedSize.y * $1.paddedSize.z }
-        return bits <= 16 * mapVoxels
+        return bits <= 32 * mapVoxels
     }
 
     /// The cleaned mask of label value `label`, given its bounding box in the map (voxel indices, inclusive; the
