@@ -20,6 +20,10 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // SHA-256, HMAC-SHA256 and Ed25519 (#18): a maintained library instead of hand-written hashing.
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        // PostgreSQL for several nodes sharing one queue and one audit log (#19).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -65,15 +69,22 @@ let package = Package(
         // Hashes, keyed pseudonyms and signatures over swift-crypto; the project's key files.
         .target(name: "Digest", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "Parallel"),
+        // A blocking PostgreSQL session over postgres-nio (the shared audit log and job queue of #19).
+        .target(name: "PostgresDB", dependencies: [.product(name: "PostgresNIO", package: "postgres-nio"),
+                                                   .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                                                   .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                                                   .product(name: "Logging", package: "swift-log")]),
         .target(name: "TorchCheckpoint", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L2
         .target(name: "Resampling", swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
         .target(name: "NIfTI", dependencies: ["VolumeGeometry", "CLibz"]),
         .target(name: "QASnapshot", dependencies: ["VolumeGeometry", "CLibz"], swiftSettings: [.unsafeFlags(["-O"])]),
-        .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "AuditLog", dependencies: ["Digest", "CaseIdentity", "JSON", "PostgresDB", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "DICOMExport", dependencies: ["VolumeGeometry", "Contours", "Digest", "Parallel", "CDCMTK"], swiftSettings: [.unsafeFlags(["-O"])]),
         .target(name: "DICOMNetwork", dependencies: ["CDCMTKNet"]),
+        // The shared job queue of several nodes (PostgreSQL; leases, SKIP LOCKED claims) — #19.
+        .target(name: "JobQueue", dependencies: ["PostgresDB"]),
         .target(name: "DICOMImport", dependencies: [
             "VolumeGeometry", "CDCMTK", "Contours",
             .product(name: "Logging", package: "swift-log"),
@@ -110,11 +121,11 @@ let package = Package(
 
         // MARK: L7
         .target(name: "Outbox", dependencies: ["DICOMNetwork", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "WatchService", dependencies: ["AuditLog", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "WatchService", dependencies: ["AuditLog", "JobQueue", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
@@ -150,7 +161,7 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "Preprocessing", "Resampling", "PlansModel", "UNet", "TensorKernels", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
-        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "CaseIdentity", "Digest", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "JobQueue", "CaseIdentity", "Digest", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),

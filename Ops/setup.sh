@@ -18,6 +18,7 @@ TEST_PACKAGES=(
   plastimatch         # rasterises our RTSTRUCTs back to masks, independently
   python3-venv        # for the highdicom validator environment
   sqlite3             # the tests edit an audit row by hand to prove tampering is caught
+  postgresql          # the shared queue and audit log of several nodes (#19; private clusters by Ops/pg.sh)
   orthanc             # a real PACS for the network tests and Ops/demo-network.sh (started on loopback ports by them)
   curl                # Orthanc's REST API
   openssl             # the TLS tests make a throw-away CA

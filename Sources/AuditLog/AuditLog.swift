@@ -3,6 +3,7 @@ import Digest
 import Foundation
 import GRDB
 import JSON
+import PostgresDB
 
 /// A failure of the audit log (names the database file).
 public struct AuditLogError: Error, CustomStringConvertible, Equatable {
@@ -60,28 +61,48 @@ public struct AuditCase: Codable, Equatable, Sendable, FetchableRecord, Persista
 /// An audit payload value: the project's JSON value type (its canonical text is what the chain seals).
 public typealias AuditValue = JSONValue
 
-/// The append-only, tamper-evident SQLite audit journal (GRDB, WAL). UPDATE and DELETE are refused by
-/// triggers; `verify()` walks the hash chain and names the first broken row.
+/// The append-only, tamper-evident audit journal: an SQLite file (GRDB, WAL; the embedded default) or, for several
+/// nodes, a PostgreSQL database (`postgres://…`, #19) with the same tables and rules. UPDATE and DELETE are refused
+/// by triggers; `verify()` walks the hash chain and names the first broken row.
 ///
 /// ```swift
-/// let log = try AuditLog(path: "/var/lib/nnseg/audit.sqlite")
+/// let log = try AuditLog(path: "/var/lib/nnseg/audit.sqlite")          // or "postgres://nnseg@db:5432/nnseg"
 /// try log.append(caseID: id, kind: "case_started", payload: ["profile": .string("hippocampus")])
 /// ```
 public final class AuditLog: @unchecked Sendable {
+    /// The SQLite file, or the PostgreSQL URL without its password.
     public let path: String
-    let pool: DatabasePool
+    let store: any AuditStore
     /// Keys kept outside the database: the pseudonym key and the signing key (#18).
     public let keys: AuditKeys
 
+    /// Whether the log is in PostgreSQL (shared by several nodes).
+    public let isShared: Bool
+
+    /// - Parameter path: an SQLite file (made with its folder if missing) or a `postgres://` URL (``PostgresLocation``).
     public init(path: String, keys: AuditKeys = AuditKeys()) throws {
-        self.path = path
         self.keys = keys
+        if PostgresLocation.isPostgres(path) {
+            isShared = true
+            let location: PostgresLocation
+            do { location = try PostgresLocation(url: path) } catch { throw AuditLogError(path: "postgres", detail: "\(error)") }
+            self.path = location.description
+            do {
+                store = try PostgresAuditStore(db: PostgresDB(location: location))
+            } catch {
+                throw AuditLogError(path: location.description, detail: "cannot open (\(error))")
+            }
+            return
+        }
+        isShared = false
+        self.path = path
         do {
             try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
             var configuration = Configuration()
             configuration.busyMode = .timeout(10)
-            pool = try DatabasePool(path: path, configuration: configuration)
+            let pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            store = SQLiteAuditStore(pool: pool)
         } catch let error as AuditLogError {
             throw error
         } catch {
@@ -150,10 +171,10 @@ public final class AuditLog: @unchecked Sendable {
 
     /// A per-database random salt for hashing patient identifiers (created once).
     public func identifierSalt() throws -> String {
-        try pool.write { db in
-            if let salt = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'identifier_salt'") { return salt }
+        try store.write { db in
+            if let salt = try db.meta("identifier_salt") { return salt }
             let salt = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('identifier_salt', ?)", arguments: [salt])
+            try db.insertMeta("identifier_salt", salt)
             return salt
         }
     }
@@ -180,15 +201,15 @@ public final class AuditLog: @unchecked Sendable {
     public func append(caseID: String, kind: String, payload: [String: AuditValue], at date: Date = Date()) throws -> AuditEvent {
         let text = JSONValue.object(JSONObject(payload)).canonicalJSON
         let recordedAt = Self.timestamp(date)
-        return try pool.write { db in
-            let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
+        return try store.write { db in
+            let last = try db.lastEvent()
             let previous = last?.hash ?? "genesis"
             let id = (last?.id ?? 0) + 1
             let hash = AuditEvent.digest(previous: previous, id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text)
             let event = AuditEvent(id: id, caseID: caseID, kind: kind, recordedAt: recordedAt, payload: text, previousHash: previous, hash: hash)
-            try event.insert(db)
+            try db.insert(event)
             if let signing = keys.signing, keys.checkpointEvery > 0, id % Int64(keys.checkpointEvery) == 0 {
-                try AuditSeal.make(kind: .checkpoint, eventID: id, chainHead: hash, caseID: nil, firstEventID: nil, key: signing).insert(db)
+                try db.insert(AuditSeal.make(kind: .checkpoint, eventID: id, chainHead: hash, caseID: nil, firstEventID: nil, key: signing))
             }
             return event
         }
@@ -230,9 +251,9 @@ public final class AuditLog: @unchecked Sendable {
     /// summary event's hash signed) and its receipt returned, and appended to the anchor file when there is one.
     @discardableResult
     public func finish(_ summaries: [CaseSummary]) throws -> [AuditReceipt] {
-        let receipts: [AuditReceipt] = try pool.write { db in
+        let receipts: [AuditReceipt] = try store.write { db in
             var receipts: [AuditReceipt] = []
-            let last = try AuditEvent.order(Column("id").desc).fetchOne(db)
+            let last = try db.lastEvent()
             var previous = last?.hash ?? "genesis"
             var id = (last?.id ?? 0)
             for s in summaries {
@@ -246,14 +267,14 @@ public final class AuditLog: @unchecked Sendable {
                 let recordedAt = Self.timestamp(s.finishedAt)
                 id += 1
                 let hash = AuditEvent.digest(previous: previous, id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text)
-                try AuditEvent(id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous,
-                               hash: hash).insert(db)
-                try AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status.rawValue, model: s.model,
-                              seriesInstanceUID: s.seriesInstanceUID, profile: s.profile, error: s.error, summaryEventID: id).insert(db)
+                try db.insert(AuditEvent(id: id, caseID: s.caseID, kind: "case_summary", recordedAt: recordedAt, payload: text, previousHash: previous,
+                                         hash: hash))
+                try db.insert(AuditCase(caseID: s.caseID, startedAt: Self.timestamp(s.startedAt), finishedAt: recordedAt, status: s.status.rawValue,
+                                        model: s.model, seriesInstanceUID: s.seriesInstanceUID, profile: s.profile, error: s.error, summaryEventID: id))
                 if let signing = keys.signing {
-                    let first = try Int64.fetchOne(db, sql: "SELECT MIN(id) FROM events WHERE case_id = ?", arguments: [s.caseID]) ?? id
+                    let first = try db.firstEventID(caseID: s.caseID) ?? id
                     let seal = try AuditSeal.make(kind: .case, eventID: id, chainHead: hash, caseID: s.caseID, firstEventID: first, key: signing)
-                    try seal.insert(db)
+                    try db.insert(seal)
                     receipts.append(AuditReceipt(seal: seal, recordedAt: recordedAt))
                 }
                 previous = hash
@@ -272,35 +293,32 @@ public final class AuditLog: @unchecked Sendable {
         public var status: String?
         public var model: String?
         public var seriesInstanceUID: String?
+        public var caseID: String?
         public var limit: Int?
 
         public init(since: Date? = nil, until: Date? = nil, status: String? = nil, model: String? = nil,
-                    seriesInstanceUID: String? = nil, limit: Int? = nil) {
+                    seriesInstanceUID: String? = nil, caseID: String? = nil, limit: Int? = nil) {
             self.since = since
             self.until = until
             self.status = status
             self.model = model
             self.seriesInstanceUID = seriesInstanceUID
+            self.caseID = caseID
             self.limit = limit
         }
     }
 
     public func cases(_ filter: Filter = Filter()) throws -> [AuditCase] {
-        try pool.read { db in
-            var request = AuditCase.all()
-            if let since = filter.since { request = request.filter(Column("started_at") >= Self.timestamp(since)) }
-            if let until = filter.until { request = request.filter(Column("started_at") < Self.timestamp(until)) }
-            if let status = filter.status { request = request.filter(Column("status") == status) }
-            if let model = filter.model { request = request.filter(Column("model") == model) }
-            if let series = filter.seriesInstanceUID { request = request.filter(Column("series_uid") == series) }
-            request = request.order(Column("started_at").desc)
-            if let limit = filter.limit { request = request.limit(limit) }
-            return try request.fetchAll(db)
-        }
+        try store.read { db in try db.cases(filter) }
+    }
+
+    /// The case row of one case (nil: not closed yet, or never seen).
+    public func caseRow(_ caseID: String) throws -> AuditCase? {
+        try cases(Filter(caseID: caseID)).first
     }
 
     public func events(caseID: String) throws -> [AuditEvent] {
-        try pool.read { db in try AuditEvent.filter(Column("case_id") == caseID).order(Column("id")).fetchAll(db) }
+        try store.read { db in try db.events(caseID: caseID) }
     }
 
     public enum Verification: Equatable, Sendable {
@@ -311,24 +329,26 @@ public final class AuditLog: @unchecked Sendable {
 
     /// Walks the whole chain (and checks every case row against its sealed summary).
     public func verify() throws -> Verification {
-        try pool.read { db in
+        try store.read { db in
             var previous = "genesis"
             var expectedID: Int64 = 1
             var count = 0
-            let cursor = try AuditEvent.order(Column("id")).fetchCursor(db)
-            while let e = try cursor.next() {
+            var broken: Verification?
+            try db.forEachEvent { e in
                 let id = e.id ?? -1
-                if id != expectedID { return .broken(eventID: expectedID, reason: "event \(expectedID) is missing (next is \(id))") }
-                if e.previousHash != previous { return .broken(eventID: id, reason: "previous_hash does not match event \(id - 1)") }
+                if id != expectedID { broken = .broken(eventID: expectedID, reason: "event \(expectedID) is missing (next is \(id))"); return false }
+                if e.previousHash != previous { broken = .broken(eventID: id, reason: "previous_hash does not match event \(id - 1)"); return false }
                 let recomputed = AuditEvent.digest(previous: previous, id: id, caseID: e.caseID, kind: e.kind, recordedAt: e.recordedAt, payload: e.payload)
-                if recomputed != e.hash { return .broken(eventID: id, reason: "content does not match its hash") }
+                if recomputed != e.hash { broken = .broken(eventID: id, reason: "content does not match its hash"); return false }
                 previous = e.hash
                 expectedID += 1
                 count += 1
+                return true
             }
+            if let broken { return broken }
             // Case rows must equal the summary event that seals them.
-            for c in try AuditCase.fetchAll(db) {
-                guard let e = try AuditEvent.fetchOne(db, key: c.summaryEventID), e.kind == "case_summary", e.caseID == c.caseID,
+            for c in try db.allCases() {
+                guard let e = try db.event(id: c.summaryEventID), e.kind == "case_summary", e.caseID == c.caseID,
                       let payload = AuditValue.parse(e.payload)?.object else {
                     return .broken(eventID: c.summaryEventID, reason: "case \(c.caseID) has no sealing summary event")
                 }

@@ -215,13 +215,13 @@ extension AuditLog {
         case .broken(let id, let reason):
             report.findings.append(AuditFinding(mechanism: reason.hasPrefix("case ") ? .caseRow : .chain, eventID: id, detail: reason))
         }
-        try pool.read { db in
-            report.cases = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM cases") ?? 0
-            if report.events == 0 { report.events = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0 }
-            let eventAt = { (id: Int64) throws -> AuditEvent? in try AuditEvent.fetchOne(db, key: id) }
+        try store.read { db in
+            report.cases = try db.countCases()
+            if report.events == 0 { report.events = try db.countEvents() }
+            let eventAt = { (id: Int64) throws -> AuditEvent? in try db.event(id: id) }
             if let key = evidence.publicKey {
                 var sealedSummaries = Set<Int64>()
-                for seal in try AuditSeal.order(Column("id")).fetchAll(db) {
+                for seal in try db.seals() {
                     func finding(_ detail: String) { report.findings.append(AuditFinding(mechanism: .signature, eventID: seal.eventID, detail: detail)) }
                     guard seal.keyID == key.id else { finding("\(seal.kind.rawValue) seal made with key \(seal.keyID), not \(key.id)"); continue }
                     guard key.isValid(signature: seal.signature, for: seal.message) else { finding("\(seal.kind.rawValue) seal's signature does not verify"); continue }
@@ -235,12 +235,11 @@ extension AuditLog {
                         report.checkpoints += 1
                     }
                 }
-                for row in try Row.fetchAll(db, sql: "SELECT id, case_id FROM events WHERE kind = 'case_summary' ORDER BY id") {
-                    let id: Int64 = row["id"]
+                for (id, caseID) in try db.summaryEvents() {
                     guard !sealedSummaries.contains(id) else { continue }
                     report.unsealedCases += 1
                     if !evidence.allowUnsealed {
-                        report.findings.append(AuditFinding(mechanism: .signature, eventID: id, detail: "case \(row["case_id"] as String) is not signed"))
+                        report.findings.append(AuditFinding(mechanism: .signature, eventID: id, detail: "case \(caseID) is not signed"))
                     }
                 }
             }
@@ -285,22 +284,23 @@ extension AuditLog {
     /// The whole log as one JSON document an auditor can check without nnseg (`Ops/verify_audit.py`): every event
     /// with its stored text and hashes, every seal with its signature and signed message, every case row.
     public func exportDocument() throws -> String {
-        try pool.read { db in
+        try store.read { db in
             var events: [JSONValue] = []
-            for e in try AuditEvent.order(Column("id")).fetchAll(db) {
+            try db.forEachEvent { e in
                 events.append(.object(JSONObject([
                     "id": .int(e.id ?? 0), "case_id": .string(e.caseID), "kind": .string(e.kind), "recorded_at": .string(e.recordedAt),
                     "payload": .string(e.payload), "previous_hash": .string(e.previousHash), "hash": .string(e.hash),
                 ])))
+                return true
             }
-            let seals = try AuditSeal.order(Column("id")).fetchAll(db).map { s -> JSONValue in
+            let seals = try db.seals().map { s -> JSONValue in
                 .object(JSONObject([
                     "event_id": .int(s.eventID), "kind": .string(s.kind.rawValue), "case_id": s.caseID.map { .string($0) } ?? .null,
                     "first_event_id": s.firstEventID.map { .int($0) } ?? .null, "chain_head": .string(s.chainHead),
                     "key_id": .string(s.keyID), "signature": .string(s.signature), "message": .string(s.message),
                 ]))
             }
-            let cases = try AuditCase.order(Column("summary_event_id")).fetchAll(db).map { c -> JSONValue in
+            let cases = try db.allCases().map { c -> JSONValue in
                 .object(JSONObject([
                     "case_id": .string(c.caseID), "started_at": .string(c.startedAt), "finished_at": .string(c.finishedAt),
                     "status": .string(c.status), "model": .string(c.model), "series_uid": .string(c.seriesInstanceUID),

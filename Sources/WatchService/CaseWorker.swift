@@ -18,9 +18,17 @@ public enum CaseRunOutcome: Sendable, Equatable {
 
 /// Runs one claimed case.
 public protocol CaseRunner: Sendable {
-    func run(claimFolder: URL, outgoing: URL, caseID: String, series: String) -> CaseRunOutcome
+    /// - Parameter abandon: asked while the case runs (every 50 ms); true stops it at once (`LEASE_LOST`: a cluster
+    ///   worker that can no longer prove it holds the job, #19).
+    func run(claimFolder: URL, outgoing: URL, caseID: String, series: String, abandon: (@Sendable () -> Bool)?) -> CaseRunOutcome
     /// The limits a case runs under (recorded with each claim): name → value, e.g. `time_limit_s`.
     var limits: [String: Double] { get }
+}
+
+extension CaseRunner {
+    public func run(claimFolder: URL, outgoing: URL, caseID: String, series: String) -> CaseRunOutcome {
+        run(claimFolder: claimFolder, outgoing: outgoing, caseID: caseID, series: series, abandon: nil)
+    }
 }
 
 /// Runs each case in a child process — the same binary's worker command — so that nothing a delivery
@@ -50,7 +58,7 @@ public struct WorkerProcessRunner: CaseRunner {
         return l
     }
 
-    public func run(claimFolder: URL, outgoing: URL, caseID: String, series: String) -> CaseRunOutcome {
+    public func run(claimFolder: URL, outgoing: URL, caseID: String, series: String, abandon: (@Sendable () -> Bool)?) -> CaseRunOutcome {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments + ["--claim", claimFolder.path, "--outgoing", outgoing.path, "--case-id", caseID, "--series", series]
@@ -71,6 +79,8 @@ public struct WorkerProcessRunner: CaseRunner {
                 killedFor = (.timeout, "the case ran longer than the \(Int(limit)) s time limit")
             } else if let limit = memoryLimit, let resident = Self.residentBytes(process.processIdentifier), resident > limit {
                 killedFor = (.outOfMemory, "the worker used \(resident >> 20) MiB, over the \(limit >> 20) MiB memory limit")
+            } else if let abandon, abandon() {
+                killedFor = (.leaseLost, "this node lost the job's lease (it could not renew it in time); another node takes the case over")
             }
             if killedFor != nil {
                 kill(process.processIdentifier, SIGKILL)

@@ -3,6 +3,7 @@ import CaseIdentity
 import DICOMImport
 import Dispatch
 import Foundation
+import JobQueue
 import JSON
 import Logging
 import SeriesAssembly
@@ -25,9 +26,11 @@ public struct WatchConfiguration: Sendable {
     public var maximumAttempts: Int
     /// Process a series again even if it was processed before.
     public var reprocessDuplicates: Bool
+    /// Where claims are made (default `<incoming>/.nnseg/work`); a cluster node's spool folder on shared storage.
+    public var workFolder: URL?
 
     public init(incoming: URL, outgoing: URL, archive: URL? = nil, quarantine: URL? = nil, held: URL? = nil, quietPeriod: TimeInterval = 10,
-                pollInterval: TimeInterval = 1, maximumAttempts: Int = 3, reprocessDuplicates: Bool = false) {
+                pollInterval: TimeInterval = 1, maximumAttempts: Int = 3, reprocessDuplicates: Bool = false, workFolder: URL? = nil) {
         self.incoming = incoming
         self.outgoing = outgoing
         self.archive = archive
@@ -37,16 +40,26 @@ public struct WatchConfiguration: Sendable {
         self.pollInterval = pollInterval
         self.maximumAttempts = maximumAttempts
         self.reprocessDuplicates = reprocessDuplicates
+        self.workFolder = workFolder
+    }
+
+    /// A cluster node's intake (#19): claims go to the node's spool folder on shared storage and into the shared
+    /// queue; outputs, quarantine and held late instances are the cluster's.
+    public init(incoming: URL, cluster layout: ClusterLayout, node: String, quietPeriod: TimeInterval = 10, pollInterval: TimeInterval = 1,
+                maximumAttempts: Int = 3, reprocessDuplicates: Bool = false) {
+        self.init(incoming: incoming, outgoing: layout.outgoing, archive: layout.archive, quarantine: layout.quarantine, held: layout.held,
+                  quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maximumAttempts, reprocessDuplicates: reprocessDuplicates,
+                  workFolder: layout.spool(node: node))
     }
 
     var state: URL { incoming.appendingPathComponent(".nnseg") }
-    var work: URL { state.appendingPathComponent("work") }
+    var work: URL { workFolder ?? state.appendingPathComponent("work") }
 
     /// Folders under `incoming` that are the service's own (state, and any output folder configured inside
     /// it): never scanned as deliveries.
     var ownFolders: Set<String> {
         let root = incoming.standardizedFileURL.path
-        return Set(([state, outgoing, quarantine, held] + [archive].compactMap { $0 }).map { $0.standardizedFileURL.path }
+        return Set(([state, outgoing, quarantine, held, work] + [archive].compactMap { $0 }).map { $0.standardizedFileURL.path }
             .filter { $0.hasPrefix(root + "/") })
     }
 }
@@ -99,6 +112,9 @@ public final class WatchService: @unchecked Sendable {
     let headerReader: HeaderReader
     /// Another intake feeding the incoming folder (the network receiver of `nnseg serve`), if any.
     let gate: DeliveryGate?
+    /// The shared queue of a cluster node (#19): series to process are queued for any node's worker instead of
+    /// run here.
+    let queue: JobQueue?
     let logger: Logger
     private var lockDescriptor: Int32 = -1
     private let stopLock = NSLock()
@@ -112,8 +128,9 @@ public final class WatchService: @unchecked Sendable {
     ///   - profileName, modelName: recorded on the case rows the supervisor writes itself (duplicates, held,
     ///     quarantined deliveries).
     public init(configuration: WatchConfiguration, audit: AuditLog, profileName: String, modelName: String, runner: CaseRunner,
-                headerReader: HeaderReader, gate: DeliveryGate? = nil, logger: Logger = Logger(label: "nnseg.watch")) throws {
+                headerReader: HeaderReader, gate: DeliveryGate? = nil, queue: JobQueue? = nil, logger: Logger = Logger(label: "nnseg.watch")) throws {
         self.configuration = configuration
+        self.queue = queue
         self.audit = audit
         self.profileName = profileName
         self.modelName = modelName
@@ -195,6 +212,8 @@ public final class WatchService: @unchecked Sendable {
                 logger.warning("returned files of an unfinished claim", metadata: ["claim": "\(name)"])
                 continue
             }
+            // Queued already: the cluster's workers own it now.
+            if let queue, try queue.job(claim.id) != nil { continue }
             // A staging folder of the interrupted attempt is never output.
             try? fm.removeItem(at: configuration.outgoing.appendingPathComponent(".\(claim.id).partial"))
             if fm.fileExists(atPath: configuration.outgoing.appendingPathComponent(claim.id).path) {
@@ -210,6 +229,11 @@ public final class WatchService: @unchecked Sendable {
                 } else {
                     try archive(folder: folder, claim: claim)
                 }
+                continue
+            }
+            if queue != nil {
+                // Claimed but not yet queued when the node stopped: queue it now (no attempt was made).
+                try dispatch(claim, try decide(seriesUID: claim.seriesKey, instances: claim.sopInstanceUIDs ?? []))
                 continue
             }
             claim.attempts += 1
@@ -468,6 +492,13 @@ public final class WatchService: @unchecked Sendable {
     /// with its reason; the case is tried again at once, up to `maximumAttempts`, then quarantined with the
     /// reason — other series flow on, and the supervisor is never touched by what the files contain.
     func process(_ claim: Claim, folder: URL) throws {
+        if let queue {
+            try queue.enqueue(id: claim.id, seriesUID: claim.seriesKey, spool: folder.standardizedFileURL.path, maxAttempts: configuration.maximumAttempts)
+            try audit.append(caseID: claim.id, kind: "queued", payload: ["node": .string(queue.node), "series_uid": .string(claim.seriesKey),
+                                                                       "spool": .string(folder.standardizedFileURL.path)])
+            logger.info("series queued", metadata: ["claim": "\(claim.id)", "series": "\(claim.seriesKey)"])
+            return
+        }
         var claim = claim
         while true {
             let outcome = runner.run(claimFolder: folder, outgoing: configuration.outgoing, caseID: claim.id, series: claim.seriesKey)
@@ -625,4 +656,7 @@ public enum WatchReason: String, Sendable, CaseIterable {
     case timeout = "TIMEOUT"
     /// The case's worker exited without a result.
     case workerFailed = "WORKER_FAILED"
+    /// A cluster node stopped a case because it could not renew the job's lease in time (#19): another node takes
+    /// the job over; the attempt counts.
+    case leaseLost = "LEASE_LOST"
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AuditLog
+import PostgresDB
 import CaseIdentity
 import Digest
 import Foundation
@@ -11,11 +12,11 @@ struct Audit: ParsableCommand {
         subcommands: [List.self, Show.self, ExportCases.self, Verify.self])
 
     struct Database: ParsableArguments {
-        @Option(help: "Audit database (default: ./nnseg-audit.sqlite).")
+        @Option(help: "Audit database: an SQLite file (default: ./nnseg-audit.sqlite) or postgres://user@host:port/db (PGPASSWORD for the password).")
         var database = "nnseg-audit.sqlite"
 
         func open() throws -> AuditLog {
-            guard FileManager.default.fileExists(atPath: database) else {
+            guard PostgresLocation.isPostgres(database) || FileManager.default.fileExists(atPath: database) else {
                 throw CommandOutcome(code: "AUDIT_DB_NOT_FOUND", message: "AUDIT_DB_NOT_FOUND: \(database): no audit database there", status: .nothingFound)
             }
             return try AuditLog(path: database)

@@ -5,7 +5,9 @@ import CaseIdentity
 import DICOMImport
 import Dispatch
 import Foundation
+import JobQueue
 import Logging
+import PostgresDB
 import Outbox
 import PlansModel
 import WatchService
@@ -27,34 +29,149 @@ struct Watch: ParsableCommand {
     @Flag(help: "Process series again that were processed before.") var reprocessDuplicates = false
     @Option(help: "Seconds a case's worker may run before it is stopped (TIMEOUT); 0: no limit.") var caseTimeLimit = 3600.0
     @Option(help: "Resident memory (MiB) a case's worker may use before it is stopped (OUT_OF_MEMORY); 0: no limit.") var caseMemoryLimitMb = 0
-    @Option(help: "Audit database (default: the profile's, else ./nnseg-audit.sqlite).") var auditDb: String?
+    @Option(name: [.customLong("database"), .customLong("audit-db")],
+            help: "Audit database: an SQLite file (default: the profile's, else ./nnseg-audit.sqlite) or postgres://… shared by several nodes (with --shared).")
+    var auditDb: String?
+    @OptionGroup var cluster: ClusterOptions
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.watch")
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
-        let audit = try AuditLog(path: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite", keys: try caseProfile.auditKeys())
-        let config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
+        let database = databaseArgument(auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite")
+        let audit = try AuditLog(path: database, keys: try caseProfile.auditKeys())
+        let clustered = try cluster.resolve(database: database)
+        var config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
                                         archive: archive.map { URL(fileURLWithPath: $0) }, quarantine: quarantine.map { URL(fileURLWithPath: $0) },
                                         held: held.map { URL(fileURLWithPath: $0) }, quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
                                         reprocessDuplicates: reprocessDuplicates)
+        if let clustered {
+            // The cluster's shared folder holds outputs, quarantine and held instances (--outgoing is not used).
+            config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), cluster: clustered.layout(keepInputs: archive != nil), node: clustered.node,
+                                        quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts,
+                                        reprocessDuplicates: reprocessDuplicates)
+        }
         // Each case runs in a worker process (this binary's `watch-worker`); the supervisor never decodes
         // pixels or runs the model, so no delivery can take it down.
-        let databasePath = URL(fileURLWithPath: auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite").standardizedFileURL.path
         let workers = try CaseWorkerProcesses(profile: URL(fileURLWithPath: profile).standardizedFileURL, caseProfile: caseProfile,
-                                              auditDatabase: databasePath, logLevel: logging.logLevel,
+                                              auditDatabase: database, logLevel: logging.logLevel,
                                               timeLimit: caseTimeLimit, memoryLimitMB: caseMemoryLimitMb)
         // A reader or worker that dies while we write to its stdin must not take the supervisor with it.
         signal(SIGPIPE, SIG_IGN)
+        let queue = try clustered.map { try JobQueue(url: database, node: $0.node) }
         let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: workers.modelName,
-                                       runner: workers.runner, headerReader: workers.headerReader)
+                                       runner: workers.runner, headerReader: workers.headerReader, queue: queue)
         logger.notice("case workers", metadata: ["time_limit_s": "\(caseTimeLimit)", "memory_limit_mb": "\(caseMemoryLimitMb)",
                                                  "attempts": "\(maxAttempts)"])
+        // A cluster node also works the shared queue (--workers threads, each running cases in worker processes).
+        let queueWorkers = try clustered.map { try $0.makeWorkers(database: database, audit: audit, processes: workers, profileName: caseProfile.name,
+                                                                  keepInputs: archive != nil, pollInterval: pollInterval, role: "intake+worker") } ?? []
+        let finished = queueWorkers.map { startQueueWorker($0, logger: logger) }
         // SIGTERM / SIGINT: finish the running case, then stop.
-        let sources = handleStopSignals(logger) { service.requestStop() }
-        logger.notice("watching", metadata: ["incoming": "\(incoming)", "outgoing": "\(outgoing)", "pid": "\(getpid())"])
+        let sources = handleStopSignals(logger) {
+            service.requestStop()
+            queueWorkers.forEach { $0.requestStop() }
+        }
+        logger.notice("watching", metadata: ["incoming": "\(incoming)", "outgoing": "\(config.outgoing.path)", "pid": "\(getpid())",
+                                             "cluster_node": "\(clustered?.node ?? "-")"])
         try service.run()
+        finished.forEach { $0.wait() }
+        _ = sources
+    }
+}
+
+/// The database argument as workers get it: a file path made absolute, a postgres:// URL as given.
+func databaseArgument(_ text: String) -> String {
+    PostgresLocation.isPostgres(text) ? text : URL(fileURLWithPath: text).standardizedFileURL.path
+}
+
+/// Runs a queue worker on its own thread; the semaphore is signalled when it stops.
+func startQueueWorker(_ worker: ClusterWorker, logger: Logger) -> DispatchSemaphore {
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        do { try worker.run() } catch { logger.critical("queue worker stopped", metadata: ["error": "\(error)"]) }
+        done.signal()
+    }
+    return done
+}
+
+/// Options of a node that shares a PostgreSQL queue and audit log with others (#19).
+struct ClusterOptions: ParsableArguments {
+    @Option(help: "Cluster mode (with a postgres:// database): the shared folder every node mounts (spool, outgoing, quarantine, held).")
+    var shared: String?
+    @Option(help: "This node's name in the queue (default: the host name); unique per process, stable across restarts.")
+    var node: String?
+    @Option(help: "Seconds a claimed job's lease lasts without renewal (a dead node's jobs are taken over after it).")
+    var lease = 30.0
+    @Option(help: "Queue workers in this process (cluster mode).")
+    var workers = 1
+
+    struct Resolved {
+        var root: URL
+        var node: String
+        var lease: Double
+        var workers: Int
+        func layout(keepInputs: Bool) -> ClusterLayout { ClusterLayout(root: root, keepInputs: keepInputs) }
+
+        func makeWorkers(database: String, audit: AuditLog, processes: CaseWorkerProcesses, profileName: String, keepInputs: Bool,
+                         pollInterval: Double, role: String) throws -> [ClusterWorker] {
+            try (0..<workers).map { i in
+                try ClusterWorker(queue: JobQueue(url: database, node: workers > 1 ? "\(node)/\(i + 1)" : node), audit: audit,
+                                  layout: layout(keepInputs: keepInputs), runner: processes.runner, profileName: profileName,
+                                  modelName: processes.modelName, lease: lease, pollInterval: pollInterval, role: role)
+            }
+        }
+    }
+
+    /// nil without `--shared`; refuses `--shared` without a postgres:// database.
+    func resolve(database: String) throws -> Resolved? {
+        guard let shared else { return nil }
+        guard PostgresLocation.isPostgres(database) else {
+            throw ValidationError("--shared needs a shared database: --database postgres://…")
+        }
+        guard lease >= 3 else { throw ValidationError("--lease must be at least 3 seconds") }
+        let name = node ?? ProcessInfo.processInfo.hostName
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else { throw ValidationError("--node \(name): a plain name, no '/'") }
+        return Resolved(root: URL(fileURLWithPath: shared).standardizedFileURL, node: name, lease: lease, workers: max(1, workers))
+    }
+}
+
+/// `nnseg worker`: a compute-only node of a cluster (#19): claims jobs from the shared queue, runs each in a worker
+/// process, records it in the shared audit log.
+struct Worker: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Work the shared queue of a cluster (PostgreSQL) without an intake of its own.")
+    @Option(help: "Site profile (the same model as the intake nodes').") var profile: String
+    @Option(name: [.customLong("database"), .customLong("audit-db")], help: "The cluster's database: postgres://user@host:port/db (PGPASSWORD for the password).")
+    var database: String
+    @Option(help: "Seconds between polls of an empty queue.") var pollInterval = 1.0
+    @Option(help: "Seconds a case's worker may run before it is stopped (TIMEOUT); 0: no limit.") var caseTimeLimit = 3600.0
+    @Option(help: "Resident memory (MiB) a case's worker may use before it is stopped (OUT_OF_MEMORY); 0: no limit.") var caseMemoryLimitMb = 0
+    @Flag(help: "Keep processed inputs in <shared>/archive (default: deleted after success).") var keepInputs = false
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard cluster.shared != nil else { throw ValidationError("--shared FOLDER is required (the cluster's shared folder)") }
+        guard PostgresLocation.isPostgres(database) else { throw ValidationError("--database must be postgres://…") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let logger = Logger(label: "nnseg.worker")
+        let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
+        guard let c = try cluster.resolve(database: database) else { return }
+        let audit = try AuditLog(path: database, keys: try caseProfile.auditKeys())
+        let processes = try CaseWorkerProcesses(profile: URL(fileURLWithPath: profile).standardizedFileURL, caseProfile: caseProfile,
+                                                auditDatabase: database, logLevel: logging.logLevel,
+                                                timeLimit: caseTimeLimit, memoryLimitMB: caseMemoryLimitMb)
+        signal(SIGPIPE, SIG_IGN)
+        let workers = try c.makeWorkers(database: database, audit: audit, processes: processes, profileName: caseProfile.name,
+                                        keepInputs: keepInputs, pollInterval: pollInterval, role: "worker")
+        let sources = handleStopSignals(logger) { workers.forEach { $0.requestStop() } }
+        logger.notice("working the shared queue", metadata: ["node": "\(c.node)", "workers": "\(c.workers)", "pid": "\(getpid())"])
+        workers.map { startQueueWorker($0, logger: logger) }.forEach { $0.wait() }
         _ = sources
     }
 }
@@ -122,13 +239,39 @@ struct Status: ParsableCommand {
     @Option(help: "A DICOM node's site configuration (nnseg serve): its queue, associations and outbox.") var site: String?
     @Option(help: "Quarantine folder if not the default.") var quarantine: String?
     @Option(help: "Held (late instances) folder if not the default.") var held: String?
-    @Option(help: "Audit database for recent failed cases.") var auditDb: String?
+    @Option(name: [.customLong("audit-db"), .customLong("database")],
+            help: "Audit database for recent failed cases; a cluster's postgres://… database alone shows its nodes, leases and queue.")
+    var auditDb: String?
 
     func validate() throws {
-        guard (incoming == nil) != (site == nil) else { throw ValidationError("give --incoming (watch) or --site (serve)") }
+        if incoming == nil, site == nil, let auditDb, PostgresLocation.isPostgres(auditDb) { return }
+        guard (incoming == nil) != (site == nil) else { throw ValidationError("give --incoming (watch), --site (serve) or --database postgres://… (a cluster)") }
+    }
+
+    /// A cluster's shared state: nodes with their last heartbeat, the queue's depth, every lease.
+    func clusterStatus(_ database: String) throws {
+        let queue = try JobQueue(url: database, node: "status")
+        let depth = try queue.depth()
+        print("cluster   \(try PostgresLocation(url: database))")
+        print("queue     queued \(depth.queued) · running \(depth.running) (lease run out: \(depth.expired)) · done \(depth.done) · failed \(depth.failed)")
+        print("nodes:")
+        for n in try queue.nodes() {
+            print("  \(n.name) (\(n.role), pid \(n.pid)) last seen \(n.lastSeen), \(Int(n.silentSeconds)) s ago")
+        }
+        print("leases:")
+        for l in try queue.leases() {
+            print("  \(l.job) on \(l.node), attempt \(l.attempts), " + (l.secondsLeft >= 0 ? "\(Int(l.secondsLeft)) s left" : "run out \(Int(-l.secondsLeft)) s ago"))
+        }
     }
 
     func run() throws {
+        if incoming == nil, site == nil, let auditDb {
+            try clusterStatus(auditDb)
+            let log = try AuditLog(path: auditDb)
+            print("recent failed cases:")
+            for c in try log.cases(.init(status: CaseStatus.failed.rawValue, limit: 10)) { print("  \(c.startedAt) \(c.caseID): \(c.error ?? "")") }
+            return
+        }
         var incoming = self.incoming ?? ""
         var auditDb = self.auditDb
         if let site {
@@ -166,7 +309,7 @@ struct Status: ParsableCommand {
         for q in s.quarantined { print("  \(q.name): \(q.reason)") }
         print("held late instances (\(s.held.count)) — see Ops/RUNBOOK.md, Late instances:")
         for h in s.held { print("  \(h.name): \(h.reason)") }
-        if let auditDb, FileManager.default.fileExists(atPath: auditDb) {
+        if let auditDb, PostgresLocation.isPostgres(auditDb) || FileManager.default.fileExists(atPath: auditDb) {
             let log = try AuditLog(path: auditDb)
             let failed = try log.cases(.init(status: CaseStatus.failed.rawValue, limit: 10))
             print("recent failed cases:")
