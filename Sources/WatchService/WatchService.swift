@@ -140,13 +140,17 @@ public final class WatchService: @unchecked Sendable {
         self.logger = logger
         assembler = SeriesAssembler(quietPeriod: configuration.quietPeriod)
         let fm = FileManager.default
-        for folder in [configuration.incoming, configuration.outgoing, configuration.quarantine, configuration.held, configuration.work]
+        for folder in [configuration.incoming, configuration.state, configuration.outgoing, configuration.quarantine, configuration.held,
+                       configuration.work]
             + [configuration.archive].compactMap({ $0 }) {
             try fm.createDirectory(at: folder, withIntermediateDirectories: true)
         }
         let lockPath = configuration.state.appendingPathComponent("watch.lock").path
         lockDescriptor = open(lockPath, O_CREAT | O_RDWR, 0o644)
-        guard lockDescriptor >= 0, flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
+        guard lockDescriptor >= 0 else {
+            throw WatchError(code: .stateUnwritable, detail: "cannot open \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
             throw WatchError(code: .locked, detail: "another watcher holds \(lockPath); refusing to start")
         }
         let pid = "\(getpid())\n"
@@ -628,6 +632,8 @@ public struct WatchError: Error, CustomStringConvertible {
     public enum Code: String, Sendable, CaseIterable {
         /// Another watcher holds the incoming folder's lock.
         case locked = "WATCH_LOCKED"
+        /// The watcher's own state folder (`<incoming>/.nnseg`) cannot be written.
+        case stateUnwritable = "WATCH_STATE_UNWRITABLE"
     }
 
     public let code: Code
