@@ -120,7 +120,7 @@ let package = Package(
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7
-        .target(name: "Outbox", dependencies: ["DICOMNetwork", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Outbox", dependencies: ["DICOMNetwork", "PostgresDB", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "WatchService", dependencies: ["AuditLog", "JobQueue", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // MARK: L8 — CLI

@@ -11,7 +11,8 @@
 #   SERIES=30 KILLS=random SEED=7 bash Ops/demo-cluster.sh   # 30 series, 2–4 kills at random moments and nodes
 #   WORKERS_ONLY=1 SERIES=12 KILLS=0 bash Ops/demo-cluster.sh # throughput: one node only (1, 2 or 3 nodes)
 #
-# Environment: NNSEG (binary; default: built here, debug), LEASE (s, default 6), KEEP=1 keeps the folder.
+# Environment: NNSEG (binary; default: built here, debug), LEASE (s, default 6), KEEP=1 keeps the folder,
+# DB_OUTAGE=S stops the database for S seconds after the kills (nodes must ride it out).
 # Prints one line per kill with the failover time (kill → job_taken_over in the audit log) and a summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -132,6 +133,17 @@ for k in $(seq 1 "$KILLS"); do
   sleep 1
   start_node "$victim"
 done
+
+# DB_OUTAGE=S: the database is stopped for S seconds while cases run (nodes retry with backoff; nothing may be
+# lost or run twice), then started again on the same port.
+if [[ "${DB_OUTAGE:-0}" != 0 ]]; then
+  port=${URL##*:}; port=${port%%/*}
+  echo "demo-cluster: stopping PostgreSQL for ${DB_OUTAGE} s ($(done_jobs) of $SERIES jobs closed)"
+  bash Ops/pg.sh stop "$DIR/pg"
+  sleep "$DB_OUTAGE"
+  bash Ops/pg.sh start "$DIR/pg" "$port" >/dev/null
+  echo "demo-cluster: PostgreSQL back"
+fi
 
 # Wait for every job to be closed (a failover takes the lease plus a poll).
 for _ in $(seq 1 $((SERIES * 60 + 600))); do

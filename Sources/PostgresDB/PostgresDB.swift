@@ -20,6 +20,12 @@ public struct PostgresDBError: Error, CustomStringConvertible, Equatable {
     }
 
     public var isUniqueViolation: Bool { sqlState == "23505" }
+    /// The server cannot be reached or is not accepting connections now (no answer, connection exceptions 08…,
+    /// shutting down / starting up 57P…) — worth waiting for, unlike a refused password or a missing database.
+    public var isUnavailable: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P")
+    }
 }
 
 /// Where a PostgreSQL database is: parsed from a `postgres://user:password@host:port/database?sslmode=…` URL
@@ -119,6 +125,24 @@ public final class PostgresDB: @unchecked Sendable {
 
     public convenience init(url: String) throws {
         try self.init(location: PostgresLocation(url: url))
+    }
+
+    /// Waits until the database at `url` accepts a connection (a node started while its database is down or
+    /// failing over waits instead of exiting), retrying with backoff up to 30 s and logging each wait; errors that
+    /// waiting cannot cure (authentication, a missing database, a malformed URL) are thrown at once.
+    public static func waitUntilReachable(url: String, logger: Logger, stop: () -> Bool = { false }) throws {
+        let location = try PostgresLocation(url: url)
+        var wait = 1.0
+        while true {
+            do {
+                try PostgresDB(location: location, logger: logger).close()
+                return
+            } catch let error as PostgresDBError where error.isUnavailable && !stop() {
+                logger.error("waiting for the database", metadata: ["database": "\(location)", "error": "\(error.detail)", "retry_in_s": "\(wait)"])
+                Thread.sleep(forTimeInterval: wait)
+                wait = min(30, wait * 2)
+            }
+        }
     }
 
     deinit {

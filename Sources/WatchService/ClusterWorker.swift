@@ -85,15 +85,29 @@ public final class ClusterWorker: @unchecked Sendable {
     }
 
     /// Claims and runs jobs until `requestStop()`; `maximumIdlePolls` returns after that many empty polls (tests).
+    /// Errors of a pass (database unreachable) are logged and retried with backoff (up to 30 s), never fatal.
     public func run(maximumIdlePolls: Int? = nil) throws {
         var idle = 0
+        var failures = 0
         var lastNodeBeat = Date.distantPast
         while !shouldStop {
             if Date().timeIntervalSince(lastNodeBeat) >= lease / 3 {
                 try? queue.heartbeatNode(role: role)
                 lastNodeBeat = Date()
             }
-            let worked = try step()
+            let worked: Bool
+            do {
+                worked = try step()
+                failures = 0
+            } catch {
+                // The database (or the shared folder) is unreachable: wait and try again — a job claimed before is
+                // taken over by whichever node reaches the database first once its lease has run out.
+                failures += 1
+                let wait = min(30, pollInterval * pow(2, Double(min(failures, 6))))
+                logger.error("queue pass failed; retrying", metadata: ["node": "\(queue.node)", "error": "\(error)", "retry_in_s": "\(wait)"])
+                Thread.sleep(forTimeInterval: wait)
+                continue
+            }
             idle = worked ? 0 : idle + 1
             if let limit = maximumIdlePolls, idle >= limit { return }
             if !worked { Thread.sleep(forTimeInterval: pollInterval) }

@@ -61,6 +61,10 @@ public final class OutboxDispatcher: @unchecked Sendable {
     let callingAETitle: String
     let sender: InstanceSender
     let logger: Logger
+    /// When the last pass began: later passes look only at cases started since then less `lookBack` (a case runs
+    /// at most its time limit), not the whole history — on a cluster's shared log, every pass of every node.
+    private var lastPass: Date?
+    public var lookBack: TimeInterval = 24 * 3600
 
     public init(outbox: Outbox, audit: AuditLog, destinations: [StoreDestination], callingAETitle: String, sender: InstanceSender,
                 logger: Logger = Logger(label: "nnseg.serve.outbox")) {
@@ -78,7 +82,10 @@ public final class OutboxDispatcher: @unchecked Sendable {
         let since = try outbox.createdAt()
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        for c in try audit.cases(AuditLog.Filter(status: CaseStatus.succeeded.rawValue)) {
+        let passStarted = Date()
+        let window = lastPass.map { $0.addingTimeInterval(-lookBack) }
+        defer { lastPass = passStarted }
+        for c in try audit.cases(AuditLog.Filter(since: window, status: CaseStatus.succeeded.rawValue)) {
             let finished = formatter.date(from: c.finishedAt) ?? ISO8601DateFormatter().date(from: c.finishedAt) ?? .distantPast
             guard finished >= since, try !outbox.isQueued(caseID: c.caseID) else { continue }
             var outputs: [String: String] = [:]

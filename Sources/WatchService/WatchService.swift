@@ -181,8 +181,27 @@ public final class WatchService: @unchecked Sendable {
     public func run(maximumIdlePolls: Int? = nil) throws {
         try recover()
         var idle = 0
+        var failures = 0
         while !shouldStop {
-            let worked = try pollOnce()
+            let worked: Bool
+            if queue == nil {
+                worked = try pollOnce()
+            } else {
+                // A cluster node outlives a database outage: the pass is retried with backoff (series stay in the
+                // incoming folder or in this node's spool), and claims left unqueued by the failed pass are queued
+                // by `recover()` before the next one.
+                do {
+                    if failures > 0 { try recover() }
+                    worked = try pollOnce()
+                    failures = 0
+                } catch {
+                    failures += 1
+                    let wait = min(30, configuration.pollInterval * pow(2, Double(min(failures, 6))))
+                    logger.error("intake pass failed; retrying", metadata: ["error": "\(error)", "retry_in_s": "\(wait)"])
+                    Thread.sleep(forTimeInterval: wait)
+                    continue
+                }
+            }
             idle = worked ? 0 : idle + 1
             if let limit = maximumIdlePolls, idle >= limit { return }
             if !worked { Thread.sleep(forTimeInterval: configuration.pollInterval) }
@@ -198,7 +217,10 @@ public final class WatchService: @unchecked Sendable {
         let fm = FileManager.default
         // Staging folders of cases no longer claimed (their claim finished or went back) are leftovers.
         let claims = Set(((try? fm.contentsOfDirectory(atPath: configuration.work.path)) ?? []))
-        for name in (try? fm.contentsOfDirectory(atPath: configuration.outgoing.path)) ?? [] where name.hasPrefix(".") && name.hasSuffix(".partial") {
+        // (Not on a cluster node: the outgoing folder is shared, and other nodes' cases are being written there; the
+        // node that takes a job over removes that case's leftovers itself.)
+        for name in (queue == nil ? (try? fm.contentsOfDirectory(atPath: configuration.outgoing.path)) ?? [] : [])
+        where name.hasPrefix(".") && name.hasSuffix(".partial") {
             let claim = String(name.dropFirst().dropLast(".partial".count))
             if !claims.contains(claim) { try? fm.removeItem(at: configuration.outgoing.appendingPathComponent(name)) }
         }

@@ -19,7 +19,8 @@ struct Run: ParsableCommand {
     @Option(name: .short, help: "Output folder; each case gets its own sub-folder.")
     var output: String
 
-    @Option(help: "Audit database (default: the profile's audit.database, else ./nnseg-audit.sqlite).")
+    @Option(name: [.customLong("audit-db"), .customLong("database")],
+            help: "Audit database: an SQLite file (default: the profile's audit.database, else ./nnseg-audit.sqlite) or postgres://… (PGPASSWORD for the password).")
     var auditDb: String?
 
     @Flag(help: "Fresh output UIDs instead of name-based ones (by default a re-run of a case gives the same SEG/RTSTRUCT UIDs, so PACS replaces them).")

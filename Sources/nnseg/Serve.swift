@@ -6,8 +6,10 @@ import DICOMNetwork
 import Dispatch
 import Foundation
 import Logging
+import JobQueue
 import Outbox
 import PlansModel
+import PostgresDB
 import WatchService
 import Yams
 
@@ -69,7 +71,18 @@ struct SiteDocument: Decodable {
     var workers: Workers?
     var outbox: OutboxSettings?
     var auditDatabase: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, outbox, auditDatabase }
+    /// The audit database (and, for a cluster, queue and outbox): a SQLite file or postgres://… (same as auditDatabase).
+    var database: String?
+    var cluster: Cluster?
+    /// Cluster mode (#19): this node shares the queue, audit log and outbox in a PostgreSQL `database` with others.
+    struct Cluster: Decodable {
+        var shared: String
+        var node: String?
+        var lease: Double?
+        var workers: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case shared, node, lease, workers }
+    }
+    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, outbox, auditDatabase, database, cluster }
 }
 
 /// A site configuration, resolved: paths made absolute against the file's folder, the node validated.
@@ -85,14 +98,18 @@ struct SiteConfiguration {
     var maxAttempts: Int
     var caseTimeLimit: Double
     var caseMemoryLimitMB: Int
-    var auditDatabase: URL
+    /// A SQLite file's absolute path, or a postgres:// URL (cluster mode, or one node on a server).
+    var auditDatabase: String
+    /// Cluster mode: the shared folder, this node's name, lease and queue workers.
+    var cluster: ClusterOptions.Resolved?
     var retryPolicy: RetryPolicy
     var sendTimeout: Int
     /// The node's TLS material for sending (destinations with `tls: true`): verifies the peer with the
     /// trusted CAs, presents the node's certificate.
     var clientTLS: TLSSettings?
 
-    var outboxDatabase: URL { work.appendingPathComponent("outbox.sqlite") }
+    /// The outbox: the node's own SQLite file, or the cluster's table in its shared database.
+    var outboxDatabase: String { cluster != nil ? auditDatabase : work.appendingPathComponent("outbox.sqlite").path }
     static let spoolFolder = "associations"
     var spool: URL { work.appendingPathComponent(Self.spoolFolder) }
     var incoming: URL { work.appendingPathComponent("incoming") }
@@ -142,7 +159,23 @@ struct SiteConfiguration {
         caseTimeLimit = document.workers?.caseTimeLimit ?? 3600
         caseMemoryLimitMB = document.workers?.caseMemoryLimitMB ?? 0
         guard maxAttempts >= 1 else { throw Self.invalid(url.path, "workers.maxAttempts", "at least 1") }
-        auditDatabase = resolve(document.auditDatabase ?? "nnseg-audit.sqlite")
+        if document.auditDatabase != nil, document.database != nil {
+            throw Self.invalid(url.path, "database", "set database or auditDatabase, not both")
+        }
+        let database = document.database ?? document.auditDatabase ?? "nnseg-audit.sqlite"
+        auditDatabase = PostgresLocation.isPostgres(database) ? database : resolve(database).path
+        if PostgresLocation.isPostgres(database) {
+            do { _ = try PostgresLocation(url: database) } catch { throw Self.invalid(url.path, "database", "\(error)") }
+        }
+        if let c = document.cluster {
+            guard PostgresLocation.isPostgres(database) else {
+                throw Self.invalid(url.path, "cluster", "a cluster needs a shared database: database: postgres://…")
+            }
+            do {
+                cluster = try ClusterOptions.resolve(shared: resolve(c.shared).path, node: c.node, lease: c.lease ?? 30, workers: c.workers ?? 1,
+                                                     database: database)
+            } catch { throw Self.invalid(url.path, "cluster", "\(error)") }
+        }
         let o = document.outbox
         retryPolicy = RetryPolicy(firstDelay: o?.firstRetryDelay ?? 10, maximumDelay: o?.maxRetryDelay ?? 3600, maximumAttempts: o?.maxAttempts ?? 50)
         sendTimeout = o?.sendTimeout ?? 30
@@ -172,7 +205,8 @@ struct Serve: ParsableCommand {
         let logger = Logger(label: "nnseg.serve")
         let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
         let caseProfile = try CaseProfile(contentsOf: site.profile)
-        let audit = try AuditLog(path: site.auditDatabase.path, keys: try caseProfile.auditKeys())
+        if PostgresLocation.isPostgres(site.auditDatabase) { try PostgresDB.waitUntilReachable(url: site.auditDatabase, logger: logger) }
+        let audit = try AuditLog(path: site.auditDatabase, keys: try caseProfile.auditKeys())
         let selfExecutable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         signal(SIGPIPE, SIG_IGN)
 
@@ -182,15 +216,28 @@ struct Serve: ParsableCommand {
         try receiver.start()
         let gate = try AssociationSpool(spool: site.spool, incoming: site.incoming, aborted: site.aborted, stored: site.stored,
                                         isReceiving: { pid in receiver.isCurrent(pid) })
-        let config = WatchConfiguration(incoming: site.incoming, outgoing: site.outgoing, archive: site.archive, quietPeriod: site.quietPeriod,
+        var config = WatchConfiguration(incoming: site.incoming, outgoing: site.outgoing, archive: site.archive, quietPeriod: site.quietPeriod,
                                         pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
-        let workers = try CaseWorkerProcesses(profile: site.profile, caseProfile: caseProfile, auditDatabase: site.auditDatabase.path,
+        if let cluster = site.cluster {
+            // Cluster intake (#19): released associations' series are claimed into the shared spool and queued; outputs,
+            // quarantine and held instances are in the shared folder (folders.outgoing is not used).
+            config = WatchConfiguration(incoming: site.incoming, cluster: cluster.layout(keepInputs: site.archive != nil), node: cluster.node,
+                                        quietPeriod: site.quietPeriod, pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
+        }
+        let workers = try CaseWorkerProcesses(profile: site.profile, caseProfile: caseProfile, auditDatabase: site.auditDatabase,
                                               logLevel: logging.logLevel, timeLimit: site.caseTimeLimit, memoryLimitMB: site.caseMemoryLimitMB)
+        let queue = try site.cluster.map { try JobQueue(url: site.auditDatabase, node: $0.node) }
         let service = try WatchService(configuration: config, audit: audit, profileName: caseProfile.name, modelName: workers.modelName,
-                                       runner: workers.runner, headerReader: workers.headerReader, gate: gate,
+                                       runner: workers.runner, headerReader: workers.headerReader, gate: gate, queue: queue,
                                        logger: Logger(label: "nnseg.serve.cases"))
+        let queueWorkers = try site.cluster.map {
+            try $0.makeWorkers(database: site.auditDatabase, audit: audit, processes: workers, profileName: caseProfile.name,
+                               keepInputs: site.archive != nil, pollInterval: site.pollInterval, role: "serve+worker")
+        } ?? []
+        let working = queueWorkers.map { startQueueWorker($0, logger: logger) }
         // The outbox: succeeded cases' outputs to the profile's destinations, retried with backoff across restarts.
-        let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+        // A shared outbox reserves an item for the node sending it: well beyond one association's timeouts.
+        let outbox = try Outbox(path: site.outboxDatabase, policy: site.retryPolicy, sendLease: max(120, Double(site.sendTimeout) * 4))
         let dispatcher = OutboxDispatcher(
             outbox: outbox, audit: audit, destinations: caseProfile.destinations, callingAETitle: site.node.aeTitle,
             sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"],
@@ -212,12 +259,15 @@ struct Serve: ParsableCommand {
             stopping.set()
             receiver.stop()
             service.requestStop()
+            queueWorkers.forEach { $0.requestStop() }
         }
         logger.notice("serving", metadata: ["ae_title": "\(site.node.aeTitle)", "address": "\(site.node.bindAddress)", "port": "\(site.node.port)",
-                                            "work": "\(site.work.path)", "outgoing": "\(site.outgoing.path)", "pid": "\(getpid())"])
+                                            "work": "\(site.work.path)", "outgoing": "\(config.outgoing.path)", "pid": "\(getpid())",
+                                            "cluster_node": "\(site.cluster?.node ?? "-")"])
         try service.run()
         stopping.set()
         receiver.stop()
+        working.forEach { $0.wait() }
         _ = sources
     }
 }
@@ -290,7 +340,7 @@ struct OutboxCommand: ParsableCommand {
 
         func run() throws {
             let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
-            let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+            let outbox = try Outbox(path: site.outboxDatabase, policy: site.retryPolicy)
             var filter: OutboxItem.State?
             if let state {
                 guard let s = OutboxItem.State(rawValue: state.uppercased()) else { throw ValidationError("--state: PENDING, SENT, FAILED or CANCELLED") }
@@ -330,11 +380,11 @@ struct OutboxCommand: ParsableCommand {
     /// An operator action: applied, then recorded in the case's audit trail with the account that made it.
     static func operate(site path: String, id: Int64, action: String, _ body: (Outbox) throws -> Void) throws {
         let site = try SiteConfiguration(contentsOf: URL(fileURLWithPath: path))
-        let outbox = try Outbox(path: site.outboxDatabase.path, policy: site.retryPolicy)
+        let outbox = try Outbox(path: site.outboxDatabase, policy: site.retryPolicy)
         let item = try outbox.item(id)
         try body(outbox)
         let account = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
-        try AuditLog(path: site.auditDatabase.path).append(caseID: item.caseID, kind: action, payload: [
+        try AuditLog(path: site.auditDatabase).append(caseID: item.caseID, kind: action, payload: [
             "outbox_item": .int(id), "destination": .string(item.destination.name), "account": .string(account),
         ])
         print("\(action == "outbox_retry" ? "retrying" : "cancelled") outbox item \(id) (\(item.caseID) → \(item.destination.name))")

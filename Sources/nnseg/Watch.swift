@@ -40,6 +40,7 @@ struct Watch: ParsableCommand {
         let logger = Logger(label: "nnseg.watch")
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
         let database = databaseArgument(auditDb ?? caseProfile.auditDatabase ?? "nnseg-audit.sqlite")
+        if PostgresLocation.isPostgres(database) { try PostgresDB.waitUntilReachable(url: database, logger: logger) }
         let audit = try AuditLog(path: database, keys: try caseProfile.auditKeys())
         let clustered = try cluster.resolve(database: database)
         var config = WatchConfiguration(incoming: URL(fileURLWithPath: incoming), outgoing: URL(fileURLWithPath: outgoing),
@@ -127,6 +128,10 @@ struct ClusterOptions: ParsableArguments {
     /// nil without `--shared`; refuses `--shared` without a postgres:// database.
     func resolve(database: String) throws -> Resolved? {
         guard let shared else { return nil }
+        return try Self.resolve(shared: shared, node: node, lease: lease, workers: workers, database: database)
+    }
+
+    static func resolve(shared: String, node: String?, lease: Double, workers: Int, database: String) throws -> Resolved {
         guard PostgresLocation.isPostgres(database) else {
             throw ValidationError("--shared needs a shared database: --database postgres://…")
         }
@@ -162,6 +167,7 @@ struct Worker: ParsableCommand {
         let logger = Logger(label: "nnseg.worker")
         let caseProfile = try CaseProfile(contentsOf: URL(fileURLWithPath: profile))
         guard let c = try cluster.resolve(database: database) else { return }
+        try PostgresDB.waitUntilReachable(url: database, logger: logger)
         let audit = try AuditLog(path: database, keys: try caseProfile.auditKeys())
         let processes = try CaseWorkerProcesses(profile: URL(fileURLWithPath: profile).standardizedFileURL, caseProfile: caseProfile,
                                                 auditDatabase: database, logLevel: logging.logLevel,
@@ -277,14 +283,14 @@ struct Status: ParsableCommand {
         if let site {
             let node = try SiteConfiguration(contentsOf: URL(fileURLWithPath: site))
             incoming = node.incoming.path
-            auditDb = auditDb ?? node.auditDatabase.path
+            auditDb = auditDb ?? node.auditDatabase
             let fm = FileManager.default
             let open = ((try? fm.contentsOfDirectory(atPath: node.spool.path)) ?? []).filter { !$0.hasPrefix(".") }
             let aborted = ((try? fm.contentsOfDirectory(atPath: node.aborted.path)) ?? []).filter { !$0.hasPrefix(".") }
             print("node      \(node.node.aeTitle) on \(node.node.bindAddress):\(node.node.port)\(node.node.tls == nil ? "" : " (TLS)")")
             print("spool     \(open.count) association(s) receiving or waiting · \(aborted.count) aborted kept in \(node.aborted.path)")
-            if fm.fileExists(atPath: node.outboxDatabase.path) {
-                let outbox = try Outbox(path: node.outboxDatabase.path, policy: node.retryPolicy)
+            if node.cluster != nil || fm.fileExists(atPath: node.outboxDatabase) {
+                let outbox = try Outbox(path: node.outboxDatabase, policy: node.retryPolicy)
                 let depth = try outbox.depth()
                 print("outbox    " + OutboxItem.State.allCases.map { "\($0.rawValue) \(depth[$0] ?? 0)" }.joined(separator: " · "))
                 for item in try outbox.items(state: .pending, limit: 10) + outbox.items(state: .failed, limit: 10) {
