@@ -110,12 +110,16 @@ let package = Package(
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
+        // The site profile (strictly decoded YAML): below the pipeline, so that its fuzz target needs no database client.
+        .target(name: "SiteProfile", dependencies: ["DICOMExport", "DICOMImport", "DICOMNetwork", "Digest", "PlansModel", "ConfigDecoding",
+                                                    .product(name: "Yams", package: "Yams")]),
+
         // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
         .target(name: "CaseLayer", dependencies: ["Inference", "Preprocessing", "DICOMExport", "DICOMImport", "Parallel", "NIfTI", "QASnapshot", "VolumeGeometry",
                                                   .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
 
         // MARK: L6
-        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "Contours", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
+        .target(name: "BatchPipeline", dependencies: ["CaseLayer", "SiteProfile", "Contours", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
                                                       "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
                                                       .product(name: "Yams", package: "Yams")]),
 
@@ -125,7 +129,7 @@ let package = Package(
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB", "SiteProfile",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
@@ -139,7 +143,7 @@ let package = Package(
         .executableTarget(name: "FuzzNIfTI", dependencies: ["NIfTI", "FuzzSupport"]),
         .executableTarget(name: "FuzzCheckpoint", dependencies: ["TorchCheckpoint", "FuzzSupport"]),
         .executableTarget(name: "FuzzPlans", dependencies: ["PlansModel", "FuzzSupport"]),
-        .executableTarget(name: "FuzzProfile", dependencies: ["BatchPipeline", "FuzzSupport"]),
+        .executableTarget(name: "FuzzProfile", dependencies: ["SiteProfile", "FuzzSupport"]),
 
         // MARK: Benchmarks (run by Ops/bench/*.sh, never by the tests)
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel"]),
@@ -162,13 +166,13 @@ let package = Package(
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "JobQueue", "CaseIdentity", "Digest", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
+        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "SiteProfile", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
                                                       "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint"]),
     ],
     cxxLanguageStandard: .cxx17

@@ -50,6 +50,7 @@ cleanup() {
   if [[ "${KEEP:-0}" == 1 ]]; then echo "demo-cluster: kept $DIR" >&2; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
+for sig in INT TERM HUP; do trap "echo 'demo-cluster: interrupted by SIG$sig' >&2; exit 3" "$sig"; done
 
 # The shared state: PostgreSQL (queue + audit log) and one shared folder (spool, outgoing, quarantine, held).
 URL=$(bash Ops/pg.sh start "$DIR/pg" "$(free_port)")
@@ -98,6 +99,15 @@ echo "demo-cluster: PostgreSQL at $URL; ${#NAMES[@]} node(s) started; $SERIES se
 
 sql() { psql "$URL" -qAtc "$1"; }
 done_jobs() { sql "SELECT count(*) FROM jobs WHERE state IN ('done', 'failed')" 2>/dev/null || echo 0; }
+
+# What an operator sees while cases run: nodes, queue depth, leases (`nnseg status --database`).
+STATUS_SEEN=0
+for _ in $(seq 1 300); do
+  if "$NNSEG" status --database "$URL" >"$DIR/status-running.txt" 2>&1 && grep -q " on node-.*attempt 1, [0-9]* s left" "$DIR/status-running.txt"; then
+    STATUS_SEEN=1; break
+  fi
+  sleep 0.2
+done
 
 # Kills: a node (chosen in turn, or at random) while one of its case workers runs, then restarted.
 if [[ $KILLS == random ]]; then KILLS=$((2 + RANDOM % 3)); RANDOM_KILLS=1; else RANDOM_KILLS=0; fi
@@ -183,13 +193,26 @@ quarantined=$(find "$SHARED/quarantine" -mindepth 1 -maxdepth 1 | wc -l)
 [[ $quarantined == 0 ]] || problems+=("$quarantined quarantined")
 for i in "${!KILLED_CASES[@]}"; do
   c=${KILLED_CASES[$i]}
-  taken=$(sql "SELECT recorded_at FROM events WHERE case_id = '$c' AND kind IN ('job_taken_over') ORDER BY id LIMIT 1")
+  # The first take-over of the case after this kill (a case can be killed twice).
+  taken=$(sql "SELECT recorded_at || ' ' || (payload::json->>'node') FROM events WHERE case_id = '$c' AND kind = 'job_taken_over' ORDER BY id" \
+    | python3 -c "
+import datetime, sys
+kill = float(sys.argv[1])
+for line in sys.stdin:
+    when, node = line.split()
+    t = datetime.datetime.fromisoformat(when.replace('Z', '+00:00')).timestamp()
+    if t >= kill - 1:
+        print(f'{t - kill:.1f} {node}'); break" "${KILL_TIMES[$i]}")
   recorded=$(sql "SELECT count(*) FROM events WHERE case_id = '$c' AND kind = 'case_recovered'")
-  if [[ -z $taken ]]; then problems+=("killed case $c was never taken over"); continue; fi
-  failover=$(python3 -c "import datetime,sys; t=datetime.datetime.fromisoformat(sys.argv[1].replace('Z','+00:00')).timestamp(); print(f'{t - float(sys.argv[2]):.1f}')" "$taken" "${KILL_TIMES[$i]}")
-  by=$(sql "SELECT payload::json->>'node' FROM events WHERE case_id = '$c' AND kind = 'job_taken_over' ORDER BY id LIMIT 1")
+  if [[ -z $taken ]]; then problems+=("killed case $c was never taken over after kill $((i + 1))"); continue; fi
+  failover=${taken%% *}; by=${taken#* }
   echo "demo-cluster: kill $((i + 1)): ${KILLED_NODES[$i]} ran $c; taken over by $by after ${failover} s (lease $LEASE s)$([[ $recorded != 0 ]] && echo ', outputs were complete: recovered')"
 done
+[[ $STATUS_SEEN == 1 ]] || problems+=("nnseg status never showed a lease while cases ran: $(tr '\n' ' ' < "$DIR/status-running.txt")")
+"$NNSEG" status --database "$URL" >"$DIR/status-end.txt" 2>&1 || problems+=("nnseg status failed: $(tail -2 "$DIR/status-end.txt")")
+grep -q "queue     queued 0 · running 0 (lease run out: 0) · done $SERIES · failed 0" "$DIR/status-end.txt" \
+  || problems+=("nnseg status at the end: $(sed -n 2p "$DIR/status-end.txt")")
+for n in "${NAMES[@]}"; do grep -q "^  $n (" "$DIR/status-end.txt" || problems+=("nnseg status does not list $n"); done
 if [[ $RANDOM_KILLS == 0 && ${#KILLED_CASES[@]} -lt $KILLS ]]; then
   problems+=("only ${#KILLED_CASES[@]} of $KILLS kills hit a running case (the cases ran out first)")
 fi

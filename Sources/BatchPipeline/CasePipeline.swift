@@ -12,6 +12,7 @@ import JSON
 import Logging
 import Preprocessing
 import VolumeGeometry
+import SiteProfile
 
 /// The clinical job (issue #6): a DICOM study in, SEG / RTSTRUCT / NIfTI / QA snapshot out, every step
 /// on record in the audit log. Composed top to bottom (MONAI Deploy style): select → load → predict →

@@ -1,5 +1,6 @@
 import DICOMImport
 import Foundation
+import SiteProfile
 
 /// Rule-based, deterministic choice of the input series of a study (spec §1.3, R-RD-04): every candidate
 /// is either chosen or rejected with the condition it failed; ties go to the stack with most slices,

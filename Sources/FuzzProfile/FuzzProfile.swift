@@ -1,4 +1,4 @@
-import BatchPipeline
+import SiteProfile
 import FuzzSupport
 
 /// Site profile YAML: strict typed decoding and the checks after it.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BatchPipeline
 import Foundation
+import SiteProfile
 
 /// `nnseg profile init`: a commented starting profile for a model folder.
 struct ProfileCommand: ParsableCommand {

@@ -4,6 +4,7 @@ import BatchPipeline
 import CaseIdentity
 import Foundation
 import Logging
+import SiteProfile
 
 /// `nnseg run --profile P <study> -o <out>`: the audited clinical job.
 struct Run: ParsableCommand {

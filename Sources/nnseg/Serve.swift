@@ -12,6 +12,7 @@ import PlansModel
 import PostgresDB
 import WatchService
 import Yams
+import SiteProfile
 
 /// The site configuration of `nnseg serve` (`Ops/site.example.yaml`): the DICOM node, the folders, the
 /// profile, the workers. Decoded strictly: an unknown key anywhere is refused with its path.

@@ -11,6 +11,7 @@ import PostgresDB
 import Outbox
 import PlansModel
 import WatchService
+import SiteProfile
 
 /// `nnseg watch`: the watch-folder service.
 struct Watch: ParsableCommand {

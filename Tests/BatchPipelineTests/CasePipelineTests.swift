@@ -7,6 +7,7 @@ import Testing
 import TestSupport
 @testable import BatchPipeline
 import JSON
+@testable import SiteProfile
 
 struct CaseProfileTests {
     static func write(_ yaml: String) throws -> URL {

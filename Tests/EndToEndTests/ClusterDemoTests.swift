@@ -28,7 +28,11 @@ struct ClusterDemoTests {
         try process.run()
         process.waitUntilExit()
         try handle.close()
-        return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        if process.terminationReason == .uncaughtSignal {
+            return (128 + process.terminationStatus, output + "\n(the script was killed by signal \(process.terminationStatus))")
+        }
+        return (process.terminationStatus, output)
     }
 
     /// The README's demo: 20 series, two nodes killed mid-case (a compute-only or intake node, in turn).

@@ -3,6 +3,7 @@ import Foundation
 import NIfTI
 import Testing
 import TestSupport
+import SiteProfile
 
 /// The README's main job: `nnseg run` on the bundled demo, then the audit commands.
 struct RunCommandTests {

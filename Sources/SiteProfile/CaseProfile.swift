@@ -1,7 +1,6 @@
 import DICOMExport
 import DICOMImport
 import DICOMNetwork
-import AuditLog
 import Digest
 import PlansModel
 import ConfigDecoding
@@ -502,12 +501,5 @@ extension CaseProfile {
             "  # anchor: /var/log/nnseg/audit-anchor.jsonl # append-only receipts outside the database",
         ]
         return lines.joined(separator: "\n") + "\n"
-    }
-}
-
-extension CaseProfile {
-    /// The audit keys this profile names (each else from its environment variable; see ``AuditKeys/load``).
-    public func auditKeys() throws -> AuditKeys {
-        try AuditKeys.load(pseudonymKey: pseudonymKeyFile, signingKey: signingKeyFile, anchor: auditAnchor)
     }
 }
