@@ -317,6 +317,13 @@ public final class AuditLog: @unchecked Sendable {
         try cases(Filter(caseID: caseID)).first
     }
 
+    /// The receipt of a recorded, signed case (as ``finish`` returned it) — to put beside outputs whose writer stopped
+    /// before it could (a cluster node taking over a case, #19).
+    public func receipt(caseID: String) throws -> AuditReceipt? {
+        guard let row = try caseRow(caseID) else { return nil }
+        return try store.read { db in try db.caseSeal(eventID: row.summaryEventID) }.map { AuditReceipt(seal: $0, recordedAt: row.finishedAt) }
+    }
+
     public func events(caseID: String) throws -> [AuditEvent] {
         try store.read { db in try db.events(caseID: caseID) }
     }

@@ -14,6 +14,8 @@ protocol AuditReading {
     /// Every case row, in the order of their summary events.
     func allCases() throws -> [AuditCase]
     func seals() throws -> [AuditSeal]
+    /// The case seal of a case summary event, if the case was signed.
+    func caseSeal(eventID: Int64) throws -> AuditSeal?
     func countEvents() throws -> Int
     func countCases() throws -> Int
     /// (id, case_id) of every `case_summary` event, in id order.
@@ -78,6 +80,9 @@ struct SQLiteAuditAccess: AuditWriting {
 
     func allCases() throws -> [AuditCase] { try AuditCase.order(Column("summary_event_id")).fetchAll(db) }
     func seals() throws -> [AuditSeal] { try AuditSeal.order(Column("id")).fetchAll(db) }
+    func caseSeal(eventID: Int64) throws -> AuditSeal? {
+        try AuditSeal.filter(Column("event_id") == eventID && Column("kind") == AuditSeal.Kind.case.rawValue).fetchOne(db)
+    }
     func countEvents() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM events") ?? 0 }
     func countCases() throws -> Int { try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM cases") ?? 0 }
 
@@ -250,8 +255,11 @@ struct PostgresAuditAccess: AuditWriting {
         try db.query("SELECT \(Self.caseColumns) FROM cases ORDER BY summary_event_id").map(Self.auditCase)
     }
 
-    func seals() throws -> [AuditSeal] {
-        try db.query("SELECT id, event_id, kind, case_id, first_event_id, chain_head, key_id, signature FROM seals ORDER BY id").map { r in
+    func seals() throws -> [AuditSeal] { try sealRows("ORDER BY id") }
+    func caseSeal(eventID: Int64) throws -> AuditSeal? { try sealRows("WHERE event_id = $1 AND kind = 'case'", [.int(eventID)]).first }
+
+    func sealRows(_ clause: String, _ binds: [SQLValue] = []) throws -> [AuditSeal] {
+        try db.query("SELECT id, event_id, kind, case_id, first_event_id, chain_head, key_id, signature FROM seals " + clause, binds).map { r in
             guard let kind = AuditSeal.Kind(rawValue: try r.requiredString("kind")) else {
                 throw PostgresDBError(location: db.location.description, detail: "seal \(try r.requiredInt("id")) has an unknown kind")
             }

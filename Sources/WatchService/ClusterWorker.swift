@@ -146,19 +146,21 @@ public final class ClusterWorker: @unchecked Sendable {
             "node": .string(queue.node), "attempt": .int(Int64(job.attempts)), "lease_s": .double(lease), "series_uid": .string(job.seriesUID),
         ])
         // The holder before may have got further than its lease: recorded, or outputs already in place.
+        let finished = layout.outgoing.appendingPathComponent(job.id)
         if let recorded = try audit.caseRow(job.id) {
+            try completeReceipt(job, folder: finished)
             try settle(job, status: recorded.caseStatus ?? .failed, error: recorded.error, spool: spool)
             return
         }
-        let finished = layout.outgoing.appendingPathComponent(job.id)
         try? FileManager.default.removeItem(at: layout.outgoing.appendingPathComponent(".\(job.id).partial"))
         if FileManager.default.fileExists(atPath: finished.path) {
             try audit.append(caseID: job.id, kind: "case_recovered", payload: [
                 "detail": .string("outputs were complete before the node holding the job stopped; recorded by the node taking it over"),
                 "output": .string(finished.path),
             ])
-            try audit.finish(caseID: job.id, startedAt: Date(), status: .succeeded, model: modelName, seriesInstanceUID: job.seriesUID,
-                             profile: profileName, error: nil)
+            let receipt = try audit.finish(caseID: job.id, startedAt: Date(), status: .succeeded, model: modelName, seriesInstanceUID: job.seriesUID,
+                                           profile: profileName, error: nil)
+            try receipt?.write(to: finished)
             try settle(job, status: .succeeded, error: nil, spool: spool)
             return
         }
@@ -184,6 +186,19 @@ public final class ClusterWorker: @unchecked Sendable {
                 try queue.release(job)
             }
         }
+    }
+
+    /// A node that stopped between recording a case and writing its receipt left the outputs without one: the receipt
+    /// is the signed evidence of the case outside the database (#18), so the node taking over writes it.
+    func completeReceipt(_ job: Job, folder: URL) throws {
+        let file = folder.appendingPathComponent("receipt.json")
+        guard FileManager.default.fileExists(atPath: folder.path), !FileManager.default.fileExists(atPath: file.path),
+              let receipt = try audit.receipt(caseID: job.id) else { return }
+        try receipt.write(to: folder)
+        try audit.append(caseID: job.id, kind: "receipt_completed", payload: [
+            "detail": .string("the node that recorded the case stopped before writing its receipt; written by the node taking the job over"),
+            "node": .string(queue.node),
+        ])
     }
 
     /// The case is recorded: move its inputs on and close the job (only while this node still holds it).

@@ -277,13 +277,19 @@ public final class WatchService: @unchecked Sendable {
 
     /// Outputs were moved into place before the crash: make sure the audit log has the case, archive.
     func finishRecovered(_ claim: Claim, folder: URL) throws {
-        if try audit.cases().first(where: { $0.caseID == claim.id }) == nil {
+        let outputs = configuration.outgoing.appendingPathComponent(claim.id)
+        if try audit.caseRow(claim.id) == nil {
             try audit.append(caseID: claim.id, kind: "case_recovered", payload: [
                 "detail": .string("outputs were complete before an interruption; recorded on restart"),
-                "output": .string(configuration.outgoing.appendingPathComponent(claim.id).path),
+                "output": .string(outputs.path),
             ])
-            try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .succeeded, model: modelName,
-                                      seriesInstanceUID: claim.seriesKey, profile: profileName, error: nil)
+            let receipt = try audit.finish(caseID: claim.id, startedAt: claim.claimedAt, status: .succeeded, model: modelName,
+                                           seriesInstanceUID: claim.seriesKey, profile: profileName, error: nil)
+            try receipt?.write(to: outputs)
+        } else if !FileManager.default.fileExists(atPath: outputs.appendingPathComponent("receipt.json").path),
+                  let receipt = try audit.receipt(caseID: claim.id) {
+            // Recorded, but stopped before its receipt was written beside the outputs.
+            try receipt.write(to: outputs)
         }
         try archive(folder: folder, claim: claim)
     }
