@@ -24,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        // The operators' and auditors' console and the metrics endpoint (#20): HTTP server, bcrypt accounts, Prometheus text.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0", traits: []),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
     ],
     targets: [
         // MARK: L0 — system libraries (Debian packages installed by Ops/setup.sh)
@@ -127,9 +131,19 @@ let package = Package(
         .target(name: "Outbox", dependencies: ["DICOMNetwork", "PostgresDB", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "WatchService", dependencies: ["AuditLog", "JobQueue", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
+        // The console (#20): health, metrics and the JSON API over the audit log, queue and outbox.
+        .target(name: "Console", dependencies: ["AuditLog", "Outbox", "JobQueue", "PostgresDB", "ConfigDecoding", "JSON",
+                                                .product(name: "Hummingbird", package: "hummingbird"),
+                                                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                                                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                                                .product(name: "Prometheus", package: "swift-prometheus"),
+                                                .product(name: "NIOCore", package: "swift-nio"),
+                                                .product(name: "Yams", package: "Yams"),
+                                                .product(name: "Logging", package: "swift-log")]),
+
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB", "SiteProfile",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB", "SiteProfile", "Console",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
@@ -173,7 +187,7 @@ let package = Package(
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
-                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue"]),
+                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -294,10 +294,16 @@ public final class AuditLog: @unchecked Sendable {
         public var model: String?
         public var seriesInstanceUID: String?
         public var caseID: String?
+        /// The patient ID as the log stores it (the pseudonym, unless the profile stores identifiers).
+        public var patientID: String?
         public var limit: Int?
+        /// Rows skipped before `limit` (paging; with a limit only).
+        public var offset: Int = 0
 
         public init(since: Date? = nil, until: Date? = nil, status: String? = nil, model: String? = nil,
-                    seriesInstanceUID: String? = nil, caseID: String? = nil, limit: Int? = nil) {
+                    seriesInstanceUID: String? = nil, caseID: String? = nil, patientID: String? = nil, limit: Int? = nil, offset: Int = 0) {
+            self.patientID = patientID
+            self.offset = offset
             self.since = since
             self.until = until
             self.status = status
@@ -313,6 +319,9 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// The case row of one case (nil: not closed yet, or never seen).
+    /// How many cases ended with each status.
+    public func caseCounts() throws -> [String: Int] { try store.read { db in try db.caseCounts() } }
+
     public func caseRow(_ caseID: String) throws -> AuditCase? {
         try cases(Filter(caseID: caseID)).first
     }
@@ -326,6 +335,17 @@ public final class AuditLog: @unchecked Sendable {
 
     public func events(caseID: String) throws -> [AuditEvent] {
         try store.read { db in try db.events(caseID: caseID) }
+    }
+
+    /// Events of one kind after an event id, in id order (a reader following the log: metrics, the console).
+    public func events(kind: String, after id: Int64, limit: Int = 1000) throws -> [AuditEvent] {
+        try store.read { db in try db.events(kind: kind, afterID: id, limit: limit) }
+    }
+
+    /// How many events of each of these kinds the log holds.
+    public func eventCounts(kinds: [String]) throws -> [String: Int] {
+        guard !kinds.isEmpty else { return [:] }
+        return try store.read { db in try db.eventCounts(kinds: kinds) }
     }
 
     public enum Verification: Equatable, Sendable {

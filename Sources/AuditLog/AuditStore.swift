@@ -8,9 +8,15 @@ protocol AuditReading {
     func lastEvent() throws -> AuditEvent?
     func event(id: Int64) throws -> AuditEvent?
     func events(caseID: String) throws -> [AuditEvent]
+    /// Events of one kind after an id, in id order, at most `limit`.
+    func events(kind: String, afterID: Int64, limit: Int) throws -> [AuditEvent]
+    /// How many events of each kind.
+    func eventCounts(kinds: [String]) throws -> [String: Int]
     /// Every event in id order, in pages (a log of a million events is not held in memory); `body` returns false to stop.
     func forEachEvent(_ body: (AuditEvent) throws -> Bool) throws
     func cases(_ filter: AuditLog.Filter) throws -> [AuditCase]
+    /// Case rows by status.
+    func caseCounts() throws -> [String: Int]
     /// Every case row, in the order of their summary events.
     func allCases() throws -> [AuditCase]
     func seals() throws -> [AuditSeal]
@@ -60,6 +66,19 @@ struct SQLiteAuditAccess: AuditWriting {
     func event(id: Int64) throws -> AuditEvent? { try AuditEvent.fetchOne(db, key: id) }
     func events(caseID: String) throws -> [AuditEvent] { try AuditEvent.filter(Column("case_id") == caseID).order(Column("id")).fetchAll(db) }
 
+    func events(kind: String, afterID: Int64, limit: Int) throws -> [AuditEvent] {
+        try AuditEvent.filter(Column("kind") == kind && Column("id") > afterID).order(Column("id")).limit(limit).fetchAll(db)
+    }
+
+    func eventCounts(kinds: [String]) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT kind, COUNT(*) AS n FROM events WHERE kind IN (\(kinds.map { _ in "?" }.joined(separator: ","))) GROUP BY kind",
+                                    arguments: StatementArguments(kinds)) {
+            counts[row["kind"]] = row["n"]
+        }
+        return counts
+    }
+
     func forEachEvent(_ body: (AuditEvent) throws -> Bool) throws {
         let cursor = try AuditEvent.order(Column("id")).fetchCursor(db)
         while let e = try cursor.next() { if try !body(e) { return } }
@@ -73,9 +92,17 @@ struct SQLiteAuditAccess: AuditWriting {
         if let model = filter.model { request = request.filter(Column("model") == model) }
         if let series = filter.seriesInstanceUID { request = request.filter(Column("series_uid") == series) }
         if let caseID = filter.caseID { request = request.filter(Column("case_id") == caseID) }
-        request = request.order(Column("started_at").desc)
-        if let limit = filter.limit { request = request.limit(limit) }
+        if let patient = filter.patientID {
+            request = request.filter(sql: "case_id IN (SELECT case_id FROM events WHERE kind = 'input_series' AND json_extract(payload, '$.patient_id') = ?)",
+                                     arguments: [patient])
+        }
+        request = request.order(Column("started_at").desc, Column("case_id"))
+        if let limit = filter.limit { request = request.limit(limit, offset: filter.offset > 0 ? filter.offset : nil) }
         return try request.fetchAll(db)
+    }
+
+    func caseCounts() throws -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM cases GROUP BY status").map { ($0["status"], $0["n"]) })
     }
 
     func allCases() throws -> [AuditCase] { try AuditCase.order(Column("summary_event_id")).fetchAll(db) }
@@ -220,6 +247,20 @@ struct PostgresAuditAccess: AuditWriting {
         try db.query("SELECT \(Self.eventColumns) FROM events WHERE case_id = $1 ORDER BY id", [.text(caseID)]).map(Self.event)
     }
 
+    func events(kind: String, afterID: Int64, limit: Int) throws -> [AuditEvent] {
+        try db.query("SELECT \(Self.eventColumns) FROM events WHERE kind = $1 AND id > $2 ORDER BY id LIMIT \(max(0, limit))",
+                     [.text(kind), .int(afterID)]).map(Self.event)
+    }
+
+    func eventCounts(kinds: [String]) throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        let places = kinds.indices.map { "$\($0 + 1)" }.joined(separator: ",")
+        for r in try db.query("SELECT kind, count(*) AS n FROM events WHERE kind IN (\(places)) GROUP BY kind", kinds.map { .text($0) }) {
+            counts[try r.requiredString("kind")] = Int(try r.requiredInt("n"))
+        }
+        return counts
+    }
+
     func forEachEvent(_ body: (AuditEvent) throws -> Bool) throws {
         var after: Int64 = Int64.min
         while true {
@@ -244,11 +285,20 @@ struct PostgresAuditAccess: AuditWriting {
         if let model = filter.model { add("model = ?", model) }
         if let series = filter.seriesInstanceUID { add("series_uid = ?", series) }
         if let caseID = filter.caseID { add("case_id = ?", caseID) }
+        if let patient = filter.patientID {
+            add("case_id IN (SELECT case_id FROM events WHERE kind = 'input_series' AND payload::json->>'patient_id' = ?)", patient)
+        }
         var sql = "SELECT \(Self.caseColumns) FROM cases"
         if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
-        sql += " ORDER BY started_at DESC"
-        if let limit = filter.limit { sql += " LIMIT \(max(0, limit))" }
+        sql += " ORDER BY started_at DESC, case_id"
+        if let limit = filter.limit { sql += " LIMIT \(max(0, limit)) OFFSET \(max(0, filter.offset))" }
         return try db.query(sql, binds).map(Self.auditCase)
+    }
+
+    func caseCounts() throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for r in try db.query("SELECT status, count(*) AS n FROM cases GROUP BY status") { counts[try r.requiredString("status")] = Int(try r.requiredInt("n")) }
+        return counts
     }
 
     func allCases() throws -> [AuditCase] {

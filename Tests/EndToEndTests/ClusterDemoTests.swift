@@ -14,7 +14,7 @@ struct ClusterDemoTests {
         let dir = try SharedData.temporaryDirectory("cluster-demo")
         defer { try? FileManager.default.removeItem(at: dir) }
         let log = dir.appendingPathComponent("demo.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")

@@ -1,0 +1,151 @@
+import AuditLog
+import Console
+import DICOMNetwork
+import Foundation
+import Outbox
+import Testing
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Issue #20 (first part): `nnseg console` over a real audit log (a demo case run by `nnseg run`, plus failed cases),
+/// checked with real HTTP requests (curl): health, readiness, Prometheus metrics, the JSON API with paging and
+/// filters, accounts and roles (401 anonymous, 403 auditor on an operator action, operator actions audited).
+struct ConsoleTests {
+    final class Console {
+        let process: Process
+        let port: Int
+        init(_ arguments: [String], log: URL) throws {
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: log)
+            let process = Process()
+            process.executableURL = CommandRunner.executable
+            process.arguments = ["console"] + arguments + ["--port", "0"]
+            process.environment = ProcessInfo.processInfo.environment.merging(TestKeys.environment) { _, new in new }
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            self.process = process
+            var found: Int?
+            _ = waitUntil(60) {
+                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                found = text.split(separator: "\n").first { $0.hasPrefix("console listening on http://127.0.0.1:") }
+                    .flatMap { Int($0.split(separator: ":").last ?? "") }
+                return found != nil || !process.isRunning
+            }
+            guard let found else { throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: (try? String(contentsOf: log, encoding: .utf8)) ?? ""]) }
+            port = found
+        }
+        deinit { stop() }
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+        }
+        /// (status, body) of a request.
+        func request(_ path: String, user: String? = nil, method: String = "GET") throws -> (status: Int, body: String) {
+            var arguments = ["-s", "-X", method, "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"]
+            if let user { arguments += ["-u", user] }
+            let result = try CommandRunner.run("/usr/bin/curl", arguments)
+            let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+        }
+        func json(_ path: String, user: String, method: String = "GET") throws -> [String: Any] {
+            let r = try request(path, user: user, method: method)
+            #expect(r.status == 200, "\(path): \(r.status) \(r.body)")
+            return (try? JSONSerialization.jsonObject(with: Data(r.body.utf8)) as? [String: Any]) ?? [:]
+        }
+    }
+
+    @Test(.timeLimit(.minutes(4)))
+    func theConsoleServesHealthMetricsAndTheAPIToItsAccounts() throws {
+        let dir = try SharedData.temporaryDirectory("console")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let database = dir.appendingPathComponent("audit.sqlite")
+        // A real case, then three failed ones.
+        let run = try CommandRunner.nnseg(["run", "--profile", CasePipelineProfiles.fastDemoProfile(in: dir).path,
+                                           SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr").path,
+                                           "-o", dir.appendingPathComponent("out").path, "--audit-db", database.path])
+        #expect(run.status == 0, "\(run.stderr)")
+        let audit = try AuditLog(path: database.path, keys: try TestKeys.auditKeys())
+        guard let real = try audit.cases().first else { Issue.record("no case recorded"); return }
+        for i in 1...3 {
+            _ = try audit.finish(caseID: "failed-\(i)", startedAt: Date(timeIntervalSinceNow: Double(-i)), status: .failed, model: "Dataset004_Hippocampus",
+                                 seriesInstanceUID: "2.25.\(i)", profile: "hippocampus-demo", error: "SERIES_NOT_FOUND: no series matched")
+        }
+        let patient = try audit.events(caseID: real.caseID).first { $0.kind == "input_series" }
+            .flatMap { try JSONSerialization.jsonObject(with: Data($0.payload.utf8)) as? [String: Any] }?["patient_id"] as? String ?? ""
+        #expect(!patient.isEmpty && patient != "Chrisjen^Avasarala")
+
+        // The node's site (its outbox holds one item to act on) and the accounts.
+        let work = dir.appendingPathComponent("work")
+        let outbox = try Outbox(path: work.appendingPathComponent("outbox.sqlite").path)
+        try outbox.enqueue(caseID: real.caseID, destination: StoreDestination(name: "pacs", aeTitle: "PACS", host: "127.0.0.1", port: 1, outputs: ["SEG"]),
+                           files: ["seg.dcm"])
+        let site = dir.appendingPathComponent("site.yaml")
+        try Data("""
+            profile: \(try CasePipelineProfiles.fastDemoProfile(in: dir).path)
+            folders: {work: work, outgoing: out}
+            auditDatabase: audit.sqlite
+
+            """.utf8).write(to: site)
+        let accounts = dir.appendingPathComponent("accounts.yaml")
+        try Data("""
+            accounts:
+              - {name: olga, role: operator, passwordHash: "\(ConsoleAccess.hash(password: "olga-secret", cost: 4))"}
+              - {name: aude, role: auditor, passwordHash: "\(ConsoleAccess.hash(password: "aude-secret", cost: 4))"}
+
+            """.utf8).write(to: accounts)
+
+        let console = try Console(["--site", site.path, "--accounts", accounts.path, "--allow-operator-actions"], log: dir.appendingPathComponent("console.log"))
+        let auditor = "aude:aude-secret", operatorUser = "olga:olga-secret"
+        let health = try console.request("/healthz")
+        #expect(health.status == 200 && health.body.trimmingCharacters(in: .whitespacesAndNewlines) == "ok")
+        let ready = try console.request("/readyz")
+        #expect(ready.status == 200 && ready.body.contains("\"cases\":4"), "\(ready)")
+
+        // Access: anonymous and wrong passwords are refused; an auditor may not act.
+        #expect(try console.request("/api/v1/cases").status == 401)
+        #expect(try console.request("/api/v1/cases", user: "aude:wrong").status == 401)
+        #expect(try console.request("/api/v1/outbox/1/cancel", user: auditor, method: "POST").status == 403)
+
+        // Paging and filters.
+        let first = try console.json("/api/v1/cases?limit=2", user: auditor)
+        let second = try console.json("/api/v1/cases?limit=2&offset=2", user: auditor)
+        let ids = ((first["items"] as? [[String: Any]] ?? []) + (second["items"] as? [[String: Any]] ?? [])).compactMap { $0["case_id"] as? String }
+        #expect(first["next_offset"] as? Int == 2 && second["next_offset"] == nil)
+        #expect(Set(ids) == Set([real.caseID, "failed-1", "failed-2", "failed-3"]) && ids.count == 4)
+        #expect((try console.json("/api/v1/cases?status=failed", user: auditor)["items"] as? [Any])?.count == 3)
+        let byPatient = try console.json("/api/v1/cases?patient_id=\(patient)", user: auditor)["items"] as? [[String: Any]] ?? []
+        #expect(byPatient.map { $0["case_id"] as? String } == [real.caseID])
+        #expect((try console.json("/api/v1/cases?since=2999-01-01", user: auditor)["items"] as? [Any])?.isEmpty == true)
+        #expect(try console.request("/api/v1/cases?since=yesterday", user: auditor).status == 400)
+
+        // One case: its events, no patient name anywhere.
+        let detail = try console.request("/api/v1/cases/\(real.caseID)", user: auditor)
+        #expect(detail.status == 200 && detail.body.contains("\"kind\":\"stage_timings\"") && detail.body.contains("\"kind\":\"input_series\""))
+        #expect(!detail.body.contains("Avasarala") && !detail.body.contains("Chrisjen"))
+        #expect(try console.request("/api/v1/cases/no-such-case", user: auditor).status == 404)
+
+        // The operator cancels the outbox item: done, and audited with the account's name.
+        #expect(try console.json("/api/v1/outbox?state=pending", user: auditor)["items"].map { ($0 as? [Any])?.count } == 1)
+        #expect(try console.json("/api/v1/outbox/1/cancel", user: operatorUser, method: "POST")["state"] as? String == "CANCELLED")
+        let action = try audit.events(caseID: real.caseID).last { $0.kind == "outbox_cancel" }
+        #expect(action?.payload.contains("\"account\":\"olga\"") == true, "\(String(describing: action))")
+
+        // Verify on demand, then the metrics.
+        #expect(try console.json("/api/v1/verify", user: auditor, method: "POST")["intact"] as? Bool == true)
+        let metrics = try console.request("/metrics")
+        #expect(metrics.status == 200)
+        for line in ["nnseg_cases{status=\"SUCCEEDED\"} 1", "nnseg_cases{status=\"FAILED\"} 3", "nnseg_outbox_items{state=\"CANCELLED\"} 1",
+                     "nnseg_audit_verify_intact 1", "nnseg_stage_seconds_count{stage=\"sliding_window\"} 1", "nnseg_worker_failures_total 0"] {
+            #expect(metrics.body.contains(line), "\(line) in:\n\(metrics.body)")
+        }
+        console.stop()
+        #expect(console.process.terminationStatus == 0, "graceful stop on SIGTERM")
+
+        // A read-only console on the same database: the same reads, no operator actions.
+        let readOnly = try Console(["--database", database.path, "--accounts", accounts.path], log: dir.appendingPathComponent("console2.log"))
+        #expect((try readOnly.json("/api/v1/cases", user: operatorUser)["items"] as? [Any])?.count == 4)
+        #expect(try readOnly.request("/api/v1/outbox/1/retry", user: operatorUser, method: "POST").status == 403)
+    }
+}
