@@ -103,7 +103,7 @@ public final class ClusterWorker: @unchecked Sendable {
                 // The database (or the shared folder) is unreachable: wait and try again — a job claimed before is
                 // taken over by whichever node reaches the database first once its lease has run out.
                 failures += 1
-                let wait = min(30, pollInterval * pow(2, Double(min(failures, 6))))
+                let wait = retryDelay(afterFailures: failures, poll: pollInterval)
                 logger.error("queue pass failed; retrying", metadata: ["node": "\(queue.node)", "error": "\(error)", "retry_in_s": "\(wait)"])
                 Thread.sleep(forTimeInterval: wait)
                 continue
@@ -242,6 +242,12 @@ public final class ClusterWorker: @unchecked Sendable {
         if let reason { payload["reason"] = .string(reason) }
         try audit.append(caseID: job.id, kind: kind, payload: payload)
     }
+}
+
+/// How long a cluster loop waits after `failures` failed passes in a row (database unreachable): the poll interval
+/// doubled per failure, at most 30 s.
+func retryDelay(afterFailures failures: Int, poll: TimeInterval) -> TimeInterval {
+    min(30, poll * pow(2, Double(min(failures, 6))))
 }
 
 /// Renews a job's lease on its own thread while the case runs. `lost` turns true when the database says the lease

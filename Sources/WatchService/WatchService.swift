@@ -196,7 +196,7 @@ public final class WatchService: @unchecked Sendable {
                     failures = 0
                 } catch {
                     failures += 1
-                    let wait = min(30, configuration.pollInterval * pow(2, Double(min(failures, 6))))
+                    let wait = retryDelay(afterFailures: failures, poll: configuration.pollInterval)
                     logger.error("intake pass failed; retrying", metadata: ["error": "\(error)", "retry_in_s": "\(wait)"])
                     Thread.sleep(forTimeInterval: wait)
                     continue
