@@ -132,7 +132,7 @@ let package = Package(
         .target(name: "WatchService", dependencies: ["AuditLog", "JobQueue", "Outbox", "DICOMNetwork", "DICOMImport", "SeriesAssembly", "CaseIdentity", "JSON", .product(name: "Logging", package: "swift-log")]),
 
         // The console (#20): health, metrics and the JSON API over the audit log, queue and outbox.
-        .target(name: "Console", dependencies: ["AuditLog", "Outbox", "JobQueue", "PostgresDB", "ConfigDecoding", "JSON",
+        .target(name: "Console", dependencies: ["AuditLog", "Digest", "Outbox", "JobQueue", "PostgresDB", "ConfigDecoding", "JSON",
                                                 .product(name: "Hummingbird", package: "hummingbird"),
                                                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                                                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),

@@ -73,7 +73,7 @@ final class ConsoleMetrics: @unchecked Sendable {
             }
         }
         let last = verify.snapshot
-        let intact: Double = last.map { if case .intact = $0.result { return 1 } else { return 0 } } ?? -1
+        let intact: Double = last.map { $0.result.intact ? 1 : 0 } ?? -1
         registry.makeGauge(descriptor: Self.name("audit_verify_intact", "", "Last audit verify of this console: 1 intact, 0 broken, -1 not run")).set(intact)
         registry.makeGauge(descriptor: Self.name("audit_verify_timestamp", "seconds", "When the last audit verify ran (Unix time; 0: never)"))
             .set(last?.at.timeIntervalSince1970 ?? 0)

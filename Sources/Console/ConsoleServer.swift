@@ -1,4 +1,5 @@
 import AuditLog
+import Digest
 import Dispatch
 import Foundation
 import HTTPTypes
@@ -43,15 +44,20 @@ public final class ConsoleServer: Sendable {
     let queue: JobQueue?
     let metrics: ConsoleMetrics
     let verifyState: VerifyState
+    let quarantine: ConsoleQuarantine?
+    /// Checks seals and receipts: the given key, else the public half of the log's signing key, if any.
+    let publicKey: VerifyingKey?
     let logger: Logger
     static let work = DispatchQueue(label: "nnseg.console.database", attributes: .concurrent)
 
     public init(configuration: ConsoleConfiguration, audit: AuditLog, outbox: Outbox?, queue: JobQueue?,
-                logger: Logger = Logger(label: "nnseg.console")) {
+                quarantine: ConsoleQuarantine? = nil, publicKey: VerifyingKey? = nil, logger: Logger = Logger(label: "nnseg.console")) {
         self.configuration = configuration
         self.audit = audit
         self.outbox = outbox
         self.queue = queue
+        self.quarantine = quarantine
+        self.publicKey = publicKey ?? audit.keys.signing?.publicKey
         self.logger = logger
         verifyState = VerifyState()
         metrics = ConsoleMetrics(audit: audit, outbox: outbox, queue: queue, verify: verifyState)
@@ -71,6 +77,7 @@ public final class ConsoleServer: Sendable {
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: MethodNotAllowed())
+        router.add(middleware: SameOriginPosts())
         router.get("healthz") { _, _ in Self.text("ok\n") }
         router.get("readyz") { _, _ in
             do {
@@ -87,14 +94,7 @@ public final class ConsoleServer: Sendable {
         }
         router.get("api/v1/cases") { request, _ in
             try self.authorize(request, .auditor)
-            let q = request.uri.queryParameters
-            let limit = try Self.integer(q.get("limit"), "limit", 1...500) ?? 50
-            let offset = try Self.integer(q.get("offset"), "offset", 0...Int(Int32.max)) ?? 0
-            var filter = AuditLog.Filter(status: q.get("status").map { $0.uppercased() }, model: q.get("model"), seriesInstanceUID: q.get("series_uid"),
-                                         patientID: q.get("patient_id"), limit: limit + 1, offset: offset)
-            filter.since = try Self.date(q.get("since"), "since")
-            filter.until = try Self.date(q.get("until"), "until")
-            let query = filter
+            let (query, limit, offset) = try Self.caseFilter(request, defaultLimit: 50, maximum: 500)
             let rows = try await self.blocking { try self.audit.cases(query) }
             var page: [String: Any] = ["items": rows.prefix(limit).map(Self.caseObject), "limit": limit, "offset": offset]
             if rows.count > limit { page["next_offset"] = offset + limit }
@@ -136,41 +136,104 @@ public final class ConsoleServer: Sendable {
         }
         router.post("api/v1/outbox/:id/:action") { request, context in
             let account = try self.authorize(request, .operator)
-            guard let outbox = self.outbox else { throw HTTPError(.notFound, message: "this console has no outbox") }
-            guard let id = Int64(context.parameters.get("id") ?? ""), let action = context.parameters.get("action"),
-                  action == "retry" || action == "cancel" else { throw HTTPError(.notFound) }
-            let item: OutboxItem
-            do {
-                item = try await self.blocking { () -> OutboxItem in
-                    let item = try outbox.item(id)
-                    if action == "retry" { try outbox.retry(id) } else { try outbox.cancel(id) }
-                    try self.audit.append(caseID: item.caseID, kind: "outbox_\(action)", payload: [
-                        "outbox_item": .int(id), "destination": .string(item.destination.name), "account": .string(account.name),
-                        "via": .string("console"),
-                    ])
-                    return try outbox.item(id)
-                }
-            } catch let error as OutboxError where error.code == .itemNotFound {
-                throw HTTPError(.notFound, message: error.description)
-            } catch let error as OutboxError where error.code == .wrongState {
-                throw HTTPError(.conflict, message: error.description)
-            }
-            self.logger.notice("operator action", metadata: ["account": "\(account.name)", "action": "outbox_\(action)", "item": "\(id)"])
+            let item = try await self.outboxAction(context.parameters.get("id"), context.parameters.get("action"), account: account)
             return Self.json(Self.outboxObject(item))
+        }
+        router.post("api/v1/quarantine/:name/requeue") { request, context in
+            let account = try self.authorize(request, .operator)
+            let name = context.parameters.get("name") ?? ""
+            let files = try await self.requeue(name, account: account)
+            return Self.json(["name": name, "files": files])
         }
         router.post("api/v1/verify") { request, _ in
             try self.authorize(request, .auditor)
-            let started = Date()
-            let result = try await self.blocking { try self.audit.verify() }
-            self.verifyState.record(result, at: started)
-            switch result {
-            case .intact(let events): return Self.json(["intact": true, "events": events, "checked_at": ISO8601DateFormatter().string(from: started)])
-            case .broken(let id, let reason):
-                return Self.json(["intact": false, "event_id": id, "reason": reason, "checked_at": ISO8601DateFormatter().string(from: started)])
+            let (report, at) = try await self.runVerify()
+            var body: [String: Any] = [
+                "intact": report.intact, "events": report.events, "cases": report.cases, "sealed_cases": report.sealedCases,
+                "signatures_checked": self.publicKey != nil, "checked_at": ISO8601DateFormatter().string(from: at),
+                "findings": report.findings.map { f -> [String: Any] in
+                    var o: [String: Any] = ["mechanism": f.mechanism.rawValue, "detail": f.detail]
+                    if let id = f.eventID { o["event_id"] = id }
+                    return o
+                },
+            ]
+            if let first = report.findings.first {
+                body["reason"] = first.detail
+                if let id = first.eventID { body["event_id"] = id }
             }
+            return Self.json(body)
         }
+        addPages(to: router)
         return router
     }
+
+    /// Retries or cancels an outbox item for an operator, as an audit event naming the account.
+    func outboxAction(_ idText: String?, _ action: String?, account: ConsoleAccount) async throws -> OutboxItem {
+        guard let outbox = self.outbox else { throw HTTPError(.notFound, message: "this console has no outbox") }
+        guard let id = Int64(idText ?? ""), let action, action == "retry" || action == "cancel" else { throw HTTPError(.notFound) }
+        let item: OutboxItem
+        do {
+            item = try await blocking { () -> OutboxItem in
+                let item = try outbox.item(id)
+                if action == "retry" { try outbox.retry(id) } else { try outbox.cancel(id) }
+                try self.audit.append(caseID: item.caseID, kind: "outbox_\(action)", payload: [
+                    "outbox_item": .int(id), "destination": .string(item.destination.name), "account": .string(account.name),
+                    "via": .string("console"),
+                ])
+                return try outbox.item(id)
+            }
+        } catch let error as OutboxError where error.code == .itemNotFound {
+            throw HTTPError(.notFound, message: error.description)
+        } catch let error as OutboxError where error.code == .wrongState {
+            throw HTTPError(.conflict, message: error.description)
+        }
+        logger.notice("operator action", metadata: ["account": "\(account.name)", "action": "outbox_\(action)", "item": "\(id)"])
+        return item
+    }
+
+    /// Puts a quarantined delivery back into the intake for an operator (audited as `quarantine_requeued`).
+    func requeue(_ name: String, account: ConsoleAccount) async throws -> Int {
+        guard let quarantine else { throw HTTPError(.notFound, message: "this console has no intake (start it with --site)") }
+        let files = try await blocking { () -> Int? in
+            guard let files = try quarantine.requeue(name) else { return nil }
+            try self.audit.append(caseID: name, kind: "quarantine_requeued", payload: [
+                "entry": .string(name), "files": .int(Int64(files)), "account": .string(account.name), "via": .string("console"),
+            ])
+            return files
+        }
+        guard let files else { throw HTTPError(.notFound, message: "no quarantine entry \(name)") }
+        logger.notice("operator action", metadata: ["account": "\(account.name)", "action": "quarantine_requeued", "entry": "\(name)"])
+        return files
+    }
+
+    /// Verifies the log (chain, case rows, and with a public key every seal), remembered for the dashboard and metrics.
+    func runVerify() async throws -> (AuditVerifyReport, Date) {
+        let started = Date()
+        let key = publicKey
+        let report = try await blocking { try self.audit.verify(AuditEvidence(publicKey: key, allowUnsealed: true)) }
+        verifyState.record(report, at: started)
+        return (report, started)
+    }
+
+    /// The case filter of the API, the case list and the export: status, model, series UID, pseudonymous patient ID,
+    /// `since`/`until` (a date, or an RFC 3339 time; a date as `until` includes that day), one case by `case_id`.
+    /// The returned filter asks for one row beyond `limit`, to tell whether there is a next page.
+    static func caseFilter(_ request: Request, defaultLimit: Int, maximum: Int) throws -> (AuditLog.Filter, limit: Int, offset: Int) {
+        let q = request.uri.queryParameters
+        let limit = try integer(q.get("limit"), "limit", 1...maximum) ?? defaultLimit
+        let offset = try integer(q.get("offset"), "offset", 0...Int(Int32.max)) ?? 0
+        func text(_ key: String) -> String? { q.get(key).flatMap { $0.isEmpty ? nil : $0 } }
+        var filter = AuditLog.Filter(status: text("status").map { $0.uppercased() }, model: text("model"), seriesInstanceUID: text("series_uid"),
+                                     patientID: text("patient_id"), limit: limit + 1, offset: offset)
+        filter.caseID = text("case_id")
+        filter.since = try date(q.get("since"), "since")
+        if let until = try date(q.get("until"), "until") {
+            filter.until = isDay(q.get("until")) ? until.addingTimeInterval(86_400) : until
+        }
+        return (filter, limit, offset)
+    }
+
+    static func isDay(_ text: String?) -> Bool { text.map { $0.count == 10 && !$0.contains("T") && !$0.contains("t") } ?? false }
 
     // MARK: Access
 
@@ -256,15 +319,15 @@ public final class ConsoleServer: Sendable {
 /// The last on-demand `audit verify` of this console (for the metrics and the dashboard).
 final class VerifyState: @unchecked Sendable {
     private let lock = NSLock()
-    private(set) var last: (result: AuditLog.Verification, at: Date)?
+    private(set) var last: (result: AuditVerifyReport, at: Date)?
 
-    func record(_ result: AuditLog.Verification, at date: Date) {
+    func record(_ result: AuditVerifyReport, at date: Date) {
         lock.lock()
         last = (result, date)
         lock.unlock()
     }
 
-    var snapshot: (result: AuditLog.Verification, at: Date)? {
+    var snapshot: (result: AuditVerifyReport, at: Date)? {
         lock.lock()
         defer { lock.unlock() }
         return last
@@ -278,7 +341,9 @@ struct MethodNotAllowed: RouterMiddleware {
     static let routes: [(pattern: [String], methods: [HTTPRequest.Method])] = [
         (["healthz"], [.get]), (["readyz"], [.get]), (["metrics"], [.get]), (["api", "v1", "cases"], [.get]),
         (["api", "v1", "cases", "*"], [.get]), (["api", "v1", "queue"], [.get]), (["api", "v1", "outbox"], [.get]),
-        (["api", "v1", "outbox", "*", "*"], [.post]), (["api", "v1", "verify"], [.post]),
+        (["api", "v1", "outbox", "*", "*"], [.post]), (["api", "v1", "quarantine", "*", "requeue"], [.post]), (["api", "v1", "verify"], [.post]),
+        ([], [.get]), (["cases"], [.get]), (["cases", "*"], [.get]), (["cases", "*", "files", "*"], [.get]), (["verify"], [.get, .post]),
+        (["export", "cases.csv"], [.get]), (["export", "cases.json"], [.get]), (["outbox", "*", "*"], [.post]), (["quarantine", "*", "requeue"], [.post]),
     ]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

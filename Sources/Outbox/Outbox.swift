@@ -108,6 +108,9 @@ public final class Outbox: @unchecked Sendable {
 
     public func items(state: OutboxItem.State? = nil, limit: Int = 100) throws -> [OutboxItem] { try store.items(state: state, limit: limit) }
 
+    /// A case's items (every destination), oldest first.
+    public func items(caseID: String) throws -> [OutboxItem] { try store.items(caseID: caseID) }
+
     public func item(_ id: Int64) throws -> OutboxItem {
         guard let item = try store.item(id) else { throw OutboxError(code: .itemNotFound, detail: "no outbox item \(id)") }
         return item
@@ -147,6 +150,7 @@ protocol OutboxStore: Sendable {
     func isQueued(caseID: String) throws -> Bool
     func due(now: Date, lease: TimeInterval) throws -> [OutboxItem]
     func items(state: OutboxItem.State?, limit: Int) throws -> [OutboxItem]
+    func items(caseID: String) throws -> [OutboxItem]
     func item(_ id: Int64) throws -> OutboxItem?
     func depth() throws -> [OutboxItem.State: Int]
     func recordAttempt(_ id: Int64, error: String?, policy: RetryPolicy, now: Date) throws
@@ -229,6 +233,8 @@ final class SQLiteOutboxStore: OutboxStore, @unchecked Sendable {
     }
 
     func item(_ id: Int64) throws -> OutboxItem? { try fetch("WHERE id = ?", [id]).first }
+
+    func items(caseID: String) throws -> [OutboxItem] { try fetch("WHERE case_id = ? ORDER BY id", [caseID]) }
 
     func depth() throws -> [OutboxItem.State: Int] {
         try queue.read { db in
@@ -341,6 +347,10 @@ final class PostgresOutboxStore: OutboxStore, @unchecked Sendable {
     }
 
     func item(_ id: Int64) throws -> OutboxItem? { try rows(db.query("SELECT * FROM outbox_items WHERE id = $1", [.int(id)])).first }
+
+    func items(caseID: String) throws -> [OutboxItem] {
+        try rows(db.query("SELECT * FROM outbox_items WHERE case_id = $1 ORDER BY id", [.text(caseID)]))
+    }
 
     func depth() throws -> [OutboxItem.State: Int] {
         var counts: [OutboxItem.State: Int] = [:]

@@ -107,10 +107,16 @@ public enum QASnapshot {
         let tiles = slices.map { tile(z: $0.z, image: image, labels: labels, structures: structures, width: tileW, height: tileH,
                                       low: low, high: high) }
         // Pages: banner, as many rows of tiles as fit with the legend, the legend.
-        let legendColumns = max(1, (columns * (tileW + gap) - gap) / 420)
-        let legendRows = (present.count + legendColumns - 1) / legendColumns
+        // A legend entry: swatch, name (22 characters at most), volume — columns as wide as the longest entry, as
+        // many as the page's width holds (a page one tile wide is still 900 px: never fewer columns than that allows).
+        let legendTexts = present.map { "\(structures[$0].name.prefix(22))  \(String(format: "%.1f", structures[$0].cubicCentimetres)) CM³" }
+        let entryWidth = 20 + (legendTexts.map(\.count).max() ?? 0) * (BitmapFont.width + 1) * textScale + 24
+        func legendLayout(pageWidth: Int) -> (columns: Int, rows: Int) {
+            let columns = max(1, min(present.count, (pageWidth - 2 * margin) / entryWidth))
+            return (columns, (present.count + columns - 1) / columns)
+        }
         let bannerHeight = 2 * line + 12
-        let legendHeight = legendRows * line + line
+        let legendHeight = legendLayout(pageWidth: 2 * margin + 900).rows * line + line
         let rowsPerPage = max(1, (maximumSide - 2 * margin - bannerHeight - legendHeight - 2 * gap + gap) / (tileH + gap))
         let perPage = rowsPerPage * columns
         let pageCount = (tiles.count + perPage - 1) / perPage
@@ -119,7 +125,8 @@ public enum QASnapshot {
             let pageTiles = Array(tiles[(p * perPage)..<min(tiles.count, (p + 1) * perPage)])
             let usedColumns = min(columns, pageTiles.count), usedRows = (pageTiles.count + columns - 1) / columns
             let width = max(2 * margin + usedColumns * (tileW + gap) - gap, 2 * margin + 900)
-            let height = 2 * margin + bannerHeight + gap + usedRows * (tileH + gap) + legendHeight
+            let (legendColumns, legendRows) = legendLayout(pageWidth: width)
+            let height = 2 * margin + bannerHeight + gap + usedRows * (tileH + gap) + legendRows * line + line
             var page = Image(width: width, height: height, pixels: Array(repeating: SIMD3(24, 24, 24), count: width * height))
             // Banner.
             page.fill(x: 0, y: 0, width: width, height: margin + bannerHeight, color: SIMD3(160, 20, 20))
@@ -138,8 +145,7 @@ public enum QASnapshot {
             for (n, i) in present.enumerated() {
                 let x = margin + (n / legendRows) * columnWidth, y = legendTop + (n % legendRows) * line
                 page.fill(x: x, y: y + 1, width: 14, height: 14, color: structures[i].color)
-                let volume = String(format: "%.1f", structures[i].cubicCentimetres)
-                page.text("\(structures[i].name.prefix(22))  \(volume) CM³", x: x + 20, y: y + 1, scale: textScale, color: SIMD3(235, 235, 235))
+                page.text(legendTexts[n], x: x + 20, y: y + 1, scale: textScale, color: SIMD3(235, 235, 235))
             }
             pages.append(page)
         }

@@ -656,12 +656,50 @@ public final class WatchService: @unchecked Sendable {
     }
 }
 
+extension WatchService {
+    /// An operator's requeue (console, #20): moves a quarantine entry's inputs back into the incoming folder as a
+    /// new delivery (`requeued-<entry>/`, the same sub-folders), which the intake assembles and claims again like
+    /// any other; the entry's REASON.txt and claim go with the entry, which is removed. Returns the files moved.
+    public static func requeue(_ name: String, configuration: WatchConfiguration) throws -> Int {
+        guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+            throw WatchError(code: .notInQuarantine, detail: "\(name): not a quarantine entry")
+        }
+        let fm = FileManager.default
+        let entry = configuration.quarantine.appendingPathComponent(name)
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: entry.path, isDirectory: &isFolder), isFolder.boolValue else {
+            throw WatchError(code: .notInQuarantine, detail: "\(name): no such entry in \(configuration.quarantine.path)")
+        }
+        let files = relativeFiles(in: entry).filter { !bookkeeping.contains($0) }
+        var target = configuration.incoming.appendingPathComponent("requeued-\(name)")
+        var n = 2
+        while fm.fileExists(atPath: target.path) {
+            target = configuration.incoming.appendingPathComponent("requeued-\(name)-\(n)")
+            n += 1
+        }
+        // Built beside the intake's own state first, then renamed in: the intake never sees half a delivery.
+        let staging = configuration.state.appendingPathComponent(".requeue-\(name)")
+        try? fm.removeItem(at: staging)
+        try fm.createDirectory(at: staging, withIntermediateDirectories: true)
+        for f in files {
+            let destination = staging.appendingPathComponent(f)
+            try fm.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try fm.moveItem(at: entry.appendingPathComponent(f), to: destination)
+        }
+        try fm.moveItem(at: staging, to: target)
+        try fm.removeItem(at: entry)
+        return files.count
+    }
+}
+
 public struct WatchError: Error, CustomStringConvertible {
     public enum Code: String, Sendable, CaseIterable {
         /// Another watcher holds the incoming folder's lock.
         case locked = "WATCH_LOCKED"
         /// The watcher's own state folder (`<incoming>/.nnseg`) cannot be written.
         case stateUnwritable = "WATCH_STATE_UNWRITABLE"
+        /// A requeue named something that is not an entry of the quarantine folder.
+        case notInQuarantine = "NOT_IN_QUARANTINE"
     }
 
     public let code: Code

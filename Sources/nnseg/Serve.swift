@@ -13,6 +13,7 @@ import PostgresDB
 import WatchService
 import Yams
 import SiteProfile
+import Console
 
 /// The site configuration of `nnseg serve` (`Ops/site.example.yaml`): the DICOM node, the folders, the
 /// profile, the workers. Decoded strictly: an unknown key anywhere is refused with its path.
@@ -75,6 +76,14 @@ struct SiteDocument: Decodable {
     /// The audit database (and, for a cluster, queue and outbox): a SQLite file or postgres://… (same as auditDatabase).
     var database: String?
     var cluster: Cluster?
+    /// The web console and metrics (#20) served by this node.
+    var console: ConsoleSettings?
+    struct ConsoleSettings: Decodable {
+        var accounts: String
+        var bindAddress: String?
+        var port: Int?
+        enum CodingKeys: String, CodingKey, CaseIterable { case accounts, bindAddress, port }
+    }
     /// Cluster mode (#19): this node shares the queue, audit log and outbox in a PostgreSQL `database` with others.
     struct Cluster: Decodable {
         var shared: String
@@ -83,7 +92,7 @@ struct SiteDocument: Decodable {
         var workers: Int?
         enum CodingKeys: String, CodingKey, CaseIterable { case shared, node, lease, workers }
     }
-    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, outbox, auditDatabase, database, cluster }
+    enum CodingKeys: String, CodingKey, CaseIterable { case profile, node, folders, intake, workers, outbox, auditDatabase, database, cluster, console }
 }
 
 /// A site configuration, resolved: paths made absolute against the file's folder, the node validated.
@@ -108,6 +117,8 @@ struct SiteConfiguration {
     /// The node's TLS material for sending (destinations with `tls: true`): verifies the peer with the
     /// trusted CAs, presents the node's certificate.
     var clientTLS: TLSSettings?
+    /// The console this node serves (`console:`): accounts file, address (loopback by default), port.
+    var console: (accounts: URL, bindAddress: String, port: Int)?
 
     /// The outbox: the node's own SQLite file, or the cluster's table in its shared database.
     var outboxDatabase: String { cluster != nil ? auditDatabase : work.appendingPathComponent("outbox.sqlite").path }
@@ -177,6 +188,11 @@ struct SiteConfiguration {
                                                      database: database)
             } catch { throw Self.invalid(url.path, "cluster", "\(error)") }
         }
+        if let c = document.console {
+            let port = c.port ?? 8080
+            guard (0...65535).contains(port) else { throw Self.invalid(url.path, "console.port", "0…65535") }
+            console = (resolve(c.accounts), c.bindAddress ?? "127.0.0.1", port)
+        }
         let o = document.outbox
         retryPolicy = RetryPolicy(firstDelay: o?.firstRetryDelay ?? 10, maximumDelay: o?.maxRetryDelay ?? 3600, maximumAttempts: o?.maxAttempts ?? 50)
         sendTimeout = o?.sendTimeout ?? 30
@@ -184,6 +200,16 @@ struct SiteConfiguration {
               (1...3600).contains(sendTimeout) else {
             throw Self.invalid(url.path, "outbox", "firstRetryDelay > 0, maxRetryDelay ≥ firstRetryDelay, maxAttempts ≥ 1, sendTimeout 1…3600 s")
         }
+    }
+
+    /// The intake's folders: the node's own, or in a cluster the shared spool, outputs and quarantine.
+    var watchConfiguration: WatchConfiguration {
+        if let cluster {
+            return WatchConfiguration(incoming: incoming, cluster: cluster.layout(keepInputs: archive != nil), node: cluster.node,
+                                      quietPeriod: quietPeriod, pollInterval: pollInterval, maximumAttempts: maxAttempts)
+        }
+        return WatchConfiguration(incoming: incoming, outgoing: outgoing, archive: archive, quietPeriod: quietPeriod,
+                                  pollInterval: pollInterval, maximumAttempts: maxAttempts)
     }
 
     static func invalid(_ file: String, _ key: String, _ detail: String) -> ValidationError {
@@ -217,14 +243,9 @@ struct Serve: ParsableCommand {
         try receiver.start()
         let gate = try AssociationSpool(spool: site.spool, incoming: site.incoming, aborted: site.aborted, stored: site.stored,
                                         isReceiving: { pid in receiver.isCurrent(pid) })
-        var config = WatchConfiguration(incoming: site.incoming, outgoing: site.outgoing, archive: site.archive, quietPeriod: site.quietPeriod,
-                                        pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
-        if let cluster = site.cluster {
-            // Cluster intake (#19): released associations' series are claimed into the shared spool and queued; outputs,
-            // quarantine and held instances are in the shared folder (folders.outgoing is not used).
-            config = WatchConfiguration(incoming: site.incoming, cluster: cluster.layout(keepInputs: site.archive != nil), node: cluster.node,
-                                        quietPeriod: site.quietPeriod, pollInterval: site.pollInterval, maximumAttempts: site.maxAttempts)
-        }
+        // Cluster intake (#19): released associations' series are claimed into the shared spool and queued; outputs,
+        // quarantine and held instances are in the shared folder (folders.outgoing is not used).
+        let config = site.watchConfiguration
         let workers = try CaseWorkerProcesses(profile: site.profile, caseProfile: caseProfile, auditDatabase: site.auditDatabase,
                                               logLevel: logging.logLevel, timeLimit: site.caseTimeLimit, memoryLimitMB: site.caseMemoryLimitMB)
         let queue = try site.cluster.map { try JobQueue(url: site.auditDatabase, node: $0.node) }
@@ -243,6 +264,16 @@ struct Serve: ParsableCommand {
             outbox: outbox, audit: audit, destinations: caseProfile.destinations, callingAETitle: site.node.aeTitle,
             sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"],
                                  tlsArguments: site.clientTLS.map(\.arguments) ?? []))
+        // The console (#20), if the site names one: started before anything is received, so a wrong port or
+        // accounts file stops the node at once instead of leaving it unobservable.
+        if let console = site.console {
+            let server = ConsoleServer(
+                configuration: ConsoleConfiguration(bindAddress: console.bindAddress, port: console.port,
+                                                    access: try ConsoleAccess(contentsOf: console.accounts), readOnly: false),
+                audit: audit, outbox: outbox, queue: try site.cluster.map { try JobQueue(url: site.auditDatabase, node: "\($0.node)-console") },
+                quarantine: IntakeQuarantine(configuration: config), logger: Logger(label: "nnseg.console"))
+            try startConsole(server, logger: logger)
+        }
         let stopping = StopFlag()
         let sending = Thread {
             while !stopping.isSet {

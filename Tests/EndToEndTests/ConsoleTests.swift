@@ -148,4 +148,97 @@ struct ConsoleTests {
         #expect((try readOnly.json("/api/v1/cases", user: operatorUser)["items"] as? [Any])?.count == 4)
         #expect(try readOnly.request("/api/v1/outbox/1/retry", user: operatorUser, method: "POST").status == 403)
     }
+
+    /// `nnseg serve` with a `console:` section: a case received by C-STORE, then the pages — dashboard, case list,
+    /// case page with its QA sheet, report, outputs, verification and signature — loaded by headless Chromium
+    /// (screenshots kept in `.build/test-output/console/`), the export, the quarantine requeue by an operator, and
+    /// the refusals (anonymous, auditor, another site's form, files the console must not serve).
+    @Test(.timeLimit(.minutes(4)))
+    func serveHostsThePagesAndChromiumShowsThem() throws {
+        _ = try #require(Chromium.executable, "chromium is installed by Ops/setup.sh --test")
+        let consolePort = try WatchDeliveryTests.freeLoopbackPort()
+        let node = try ServeTests.Node("serve-console", siteExtra: "console: {accounts: accounts.yaml, port: \(consolePort)}\n", prepare: { dir in
+            try Data("""
+                accounts:
+                  - {name: olga, role: operator, passwordHash: "\(ConsoleAccess.hash(password: "olga-secret", cost: 4))"}
+                  - {name: aude, role: auditor, passwordHash: "\(ConsoleAccess.hash(password: "aude-secret", cost: 4))"}
+
+                """.utf8).write(to: dir.appendingPathComponent("accounts.yaml"))
+        })
+        let base = "http://127.0.0.1:\(consolePort)"
+        func get(_ path: String, user: String? = "aude:aude-secret", extra: [String] = []) throws -> (status: Int, type: String, body: String) {
+            var arguments = ["-s", "-w", "\n%{http_code} %{content_type}"] + extra + [base + path]
+            if let user { arguments += ["-u", user] }
+            let result = try CommandRunner.run("/usr/bin/curl", arguments)
+            var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            let last = lines.popLast().map(String.init) ?? ""
+            let parts = last.split(separator: " ", maxSplits: 1)
+            return (Int(parts.first ?? "") ?? -1, parts.count > 1 ? String(parts[1]) : "", lines.joined(separator: "\n"))
+        }
+        #expect(node.waitUntil(30) { (try? get("/healthz", user: nil).status) == 200 }, "the console answers")
+
+        // A case by C-STORE, and a file that is no DICOM dropped into the intake (quarantined: NOT_DICOM).
+        #expect(try node.store(ServeTests.files).status == 0)
+        #expect(try node.waitUntil { try node.cases().contains { $0["status"] as? String == "SUCCEEDED" } })
+        let caseID = try #require(try node.cases().first { $0["status"] as? String == "SUCCEEDED" }?["case_id"] as? String)
+        try Data("not a DICOM file".utf8).write(to: node.work.appendingPathComponent("incoming/junk.bin"))
+        let quarantine = node.work.appendingPathComponent("incoming/.nnseg/quarantine")
+        #expect(node.waitUntil(60) { node.entries(quarantine).count == 1 })
+        let entry = try #require(node.entries(quarantine).first)
+
+        // Refusals.
+        #expect(try get("/", user: nil).status == 401)
+        #expect(try get("/cases/\(caseID)", user: "aude:wrong").status == 401)
+        #expect(try get("/quarantine/\(entry)/requeue", extra: ["-X", "POST"]).status == 403, "an auditor cannot requeue")
+        #expect(try get("/quarantine/\(entry)/requeue", user: "olga:olga-secret", extra: ["-X", "POST", "-H", "Origin: http://elsewhere.example"]).status == 403,
+                "another site's form is refused")
+        #expect(try get("/cases/\(caseID)/files/seg.dcm").status == 404, "DICOM outputs carry names: not served")
+        #expect(try get("/cases/\(caseID)/files/..%2F..%2Faudit.sqlite").status == 404)
+
+        // The pages, as an auditor.
+        let dashboard = try get("/")
+        #expect(dashboard.status == 200 && dashboard.type.hasPrefix("text/html"))
+        #expect(dashboard.body.contains(caseID) && dashboard.body.contains("NOT_DICOM") && dashboard.body.contains(entry))
+        let list = try get("/cases?status=SUCCEEDED")
+        #expect(list.status == 200 && list.body.contains(caseID) && list.body.contains("/export/cases.csv?status=SUCCEEDED"))
+        let page = try get("/cases/\(caseID)")
+        #expect(page.status == 200)
+        for part in ["/cases/\(caseID)/files/qa.png", "report.html", "MATCHES", "VALID", "PASSED", "Hippocampus_Ant", "sliding_window", "checkpoint_final.pth"] {
+            #expect(page.body.contains(part), "the case page shows \(part)")
+        }
+        for page in [dashboard.body, list.body, page.body] { #expect(!page.contains("Avasarala") && !page.contains("Chrisjen"), "no patient name") }
+        let qa = try get("/cases/\(caseID)/files/qa.png")
+        #expect(qa.status == 200 && qa.type == "image/png")
+        #expect(try get("/cases/\(caseID)/files/report.html").type.hasPrefix("text/html"))
+        let csv = try get("/export/cases.csv?status=SUCCEEDED")
+        #expect(csv.status == 200 && csv.body.hasPrefix("case_id,status,") && csv.body.contains("\(caseID),SUCCEEDED,"))
+        let json = try get("/export/cases.json?case_id=\(caseID)")
+        let exported = (try? JSONSerialization.jsonObject(with: Data(json.body.utf8)) as? [String: Any])?["cases"] as? [[String: Any]]
+        #expect(exported?.count == 1 && (exported?.first?["events"] as? [Any])?.isEmpty == false)
+        let verify = try get("/verify", extra: ["-X", "POST"])
+        #expect(verify.status == 200 && verify.body.contains("INTACT"))
+
+        // Headless Chromium loads the dashboard and the case page (the QA sheet image included): screenshots kept.
+        let output = try SharedData.testOutput("console")
+        let profile = node.dir.appendingPathComponent("chromium")
+        for (name, path) in [("dashboard", "/"), ("case", "/cases/\(caseID)")] {
+            let url = "http://aude:aude-secret@127.0.0.1:\(consolePort)\(path)"
+            let shot = output.appendingPathComponent("\(name).png")
+            let run = try Chromium.screenshot(url, to: shot, width: 1280, height: 2400, profile: profile)
+            #expect(FileManager.default.fileExists(atPath: shot.path), "chromium: \(run.stderr.suffix(800))")
+            let colours = try Chromium.distinctColours(shot)
+            #expect(colours > (name == "case" ? 50 : 5), "\(name).png is not blank (\(colours) colours)")
+            let dom = try Chromium.dom(url, profile: profile)
+            #expect(dom.contains(caseID), "the \(name) page Chromium rendered shows the case ID")
+            if name == "case" { #expect(dom.contains("<img class=\"qa\""), "the QA sheet is on the page") }
+        }
+
+        // The operator requeues the quarantined file: it goes back into the intake (and, still no DICOM, to quarantine
+        // again as a new entry); the action is audited with the account.
+        let requeued = try get("/quarantine/\(entry)/requeue", user: "olga:olga-secret", extra: ["-X", "POST", "-H", "Origin: \(base)", "-d", "return=/cases"])
+        #expect(requeued.status == 303, "back to the page the form was on")
+        #expect(try node.events("quarantine_requeued").contains { $0.contains("\"account\":\"olga\"") && $0.contains(entry) })
+        #expect(node.waitUntil(60) { let now = node.entries(quarantine); return now.count == 1 && now.first != entry }, "quarantined again as a new entry")
+        #expect(try get("/quarantine/\(entry)/requeue", user: "olga:olga-secret", extra: ["-X", "POST"]).status == 404, "already requeued")
+    }
 }

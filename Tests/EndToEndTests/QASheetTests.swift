@@ -43,8 +43,7 @@ struct QASheetTests {
 
     /// The report opens in a browser: headless Chromium renders it to a PNG that is not blank.
     @Test func reportRendersInChromium() throws {
-        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
-        let browser = try #require(chromium, "chromium is installed by Ops/setup.sh --test")
+        _ = try #require(Chromium.executable, "chromium is installed by Ops/setup.sh --test")
         let (image, labels, structures) = try Self.totalSegmentatorCase()
         let volumes = CaseReport.volumes(labels, structures: structures)
         let pages = QASnapshot.sheet(image: image, labels: labels, structures: structures.map {
@@ -57,35 +56,11 @@ struct QASheetTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let page = dir.appendingPathComponent("report.html"), shot = dir.appendingPathComponent("report.png")
         try html.write(to: page, atomically: true, encoding: .utf8)
-        let run = try CommandRunner.run(browser, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--user-data-dir=\(dir.path)/profile",
-                                                  "--window-size=1400,1800", "--screenshot=\(shot.path)", page.absoluteString])
+        let run = try Chromium.screenshot(page.absoluteString, to: shot, profile: dir.appendingPathComponent("profile"))
         #expect(FileManager.default.fileExists(atPath: shot.path), "chromium: \(run.stderr.suffix(1000))")
-        // Not blank: the screenshot decoded (zlib, PNG row filters undone) has many distinct colours (a sample of pixels).
-        let script = """
-        import struct, sys, zlib
-        data = open(sys.argv[1], 'rb').read(); pos = 8; idat = b''; width = height = 0; channels = 4
-        while pos < len(data):
-            n, kind = struct.unpack('>I4s', data[pos:pos + 8]); body = data[pos + 8:pos + 8 + n]; pos += 12 + n
-            if kind == b'IHDR': width, height, depth, ctype = struct.unpack('>IIBB', body[:10]); channels = {2: 3, 6: 4}[ctype]
-            if kind == b'IDAT': idat += body
-        raw = zlib.decompress(idat); stride = width * channels; rows = []; prev = bytearray(stride)
-        for y in range(height):
-            f = raw[y * (stride + 1)]; line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-            for i in range(stride):
-                a = line[i - channels] if i >= channels else 0; b = prev[i]; c = prev[i - channels] if i >= channels else 0
-                if f == 1: line[i] = (line[i] + a) & 255
-                elif f == 2: line[i] = (line[i] + b) & 255
-                elif f == 3: line[i] = (line[i] + (a + b) // 2) & 255
-                elif f == 4:
-                    p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                    line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-            rows.append(bytes(line)); prev = line
-        colours = {row[i:i + 3] for row in rows[::8] for i in range(0, stride, channels * 8)}
-        print(len(colours))
-        """
-        let decoded = try CommandRunner.run("/usr/bin/python3", ["-c", script, shot.path])
-        let distinct = Int(decoded.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        #expect(distinct > 50, "the screenshot has \(distinct) distinct colours: \(decoded.stderr.suffix(500))")
+        // Not blank: many distinct colours in a sample of pixels.
+        let distinct = try Chromium.distinctColours(shot)
+        #expect(distinct > 50, "the screenshot has \(distinct) distinct colours")
     }
 }
 
@@ -100,5 +75,39 @@ struct QASheetDrawingTests {
         let pages = QASnapshot.sheet(image: image, labels: labels, structures: structures,
                                      context: QASnapshot.Context(caseID: String(repeating: "C", count: 400), model: "m", precision: "fp32", software: "s"))
         #expect(pages.count == 1 && pages[0].width <= QASnapshot.maximumSide)
+    }
+
+    /// Legend entries never overlap, however few tiles the page has: a Hippocampus case (small tiles, one slice shows
+    /// both structures) with the demo profile's names drew the second entry over the first one's volume — the legend
+    /// was laid out for the widest page, not the one-tile page it was on.
+    @Test func legendEntriesDoNotOverlap() throws {
+        let folder = SharedData.dataFile("Dataset004_Hippocampus")
+        let image = try NIfTIImage(contentsOf: folder.appendingPathComponent("imagesTr/hippocampus_001_0000.nii.gz")).floatVolume()
+        let labels = try NIfTIImage(contentsOf: folder.appendingPathComponent("labelsTr/hippocampus_001.nii.gz")).labelVolume()
+        let described = [StructureCatalog.describe(label: 1, name: "Hippocampus_Anterior"), StructureCatalog.describe(label: 2, name: "Hippocampus_Posterior")]
+        let volumes = CaseReport.volumes(labels, structures: described)
+        let structures = StructureCatalog.distinctColors(described).map {
+            QASnapshot.Structure(label: UInt16($0.label), color: $0.color, name: $0.name, cubicCentimetres: volumes[$0.label] ?? 0)
+        }
+        let pages = QASnapshot.sheet(image: image, labels: labels, structures: structures,
+                                     context: QASnapshot.Context(caseID: "case-test", model: "m", precision: "fp32", software: "s"))
+        #expect(!pages.isEmpty)
+        for page in pages {
+            // Swatches: 14×14 squares of a structure's colour below the tiles; the entry's text is 12 px a character.
+            var swatches: [(x: Int, y: Int, text: Int)] = []
+            for s in structures {
+                let text = "\(s.name.prefix(22))  \(String(format: "%.1f", s.cubicCentimetres)) CM³".count
+                for y in stride(from: page.height - 1, to: 13, by: -1) {
+                    let found = (0..<(page.width - 14)).first { x in (0..<14).allSatisfy { page.pixels[y * page.width + x + $0] == s.color } }
+                    if let x = found, page.pixels[(y - 13) * page.width + x] == s.color { swatches.append((x, y, text)); break }
+                }
+            }
+            #expect(swatches.count == structures.count, "every legend swatch found")
+            for a in swatches {
+                for b in swatches where b.y == a.y && b.x > a.x {
+                    #expect(b.x - a.x >= 20 + a.text * 12, "entry at x \(a.x) (\(a.text) characters) runs into the one at x \(b.x)")
+                }
+            }
+        }
     }
 }

@@ -19,7 +19,8 @@ struct ServeTests {
         let site: URL
 
         init(_ name: String, quietPeriod: Double = 1, pollInterval: Double = 0.2, node: String = "allowedCallers: [SCANNER]", destinationPort: Int? = nil,
-             destinationTLS: Bool = false, reuse existing: URL? = nil, prepare: (URL) throws -> Void = { _ in }, echoArguments: (URL) -> [String] = { _ in [] }) throws {
+             destinationTLS: Bool = false, reuse existing: URL? = nil, siteExtra: String = "", prepare: (URL) throws -> Void = { _ in },
+             echoArguments: (URL) -> [String] = { _ in [] }) throws {
             dir = try existing ?? SharedData.temporaryDirectory(name)
             work = dir.appendingPathComponent("work")
             outgoing = dir.appendingPathComponent("out")
@@ -47,7 +48,7 @@ struct ServeTests {
                 intake: {quietPeriod: \(quietPeriod), pollInterval: \(pollInterval)}
                 outbox: {firstRetryDelay: 0.5, maxRetryDelay: 1}
                 auditDatabase: audit.sqlite
-
+                \(siteExtra)
                 """.utf8).write(to: site)
             process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
             // Ready when it answers C-ECHO.
@@ -108,11 +109,14 @@ struct ServeTests {
             return count
         }
 
-        func folder(_ name: String) -> [String] {
-            ((try? FileManager.default.contentsOfDirectory(atPath: work.appendingPathComponent(name).path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        func folder(_ name: String) -> [String] { entries(work.appendingPathComponent(name)) }
+
+        /// A folder's visible entries, sorted.
+        func entries(_ folder: URL) -> [String] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
         }
 
-                @discardableResult
+        @discardableResult
         func waitUntil(_ timeout: TimeInterval = 90, _ condition: () throws -> Bool) rethrows -> Bool {
             try TestSupport.waitUntil(timeout, condition)
         }

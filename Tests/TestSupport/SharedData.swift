@@ -47,6 +47,15 @@ public enum SharedData {
     }
 
     /// A fresh temporary directory, removed by the caller (or left for inspection on failure).
+    /// A folder for what a test leaves for a person to look at (screenshots): `.build/test-output/<name>/`,
+    /// emptied at the start, kept after the run.
+    public static func testOutput(_ name: String) throws -> URL {
+        let url = repositoryRoot.appendingPathComponent(".build/test-output/\(name)")
+        try? FileManager.default.removeItem(at: url)
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
     public static func temporaryDirectory(_ name: String = "nnseg-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
