@@ -61,6 +61,13 @@ if [[ "${1:-}" == "--test" ]]; then
     "$VENV2/bin/pip" install -q --disable-pip-version-check "pydicom==2.4.5" "pydicom-seg==0.4.1" "dcmrtstruct2nii==5" "dcmqi==1.5.7" \
       "SimpleITK==2.5.7" "numpy<2"
   fi
+  # schemathesis checks the console against its OpenAPI file (#20).
+  VENV3="$(cd "$(dirname "$0")/.." && pwd)/.venv-schemathesis"
+  if ! "$VENV3/bin/schemathesis" --version >/dev/null 2>&1; then
+    echo "setup: creating $VENV3 (schemathesis)" >&2
+    python3 -m venv "$VENV3"
+    "$VENV3/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.5"
+  fi
 fi
 
 if ! command -v swift >/dev/null 2>&1; then

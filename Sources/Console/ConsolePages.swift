@@ -269,7 +269,7 @@ enum Page {
             "<label>\(label)<input type=\"\(type)\" name=\"\(name)\" size=\"\(size)\" value=\"\(escape(value ?? ""))\"></label>"
         }
         var html = "<form class=\"filters\" method=\"get\" action=\"/cases\"><label>Status<select name=\"status\"><option value=\"\">any</option>"
-        for s in ["SUCCEEDED", "EMPTY_RESULT", "FAILED", "QUARANTINED", "HELD"] {
+        for s in ["SUCCEEDED", "EMPTY_RESULT", "FAILED", "QUARANTINED", "DUPLICATE", "HELD"] {
             html += "<option\(q.status == s ? " selected" : "")>\(s)</option>"
         }
         html += "</select></label>" + field("model", "Model", q.model) + field("series_uid", "Series UID", q.seriesUID, size: 30)

@@ -19,7 +19,7 @@ extension ConsoleServer {
         router.get("cases") { request, _ in
             let account = try self.authorize(request, .auditor)
             let q = request.uri.queryParameters
-            let (filter, limit, offset) = try Self.caseFilter(request, defaultLimit: 50, maximum: 500)
+            let (filter, limit, offset) = try Self.caseFilter(request, defaultLimit: 50, maximum: 500, form: true)
             let rows = try await self.blocking { try self.audit.cases(filter) }
             func text(_ key: String) -> String? { q.get(key).flatMap { $0.isEmpty ? nil : $0 } }
             let query = Page.CaseListQuery(status: text("status")?.uppercased(), model: text("model"), seriesUID: text("series_uid"),
@@ -62,13 +62,13 @@ extension ConsoleServer {
         }
         router.get("export/cases.csv") { request, _ in
             try self.authorize(request, .auditor)
-            let (filter, limit, _) = try Self.caseFilter(request, defaultLimit: 10_000, maximum: 100_000)
+            let (filter, limit, _) = try Self.caseFilter(request, defaultLimit: 10_000, maximum: 100_000, form: true)
             let rows = try await self.blocking { try self.audit.cases(filter) }
             return Self.download(Page.csv(Array(rows.prefix(limit))), type: "text/csv; charset=utf-8", name: "nnseg-cases.csv")
         }
         router.get("export/cases.json") { request, _ in
             try self.authorize(request, .auditor)
-            let (filter, limit, _) = try Self.caseFilter(request, defaultLimit: 1_000, maximum: 10_000)
+            let (filter, limit, _) = try Self.caseFilter(request, defaultLimit: 1_000, maximum: 10_000, form: true)
             // Serialised on the database queue (JSON objects are not Sendable).
             let data = try await self.blocking { () -> Data in
                 let cases = try self.audit.cases(filter).prefix(limit).map { c -> [String: Any] in

@@ -120,6 +120,7 @@ public final class ConsoleServer: Sendable {
         }
         router.get("api/v1/outbox") { request, _ in
             try self.authorize(request, .auditor)
+            try Self.onlyParameters(request, ["state", "limit"])
             let q = request.uri.queryParameters
             var state: OutboxItem.State?
             if let s = q.get("state") {
@@ -218,19 +219,32 @@ public final class ConsoleServer: Sendable {
     /// The case filter of the API, the case list and the export: status, model, series UID, pseudonymous patient ID,
     /// `since`/`until` (a date, or an RFC 3339 time; a date as `until` includes that day), one case by `case_id`.
     /// The returned filter asks for one row beyond `limit`, to tell whether there is a next page.
-    static func caseFilter(_ request: Request, defaultLimit: Int, maximum: Int) throws -> (AuditLog.Filter, limit: Int, offset: Int) {
+    static func caseFilter(_ request: Request, defaultLimit: Int, maximum: Int, form: Bool = false) throws -> (AuditLog.Filter, limit: Int, offset: Int) {
+        try onlyParameters(request, ["status", "model", "series_uid", "patient_id", "case_id", "since", "until", "limit", "offset"])
         let q = request.uri.queryParameters
-        let limit = try integer(q.get("limit"), "limit", 1...maximum) ?? defaultLimit
-        let offset = try integer(q.get("offset"), "offset", 0...Int(Int32.max)) ?? 0
+        // A form sends its empty fields: on the pages and exports an empty value is no filter; the API refuses it.
+        if !form, let empty = ["since", "until", "limit", "offset"].first(where: { q.get($0)?.isEmpty == true }) {
+            throw HTTPError(.badRequest, message: "\(empty): empty")
+        }
         func text(_ key: String) -> String? { q.get(key).flatMap { $0.isEmpty ? nil : $0 } }
+        let limit = try integer(text("limit"), "limit", 1...maximum) ?? defaultLimit
+        let offset = try integer(text("offset"), "offset", 0...Int(Int32.max)) ?? 0
         var filter = AuditLog.Filter(status: text("status").map { $0.uppercased() }, model: text("model"), seriesInstanceUID: text("series_uid"),
                                      patientID: text("patient_id"), limit: limit + 1, offset: offset)
         filter.caseID = text("case_id")
-        filter.since = try date(q.get("since"), "since")
-        if let until = try date(q.get("until"), "until") {
-            filter.until = isDay(q.get("until")) ? until.addingTimeInterval(86_400) : until
+        filter.since = try date(text("since"), "since")
+        if let until = try date(text("until"), "until") {
+            filter.until = isDay(text("until")) ? until.addingTimeInterval(86_400) : until
         }
         return (filter, limit, offset)
+    }
+
+    /// Refuses a query parameter the route does not take (400 naming it): a misspelt filter must not quietly
+    /// return everything.
+    static func onlyParameters(_ request: Request, _ known: Set<String>) throws {
+        for (key, _) in request.uri.queryParameters where !known.contains(String(key)) {
+            throw HTTPError(.badRequest, message: "unknown parameter \(key) (this address takes: \(known.sorted().joined(separator: ", ")))")
+        }
     }
 
     static func isDay(_ text: String?) -> Bool { text.map { $0.count == 10 && !$0.contains("T") && !$0.contains("t") } ?? false }

@@ -56,31 +56,29 @@ struct ConsoleTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(4)))
-    func theConsoleServesHealthMetricsAndTheAPIToItsAccounts() throws {
-        let dir = try SharedData.temporaryDirectory("console")
-        defer { try? FileManager.default.removeItem(at: dir) }
+    /// A node's files as the console sees them: a real case (`nnseg run` on the demo series) and three failed ones in
+    /// the audit log, an outbox with one item for the real case, a quarantine entry, the site file and the accounts
+    /// (operator olga, auditor aude).
+    static func node(in dir: URL) throws -> (database: URL, site: URL, accounts: URL, real: AuditCase, audit: AuditLog) {
         let database = dir.appendingPathComponent("audit.sqlite")
-        // A real case, then three failed ones.
         let run = try CommandRunner.nnseg(["run", "--profile", CasePipelineProfiles.fastDemoProfile(in: dir).path,
                                            SharedData.fixtures.appendingPathComponent("demo/hippocampus-mr").path,
                                            "-o", dir.appendingPathComponent("out").path, "--audit-db", database.path])
         #expect(run.status == 0, "\(run.stderr)")
         let audit = try AuditLog(path: database.path, keys: try TestKeys.auditKeys())
-        guard let real = try audit.cases().first else { Issue.record("no case recorded"); return }
+        let real = try #require(try audit.cases().first, "no case recorded")
         for i in 1...3 {
             _ = try audit.finish(caseID: "failed-\(i)", startedAt: Date(timeIntervalSinceNow: Double(-i)), status: .failed, model: "Dataset004_Hippocampus",
                                  seriesInstanceUID: "2.25.\(i)", profile: "hippocampus-demo", error: "SERIES_NOT_FOUND: no series matched")
         }
-        let patient = try audit.events(caseID: real.caseID).first { $0.kind == "input_series" }
-            .flatMap { try JSONSerialization.jsonObject(with: Data($0.payload.utf8)) as? [String: Any] }?["patient_id"] as? String ?? ""
-        #expect(!patient.isEmpty && patient != "Chrisjen^Avasarala")
-
-        // The node's site (its outbox holds one item to act on) and the accounts.
         let work = dir.appendingPathComponent("work")
         let outbox = try Outbox(path: work.appendingPathComponent("outbox.sqlite").path)
         try outbox.enqueue(caseID: real.caseID, destination: StoreDestination(name: "pacs", aeTitle: "PACS", host: "127.0.0.1", port: 1, outputs: ["SEG"]),
                            files: ["seg.dcm"])
+        let entry = work.appendingPathComponent("incoming/.nnseg/quarantine/file-20261203T000000-00000001")
+        try FileManager.default.createDirectory(at: entry, withIntermediateDirectories: true)
+        try Data("NOT_DICOM: junk.bin: no DICM prefix\n".utf8).write(to: entry.appendingPathComponent("REASON.txt"))
+        try Data("junk".utf8).write(to: entry.appendingPathComponent("junk.bin"))
         let site = dir.appendingPathComponent("site.yaml")
         try Data("""
             profile: \(try CasePipelineProfiles.fastDemoProfile(in: dir).path)
@@ -95,6 +93,39 @@ struct ConsoleTests {
               - {name: aude, role: auditor, passwordHash: "\(ConsoleAccess.hash(password: "aude-secret", cost: 4))"}
 
             """.utf8).write(to: accounts)
+        return (database, site, accounts, real, audit)
+    }
+
+    /// schemathesis (the test-tools venv) against the OpenAPI file on a running console with an operator's account:
+    /// every check (server errors, status codes and content types as documented, responses matching their schemas,
+    /// schema-violating requests refused, stateful links), a fixed seed and budget.
+    @Test(.timeLimit(.minutes(4)))
+    func schemathesisFindsNothingAgainstTheOpenAPIFile() throws {
+        let schemathesis = try #require(SharedData.schemathesis, "run Ops/setup.sh --test (.venv-schemathesis)")
+        let dir = try SharedData.temporaryDirectory("console-schemathesis")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, site, accounts, _, _) = try Self.node(in: dir)
+        let console = try Console(["--site", site.path, "--accounts", accounts.path, "--allow-operator-actions"], log: dir.appendingPathComponent("console.log"))
+        let seed = 20_261_203
+        let run = try CommandRunner.run(schemathesis, [
+            "run", SharedData.repositoryRoot.appendingPathComponent("Ops/console/openapi.yaml").path, "--url", "http://127.0.0.1:\(console.port)",
+            "--auth", "olga:olga-secret", "--checks", "all", "--max-examples", "25", "--seed", "\(seed)", "--generation-database", "none",
+            "--workers", "1", "--no-color", "--report-dir", dir.appendingPathComponent("report").path,
+        ])
+        #expect(run.status == 0, "schemathesis (seed \(seed)):\n\(run.stdout.suffix(6000))\n\(run.stderr.suffix(2000))")
+        let summary = run.stdout.split(separator: "\n").last { $0.contains("generated") } ?? ""
+        print("schemathesis: \(summary.trimmingCharacters(in: .whitespaces)) (seed \(seed))")
+        console.stop()
+    }
+
+    @Test(.timeLimit(.minutes(4)))
+    func theConsoleServesHealthMetricsAndTheAPIToItsAccounts() throws {
+        let dir = try SharedData.temporaryDirectory("console")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (database, site, accounts, real, audit) = try Self.node(in: dir)
+        let patient = try audit.events(caseID: real.caseID).first { $0.kind == "input_series" }
+            .flatMap { try JSONSerialization.jsonObject(with: Data($0.payload.utf8)) as? [String: Any] }?["patient_id"] as? String ?? ""
+        #expect(!patient.isEmpty && patient != "Chrisjen^Avasarala")
 
         let console = try Console(["--site", site.path, "--accounts", accounts.path, "--allow-operator-actions"], log: dir.appendingPathComponent("console.log"))
         let auditor = "aude:aude-secret", operatorUser = "olga:olga-secret"

@@ -31,6 +31,12 @@ public enum SharedData {
         try JSONSerialization.jsonObject(with: Data(contentsOf: url))
     }
 
+    /// schemathesis from the venv Ops/setup.sh --test creates (`.venv-schemathesis`), or nil.
+    public static var schemathesis: String? {
+        let path = repositoryRoot.appendingPathComponent(".venv-schemathesis/bin/schemathesis").path
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+    }
+
     /// The Python with highdicom that Ops/setup.sh --test creates (`.venv-validate`), or
     /// `NNSEG_VALIDATION_PYTHON`.
     public static var validationPython: String? {
