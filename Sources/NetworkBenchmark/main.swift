@@ -4,8 +4,10 @@
 //
 // Prints, for the reference Hippocampus model on its 40×56×40 patch and for a 3d_fullres-sized
 // PlainConvUNet (6 stages, 32…320 features) on a 128³ patch: median forward time, achieved GFLOP/s
-// (2 × multiply-accumulates of convolutions and transposed convolutions), torch's median from
-// Ops/bench/torch_forward_reference.json, and the speed ratio torch ÷ nnseg.
+// (2 × multiply-accumulates of convolutions and transposed convolutions), torch's median — measured in the same
+// run when network_forward.sh has REF_PYTHON (TORCH_REFERENCE names the file it wrote), else the recorded
+// Ops/bench/torch_forward_reference.json (another session: not comparable, said so) — and the ratio torch ÷ nnseg.
+import CPUPeak
 import Foundation
 import PlansModel
 import TensorKernels
@@ -39,11 +41,13 @@ func measure(_ compiled: CompiledUNet, repeats: Int) throws -> Double {
 let arguments = CommandLine.arguments
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
 let shared = root.deletingLastPathComponent().appendingPathComponent("shared")
-let torchFile = root.appendingPathComponent("Ops/bench/torch_forward_reference.json")
+let liveTorch = ProcessInfo.processInfo.environment["TORCH_REFERENCE"]
+let torchFile = liveTorch.map { URL(fileURLWithPath: $0) } ?? root.appendingPathComponent("Ops/bench/torch_forward_reference.json")
 let torch = (try? JSONSerialization.jsonObject(with: Data(contentsOf: torchFile))) as? [String: Any]
 let torchNetworks = torch?["networks"] as? [String: [String: Any]] ?? [:]
 print("oneDNN ISA: \(DNNLContext.effectiveISA); OMP_NUM_THREADS=\(ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] ?? "unset")")
-print("torch reference: \(torch?["torch"] as? String ?? "missing") on \(torch?["threads"] as? Int ?? 0) threads, \(torch?["cpu"] as? String ?? "")")
+print("torch: \(torch?["torch"] as? String ?? "missing") on \(torch?["threads"] as? Int ?? 0) threads, \(torch?["cpu"] as? String ?? "") — "
+      + (liveTorch != nil ? "measured in this run" : "RECORDED in another session (REF_PYTHON=… for a live ratio; absolute times do not compare across machines)"))
 
 var rows: [Row] = []
 let context = try DNNLContext()
@@ -94,27 +98,30 @@ for (name, compiled) in [("hippocampus", hippocampus), ("fullres 128³", bigNet)
 }
 print("implementations: \(hippocampus.implementations.union(bigNet.implementations).sorted().joined(separator: ", "))")
 
-// 3. Roofline of the 128³ network (issue #16): every layer type's achieved rate against this CPU's measured
-//    convolution peak — a 1×1×1 convolution 512→512 over 32³ voxels (a dense GEMM for oneDNN, the best rate
-//    its kernels reach here) — and the memory rate of the steps without arithmetic.
-let peakKernel = try ConvolutionKernel(context: context, kind: .convolution, inputShape: [1, 512, 32, 32, 32],
-                                       weights: Tensor(shape: [512, 512, 1, 1, 1], data: (0..<(512 * 512)).map { _ in Float.random(in: -0.05...0.05, using: &generator) }),
-                                       bias: nil, geometry: .same(kernel: [1, 1, 1], stride: [1, 1, 1]))
-let peakSource = try DNNLMemory(context: context, desc: peakKernel.sourceDesc)
-let peakDestination = try peakKernel.makeDestination()
-try peakKernel.run(source: peakSource, destination: peakDestination)
-var peakTimes: [Double] = []
-for _ in 0..<5 {
-    let start = DispatchTime.now().uptimeNanoseconds
-    try peakKernel.run(source: peakSource, destination: peakDestination)
-    peakTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+// 3. Roofline of the 128³ network (issue #16): every layer type's achieved rate against this CPU's measured FMA
+//    peak — independent float32 FMAs in the widest vectors it has, on as many threads as oneDNN uses (CPUPeak) —
+//    and the memory rate of the steps without arithmetic. The best convolution rate is printed beside it.
+let threads = max(1, Int(ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount)
+final class PeakRates: @unchecked Sendable {
+    var rates: [Double]
+    var isa = ""
+    init(_ n: Int) { rates = Array(repeating: 0, count: n) }
 }
-let peak = 2 * Double(32 * 32 * 32 * 512 * 512) / median(peakTimes) / 1e9
+let peakRates = PeakRates(threads)
+DispatchQueue.concurrentPerform(iterations: threads) { t in
+    var isa: UnsafePointer<CChar>?
+    peakRates.rates[t] = nnseg_fma_peak_gflops(1.5, &isa)
+    if t == 0, let isa { peakRates.isa = String(cString: isa) }
+}
+let peak = peakRates.rates.reduce(0, +)
 let rooflineInput = Tensor(shape: bigNet.inputShape, data: (0..<bigNet.inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
 let costs = try bigNet.layerCosts(rooflineInput)
 let totalSeconds = costs.map(\.seconds).reduce(0, +)
 print("")
-print(String(format: "roofline, fullres 128³ (one pass %.2f s); measured peak: 1×1×1 conv 512→512 @32³ = %.1f GFLOP/s", totalSeconds, peak))
+let bestConvolution = costs.filter { $0.multiplyAccumulates > 0 }.map { 2 * Double($0.multiplyAccumulates) / $0.seconds / 1e9 }.max() ?? 0
+print(String(format: "roofline, fullres 128³ (one pass %.2f s); measured FMA peak %.1f GFLOP/s (%@ FMA, %d thread(s): %@); best convolution %.1f GFLOP/s = %.0f%% of it",
+             totalSeconds, peak, peakRates.isa as NSString, threads, peakRates.rates.map { String(format: "%.1f", $0) }.joined(separator: " + ") as NSString,
+             bestConvolution, 100 * bestConvolution / peak))
 print("layer type                                     seconds   share   GFLOP/s  % of peak    GB/s")
 for c in costs.sorted(by: { $0.seconds > $1.seconds }) {
     let rate = c.multiplyAccumulates > 0 ? 2 * Double(c.multiplyAccumulates) / c.seconds / 1e9 : 0
