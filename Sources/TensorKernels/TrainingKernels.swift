@@ -93,10 +93,12 @@ public enum TrainingKernels {
             scale[l] = gamma[channel0 + l] * r
             shift[l] = beta[channel0 + l] - m[l] * scale[l]
         }
-        let neg = W(repeating: negative)
+        // LeakyReLU as max(z, 0) + slope · min(z, 0), bit-identical to the select, without its per-lane branches
+        // (see InstanceNormKernel.normalizeBlock).
+        let neg = W(repeating: negative), zero = W()
         for v in 0..<volume {
             let z = load(v) * scale + shift
-            dst.storeBytes(of: z.replacing(with: z * neg, where: z .< W()), toByteOffset: v &* bytes, as: W.self)
+            dst.storeBytes(of: pointwiseMax(z, zero) + neg * pointwiseMin(z, zero), toByteOffset: v &* bytes, as: W.self)
         }
     }
 
