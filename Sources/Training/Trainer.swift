@@ -17,7 +17,7 @@ public struct TrainerOptions: Sendable {
     public var resume = false
     /// Skip the final sliding-window validation.
     public var skipValidation = false
-    /// Convolution arithmetic (default: bf16 where the CPU has it, as nnU-Net uses mixed precision on GPUs).
+    /// Convolution arithmetic (default: float32 — see `TrainingConvolution.Precision.automatic`).
     public var precision: TrainingConvolution.Precision = .automatic
     /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
     public var stopAfterEpochs: Int?
