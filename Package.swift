@@ -104,7 +104,7 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"]), .swiftLanguageMode(.v5)]),
 
         // MARK: L4
-        .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels", "JSON",
+        .target(name: "Inference", dependencies: ["UNet", "Preprocessing", "Resampling", "PlansModel", "TensorKernels", "JSON", "Parallel",
                                                   .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 

@@ -177,10 +177,13 @@ extension ConsoleServer {
 
     /// Where a form sends the browser back to: its `return` field if it is a path on this console, else the dashboard.
     static func returnPath(_ request: Request) async throws -> String {
-        let body = try await request.body.collect(upTo: 16_384)
-        var components = URLComponents()
-        components.percentEncodedQuery = String(buffer: body).replacingOccurrences(of: "+", with: "%20")
-        let value = components.queryItems?.first(where: { $0.name == "return" })?.value ?? "/"
+        let body = String(buffer: try await request.body.collect(upTo: 16_384))
+        // Parsed by hand: whatever the body holds (bad percent escapes included) gives a value or nothing, never a trap.
+        let value = body.split(separator: "&").lazy.compactMap { pair -> String? in
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[0] == "return" else { return nil }
+            return String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+        }.first ?? "/"
         return value.hasPrefix("/") && !value.hasPrefix("//") && !value.contains("\\") ? value : "/"
     }
 }

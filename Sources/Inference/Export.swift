@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Parallel
 import PlansModel
 import Preprocessing
 import Resampling
@@ -84,10 +85,10 @@ public struct PredictionExporter: Sendable {
             let source = channels[k]
             channels[k] = []
             guard logitsShape != cropShape else { return source }
-            let grid = Grid3D(shape: logitsShape, values: source.map { Double(Float($0)) })
+            let grid = Grid3D(shape: logitsShape, values: Self.converted(source) { Double(Float($0)) })
             let resized = Resample.channels([grid], newShape: cropShape, currentSpacing: current,
                                             targetSpacing: spacingTransposed, options: probabilityResampling)
-            return resized[0].values.map { Float16($0) }
+            return Self.converted(resized[0].values) { Float16($0) }
         }
         // 2. Segmentation (and probabilities).
         var segmentation = [UInt16](repeating: 0, count: cropVoxels)
@@ -188,6 +189,22 @@ public struct PredictionExporter: Sendable {
                            shape: full, axes: transposeBackward)
         }
         return CasePrediction(shape: outShape, segmentation: finalSegmentation, probabilities: finalProbabilities, confidence: finalConfidence)
+    }
+
+    /// An element-wise conversion over the cores: float16 ↔ float64 has no instruction on the baseline target, and
+    /// done serially for every class plane it kept export from scaling with threads (#16: 5.0 s at one thread,
+    /// 4.4 s at two on the CT case).
+    static func converted<A, B>(_ values: [A], _ convert: @escaping @Sendable (A) -> B) -> [B] {
+        guard !values.isEmpty else { return [] }
+        return [B](unsafeUninitializedCapacity: values.count) { buffer, count in
+            values.withUnsafeBufferPointer { source in
+                nonisolated(unsafe) let (from, to) = (source.baseAddress!, buffer.baseAddress!)
+                Parallel.chunks(values.count, chunk: 1 << 16) { range in
+                    for i in range { (to + i).initialize(to: convert(from[i])) }
+                }
+            }
+            count = values.count
+        }
     }
 
     static func paste<T>(_ crop: [T], shape: [Int], into full: [Int], box: [[Int]], background: T) -> [T] {

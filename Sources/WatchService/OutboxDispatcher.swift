@@ -35,7 +35,7 @@ public struct WorkerSender: InstanceSender {
         process.standardError = errors
         let stdout = PipeCollector(output), stderr = PipeCollector(errors)
         do { try process.run() } catch { return ([], "cannot start the sender: \(error)") }
-        process.waitUntilExit()
+        process.waitForExit()
         let text = stdout.text()
         _ = stderr.text()
         guard process.terminationReason == .exit,

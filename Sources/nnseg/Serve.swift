@@ -509,10 +509,7 @@ final class ReceiverProcess: @unchecked Sendable {
         stopping = true
         let p = process
         lock.unlock()
-        if let p, p.isRunning {
-            p.terminate()
-            p.waitUntilExit()
-        }
+        p?.stop(grace: 10)
     }
 }
 

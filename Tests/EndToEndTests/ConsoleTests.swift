@@ -98,7 +98,10 @@ struct ConsoleTests {
 
     /// schemathesis (the test-tools venv) against the OpenAPI file on a running console with an operator's account:
     /// every check (server errors, status codes and content types as documented, responses matching their schemas,
-    /// schema-violating requests refused, stateful links), a fixed seed and budget.
+    /// schema-violating requests refused, stateful links) but response time — in a full clean-clone run on 2 cores
+    /// one operator POST (an outbox cancel: two SQLite writes, one of them signed into the audit log) took 40 s
+    /// while the rest of the suite ran beside it; a time limit there measures the machine's load, not the API —
+    /// with a fixed seed and budget.
     @Test(.timeLimit(.minutes(4)))
     func schemathesisFindsNothingAgainstTheOpenAPIFile() throws {
         let schemathesis = try #require(SharedData.schemathesis, "run Ops/setup.sh --test (.venv-schemathesis)")
@@ -109,7 +112,7 @@ struct ConsoleTests {
         let seed = 20_261_203
         let run = try CommandRunner.run(schemathesis, [
             "run", SharedData.repositoryRoot.appendingPathComponent("Ops/console/openapi.yaml").path, "--url", "http://127.0.0.1:\(console.port)",
-            "--auth", "olga:olga-secret", "--checks", "all", "--max-examples", "25", "--seed", "\(seed)", "--generation-database", "none",
+            "--auth", "olga:olga-secret", "--checks", "all", "--max-response-time", "600", "--max-examples", "25", "--seed", "\(seed)", "--generation-database", "none",
             "--workers", "1", "--no-color", "--report-dir", dir.appendingPathComponent("report").path,
         ])
         #expect(run.status == 0, "schemathesis (seed \(seed)):\n\(run.stdout.suffix(6000))\n\(run.stderr.suffix(2000))")
@@ -270,6 +273,8 @@ struct ConsoleTests {
         #expect(requeued.status == 303, "back to the page the form was on")
         #expect(try node.events("quarantine_requeued").contains { $0.contains("\"account\":\"olga\"") && $0.contains(entry) })
         #expect(node.waitUntil(60) { let now = node.entries(quarantine); return now.count == 1 && now.first != entry }, "quarantined again as a new entry")
-        #expect(try get("/quarantine/\(entry)/requeue", user: "olga:olga-secret", extra: ["-X", "POST"]).status == 404, "already requeued")
+        #expect(try get("/quarantine/\(entry)/requeue", user: "olga:olga-secret", extra: ["-X", "POST", "-d", "return=%zz%&=&return"]).status == 404,
+                "already requeued (a malformed form body is no trap)")
+        #expect(try get("/healthz", user: nil).status == 200)
     }
 }
