@@ -318,10 +318,10 @@ public final class AuditLog: @unchecked Sendable {
         try store.read { db in try db.cases(filter) }
     }
 
-    /// The case row of one case (nil: not closed yet, or never seen).
     /// How many cases ended with each status.
     public func caseCounts() throws -> [String: Int] { try store.read { db in try db.caseCounts() } }
 
+    /// The case row of one case (nil: not closed yet, or never seen).
     public func caseRow(_ caseID: String) throws -> AuditCase? {
         try cases(Filter(caseID: caseID)).first
     }

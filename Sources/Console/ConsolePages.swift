@@ -120,8 +120,11 @@ enum Page {
         return String(code)
     }
 
+    /// One path segment, percent-encoded (a case ID or quarantine entry inside a URL path).
+    static func segment(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text }
+
     static func caseLink(_ id: String) -> String {
-        "<a class=\"mono\" href=\"/cases/\(escape(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? id))\">\(escape(id))</a>"
+        "<a class=\"mono\" href=\"/cases/\(escape(segment(id)))\">\(escape(id))</a>"
     }
 
     static func caseTable(_ rows: [AuditCase]) -> String {
@@ -235,7 +238,7 @@ enum Page {
         for e in entries {
             html += "<tr><td class=\"mono\">\(escape(e.name))</td><td>\(escape(e.reason))</td>"
             if operatorActions {
-                let path = "/quarantine/\(e.name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? e.name)/requeue"
+                let path = "/quarantine/\(segment(e.name))/requeue"
                 html += "<td class=\"noprint\">\(actionButton(path, "Requeue", returnTo: "/"))</td>"
             }
             html += "</tr>"
@@ -331,7 +334,7 @@ enum Page {
 
     static func casePage(_ p: CasePage, account: ConsoleAccount, operatorActions: Bool) -> String {
         var html = ""
-        let casePath = "/cases/\(p.caseID.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? p.caseID)"
+        let casePath = "/cases/\(segment(p.caseID))"
         // Summary
         html += "<table>"
         if let c = p.row {

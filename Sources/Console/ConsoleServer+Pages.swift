@@ -39,7 +39,7 @@ extension ConsoleServer {
             let file = try await self.blocking { () -> (Data, String) in
                 // Only the QA sheet's pages and the report, only as the log recorded them (the DICOM and NIfTI outputs
                 // carry the patient's name and are not served here).
-                guard let output = try self.outputChecks(id).first(where: { $0.name == name && ($0.kind == "qa_snapshot" || $0.kind == "report") }) else {
+                guard let output = self.outputChecks(try self.audit.events(caseID: id)).first(where: { $0.name == name && ($0.kind == "qa_snapshot" || $0.kind == "report") }) else {
                     throw HTTPError(.notFound, message: "case \(id) has no QA sheet or report named \(name)")
                 }
                 guard output.state == .matches else {
@@ -117,9 +117,9 @@ extension ConsoleServer {
                               lastVerify: verifyState.snapshot)
     }
 
-    /// The case's recorded outputs, each hashed again on disk.
-    func outputChecks(_ caseID: String) throws -> [Page.OutputCheck] {
-        try audit.events(caseID: caseID).filter { $0.kind == "output" }.map { e in
+    /// The case's recorded outputs (its `output` events), each hashed again on disk.
+    func outputChecks(_ events: [AuditEvent]) -> [Page.OutputCheck] {
+        events.filter { $0.kind == "output" }.map { e in
             let o = Page.payload(e)
             let path = o["path"]?.string ?? "", recorded = o["sha256"]?.string ?? ""
             let url = URL(fileURLWithPath: path)
@@ -137,7 +137,7 @@ extension ConsoleServer {
         let row = try audit.caseRow(caseID)
         let events = try audit.events(caseID: caseID)
         guard row != nil || !events.isEmpty else { return nil }
-        let outputs = try outputChecks(caseID)
+        let outputs = outputChecks(events)
         var signature = Page.SignatureState()
         if let receipt = try audit.receipt(caseID: caseID) {
             signature.receipt = receipt

@@ -292,11 +292,7 @@ public final class ConsoleServer: Sendable {
 
     static func date(_ text: String?, _ name: String) throws -> Date? {
         guard let text, !text.isEmpty else { return nil }
-        let upper = text.uppercased()   // RFC 3339 allows a lower-case t and z
-        let formatter = ISO8601DateFormatter()
-        if let d = formatter.date(from: upper) { return d }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = formatter.date(from: upper) { return d }
+        if let d = Page.parseTime(text.uppercased()) { return d }   // RFC 3339 allows a lower-case t and z
         let day = DateFormatter()
         day.locale = Locale(identifier: "en_US_POSIX")
         day.timeZone = TimeZone(identifier: "UTC")
