@@ -1,4 +1,5 @@
 import CDNNL
+import Foundation
 
 /// A convolution or transposed convolution for training: forward (training mode), backward-data and
 /// backward-weights primitives, all created from `format_tag any` descriptors (the backward ones with
@@ -57,6 +58,14 @@ public final class TrainingConvolution: @unchecked Sendable {
     var stagedSource: DNNLMemory?, stagedWeightsSource: DNNLMemory?
     var stagedDataDiff: DNNLMemory?, stagedWeightsDiff: DNNLMemory?
     var sourceFilledFrom: ObjectIdentifier?, diffFilledFrom: ObjectIdentifier?
+
+    /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), and
+    /// the view of its interior that the forward input is copied into; nil where oneDNN pads by itself.
+    var depthPaddedSource: DNNLMemory?, depthPaddedSourceInterior: DNNLMemory?
+    /// Whether padded 3-D convolutions may take the depth-padded backward-weights path (the benchmark turns it off
+    /// to measure both in one run; `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` does the same).
+    nonisolated(unsafe) public static var padsDepthForBackwardWeights =
+        ProcessInfo.processInfo.environment["NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS"] != "0"
 
     let userWeights: DNNLMemory          // plain PyTorch layout
     let forwardWeights: DNNLMemory       // forward layout
@@ -136,26 +145,55 @@ public final class TrainingConvolution: @unchecked Sendable {
         }
 
         // Backward weights.
-        do {
-            var s = try makeDesc(inputShape, tag: any, type: low), dw = try makeDesc(logicalWeights, tag: any)
+        let destinationShape = outputShape
+        func backwardWeightsPrimitive(sourceShape: [Int], padding: [Int64]) throws -> DNNLPrimitive {
+            var s = try makeDesc(sourceShape, tag: any, type: low), dw = try makeDesc(logicalWeights, tag: any)
             var db = hasBias ? try makeDesc([outputChannels], tag: dnnl_a) : dnnl_memory_desc_t()
-            var diffDst = try makeDesc(outputShape, tag: any, type: low)
-            backwardWeights = try create({ pd in
+            var diffDst = try makeDesc(destinationShape, tag: any, type: low)
+            return try create({ pd in
                 switch kind {
                 case .convolution:
                     var d = dnnl_convolution_desc_t()
                     try dnnlCheck(dnnl_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, &s, &dw, &db, &diffDst, strides,
-                                                                              pad, pad), "dnnl_convolution_backward_weights_desc_init")
+                                                                              padding, padding), "dnnl_convolution_backward_weights_desc_init")
                     try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward weights)")
                 case .transposed:
                     var d = dnnl_deconvolution_desc_t()
                     try dnnlCheck(dnnl_deconvolution_backward_weights_desc_init(&d, dnnl_deconvolution_direct, &s, &dw, &db, &diffDst,
-                                                                                strides, pad, pad), "dnnl_deconvolution_backward_weights_desc_init")
+                                                                                strides, padding, padding), "dnnl_deconvolution_backward_weights_desc_init")
                     try dnnlCheck(dnnl_primitive_desc_create(&pd, &d, nil, context.engine, hint), "dnnl_primitive_desc_create(\(name) backward weights)")
                 }
             }, "\(name) backward weights")
         }
-        weightsSourceDesc = asFloat32(backwardWeights.queryDesc(dnnl_query_src_md))
+        var weightsPrimitive = try backwardWeightsPrimitive(sourceShape: inputShape, padding: pad)
+        // oneDNN 2.6's AVX2 backward-weights kernel takes no padding in depth: for a padded 3-D convolution it falls
+        // back to im2col + gemm (plain layouts, a reorder of both operands each time), 1.6–1.9× slower on the 3×3×3
+        // layers of a 3d_fullres U-Net (#25: 5.5 s of a 12 s iteration on an AVX2 CPU). The same gradient with the
+        // depth padding written into the source as zero planes and none in the descriptor runs the jit kernel. Not
+        // for the first layer (one input channel: the jit kernel's first-layer path is 2.6× slower than gemm there)
+        // nor where oneDNN already has a fast kernel (AVX-512 handles the padding itself).
+        if Self.padsDepthForBackwardWeights, kind == .convolution, precision == .float32, spatialRank == 3, geometry.padding[0] > 0,
+           inChannels % 8 == 0, weightsPrimitive.implementation.contains("gemm") {
+            var paddedShape = inputShape
+            paddedShape[2] += 2 * geometry.padding[0]
+            if let alternative = try? backwardWeightsPrimitive(sourceShape: paddedShape, padding: dnnlDims([0] + geometry.padding.dropFirst())),
+               alternative.implementation.hasPrefix("jit") {
+                weightsPrimitive = alternative
+                let padded = try DNNLMemory(context: context, desc: alternative.queryDesc(dnnl_query_src_md))
+                memset(padded.pointer, 0, padded.byteSize)
+                var parent = padded.desc, view = dnnl_memory_desc_t()
+                var offsets = [Int64](repeating: 0, count: 12)
+                offsets[2] = Int64(geometry.padding[0])
+                try dnnlCheck(dnnl_memory_desc_init_submemory(&view, &parent, dnnlDims(inputShape), offsets), "dnnl_memory_desc_init_submemory")
+                depthPaddedSource = padded
+                depthPaddedSourceInterior = try DNNLMemory(context: context, desc: view, handle: UnsafeMutableRawPointer(padded.pointer),
+                                                           owner: padded)
+            }
+        }
+        backwardWeights = weightsPrimitive
+        // With a depth-padded source the caller hands over the forward's input as it is; it is copied into the
+        // padded buffer's interior here.
+        weightsSourceDesc = depthPaddedSource == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
         weightsDiffDestinationDesc = asFloat32(backwardWeights.queryDesc(dnnl_query_diff_dst_md))
         if precision == .bfloat16 {
             stagedSource = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_src_md))
@@ -236,6 +274,10 @@ public final class TrainingConvolution: @unchecked Sendable {
     public func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory,
                                    weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?) throws {
         var input = source, diff = diffDestination
+        if let padded = depthPaddedSource, let interior = depthPaddedSourceInterior {
+            try reorder(from: source, to: interior)
+            input = padded
+        }
         if let staged = stagedWeightsSource {
             if !(staged === stagedSource && sourceFilledFrom == ObjectIdentifier(source)) { try reorder(from: source, to: staged) }
             input = staged

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""nnU-Net's own trainer for one fold with a fixed seed and a short epoch, then its final validation (#25).
+
+Usage: nnunet_train.py <raw dataset folder> <work folder> <fold> <seed> <iterations> [<validation iterations>]
+
+Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
+Plans and preprocesses once per work folder (nnUNetv2_plan_and_preprocess -c 3d_fullres), trains nnUNetTrainer for
+one epoch of <iterations> iterations on the CPU (as nnUNetv2_train with a 1-epoch trainer: the poly learning rate
+stays at 0.01 for epoch 0), validates the fold, and prints one line 'RESULT <json>': seed, Dice per class, seconds per iteration.
+The seed fixes torch's initialisation and the main process' numpy/random state; nnU-Net does not seed its
+augmentation workers, so two runs with one seed differ there, as they do in nnU-Net itself.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+
+def main():
+    raw, work, fold, seed, iterations = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    val_iterations = int(sys.argv[6]) if len(sys.argv) > 6 else 50
+    name = os.path.basename(os.path.normpath(raw))
+    dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
+    results = os.path.join(work, f"results_seed{seed}")
+    os.environ.update(nnUNet_raw=os.path.join(work, "raw"), nnUNet_preprocessed=os.path.join(work, "preprocessed"),
+                      nnUNet_results=results, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+                      nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
+                      nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "2"))
+    os.makedirs(os.environ["nnUNet_raw"], exist_ok=True)
+    link = os.path.join(os.environ["nnUNet_raw"], name)
+    if not os.path.exists(link):
+        os.symlink(os.path.abspath(raw), link)
+    plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, "nnUNetPlans.json")
+    if not os.path.exists(os.path.join(os.environ["nnUNet_preprocessed"], name, "nnUNetPlans_3d_fullres")):
+        bindir = os.path.dirname(sys.executable)
+        subprocess.run([os.path.join(bindir, "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres", "-np", "2"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    import numpy as np  # after the environment: nnunetv2.paths reads it at import
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    with open(plans_file) as f:
+        plans = json.load(f)
+    plans["continue_training"] = False  # what nnUNetv2_train adds before it builds the trainer
+    with open(os.path.join(os.environ["nnUNet_preprocessed"], name, "dataset.json")) as f:
+        dataset_json = json.load(f)
+    trainer = nnUNetTrainer(plans, "3d_fullres", int(fold) if fold != "all" else fold, dataset_json, device=torch.device("cpu"))
+    trainer.num_epochs = 1
+    trainer.num_iterations_per_epoch = iterations
+    trainer.num_val_iterations_per_epoch = val_iterations
+
+    # Seconds per training iteration as a user sees them: from the end of one train_step to the end of the next, so
+    # waiting for the augmentation workers counts (the validation iterations and the final validation do not).
+    step_times = []
+    last_end = [None]
+    original_step = trainer.train_step
+
+    def timed_step(batch):
+        out = original_step(batch)
+        now = time.perf_counter()
+        if last_end[0] is not None:
+            step_times.append(now - last_end[0])
+        last_end[0] = now
+        return out
+
+    trainer.train_step = timed_step
+    start = time.perf_counter()
+    trainer.run_training()
+    train_seconds = time.perf_counter() - start
+    trainer.perform_actual_validation(False)
+    with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:
+        summary = json.load(f)
+    dice = {label: values["Dice"] for label, values in summary["mean"].items()}
+    step_times.sort()
+    print("RESULT " + json.dumps({"side": "nnU-Net", "precision": "fp32", "seed": seed, "iterations": iterations, "dice": dice,
+                                  "train_seconds": round(train_seconds, 1),
+                                  "seconds_per_iteration": round(step_times[len(step_times) // 2], 3) if step_times else None}),
+          flush=True)
+
+
+# nnU-Net's augmentation and export workers are spawned: they import this file again, which must not train.
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Seed spread of one short training epoch (#25): nnseg in each precision this CPU runs, and nnU-Net's own trainer
+# live when REF_PYTHON is set, each with several seeds, then mean ± sd of the fold's final validation Dice per class
+# and the acceptance check (nnseg's mean ≥ nnU-Net's mean − 0.02 for every class, in each precision).
+#
+# Usage: [SEEDS="1 2 3"] [ITERATIONS=250] [FOLD=0] [PRECISIONS="fp32 bf16"] [REF_PYTHON=/tmp/ref/bin/python] \
+#        [WORK=/tmp/spread] bash Ops/bench/training_seed_spread.sh
+# One run = plan + preprocess once, then 1 epoch × ITERATIONS iterations (batch and patch from the plans, as
+# nnUNetv2_train with a 1-epoch trainer) and the validation of the fold's cases. On 2 cores a 250-iteration run
+# takes about 15 min for nnseg fp32 and 30 min for nnU-Net; runs already in WORK/runs.jsonl are not repeated.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source Ops/env.sh
+DATASET=${DATASET:-../shared/data/Dataset004_Hippocampus}
+SEEDS=${SEEDS:-1 2 3}
+ITERATIONS=${ITERATIONS:-250}
+FOLD=${FOLD:-0}
+PRECISIONS=${PRECISIONS:-fp32 bf16}
+WORK=${WORK:-$(mktemp -d /tmp/nnseg-seed-spread.XXXXXX)}
+mkdir -p "$WORK"
+RUNS="$WORK/runs.jsonl"
+touch "$RUNS"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+swift build -c release --product nnseg >/dev/null
+NNSEG="$(swift build -c release --show-bin-path)/nnseg"
+echo "work folder: $WORK (per-run logs there); seeds: $SEEDS; $ITERATIONS iterations; fold $FOLD"
+
+done_already() { grep -q "\"side\": \"$1\", \"precision\": \"$2\", \"seed\": $3, \"iterations\": $ITERATIONS," "$RUNS"; }
+
+if [[ ! -d "$WORK/nnseg-pre" ]]; then
+  "$NNSEG" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
+  "$NNSEG" preprocess -d "$DATASET" --output "$WORK/nnseg-pre" -c 3d_fullres > "$WORK/nnseg-preprocess.log" 2>&1
+fi
+name=$(basename "$DATASET")
+declare -A unavailable=()
+[[ -n "${REF_PYTHON:-}" ]] || echo "REF_PYTHON not set: nnU-Net's trainer not run (set it to a Python with torch and nnunetv2 2.8.1)"
+# Seed by seed (nnseg in each precision, then nnU-Net), so that an interrupted spread still pairs the two sides.
+for seed in $SEEDS; do
+  for precision in $PRECISIONS; do
+    [[ -n "${unavailable[$precision]:-}" ]] && continue
+    done_already nnseg "$precision" "$seed" && continue
+    results="$WORK/nnseg-$precision-seed$seed"
+    log="$WORK/nnseg-$precision-seed$seed.log"
+    rm -rf "$results"
+    echo "nnseg $precision seed $seed: training ($(date +%H:%M:%S))"
+    start=$(date +%s.%N)
+    if ! "$NNSEG" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -c 3d_fullres -f "$FOLD" --epochs 1 \
+         --iterations "$ITERATIONS" --seed "$seed" --precision "$precision" > "$log" 2>&1; then
+      if grep -q "need AVX-512" "$log"; then
+        echo "nnseg $precision: not available on this CPU — $(grep -o 'this CPU.*' "$log" | head -1)"
+        unavailable[$precision]=1
+        continue
+      fi
+      echo "nnseg $precision seed $seed failed; see $log" >&2
+      exit 1
+    fi
+    seconds=$(echo "$(date +%s.%N) - $start" | bc)
+    python3 - "$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_$FOLD/validation/summary.json" "$precision" "$seed" \
+      "$ITERATIONS" "$seconds" >> "$RUNS" <<'EOF'
+import json, sys
+summary = json.load(open(sys.argv[1]))
+print(json.dumps({"side": "nnseg", "precision": sys.argv[2], "seed": int(sys.argv[3]), "iterations": int(sys.argv[4]),
+                  "dice": {k: v["Dice"] for k, v in summary["mean"].items()}, "command_seconds": round(float(sys.argv[5]), 1)}))
+EOF
+    tail -1 "$RUNS"
+  done
+  if [[ -n "${REF_PYTHON:-}" ]] && ! done_already nnU-Net fp32 "$seed"; then
+    echo "nnU-Net seed $seed: training ($(date +%H:%M:%S))"
+    "$REF_PYTHON" Ops/bench/nnunet_train.py "$DATASET" "$WORK/nnunet" "$FOLD" "$seed" "$ITERATIONS" > "$WORK/nnunet-seed$seed.log" 2>&1 \
+      || { echo "nnU-Net seed $seed failed; see $WORK/nnunet-seed$seed.log" >&2; exit 1; }
+    grep '^RESULT ' "$WORK/nnunet-seed$seed.log" | tail -1 | cut -c8- >> "$RUNS"
+    tail -1 "$RUNS"
+  fi
+done
+
+python3 - "$RUNS" "$DATASET/dataset.json" "$ITERATIONS" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+iterations = int(sys.argv[3])
+runs = [r for r in runs if r["iterations"] == iterations]
+labels = {str(v): k for k, v in json.load(open(sys.argv[2]))["labels"].items() if v != 0}
+groups = {}
+for r in runs:
+    groups.setdefault((r["side"], r["precision"]), []).append(r)
+def stats(values):
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+print(f"\nvalidation Dice after 1 epoch × {iterations} iterations (mean ± sd over seeds)")
+header = "| side | precision | seeds | " + " | ".join(labels[k] for k in sorted(labels)) + " |"
+print(header); print("|" + "---|" * (header.count("|") - 1))
+means = {}
+for (side, precision), rs in sorted(groups.items()):
+    cells = []
+    for k in sorted(labels):
+        values = [r["dice"][k] for r in rs]
+        m, sd = stats(values)
+        means[(side, precision, k)] = m
+        cells.append(f"{m:.3f} ± {sd:.3f} ({', '.join(f'{v:.3f}' for v in values)})")
+    print(f"| {side} | {precision} | {', '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+verdict = 0
+for (side, precision), rs in sorted(groups.items()):
+    if side != "nnseg" or ("nnU-Net", "fp32", sorted(labels)[0]) not in means:
+        continue
+    for k in sorted(labels):
+        gap = means[(side, precision, k)] - means[("nnU-Net", "fp32", k)]
+        ok = gap >= -0.02
+        verdict |= 0 if ok else 1
+        print(f"nnseg {precision} {labels[k]}: {gap:+.3f} against nnU-Net's mean — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance")
+sys.exit(verdict)
+EOF
