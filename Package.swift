@@ -189,7 +189,7 @@ let package = Package(
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
-                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console"]),
+                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """nnU-Net's own trainer for one fold with a fixed seed and a short epoch, then its final validation (#25).
 
-Usage: nnunet_train.py <raw dataset folder> <work folder> <fold> <seed> <iterations> [<validation iterations>]
+Usage: nnunet_train.py <raw dataset folder> <work folder> <fold> <seed> <iterations> [<validation iterations>] [--timing]
+
+--timing: no final validation (the Dice is null) — for training_step.sh, which wants the seconds per iteration only.
 
 Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
 Plans and preprocesses once per work folder (nnUNetv2_plan_and_preprocess -c 3d_fullres), trains nnUNetTrainer for
@@ -19,8 +21,10 @@ import time
 
 
 def main():
-    raw, work, fold, seed, iterations = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    val_iterations = int(sys.argv[6]) if len(sys.argv) > 6 else 50
+    timing_only = "--timing" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--timing"]
+    raw, work, fold, seed, iterations = args[0], args[1], args[2], int(args[3]), int(args[4])
+    val_iterations = int(args[5]) if len(args) > 5 else 50
     name = os.path.basename(os.path.normpath(raw))
     dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
     results = os.path.join(work, f"results_seed{seed}")
@@ -74,10 +78,12 @@ def main():
     start = time.perf_counter()
     trainer.run_training()
     train_seconds = time.perf_counter() - start
-    trainer.perform_actual_validation(False)
-    with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:
-        summary = json.load(f)
-    dice = {label: values["Dice"] for label, values in summary["mean"].items()}
+    dice = None
+    if not timing_only:
+        trainer.perform_actual_validation(False)
+        with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:
+            summary = json.load(f)
+        dice = {label: values["Dice"] for label, values in summary["mean"].items()}
     step_times.sort()
     print("RESULT " + json.dumps({"side": "nnU-Net", "precision": "fp32", "seed": seed, "iterations": iterations, "dice": dice,
                                   "train_seconds": round(train_seconds, 1),

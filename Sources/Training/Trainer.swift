@@ -53,6 +53,8 @@ public struct EpochSummary: Sendable {
     public var pseudoDice: [Double]
     public var emaPseudoDice: Double
     public var seconds: Double
+    /// Median wall time of one training iteration (waiting for the loader included; not the validation iterations).
+    public var medianIterationSeconds: Double
     public var newBest: Bool
 }
 
@@ -203,9 +205,14 @@ public final class Trainer: @unchecked Sendable {
             let start = Date()
             let lr = polyLearningRate(initial: options.initialLearningRate, epoch: epoch, maxEpochs: options.epochs)
             var losses: [Double] = []
+            var iterationSeconds: [Double] = []
+            var iterationStart = start
             for i in 0..<options.iterationsPerEpoch {
                 let batch = try trainLoader.next()
                 let value = try step.train(input: batch.input, labels: batch.labels, learningRate: lr)
+                let now = Date()
+                iterationSeconds.append(now.timeIntervalSince(iterationStart))
+                iterationStart = now
                 guard value.isFinite else {
                     throw TrainingError.unsupported("the training loss became \(value) at epoch \(epoch), iteration \(i); stopping (the last checkpoint is kept)")
                 }
@@ -258,7 +265,8 @@ public final class Trainer: @unchecked Sendable {
             try TrainingCurve.png(state.log).write(to: outputFolder.appendingPathComponent("progress.png"), options: .atomic)
             let seconds = Date().timeIntervalSince(start)
             let summary = EpochSummary(epoch: epoch, learningRate: lr, trainLoss: trainLoss, validationLoss: valLoss, pseudoDice: dice,
-                                       emaPseudoDice: ema, seconds: seconds, newBest: newBest)
+                                       emaPseudoDice: ema, seconds: seconds,
+                                       medianIterationSeconds: iterationSeconds.isEmpty ? 0 : iterationSeconds.sorted()[iterationSeconds.count / 2], newBest: newBest)
             logFile.write(String(format: "epoch %d: lr %.6f, train loss %.4f, val loss %.4f, pseudo Dice %@, EMA %.4f, %.1f s%@", epoch, lr,
                                  trainLoss, valLoss, dice.map { String(format: "%.4f", $0) }.joined(separator: " "), ema, seconds,
                                  newBest ? ", new best EMA" : ""))

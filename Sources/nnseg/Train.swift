@@ -103,6 +103,7 @@ struct TrainCommand: ParsableCommand {
                     "train_loss": "\(String(format: "%.4f", s.trainLoss))", "val_loss": "\(String(format: "%.4f", s.validationLoss))",
                     "pseudo_dice": "\(s.pseudoDice.map { String(format: "%.4f", $0) })", "ema": "\(String(format: "%.4f", s.emaPseudoDice))",
                     "seconds": "\(String(format: "%.1f", s.seconds))", "new_best": "\(s.newBest)",
+                    "median_iteration_seconds": "\(String(format: "%.3f", s.medianIterationSeconds))",
                 ])
                 return
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import WatchService
 
 /// Issue #19 acceptance: `Ops/demo-cluster.sh` — a private PostgreSQL cluster, two intake+worker nodes and one
 /// compute-only node on one queue and audit log, series delivered, nodes SIGKILLed while they run a case and
@@ -26,7 +27,7 @@ struct ClusterDemoTests {
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        process.waitUntilExit()
+        process.waitForExit()
         try handle.close()
         let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
         if process.terminationReason == .uncaughtSignal {

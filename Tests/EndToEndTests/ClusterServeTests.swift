@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import WatchService
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,7 +26,7 @@ struct ClusterServeTests {
         try Data(profile.utf8).write(to: dir.appendingPathComponent("profile.yaml"))
 
         var processes: [Process] = []
-        defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM); p.waitUntilExit() } }
+        defer { for p in processes where p.isRunning { kill(p.processIdentifier, SIGTERM); p.waitForExit() } }
         var ports: [Int] = []
         for name in ["a", "b"] {
             let port = try WatchDeliveryTests.freeLoopbackPort()

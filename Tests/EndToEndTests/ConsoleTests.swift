@@ -5,6 +5,7 @@ import Foundation
 import Outbox
 import Testing
 import TestSupport
+import WatchService
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,7 +40,7 @@ struct ConsoleTests {
         }
         deinit { stop() }
         func stop() {
-            if process.isRunning { kill(process.processIdentifier, SIGTERM); process.waitUntilExit() }
+            if process.isRunning { kill(process.processIdentifier, SIGTERM); process.waitForExit() }
         }
         /// (status, body) of a request.
         func request(_ path: String, user: String? = nil, method: String = "GET") throws -> (status: Int, body: String) {

@@ -1,8 +1,9 @@
 import Foundation
 import NIfTI
 import Testing
-import TorchCheckpoint
 import TestSupport
+import TorchCheckpoint
+import WatchService
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,7 +80,7 @@ struct ServeTests {
         func stop() {
             guard let p = process, p.isRunning else { return }
             kill(p.processIdentifier, SIGTERM)
-            p.waitUntilExit()
+            p.waitForExit()
         }
 
         func echo(_ caller: String, extra: [String] = []) throws -> CommandRunner.Result {
@@ -197,7 +198,7 @@ struct ServeTests {
         }
         deinit {
             // SIGKILL: a child of the test runner may inherit a mask that blocks SIGTERM.
-            if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+            if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitForExit() }
         }
     }
 
@@ -233,7 +234,7 @@ struct ServeTests {
         #expect(try node!.waitUntil { try node!.events("send_attempt").count >= 1 })
         node!.keep = true
         kill(node!.process!.processIdentifier, SIGKILL)
-        node!.process!.waitUntilExit()
+        node!.process!.waitForExit()
         node = nil
         let pacs = try Destination(port: destinationPort, folder: dir.appendingPathComponent("pacs"))
         try pacs.start()
@@ -379,7 +380,7 @@ struct NetworkDemoTests {
         process.standardError = out
         try process.run()
         let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        process.waitForExit()
         #expect(process.terminationStatus == 0, "\(text)")
         #expect(text.contains("demo-network: OK: SEG and RTSTRUCT are in Orthanc"), "\(text)")
         #expect(text.contains("audit log intact"))

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TestSupport
 import TorchCheckpoint
+import WatchService
 
 /// `nnseg train` on real Hippocampus cases: killed with SIGKILL after its first epoch checkpoint, resumed
 /// with `--continue`, it finishes with the same poly learning-rate schedule as an uninterrupted run,
@@ -25,7 +26,7 @@ struct TrainCommandTests {
         let deadline = Date().addingTimeInterval(600)
         while !FileManager.default.fileExists(atPath: latest.path) && process.isRunning && Date() < deadline { usleep(100_000) }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.waitForExit()
         #expect(process.terminationReason == .uncaughtSignal, "the run finished before it could be killed")
         let interrupted = try TorchCheckpoint(contentsOf: latest)
         let epochsDone = Int(try #require(interrupted.root["current_epoch"]?.intValue))

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import WatchService
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,7 +44,7 @@ struct WatchDeliveryTests {
         func stop() {
             guard let p = process, p.isRunning else { return }
             kill(p.processIdentifier, SIGTERM)
-            p.waitUntilExit()
+            p.waitForExit()
         }
 
         /// The audit log's cases (newest first).
@@ -226,7 +227,7 @@ struct WatchDeliveryTests {
         scp.standardOutput = FileHandle.nullDevice
         scp.standardError = FileHandle.nullDevice
         try scp.run()
-        defer { kill(scp.processIdentifier, SIGKILL); scp.waitUntilExit() }  // storescp does not stop on SIGTERM while listening
+        defer { kill(scp.processIdentifier, SIGKILL); scp.waitForExit() }  // storescp does not stop on SIGTERM while listening
         // Wait until storescp answers C-ECHO.
         #expect(try watch.waitUntil(20) { try CommandRunner.run("/usr/bin/echoscu", ["-aec", "NNSEG", "127.0.0.1", "\(port)"]).status == 0 })
         for file in Self.seriesFiles {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import WatchService
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,7 +23,7 @@ struct WatchFaultInjectionTests {
         func kill(_ signal: Int32) {
             guard let p = process, p.isRunning else { return }
             Glibc.kill(p.processIdentifier, signal)
-            p.waitUntilExit()
+            p.waitForExit()
         }
 
         func workerPIDs() -> [Int32] {

@@ -62,9 +62,9 @@ public final class TrainingConvolution: @unchecked Sendable {
     /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), and
     /// the view of its interior that the forward input is copied into; nil where oneDNN pads by itself.
     var depthPaddedSource: DNNLMemory?, depthPaddedSourceInterior: DNNLMemory?
-    /// Whether padded 3-D convolutions may take the depth-padded backward-weights path (the benchmark turns it off
-    /// to measure both in one run; `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` does the same).
-    nonisolated(unsafe) public static var padsDepthForBackwardWeights =
+    /// Whether padded 3-D convolutions may take the depth-padded backward-weights path;
+    /// `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` turns it off (for benchmarks: `training_step.sh` times both).
+    public static let padsDepthForBackwardWeights =
         ProcessInfo.processInfo.environment["NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS"] != "0"
 
     let userWeights: DNNLMemory          // plain PyTorch layout
