@@ -15,7 +15,9 @@ import TestSupport
 /// threshold leaves 0.1; the same run cut to 100 iterations — a trainer learning at half the speed — gives
 /// 0.23 / 0.60 and fails, as would #25's report (Posterior 0.11 after 250 iterations of batch 9). Deterministic:
 /// the seed fixes initialisation, case sampling and augmentation; two runs of one binary on one CPU give the same
-/// Dice to the last digit.
+/// Dice to the last digit. The check trains on one oneDNN thread (the summation order, so the last digits, depend
+/// on the thread count: seed 25 gives 0.600 / 0.742 on one thread, 0.604 / 0.741 on two), 218 s beside the cluster
+/// tests on 2 cores.
 struct TrainingQualityTests {
     static let cases = [1, 3, 4, 6, 7].map { String(format: "hippocampus_%03d", $0) }
     static let iterations = 200
@@ -44,9 +46,13 @@ struct TrainingQualityTests {
         plans["configurations"] = configurations
         try JSONSerialization.data(withJSONObject: plans, options: [.prettyPrinted, .sortedKeys]).write(to: plansFile)
 
-        let run = try CommandRunner.nnseg(["train", "-d", raw.path, "--output", pre.path, "--results", results.path, "-c", "3d_fullres",
-                                           "-f", "all", "--epochs", "1", "--iterations", "\(Self.iterations)", "--validation-iterations", "2",
-                                           "--seed", "\(Self.seed)", "--precision", precision.rawValue])
+        // One oneDNN thread at nice 15: the check must not starve the suite's timing-sensitive tests (cluster leases of
+        // 6 s, time limits) that run beside it on CI's two cores.
+        let train = ["train", "-d", raw.path, "--output", pre.path, "--results", results.path, "-c", "3d_fullres", "-f", "all",
+                     "--epochs", "1", "--iterations", "\(Self.iterations)", "--validation-iterations", "2", "--seed", "\(Self.seed)",
+                     "--precision", precision.rawValue]
+        let run = try CommandRunner.run("/usr/bin/nice", ["-n", "15", CommandRunner.executable.path] + train,
+                                        environment: ["OMP_NUM_THREADS": "1"])
         try #require(run.status == 0, "\(run.stderr.suffix(2000))")
         let summary = try #require(try SharedData.json(results.appendingPathComponent(
             "Dataset004_Hippocampus/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_all/validation/summary.json")) as? [String: Any])
