@@ -6,8 +6,8 @@
 # Usage: [SEEDS="1 2 3"] [ITERATIONS=250] [FOLD=0] [PRECISIONS="fp32 bf16"] [REF_PYTHON=/tmp/ref/bin/python] \
 #        [WORK=/tmp/spread] bash Ops/bench/training_seed_spread.sh
 # One run = plan + preprocess once, then 1 epoch × ITERATIONS iterations (batch and patch from the plans, as
-# nnUNetv2_train with a 1-epoch trainer) and the validation of the fold's cases. On 2 cores a 250-iteration run
-# takes about 15 min for nnseg fp32 and 30 min for nnU-Net; runs already in WORK/runs.jsonl are not repeated.
+# nnUNetv2_train with a 1-epoch trainer) and the validation of the fold's cases. On 2 AVX2 cores a 250-iteration run
+# takes about 45 min for nnseg fp32 and 60 min for nnU-Net; runs already in WORK/runs.jsonl are not repeated.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source Ops/env.sh

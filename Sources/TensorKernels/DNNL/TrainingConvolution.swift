@@ -61,7 +61,7 @@ public final class TrainingConvolution: @unchecked Sendable {
 
     /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), and
     /// the view of its interior that the forward input is copied into; nil where oneDNN pads by itself.
-    var depthPaddedSource: DNNLMemory?, depthPaddedSourceInterior: DNNLMemory?
+    let depthPadded: (source: DNNLMemory, interior: DNNLMemory)?
     /// Whether padded 3-D convolutions may take the depth-padded backward-weights path;
     /// `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` turns it off (for benchmarks: `training_step.sh` times both).
     public static let padsDepthForBackwardWeights =
@@ -166,6 +166,7 @@ public final class TrainingConvolution: @unchecked Sendable {
             }, "\(name) backward weights")
         }
         var weightsPrimitive = try backwardWeightsPrimitive(sourceShape: inputShape, padding: pad)
+        var depthPadded: (source: DNNLMemory, interior: DNNLMemory)?
         // oneDNN 2.6's AVX2 backward-weights kernel takes no padding in depth: for a padded 3-D convolution it falls
         // back to im2col + gemm (plain layouts, a reorder of both operands each time), 1.6–1.9× slower on the 3×3×3
         // layers of a 3d_fullres U-Net (#25: 5.5 s of a 12 s iteration on an AVX2 CPU). The same gradient with the
@@ -185,15 +186,15 @@ public final class TrainingConvolution: @unchecked Sendable {
                 var offsets = [Int64](repeating: 0, count: 12)
                 offsets[2] = Int64(geometry.padding[0])
                 try dnnlCheck(dnnl_memory_desc_init_submemory(&view, &parent, dnnlDims(inputShape), offsets), "dnnl_memory_desc_init_submemory")
-                depthPaddedSource = padded
-                depthPaddedSourceInterior = try DNNLMemory(context: context, desc: view, handle: UnsafeMutableRawPointer(padded.pointer),
-                                                           owner: padded)
+                depthPadded = (padded, try DNNLMemory(context: context, desc: view, handle: UnsafeMutableRawPointer(padded.pointer),
+                                                      owner: padded))
             }
         }
         backwardWeights = weightsPrimitive
+        self.depthPadded = depthPadded
         // With a depth-padded source the caller hands over the forward's input as it is; it is copied into the
         // padded buffer's interior here.
-        weightsSourceDesc = depthPaddedSource == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
+        weightsSourceDesc = depthPadded == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
         weightsDiffDestinationDesc = asFloat32(backwardWeights.queryDesc(dnnl_query_diff_dst_md))
         if precision == .bfloat16 {
             stagedSource = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_src_md))
@@ -274,9 +275,9 @@ public final class TrainingConvolution: @unchecked Sendable {
     public func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory,
                                    weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?) throws {
         var input = source, diff = diffDestination
-        if let padded = depthPaddedSource, let interior = depthPaddedSourceInterior {
-            try reorder(from: source, to: interior)
-            input = padded
+        if let depthPadded {
+            try reorder(from: source, to: depthPadded.interior)
+            input = depthPadded.source
         }
         if let staged = stagedWeightsSource {
             if !(staged === stagedSource && sourceFilledFrom == ObjectIdentifier(source)) { try reorder(from: source, to: staged) }
