@@ -106,6 +106,48 @@ struct TrainingConvolutionTests {
         }
     }
 
+    /// Layers sharing one depth-padding scratch (#25) — of different shapes, so each one's interior covers the
+    /// others' padding planes — give the weight gradients they give with a scratch of their own, in any order.
+    @Test func layersSharingADepthPaddingScratchGiveTheirOwnGradients() throws {
+        let context = try DNNLContext()
+        var rng = SplitMix(state: 2512)
+        let shapes: [([Int], Int)] = [([2, 8, 6, 7, 5], 8), ([1, 16, 9, 4, 6], 8), ([2, 8, 3, 9, 8], 16)]
+        let shared = DepthPaddingScratch(context: context)
+        func layer(_ shape: [Int], _ out: Int, _ scratch: DepthPaddingScratch?) throws -> TrainingConvolution {
+            try TrainingConvolution(context: context, kind: .convolution, inputShape: shape, outputChannels: out,
+                                    geometry: .same(kernel: [3, 3, 3], stride: [1, 1, 1]), bias: false, depthPaddingScratch: scratch)
+        }
+        let sharing = try shapes.map { try layer($0.0, $0.1, shared) }
+        let alone = try shapes.map { try layer($0.0, $0.1, nil) }
+        func random(_ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: 1...2, using: &rng) })
+        }
+        let inputs = shapes.map { random($0.0) }, diffs = sharing.map { random($0.outputShape) }
+        func gradient(_ conv: TrainingConvolution, _ i: Int) throws -> [Float] {
+            let source = try DNNLMemory(context: context, desc: conv.weightsSourceDesc)
+            try source.write(inputs[i])
+            let diff = try DNNLMemory(context: context, desc: conv.weightsDiffDestinationDesc)
+            try diff.write(diffs[i])
+            var dw = [Float](repeating: 0, count: conv.weightCount)
+            try dw.withUnsafeMutableBufferPointer {
+                try conv.runBackwardWeights(source: source, diffDestination: diff, weightGradient: $0.baseAddress!, biasGradient: nil)
+            }
+            return dw
+        }
+        let expected = try alone.indices.map { try gradient(alone[$0], $0) }
+        for i in [0, 1, 2, 0, 2, 1, 1, 0] {
+            let g = try gradient(sharing[i], i)
+            let worst = zip(g, expected[i]).map { abs($0 - $1) }.max()!
+            #expect(g == expected[i], "layer \(i) \(shapes[i].0): gradient differs from its own scratch's by up to \(worst)")
+        }
+        let padded = sharing.filter { $0.depthPadding != nil }.count
+        print("depth-padded layers: \(padded) of \(sharing.count) (ISA \(DNNLContext.effectiveISA)); shared scratch \(shared.allocatedBytes) bytes")
+        if padded == sharing.count {
+            // One buffer as large as the largest padded source (2×8×8×7×5, 1×16×11×4×6, 2×8×5×9×8 floats) plus the largest zero planes.
+            #expect(shared.allocatedBytes == (2 * 8 * 5 * 9 * 8 + 2 * 8 * 1 * 9 * 8) * 4)
+        }
+    }
+
     /// The layouts and implementations oneDNN picks for the Hippocampus network at batch 9 (printed for the
     /// record; the test fails if any primitive is the reference kernel, or if a 3×3×3 layer after the first computes
     /// its weight gradient with im2col + gemm — oneDNN 2.6's choice on AVX2 for depth padding, #25).

@@ -59,9 +59,9 @@ public final class TrainingConvolution: @unchecked Sendable {
     var stagedDataDiff: DNNLMemory?, stagedWeightsDiff: DNNLMemory?
     var sourceFilledFrom: ObjectIdentifier?, diffFilledFrom: ObjectIdentifier?
 
-    /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), and
-    /// the view of its interior that the forward input is copied into; nil where oneDNN pads by itself.
-    let depthPadded: (source: DNNLMemory, interior: DNNLMemory)?
+    /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), in a
+    /// buffer this layer may share with others; nil where oneDNN pads by itself.
+    let depthPadding: DepthPaddedSource?
     /// Whether padded 3-D convolutions may take the depth-padded backward-weights path;
     /// `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` turns it off (for benchmarks: `training_step.sh` times both).
     public static let padsDepthForBackwardWeights =
@@ -78,9 +78,11 @@ public final class TrainingConvolution: @unchecked Sendable {
     /// - Parameters:
     ///   - inputShape: `(N, C, spatial…)`.
     ///   - needsDataGradient: false for the first layer (nothing upstream needs the input's gradient).
+    ///   - depthPaddingScratch: where a depth-padded backward-weights source lives; the layers of one network share
+    ///     one (they run one at a time). nil: a scratch of this layer's own.
     public init(context: DNNLContext, kind: Kind, inputShape: [Int], outputChannels: Int, geometry: ConvolutionGeometry,
                 bias hasBias: Bool, needsDataGradient: Bool = true, sourceDesc fixedSource: dnnl_memory_desc_t? = nil,
-                precision: Precision = .float32) throws {
+                precision: Precision = .float32, depthPaddingScratch: DepthPaddingScratch? = nil) throws {
         self.kind = kind
         self.precision = precision
         let low = precision == .bfloat16 ? dnnl_bf16 : dnnl_f32
@@ -166,7 +168,7 @@ public final class TrainingConvolution: @unchecked Sendable {
             }, "\(name) backward weights")
         }
         var weightsPrimitive = try backwardWeightsPrimitive(sourceShape: inputShape, padding: pad)
-        var depthPadded: (source: DNNLMemory, interior: DNNLMemory)?
+        var depthPadding: DepthPaddedSource?
         // oneDNN 2.6's AVX2 backward-weights kernel takes no padding in depth: for a padded 3-D convolution it falls
         // back to im2col + gemm (plain layouts, a reorder of both operands each time), 1.6–1.9× slower on the 3×3×3
         // layers of a 3d_fullres U-Net (#25: 5.5 s of a 12 s iteration on an AVX2 CPU). The same gradient with the
@@ -180,21 +182,16 @@ public final class TrainingConvolution: @unchecked Sendable {
             if let alternative = try? backwardWeightsPrimitive(sourceShape: paddedShape, padding: dnnlDims([0] + geometry.padding.dropFirst())),
                alternative.implementation.hasPrefix("jit") {
                 weightsPrimitive = alternative
-                let padded = try DNNLMemory(context: context, desc: alternative.queryDesc(dnnl_query_src_md))
-                memset(padded.pointer, 0, padded.byteSize)
-                var parent = padded.desc, view = dnnl_memory_desc_t()
-                var offsets = [Int64](repeating: 0, count: 12)
-                offsets[2] = Int64(geometry.padding[0])
-                try dnnlCheck(dnnl_memory_desc_init_submemory(&view, &parent, dnnlDims(inputShape), offsets), "dnnl_memory_desc_init_submemory")
-                depthPadded = (padded, try DNNLMemory(context: context, desc: view, handle: UnsafeMutableRawPointer(padded.pointer),
-                                                      owner: padded))
+                depthPadding = try DepthPaddedSource(paddedDesc: alternative.queryDesc(dnnl_query_src_md), interiorShape: inputShape,
+                                                     depthPadding: geometry.padding[0],
+                                                     scratch: depthPaddingScratch ?? DepthPaddingScratch(context: context))
             }
         }
         backwardWeights = weightsPrimitive
-        self.depthPadded = depthPadded
+        self.depthPadding = depthPadding
         // With a depth-padded source the caller hands over the forward's input as it is; it is copied into the
         // padded buffer's interior here.
-        weightsSourceDesc = depthPadded == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
+        weightsSourceDesc = depthPadding == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
         weightsDiffDestinationDesc = asFloat32(backwardWeights.queryDesc(dnnl_query_diff_dst_md))
         if precision == .bfloat16 {
             stagedSource = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_src_md))
@@ -275,10 +272,7 @@ public final class TrainingConvolution: @unchecked Sendable {
     public func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory,
                                    weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?) throws {
         var input = source, diff = diffDestination
-        if let depthPadded {
-            try reorder(from: source, to: depthPadded.interior)
-            input = depthPadded.source
-        }
+        if let depthPadding { input = try depthPadding.fill(from: source, user: ObjectIdentifier(self)) }
         if let staged = stagedWeightsSource {
             if !(staged === stagedSource && sourceFilledFrom == ObjectIdentifier(source)) { try reorder(from: source, to: staged) }
             input = staged
@@ -301,6 +295,100 @@ public final class TrainingConvolution: @unchecked Sendable {
             let b = diffBias.pointer
             for i in 0..<outputShape[1] { biasGradient[i] += b[i] }
         }
+    }
+}
+
+/// Scratch memory for depth-padded backward-weights sources (#25), shared by the convolutions of one network: one
+/// buffer as large as the largest source, and one of zeros as large as the largest padding. Each layer views the
+/// buffer in its own layout; the layer that fills it last re-zeroes its padding planes first, since another layer's
+/// interior may lie there (two small reorders, against one buffer per layer: on a 3d_fullres CT network at batch 2
+/// the per-layer buffers of the 128³ stage alone are 2.2 GB).
+/// Not for concurrent use: the layers sharing one run one after another.
+public final class DepthPaddingScratch: @unchecked Sendable {
+    let context: DNNLContext
+    private var sourceBytes = 0, zeroBytes = 0
+    private var source: DNNLMemory?, zeros: DNNLMemory?
+    /// Bumped whenever the buffers are (re)allocated, so that layers rebuild their views.
+    private(set) var generation = 0
+    /// The layer whose source the buffer holds now (its padding planes are zero).
+    var lastUser: ObjectIdentifier?
+
+    public init(context: DNNLContext) { self.context = context }
+
+    /// Bytes held now (0 before the first backward pass).
+    public var allocatedBytes: Int { (source?.byteSize ?? 0) + (zeros?.byteSize ?? 0) }
+
+    func reserve(sourceBytes: Int, zeroBytes: Int) {
+        self.sourceBytes = max(self.sourceBytes, sourceBytes)
+        self.zeroBytes = max(self.zeroBytes, zeroBytes)
+    }
+
+    /// The two buffers at their reserved sizes, allocated on first use (after every layer reserved).
+    func buffers() throws -> (source: DNNLMemory, zeros: DNNLMemory) {
+        if let source, let zeros, source.byteSize >= sourceBytes, zeros.byteSize >= zeroBytes { return (source, zeros) }
+        func floats(_ bytes: Int) throws -> DNNLMemory {
+            try DNNLMemory(context: context, desc: DNNLLayout.plain([(bytes + 3) / 4]))
+        }
+        let s = try floats(sourceBytes), z = try floats(zeroBytes)
+        memset(z.pointer, 0, z.byteSize)
+        source = s
+        zeros = z
+        generation += 1
+        lastUser = nil
+        return (s, z)
+    }
+}
+
+/// One layer's depth-padded backward-weights source in a shared scratch: the padded layout, the view of its
+/// interior that the forward input is copied into, and views of the padding planes in front and behind.
+final class DepthPaddedSource: @unchecked Sendable {
+    let scratch: DepthPaddingScratch
+    let paddedDesc: dnnl_memory_desc_t
+    let interiorDesc: dnnl_memory_desc_t, frontDesc: dnnl_memory_desc_t, backDesc: dnnl_memory_desc_t
+    /// The zero planes' plain layout (N, C, padding, H, W).
+    let zeroDesc: dnnl_memory_desc_t
+    private var views: (generation: Int, padded: DNNLMemory, interior: DNNLMemory, front: DNNLMemory, back: DNNLMemory,
+                        zeros: DNNLMemory)?
+
+    init(paddedDesc: dnnl_memory_desc_t, interiorShape: [Int], depthPadding: Int, scratch: DepthPaddingScratch) throws {
+        self.scratch = scratch
+        self.paddedDesc = paddedDesc
+        func view(_ shape: [Int], depthOffset: Int) throws -> dnnl_memory_desc_t {
+            var parent = paddedDesc, result = dnnl_memory_desc_t()
+            var offsets = [Int64](repeating: 0, count: 12)
+            offsets[2] = Int64(depthOffset)
+            try dnnlCheck(dnnl_memory_desc_init_submemory(&result, &parent, dnnlDims(shape), offsets), "dnnl_memory_desc_init_submemory")
+            return result
+        }
+        var plane = interiorShape
+        plane[2] = depthPadding
+        interiorDesc = try view(interiorShape, depthOffset: depthPadding)
+        frontDesc = try view(plane, depthOffset: 0)
+        backDesc = try view(plane, depthOffset: depthPadding + interiorShape[2])
+        zeroDesc = try DNNLLayout.plain(plane)
+        scratch.reserve(sourceBytes: DNNLLayout.byteSize(paddedDesc), zeroBytes: DNNLLayout.byteSize(zeroDesc))
+    }
+
+    /// Copies the forward input into the interior (zeroing the padding planes if another layer used the buffer
+    /// since) and returns the padded source.
+    func fill(from source: DNNLMemory, user: ObjectIdentifier) throws -> DNNLMemory {
+        let (buffer, zeroBuffer) = try scratch.buffers()
+        if views?.generation != scratch.generation {
+            // Submemory descriptors carry their offset: every view starts at its buffer's base.
+            func over(_ desc: dnnl_memory_desc_t, _ owner: DNNLMemory) throws -> DNNLMemory {
+                try DNNLMemory(context: scratch.context, desc: desc, handle: UnsafeMutableRawPointer(owner.pointer), owner: owner)
+            }
+            views = (scratch.generation, try over(paddedDesc, buffer), try over(interiorDesc, buffer), try over(frontDesc, buffer),
+                     try over(backDesc, buffer), try over(zeroDesc, zeroBuffer))
+        }
+        let v = views!
+        if scratch.lastUser != user {
+            try reorder(from: v.zeros, to: v.front)
+            try reorder(from: v.zeros, to: v.back)
+            scratch.lastUser = user
+        }
+        try reorder(from: source, to: v.interior)
+        return v.padded
     }
 }
 
