@@ -114,8 +114,12 @@ let package = Package(
                                                  .product(name: "Logging", package: "swift-log")],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"])]),
 
+        // Model bundles (#21): nnU-Net's export zip plus a manifest of SHA-256s and an optional Ed25519 signature; the models folder.
+        .target(name: "ModelSharing", dependencies: ["Digest", "PlansModel", "TorchCheckpoint", "CaseIdentity",
+                                                     .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+
         // The site profile (strictly decoded YAML): below the pipeline, so that its fuzz target needs no database client.
-        .target(name: "SiteProfile", dependencies: ["DICOMExport", "DICOMImport", "DICOMNetwork", "Digest", "PlansModel", "ConfigDecoding",
+        .target(name: "SiteProfile", dependencies: ["DICOMExport", "DICOMImport", "DICOMNetwork", "Digest", "PlansModel", "ConfigDecoding", "ModelSharing",
                                                     .product(name: "Yams", package: "Yams")]),
 
         // MARK: L5 — the case layer: one ensemble/predict path and one output sequence for every command
@@ -143,7 +147,7 @@ let package = Package(
 
         // MARK: L8 — CLI
         .executableTarget(name: "nnseg", dependencies: [
-            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB", "SiteProfile", "Console",
+            "VolumeGeometry", "NIfTI", "DICOMImport", "DICOMExport", "DICOMNetwork", "BatchPipeline", "Inference", "Preprocessing", "AuditLog", "WatchService", "ExperimentPlanning", "Training", "TensorKernels", "PlansModel", "Digest", "CaseIdentity", "CaseLayer", "ConfigDecoding", "Outbox", "UNet", "JobQueue", "PostgresDB", "SiteProfile", "Console", "ModelSharing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
@@ -182,14 +186,15 @@ let package = Package(
         .testTarget(name: "ContoursTests", dependencies: ["Contours"]),
         .testTarget(name: "DICOMExportTests", dependencies: ["DICOMExport", "DICOMImport", "BatchPipeline", "NIfTI", "Contours", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "AuditLogTests", dependencies: ["AuditLog", "JobQueue", "CaseIdentity", "Digest", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "SiteProfile", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
+        .testTarget(name: "BatchPipelineTests", dependencies: ["BatchPipeline", "SiteProfile", "ModelSharing", "AuditLog", "DICOMImport", "DICOMExport", "NIfTI", "JSON", "TestSupport"]),
         .testTarget(name: "SeriesAssemblyTests", dependencies: ["SeriesAssembly"]),
         .testTarget(name: "PlansModelTests", dependencies: ["PlansModel"]),
+        .testTarget(name: "ModelSharingTests", dependencies: ["ModelSharing", "Digest", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI", "VolumeGeometry", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
-                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels"]),
+                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels", "ModelSharing"]),
     ],
     cxxLanguageStandard: .cxx17
 )

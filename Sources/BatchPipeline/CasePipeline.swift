@@ -124,11 +124,17 @@ public final class CasePipeline: @unchecked Sendable {
                 "rejected": .array(selection.rejected.map { .object(["series_uid": .string($0.series), "reason": .string($0.reason)]) }),
                 "skipped_files": .int(Int64(scan.skipped.count)),
             ])
+            // The installed bundle the profile pinned (#21): its ID, hash, and the key that signed it.
+            var bundleRecord = AuditValue.null
+            if let b = profile.modelBundle {
+                bundleRecord = .object(["id": .string(b.id), "sha256": .string(b.sha256), "signed_by": b.signedBy.map { .string($0) } ?? .null])
+            }
             try audit.append(caseID: caseID, kind: "model", payload: [
                 "folder": .string(profile.modelFolder.path), "configuration": .string(engine.bundle.configurationName),
                 "trainer": .string(engine.bundle.trainerName), "folds": .array(engine.bundle.folds.map { .string($0.name) }),
                 "files": .object(JSONObject(modelFiles)),
                 "postprocessing": .array((postprocessing?.steps ?? []).map { .array($0.map { .int(Int64($0)) }) }),
+                "bundle": bundleRecord,
             ])
             // 2. Everything that can be checked without the prediction, before it (#24): a case that cannot be
             //    written fails in seconds, naming what is missing, instead of after the model ran.

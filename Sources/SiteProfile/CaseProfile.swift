@@ -5,6 +5,7 @@ import Digest
 import PlansModel
 import ConfigDecoding
 import Foundation
+import ModelSharing
 import Yams
 
 /// A profile that names the key at fault (and the file).
@@ -26,6 +27,14 @@ public struct ProfileError: Error, CustomStringConvertible, Equatable {
 ///   - {label: 1, name: Hippocampus_Ant, color: [255, 128, 0], interpretedType: ORGAN}
 /// ```
 public struct CaseProfile: Sendable {
+    /// A model bundle as the profile pinned it: ID, the full hash found installed, and the key that signed it
+    /// when the profile asked for one.
+    public struct ModelBundleReference: Sendable, Equatable {
+        public var id: String
+        public var sha256: String
+        public var signedBy: String?
+    }
+
     public struct Selection: Sendable, Equatable {
         public var modality: String?
         /// AXIAL, CORONAL, SAGITTAL, OBLIQUE or nil for any.
@@ -42,6 +51,8 @@ public struct CaseProfile: Sendable {
     public var sha256: String
     public var content: String
     public var modelFolder: URL
+    /// The installed bundle `model.bundle` named (nil when the profile names a folder); verified at load.
+    public var modelBundle: ModelBundleReference?
     public var folds: [String]?
     public var checkpoint: String
     public var selection: Selection
@@ -118,11 +129,44 @@ public struct CaseProfile: Sendable {
         guard let name = document.name, !name.isEmpty else { throw ProfileError(file: path, key: "name", detail: "required text") }
         self.name = name
 
-        guard let folder = document.model?.folder else {
-            throw ProfileError(file: path, key: "model.folder", detail: "required: the nnU-Net model folder")
-        }
         let base = url.deletingLastPathComponent()
-        modelFolder = folder.hasPrefix("/") ? URL(fileURLWithPath: folder) : base.appendingPathComponent(folder).standardizedFileURL
+        func resolve(_ reference: String) -> URL {
+            reference.hasPrefix("/") ? URL(fileURLWithPath: reference) : base.appendingPathComponent(reference).standardizedFileURL
+        }
+        switch (document.model?.folder, document.model?.bundle) {
+        case (let folder?, nil):
+            let m = document.model!
+            if let key = [("sha256", m.sha256), ("models", m.models), ("configuration", m.configuration), ("publicKey", m.publicKey)].first(where: { $0.1 != nil })?.0 {
+                throw ProfileError(file: path, key: "model.\(key)", detail: "only with model.bundle (a folder is named by model.folder alone)")
+            }
+            modelFolder = resolve(folder)
+            modelBundle = nil
+        case (nil, let id?):
+            let models = document.model?.models ?? ProcessInfo.processInfo.environment["NNSEG_MODELS"]
+            guard let models else {
+                throw ProfileError(file: path, key: "model.models", detail: "required with model.bundle: the models folder it is installed in (or NNSEG_MODELS)")
+            }
+            guard let pinned = document.model?.sha256 else {
+                throw ProfileError(file: path, key: "model.sha256", detail: "required with model.bundle: the bundle's hash (`nnseg model list` shows it; 16 hex digits or more)")
+            }
+            // The bundle must be installed with exactly that hash, every file must still match its manifest, and
+            // with publicKey it must carry that key's signature.
+            do {
+                let bundle = try ModelStore(folder: resolve(models)).bundle(id: id, sha256: pinned)
+                let key = try document.model?.publicKey.map { try VerifyingKey(contentsOf: resolve($0).path) }
+                try bundle.verify(publicKey: key)
+                modelFolder = try bundle.modelFolder(configuration: document.model?.configuration)
+                modelBundle = ModelBundleReference(id: id, sha256: bundle.sha256, signedBy: key?.id)
+            } catch let error as BundleError {
+                throw ProfileError(file: path, key: "model.bundle", detail: error.description)
+            } catch let error as KeyFileError {
+                throw ProfileError(file: path, key: "model.publicKey", detail: error.description)
+            }
+        case (_?, _?):
+            throw ProfileError(file: path, key: "model", detail: "name either folder or bundle, not both")
+        case (nil, nil):
+            throw ProfileError(file: path, key: "model.folder", detail: "required: the nnU-Net model folder (or model.bundle with models and sha256)")
+        }
         guard FileManager.default.fileExists(atPath: modelFolder.appendingPathComponent("plans.json").path) else {
             throw ProfileError(file: path, key: "model.folder", detail: "\(modelFolder.path) has no plans.json")
         }
@@ -329,9 +373,14 @@ struct ProfileDocument: Decodable {
 
     struct Model: Decodable {
         var folder: String?
+        var bundle: String?
+        var sha256: String?
+        var models: String?
+        var configuration: String?
+        var publicKey: String?
         var folds: [Scalar]?
         var checkpoint: String?
-        enum CodingKeys: String, CodingKey, CaseIterable { case folder, folds, checkpoint }
+        enum CodingKeys: String, CodingKey, CaseIterable { case folder, bundle, sha256, models, configuration, publicKey, folds, checkpoint }
     }
 
     struct Selection: Decodable {

@@ -21,6 +21,8 @@ public indirect enum PickleWritable: Sendable {
     case float32Tensor(shape: [Int], storage: String)
     /// `torch.device(name)`.
     case device(String)
+    /// A module-level object by reference (`module.name`), as pickle stores functions and classes.
+    case global(module: String, name: String)
 
     /// From JSON-like Foundation values (plans, dataset.json).
     public static func json(_ value: Any) -> PickleWritable {
@@ -46,6 +48,16 @@ public indirect enum PickleWritable: Sendable {
 /// loadable by `torch.load` and by ``TorchCheckpoint``. Written to a temporary file and moved into place,
 /// so a crash never leaves a half-written checkpoint under the final name.
 public enum CheckpointWriter {
+    /// A plain pickle (protocol 2) of a value without tensors, as Python's `pickle.dump` writes one (nnU-Net's
+    /// `postprocessing.pkl`).
+    public static func pickle(_ value: PickleWritable) throws -> Data {
+        var pickle = Pickler()
+        pickle.bytes.append(contentsOf: [0x80, 0x02])
+        try pickle.write(value, storages: [:])
+        pickle.bytes.append(0x2E)  // STOP
+        return Data(pickle.bytes)
+    }
+
     public static func write(_ root: PickleWritable, storages: [String: [Float]], to url: URL) throws {
         var pickle = Pickler()
         pickle.bytes.append(contentsOf: [0x80, 0x02])
@@ -171,6 +183,8 @@ struct Pickler {
             try write(.orderedDict([]), storages: storages)
             bytes.append(0x74)
             bytes.append(0x52)
+        case .global(let module, let name):
+            global(module, name)
         case .device(let name):
             global("torch", "device")
             bytes.append(0x28)

@@ -2,6 +2,7 @@ import ArgumentParser
 import ExperimentPlanning
 import Foundation
 import Logging
+import PlansModel
 import Training
 
 /// `nnseg crossval -d <raw dataset> -c 3d_fullres`: merges the trained folds' validation predictions into
@@ -30,5 +31,66 @@ struct CrossValidateCommand: ParsableCommand {
         Logger(label: "nnseg.crossval").notice("cross-validation merged", metadata: ["folds": "\(folds)", "mean_dice": "\(String(format: "%.4f", dice))"])
         print(String(format: "folds %@: mean foreground Dice %.4f → %@", folds.map(String.init).joined(separator: ","), dice,
                      folder.appendingPathComponent("summary.json").path))
+    }
+}
+
+/// `nnseg determine-postprocessing`: nnUNetv2_determine_postprocessing on cross-validation predictions — whether
+/// keeping the largest connected component (all foreground, then per label) raises the Dice (#21).
+struct DeterminePostprocessingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "determine-postprocessing",
+        abstract: "Find the connected-component postprocessing that improves the cross-validation Dice (nnUNetv2_determine_postprocessing).",
+        discussion: """
+            Writes postprocessing.json and postprocessing.pkl (nnU-Net's own formats) into the predictions folder, and the
+            postprocessed predictions with their summary.json into its postprocessed/ folder. `nnseg predict` and profiles
+            (postprocessing.useModel) apply it from the model folder's crossval_results_folds_* folder.
+            Either -i and --ref (and --dataset-json unless the folder holds dataset.json), or -d with the model options
+            (the configuration's crossval_results_folds_<folds> from `nnseg crossval`).
+            """)
+
+    @Option(name: .customShort("i"), help: "Folder of predicted label maps (e.g. crossval_results_folds_0_1_2_3_4).")
+    var input: String?
+    @Option(help: "Folder of reference labels (labelsTr).")
+    var ref: String?
+    @Option(help: "dataset.json (default: the one in the predictions folder).")
+    var datasetJson: String?
+
+    @Option(name: [.customShort("d"), .long], help: "Raw dataset folder (instead of -i/--ref).")
+    var dataset: String?
+    @OptionGroup var model: ModelFolderOptions
+    @Option(name: [.customShort("f"), .long], parsing: .upToNextOption, help: "Folds of the crossval folder (with -d).")
+    var folds: [Int] = [0, 1, 2, 3, 4]
+
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        if dataset == nil && (input == nil || ref == nil) { throw ValidationError("give -i and --ref, or -d") }
+        if dataset != nil && (input != nil || ref != nil) { throw ValidationError("give either -d or -i/--ref, not both") }
+    }
+
+    func run() throws {
+        logging.bootstrap()
+        let predictions: URL, references: URL, description: DatasetDescription
+        if let dataset {
+            let raw = try RawDataset(folder: URL(fileURLWithPath: dataset))
+            predictions = model.folder(dataset: raw).appendingPathComponent("crossval_results_folds_" + folds.map(String.init).joined(separator: "_"))
+            references = raw.folder.appendingPathComponent("labelsTr")
+            description = raw.description
+            guard FileManager.default.fileExists(atPath: predictions.path) else {
+                throw CommandFailure("\(predictions.path): no merged cross-validation (run `nnseg crossval` first)")
+            }
+        } else {
+            predictions = URL(fileURLWithPath: input!)
+            references = URL(fileURLWithPath: ref!)
+            description = try DatasetDescription(contentsOf: datasetJson.map { URL(fileURLWithPath: $0) }
+                                                 ?? predictions.appendingPathComponent("dataset.json"))
+        }
+        let log = Logger(label: "nnseg.postprocessing")
+        let outcome = try PostprocessingDetermination.determine(predictions: predictions, references: references, dataset: description,
+                                                                progress: { log.info("\($0)") })
+        for line in outcome.decisions { print(line) }
+        print(String(format: "mean foreground Dice %.5f → %.5f; steps: %@ → %@", outcome.baseline.foregroundDice, outcome.postprocessed.foregroundDice,
+                     outcome.steps.isEmpty ? "none" : outcome.steps.map { "keep largest of \($0.map(String.init).joined(separator: "+"))" }.joined(separator: ", "),
+                     predictions.appendingPathComponent("postprocessing.json").path))
     }
 }

@@ -7,6 +7,7 @@ import Testing
 import TestSupport
 @testable import BatchPipeline
 import JSON
+import ModelSharing
 @testable import SiteProfile
 
 struct CaseProfileTests {
@@ -94,6 +95,44 @@ struct CaseProfileTests {
         let loaded = try CaseProfile(contentsOf: starter)
         #expect(loaded.structures == plain.structures)
         #expect(loaded.selection.modality == nil && loaded.repairMissingUIDs == false)
+    }
+
+    /// Issue #21: a profile names an installed model bundle by ID and hash; the bundle is verified file by file at
+    /// load, and a wrong hash, a missing signature or an edited file refuses the profile, naming the bundle's error.
+    @Test func aProfileNamesAnInstalledBundleByIDAndHash() throws {
+        let dir = try SharedData.temporaryDirectory("profile-bundle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let zip = dir.appendingPathComponent("demo.zip"), models = dir.appendingPathComponent("models")
+        try BundleExporter(modelFolders: [URL(fileURLWithPath: Self.model)]).write(to: zip, id: "hippo-demo")
+        let installed = try BundleArchive(url: zip).install(into: models)
+        let hash = installed.sha256
+        let profile = try CaseProfile(contentsOf: try Self.write("name: x\nmodel: {bundle: hippo-demo, sha256: \(hash.prefix(16)), models: \(models.path)}\n"))
+        #expect(profile.modelFolder.path == models.appendingPathComponent("Dataset004_Hippocampus/nnUNetTrainer_1epoch__nnUNetPlans__3d_fullres").path)
+        #expect(profile.modelBundle == CaseProfile.ModelBundleReference(id: "hippo-demo", sha256: hash, signedBy: nil))
+        #expect(profile.structures.count == 2)
+
+        func refusal(_ model: String) throws -> ProfileError? {
+            let url = try Self.write("name: x\nmodel: \(model)\n")
+            return #expect(throws: ProfileError.self) { try CaseProfile(contentsOf: url) }
+        }
+        let wrongHash = try refusal("{bundle: hippo-demo, sha256: \(String(repeating: "ab", count: 8)), models: \(models.path)}")
+        #expect(wrongHash?.key == "model.bundle" && wrongHash?.detail.hasPrefix("BUNDLE_NOT_FOUND") == true, "\(String(describing: wrongHash))")
+        let noHash = try refusal("{bundle: hippo-demo, models: \(models.path)}")
+        #expect(noHash?.key == "model.sha256")
+        let both = try refusal("{bundle: hippo-demo, folder: \(Self.model), sha256: \(hash), models: \(models.path)}")
+        #expect(both?.key == "model")
+        let stray = try refusal("{folder: \(Self.model), sha256: \(hash)}")
+        #expect(stray?.key == "model.sha256")
+        let unsigned = try refusal("{bundle: hippo-demo, sha256: \(hash), models: \(models.path), publicKey: \(TestKeys.publicKeyPath)}")
+        #expect(unsigned?.detail.hasPrefix("BUNDLE_UNSIGNED") == true, "\(String(describing: unsigned))")
+        // One byte of the installed checkpoint changed: the profile no longer loads.
+        let checkpoint = profile.modelFolder.appendingPathComponent("fold_0/checkpoint_final.pth")
+        var bytes = [UInt8](try Data(contentsOf: checkpoint))
+        bytes[bytes.count - 100] ^= 0x80
+        try Data(bytes).write(to: checkpoint)
+        let tampered = try refusal("{bundle: hippo-demo, sha256: \(hash), models: \(models.path)}")
+        #expect(tampered?.detail.hasPrefix("BUNDLE_TAMPERED") == true && tampered?.detail.contains("checkpoint_final.pth") == true,
+                "\(String(describing: tampered))")
     }
 
     @Test func aNestedTypoSuggestsTheKey() throws {

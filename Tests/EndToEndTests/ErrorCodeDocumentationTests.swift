@@ -4,6 +4,7 @@ import CaseLayer
 import DICOMExport
 import DICOMImport
 import Foundation
+import ModelSharing
 import NIfTI
 import Outbox
 import Testing
@@ -21,6 +22,7 @@ struct ErrorCodeDocumentationTests {
             + DICOMExportError.Code.allCases.map(\.rawValue) + PipelineError.Code.allCases.map(\.rawValue)
             + CaseLayerError.Code.allCases.map(\.rawValue) + WatchError.Code.allCases.map(\.rawValue)
             + WatchReason.allCases.map(\.rawValue) + CaseStatus.allCases.map(\.rawValue) + OutboxError.Code.allCases.map(\.rawValue)
+            + BundleError.Code.allCases.map(\.rawValue)
         let missing = codes.filter { !section.contains("`\($0)`") }
         #expect(missing.isEmpty, "not documented in README › Error codes: \(missing)")
     }
