@@ -128,7 +128,7 @@ let package = Package(
 
         // MARK: L6
         .target(name: "BatchPipeline", dependencies: ["CaseLayer", "SiteProfile", "Contours", "DICOMNetwork", "DICOMImport", "DICOMExport", "Inference", "VolumeGeometry", "Digest", "AuditLog", "PlansModel",
-                                                      "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON",
+                                                      "NIfTI", "Preprocessing", "ConfigDecoding", "CaseIdentity", "JSON", "TensorKernels",
                                                       .product(name: "Yams", package: "Yams")]),
 
         // MARK: L7

@@ -8,6 +8,7 @@ import Digest
 import Dispatch
 import Foundation
 import Inference
+import TensorKernels
 import JSON
 import Logging
 import Preprocessing
@@ -47,7 +48,11 @@ public final class CasePipeline: @unchecked Sendable {
         self.profile = profile
         self.audit = audit
         self.logger = logger
-        engine = try InferenceEngine(modelFolder: profile.modelFolder, folds: profile.folds, checkpointName: profile.checkpoint)
+        let precision = ConvolutionPrecision(rawValue: profile.precision) ?? .float32
+        guard precision.isAvailable else {
+            throw PipelineError(code: .precisionUnavailable, detail: "\(profile.file): inference.precision \(profile.precision): \(precision.unavailableReason)")
+        }
+        engine = try InferenceEngine(modelFolder: profile.modelFolder, folds: profile.folds, checkpointName: profile.checkpoint, precision: precision)
         // The model bundle's files, each with its SHA-256 (what exactly produced the outputs).
         var files: [String: AuditValue] = [:]
         let root = profile.modelFolder.standardizedFileURL
@@ -132,6 +137,7 @@ public final class CasePipeline: @unchecked Sendable {
             try audit.append(caseID: caseID, kind: "model", payload: [
                 "folder": .string(profile.modelFolder.path), "configuration": .string(engine.bundle.configurationName),
                 "trainer": .string(engine.bundle.trainerName), "folds": .array(engine.bundle.folds.map { .string($0.name) }),
+                "precision": .string(engine.precision.rawValue),
                 "files": .object(JSONObject(modelFiles)),
                 "postprocessing": .array((postprocessing?.steps ?? []).map { .array($0.map { .int(Int64($0)) }) }),
                 "bundle": bundleRecord,
@@ -156,7 +162,7 @@ public final class CasePipeline: @unchecked Sendable {
             let present = Set(labels.voxels)
             let structures = profile.structures.filter { present.contains(UInt16($0.label)) }  // 1…65535 (profile)
             let algorithm = AlgorithmIdentification(name: "nnseg \(engine.bundle.plans.datasetName)", version: SoftwareVersion.described,
-                                                    parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
+                                                    parameters: "\(engine.bundle.configurationName) folds \(engine.bundle.folds.map(\.name).joined(separator: ",")) precision \(engine.precision.rawValue) profile \(profile.name) sha256:\(profile.sha256.prefix(16))")
             // Name-based output UIDs: the same series through the same model and profile gives the same objects.
             let uids = OutputUIDs(seed: freshUIDs ? nil : "\(series.seriesInstanceUID)|model \(modelHash)|profile \(profile.sha256)",
                                   root: profile.uidRoot)
@@ -375,6 +381,8 @@ public struct PipelineError: Error, CustomStringConvertible {
         case diskSpaceLow = "DISK_SPACE_LOW"
         /// Patient identifiers are to be pseudonymised (the default) and no pseudonym key is configured.
         case pseudonymKeyMissing = "PSEUDONYM_KEY_MISSING"
+        /// The profile asks for bf16 inference and this CPU has no bf16 convolutions (AVX-512 needed).
+        case precisionUnavailable = "PRECISION_UNAVAILABLE"
     }
 
     public let code: Code

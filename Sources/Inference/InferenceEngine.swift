@@ -13,6 +13,8 @@ public final class InferenceEngine: @unchecked Sendable {
     public let preprocessor: Preprocessor
     public let exporter: PredictionExporter
     public let networks: [CompiledUNet]
+    /// The convolutions' arithmetic (recorded with every prediction: audit log, SEG/RTSTRUCT algorithm parameters).
+    public let precision: ConvolutionPrecision
 
     public struct Options: Sendable {
         public var mirroring: Bool = true
@@ -41,12 +43,16 @@ public final class InferenceEngine: @unchecked Sendable {
         public var timings: [(stage: String, seconds: Double)]
     }
 
-    public convenience init(modelFolder: URL, folds: [String]? = nil, checkpointName: String = "checkpoint_final.pth") throws {
-        try self.init(bundle: ModelBundle(folder: modelFolder, folds: folds, checkpointName: checkpointName))
+    public convenience init(modelFolder: URL, folds: [String]? = nil, checkpointName: String = "checkpoint_final.pth",
+                            precision: ConvolutionPrecision = .float32) throws {
+        try self.init(bundle: ModelBundle(folder: modelFolder, folds: folds, checkpointName: checkpointName), precision: precision)
     }
 
-    public init(bundle: ModelBundle) throws {
+    /// - Parameter precision: the convolutions' arithmetic (`.float32`, the default, is nnU-Net's parity mode;
+    ///   `.bfloat16` needs AVX-512 — `ConvolutionPrecision.isAvailable`).
+    public init(bundle: ModelBundle, precision: ConvolutionPrecision = .float32) throws {
         self.bundle = bundle
+        self.precision = precision
         preprocessor = Preprocessor(plans: bundle.plans, configuration: bundle.configuration)
         exporter = PredictionExporter(plans: bundle.plans, configuration: bundle.configuration, dataset: bundle.dataset)
         let context = try DNNLContext()
@@ -54,7 +60,7 @@ public final class InferenceEngine: @unchecked Sendable {
         var compiled: [CompiledUNet] = []
         for fold in bundle.folds {
             compiled.append(try UNet(bundle: bundle, fold: fold).compile(patch: bundle.configuration.patchSize, context: context,
-                                                                          sharingWorkspaceWith: compiled.first))
+                                                                          sharingWorkspaceWith: compiled.first, precision: precision))
         }
         networks = compiled
     }

@@ -126,7 +126,8 @@ public final class UNet: @unchecked Sendable {
     /// Builds the oneDNN primitives for batch 1 and one input size (e.g. the patch size).
     /// - Parameter sharing: a compiled network whose activation arena (and lock) this one reuses when it is
     ///   big enough — folds of one model run one at a time, so they need one workspace, not one each.
-    public func compile(patch: [Int], context: DNNLContext? = nil, sharingWorkspaceWith sharing: CompiledUNet? = nil) throws -> CompiledUNet {
-        try CompiledUNet(network: self, patch: patch, context: context ?? DNNLContext(), sharing: sharing)
+    public func compile(patch: [Int], context: DNNLContext? = nil, sharingWorkspaceWith sharing: CompiledUNet? = nil,
+                        precision: ConvolutionPrecision = .float32) throws -> CompiledUNet {
+        try CompiledUNet(network: self, patch: patch, context: context ?? DNNLContext(), sharing: sharing, precision: precision)
     }
 }

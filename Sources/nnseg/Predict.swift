@@ -4,6 +4,7 @@ import DICOMImport
 import Foundation
 import Inference
 import Logging
+import TensorKernels
 
 /// `nnseg predict`: nnU-Net v2 prediction on a folder of NIfTI cases or DICOM series.
 struct Predict: ParsableCommand {
@@ -39,6 +40,9 @@ struct Predict: ParsableCommand {
     @Option(help: "Tile accumulation: fp16 (nnU-Net's, default) or fp32.")
     var accumulation: String = Accumulation.float16Reference.rawValue
 
+    @Option(help: "Convolution arithmetic: fp32 (nnU-Net's parity mode) or bf16 (AVX-512 CPUs; float32 accumulation).")
+    var precision: String = ConvolutionPrecision.float32.rawValue
+
     @Flag(help: "Also write <case>.npz with the class probabilities.")
     var saveProbabilities = false
 
@@ -58,18 +62,23 @@ struct Predict: ParsableCommand {
         guard stepSize > 0 && stepSize <= 1 else { throw ValidationError("--step-size must be in (0, 1]") }
         guard Accumulation(rawValue: accumulation) != nil else { throw ValidationError("--accumulation must be fp16 or fp32") }
         guard !model.isEmpty else { throw ValidationError("give at least one model folder with -m") }
+        guard ConvolutionPrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16") }
     }
 
     func run() throws {
         logging.bootstrap()
         let logger = Logger(label: "nnseg.predict")
         let started = DispatchTime.now().uptimeNanoseconds
+        let arithmetic = ConvolutionPrecision(rawValue: precision)!
+        guard arithmetic.isAvailable else {
+            throw CommandOutcome(code: "PRECISION_UNAVAILABLE", message: "PRECISION_UNAVAILABLE: --precision \(precision): \(arithmetic.unavailableReason)")
+        }
         let engines = try model.map { folder -> InferenceEngine in
             let start = DispatchTime.now().uptimeNanoseconds
             let engine = try InferenceEngine(modelFolder: URL(fileURLWithPath: folder), folds: folds.isEmpty ? nil : folds,
-                                             checkpointName: checkpoint)
+                                             checkpointName: checkpoint, precision: arithmetic)
             logger.info("model loaded", metadata: [
-                "model": "\(folder)", "configuration": "\(engine.bundle.configurationName)",
+                "model": "\(folder)", "configuration": "\(engine.bundle.configurationName)", "precision": "\(arithmetic.rawValue)",
                 "trainer": "\(engine.bundle.trainerName)", "folds": "\(engine.bundle.folds.map(\.name).joined(separator: ","))",
                 "seconds": "\(seconds(since: start))",
                 "activation_arena_mb": "\(engine.networks[0].workspaceBytes >> 20)",

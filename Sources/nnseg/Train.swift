@@ -73,7 +73,7 @@ struct TrainCommand: ParsableCommand {
         options.skipValidation = noValidation
         options.stopAfterEpochs = stopAfterEpochs
         switch precision {
-        case "auto": options.precision = .automatic
+        case "auto": options.precision = TrainerOptions.automaticPrecision
         case "fp32", "bf16": options.precision = TrainingConvolution.Precision(rawValue: precision)!
         default: throw CommandFailure("--precision \(precision): expected auto, fp32 or bf16")
         }

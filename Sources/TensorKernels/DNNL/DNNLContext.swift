@@ -233,6 +233,9 @@ public enum DNNLLayout {
         return dnnl_memory_desc_get_size(&d)
     }
 
+    /// The same layout holding float32 values (of a bf16 descriptor: what the float32 kernels around it use).
+    public static func float32(_ desc: dnnl_memory_desc_t) -> dnnl_memory_desc_t { asFloat32(desc) }
+
     public static func same(_ a: dnnl_memory_desc_t, _ b: dnnl_memory_desc_t) -> Bool {
         var x = a, y = b
         return dnnl_memory_desc_equal(&x, &y) != 0

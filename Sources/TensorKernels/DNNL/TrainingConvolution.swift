@@ -12,24 +12,9 @@ import Foundation
 public final class TrainingConvolution: @unchecked Sendable {
     public typealias Kind = ConvolutionKernel.Kind
 
-    /// Arithmetic of the convolutions. `bfloat16`: inputs, weights and output gradients are rounded to
-    /// bf16 for the multiplications (accumulation, outputs, weight gradients and everything outside the
-    /// convolutions stay float32) — mixed precision as nnU-Net's autocast does on GPUs, at twice the
-    /// float32 throughput on CPUs with AVX-512 BF16 or AMX.
-    public enum Precision: String, Sendable, CaseIterable {
-        case float32 = "fp32"
-        case bfloat16 = "bf16"
-
-        /// Whether oneDNN can run it on this CPU: bf16 convolutions need AVX-512 (native BF16/AMX, or emulated
-        /// on avx512_core); on an AVX2-only CPU they are unimplemented.
-        public var isAvailable: Bool { self == .float32 || DNNLContext.effectiveISA.contains("avx512") || DNNLContext.effectiveISA.contains("amx") }
-
-        /// What `--precision auto` trains in: float32 on every CPU. bf16 trained to nnU-Net's Dice on AMD Zen 5
-        /// (#9) but to 0.64 / 0.11 on an Intel Xeon with AVX-512 BF16 (#25) — until a seed spread on each CPU kind
-        /// shows it within 0.02 of fp32, auto does not pick a precision that may lose accuracy; bf16 stays
-        /// available (`--precision bf16`) where oneDNN runs it.
-        public static var automatic: Precision { .float32 }
-    }
+    /// Arithmetic of the convolutions (``ConvolutionPrecision``); in training bf16 also rounds the output gradients
+    /// for the backward multiplications (weight gradients and everything outside the convolutions stay float32).
+    public typealias Precision = ConvolutionPrecision
     public let precision: Precision
 
     public let kind: Kind
