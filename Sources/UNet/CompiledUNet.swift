@@ -59,6 +59,15 @@ public final class CompiledUNet: @unchecked Sendable {
         var descs: [DNNLMemoryDescriptor] = [try DNNLLayout.plain(inputShape)]
         var shapes: [[Int]] = [inputShape]
 
+        /// Memory `source` in layout `desc`: itself when it has it, else a new buffer and a convert step into it.
+        func inLayout(_ source: Int, _ desc: DNNLMemoryDescriptor, shape: [Int]? = nil) -> Int {
+            if DNNLLayout.same(descs[source], desc) { return source }
+            descs.append(desc)
+            shapes.append(shape ?? shapes[source])
+            steps.append(.convert(source: source, destination: descs.count - 1))
+            return descs.count - 1
+        }
+
         /// conv (+ norm (+ LeakyReLU)) from memory `source`; returns the output memory index.
         func convUnit(_ prefix: String, source: Int, kernel: [Int], stride: [Int], bias: Bool = true,
                       norm: Bool = true, activation: Bool = true, padding: [Int]? = nil) throws -> Int {
@@ -69,13 +78,7 @@ public final class CompiledUNet: @unchecked Sendable {
             let conv = try ConvolutionKernel(context: context, kind: .convolution, inputShape: shapes[source], weights: w,
                                              bias: bias ? network.vector("\(prefix).conv.bias") : nil, geometry: geometry,
                                              sourceDesc: plainSource ? nil : descs[source], precision: plainSource ? .float32 : precision)
-            var from = source
-            if !DNNLLayout.same(descs[source], conv.sourceDesc) {
-                descs.append(conv.sourceDesc)
-                shapes.append(shapes[source])
-                steps.append(.convert(source: source, destination: descs.count - 1))
-                from = descs.count - 1
-            }
+            let from = inLayout(source, conv.sourceDesc)
             descs.append(conv.destinationDesc)
             shapes.append(conv.outputShape)
             let out = descs.count - 1
@@ -126,12 +129,7 @@ public final class CompiledUNet: @unchecked Sendable {
                         skip = try convUnit("\(prefix).skip.\(strided ? 1 : 0)", source: skip, kernel: ones(a.dimension),
                                             stride: ones(a.dimension), bias: false, activation: false)
                     }
-                    if !DNNLLayout.same(descs[skip], descs[main]) {
-                        descs.append(descs[main])
-                        shapes.append(shapes[main])
-                        steps.append(.convert(source: skip, destination: descs.count - 1))
-                        skip = descs.count - 1
-                    }
+                    skip = inLayout(skip, descs[main], shape: shapes[main])
                     steps.append(.residual(target: main, adding: skip, slope: slope))
                     current = main
                 }
@@ -151,25 +149,14 @@ public final class CompiledUNet: @unchecked Sendable {
             count(up)
             // oneDNN's fast transposed convolution wants its own input layout (with the conv layers'
             // channels-last one it falls back to the reference kernel), so convert once here.
-            var upSource = current
-            if !DNNLLayout.same(descs[current], up.sourceDesc) {
-                descs.append(up.sourceDesc)
-                shapes.append(shapes[current])
-                steps.append(.convert(source: current, destination: descs.count - 1))
-                upSource = descs.count - 1
-            }
+            let upSource = inLayout(current, up.sourceDesc)
             descs.append(up.destinationDesc)
             shapes.append(up.outputShape)
             var upIndex = descs.count - 1
             steps.append(.convolution(up, source: upSource, destination: upIndex))
             // Concatenation is fast only when both inputs share a layout: bring the upsampled tensor
             // into the skip's layout.
-            if !DNNLLayout.same(descs[upIndex], descs[skip]) {
-                descs.append(descs[skip])
-                shapes.append(up.outputShape)
-                steps.append(.convert(source: upIndex, destination: descs.count - 1))
-                upIndex = descs.count - 1
-            }
+            upIndex = inLayout(upIndex, descs[skip], shape: up.outputShape)
             guard up.outputShape == shapes[skip] else {
                 throw WeightError(tensor: "decoder.transpconvs.\(s)",
                                   detail: "upsampled shape \(up.outputShape) does not meet skip \(shapes[skip]); input \(patch) must be divisible by the total stride")
@@ -205,13 +192,7 @@ public final class CompiledUNet: @unchecked Sendable {
                                         geometry: .same(kernel: ones(a.dimension), stride: ones(a.dimension)),
                                         sourceDesc: descs[current], precision: .float32)
         count(seg)
-        var segSource = current
-        if !DNNLLayout.same(descs[current], seg.sourceDesc) {
-            descs.append(seg.sourceDesc)
-            shapes.append(shapes[current])
-            steps.append(.convert(source: current, destination: descs.count - 1))
-            segSource = descs.count - 1
-        }
+        let segSource = inLayout(current, seg.sourceDesc)
         descs.append(seg.destinationDesc)
         steps.append(.convolution(seg, source: segSource, destination: descs.count - 1))
         output = descs.count - 1
