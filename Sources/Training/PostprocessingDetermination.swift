@@ -83,10 +83,7 @@ public enum PostprocessingDetermination {
                                                     ignoreLabel: dataset.ignoreLabel))
             }
             let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: foreground)
-            let means = foreground.indices.map { k -> Double in
-                let values = rows.map { $0.counts[k].dice }.filter { !$0.isNaN }
-                return values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)
-            }
+            let means = foreground.indices.map { k in SegmentationMetrics.nanmean(rows.map { $0.counts[k].dice }) }
             return (Scores(foregroundDice: dice, labelDice: means), data)
         }
         func keepLargest(_ segmentations: [[UInt16]], _ labels: [Int]) -> [[UInt16]] {

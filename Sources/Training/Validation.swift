@@ -56,7 +56,6 @@ public enum SegmentationMetrics {
         var fg = [String: Double]()
         for (k, label) in labels.enumerated() {
             let rows = cases.map { $0.counts[k] }
-            func nanmean(_ v: [Double]) -> Double { let f = v.filter { !$0.isNaN }; return f.isEmpty ? .nan : f.reduce(0, +) / Double(f.count) }
             let n = Double(max(rows.count, 1))
             let mean: [String: Double] = [
                 "Dice": nanmean(rows.map(\.dice)), "IoU": nanmean(rows.map(\.iou)),
@@ -74,6 +73,12 @@ public enum SegmentationMetrics {
         let root: [String: Any] = ["foreground_mean": fg.mapValues(json), "mean": means, "metric_per_case": perCase]
         let data = (try? JSONSerialization.data(withJSONObject: root, options: [.prettyPrinted, .sortedKeys])) ?? Data()
         return (data, fg["Dice"]!)
+    }
+
+    /// The mean over the values that are not NaN (NaN when none is): nnU-Net's per-label mean over cases.
+    public static func nanmean(_ v: [Double]) -> Double {
+        let f = v.filter { !$0.isNaN }
+        return f.isEmpty ? .nan : f.reduce(0, +) / Double(f.count)
     }
 
     /// NaN is not JSON: written as the string "NaN" would break readers, so as null.
