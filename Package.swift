@@ -192,7 +192,7 @@ let package = Package(
         .testTarget(name: "ModelSharingTests", dependencies: ["ModelSharing", "Digest", "TestSupport", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "ConfigDecodingTests", dependencies: ["ConfigDecoding", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI", "VolumeGeometry", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI", "VolumeGeometry", "TestSupport", "CaseLayer", "Digest"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
                                                       "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels", "ModelSharing"]),
     ],

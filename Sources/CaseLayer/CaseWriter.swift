@@ -42,3 +42,17 @@ public enum CaseWriter {
         }
     }
 }
+
+/// Reads what ``CaseWriter`` (or nnU-Net with `--save_probabilities`/`--npz`) wrote.
+public enum CaseReader {
+    /// `<id>.npz`'s `probabilities` as one float32 array per class, with the spatial shape `(z, y, x)`.
+    public static func readProbabilities(_ url: URL) throws -> (shape: [Int], probabilities: [[Float]]) {
+        let array = try NPYArray.member("probabilities", of: url)
+        guard array.shape.count == 4, array.shape[0] > 0, array.descr.hasPrefix("<f") else {
+            throw NPYError(file: url.path, problem: "probabilities of shape \(array.shape) (\(array.descr)); expected float (classes, z, y, x)")
+        }
+        let values = try array.floats()
+        let n = array.count / array.shape[0]
+        return (Array(array.shape.dropFirst()), (0..<array.shape[0]).map { Array(values[($0 * n)..<(($0 + 1) * n)]) })
+    }
+}

@@ -10,8 +10,10 @@ public final class Ensemble: @unchecked Sendable {
     public let engines: [InferenceEngine]
     public let postprocessing: Postprocessing?
 
-    /// The models must share their labels (names, in order). `postprocessing`: applied after the argmax.
-    public init(engines: [InferenceEngine], postprocessing: Postprocessing?) throws {
+    /// The models must share their labels (names, in order). `postprocessing`: applied after the argmax — to a
+    /// single model's prediction, or to an ensemble's when `appliesToEnsemble` (postprocessing determined for
+    /// that ensemble, as find-best-configuration's instructions name it).
+    public init(engines: [InferenceEngine], postprocessing: Postprocessing?, appliesToEnsemble: Bool = false) throws {
         guard let first = engines.first else { throw CaseLayerError(.noModel, "", "give at least one model") }
         let labels = first.bundle.dataset.labels.map(\.name)
         for e in engines.dropFirst() where e.bundle.dataset.labels.map(\.name) != labels {
@@ -19,7 +21,7 @@ public final class Ensemble: @unchecked Sendable {
                                  "models to ensemble must share their labels: \(e.bundle.folder.path) differs from \(first.bundle.folder.path)")
         }
         self.engines = engines
-        self.postprocessing = engines.count > 1 ? nil : postprocessing
+        self.postprocessing = engines.count > 1 && !appliesToEnsemble ? nil : postprocessing
     }
 
     public var first: InferenceEngine { engines[0] }

@@ -1,4 +1,5 @@
 import Foundation
+import CaseLayer
 
 /// One preprocessed training case as `nnseg preprocess` (or nnU-Net with `.npy` storage) writes it:
 /// `CASE.npy` (float32 `(c, z, y, x)`), `CASE_seg.npy` (int16 `(1, z, y, x)`), `CASE.json` (class locations).
@@ -58,8 +59,8 @@ public final class PreprocessedDataset: @unchecked Sendable {
         let dataURL = folder.appendingPathComponent(identifier + ".npy")
         let segURL = folder.appendingPathComponent(identifier + "_seg.npy")
         let jsonURL = folder.appendingPathComponent(identifier + ".json")
-        let data = try NumpyReader(url: dataURL)
-        let seg = try NumpyReader(url: segURL)
+        let data = try npy(dataURL)
+        let seg = try npy(segURL)
         guard data.shape.count == 4 else { throw TrainingError.dataset(file: dataURL.path, problem: "shape \(data.shape), expected (c, z, y, x)") }
         guard seg.shape == [1] + data.shape.dropFirst() else {
             throw TrainingError.dataset(file: segURL.path, problem: "shape \(seg.shape) does not match the image \(data.shape)")
@@ -86,110 +87,11 @@ public final class PreprocessedDataset: @unchecked Sendable {
         return TrainingCase(identifier: identifier, channels: data.shape[0], shape: Array(data.shape.dropFirst()), data: try data.floats(),
                             segmentation: try seg.int16s(), classLocations: parsed)
     }
-}
 
-/// A minimal `.npy` reader (format 1.x/2.x, little-endian, C order) for the preprocessed arrays.
-struct NumpyReader {
-    let url: URL
-    let descr: String
-    let shape: [Int]
-    let body: Data
-
-    init(url: URL) throws {
-        self.url = url
-        let raw: Data
-        do { raw = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw TrainingError.dataset(file: url.path, problem: "cannot be read (\(error.localizedDescription))")
-        }
-        guard raw.count > 10, raw.prefix(6) == Data([0x93]) + Data("NUMPY".utf8) else {
-            throw TrainingError.dataset(file: url.path, problem: "not a .npy file")
-        }
-        let major = raw[raw.startIndex + 6]
-        let headerLength: Int, start: Int
-        if major == 1 {
-            headerLength = Int(raw[raw.startIndex + 8]) | Int(raw[raw.startIndex + 9]) << 8
-            start = 10
-        } else {
-            headerLength = (0..<4).reduce(0) { $0 | Int(raw[raw.startIndex + 8 + $1]) << (8 * $1) }
-            start = 12
-        }
-        guard raw.count >= start + headerLength, let header = String(data: raw.subdata(in: (raw.startIndex + start)..<(raw.startIndex + start + headerLength)), encoding: .ascii) else {
-            throw TrainingError.dataset(file: url.path, problem: "truncated .npy header")
-        }
-        func field(_ name: String) -> String? {
-            guard let r = header.range(of: "'\(name)':") else { return nil }
-            return String(header[r.upperBound...]).trimmingCharacters(in: .whitespaces)
-        }
-        guard let d = field("descr"), let q1 = d.firstIndex(of: "'"), let q2 = d[d.index(after: q1)...].firstIndex(of: "'") else {
-            throw TrainingError.dataset(file: url.path, problem: "no dtype in the .npy header")
-        }
-        descr = String(d[d.index(after: q1)..<q2])
-        if let f = field("fortran_order"), f.hasPrefix("True") {
-            throw TrainingError.dataset(file: url.path, problem: "Fortran-ordered arrays are not supported")
-        }
-        guard let s = field("shape"), let open = s.firstIndex(of: "("), let close = s.firstIndex(of: ")") else {
-            throw TrainingError.dataset(file: url.path, problem: "no shape in the .npy header")
-        }
-        let parts = s[s.index(after: open)..<close].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        // This module is compiled -Ounchecked: sizes from the file are checked here, before any index uses them.
-        let dims = parts.compactMap { Int($0) }
-        guard dims.count == parts.count, dims.allSatisfy({ $0 >= 0 }) else {
-            throw TrainingError.dataset(file: url.path, problem: "shape (\(parts.joined(separator: ", "))) is not a list of sizes ≥ 0")
-        }
-        shape = dims
-        body = raw.subdata(in: (raw.startIndex + start + headerLength)..<raw.endIndex)
-        let size: Int
-        switch descr {
-        case "<f4", "<i4", "<u4": size = 4
-        case "<f8", "<i8": size = 8
-        case "<i2", "<u2", "<f2": size = 2
-        case "|u1", "|i1", "|b1": size = 1
-        default: throw TrainingError.dataset(file: url.path, problem: "dtype \(descr) is not supported")
-        }
-        var needed = size
-        for n in shape {
-            let (product, overflow) = needed.multipliedReportingOverflow(by: n)
-            guard !overflow else { throw TrainingError.dataset(file: url.path, problem: "shape \(shape) is too large to address") }
-            needed = product
-        }
-        guard body.count >= needed else {
-            throw TrainingError.dataset(file: url.path, problem: "truncated: \(body.count) bytes for shape \(shape) of \(descr)")
-        }
-    }
-
-    var count: Int { shape.reduce(1, *) }
-
-    func floats() throws -> [Float] {
-        body.withUnsafeBytes { raw in
-            switch descr {
-            case "<f4": return (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
-            case "<f8": return (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
-            case "<f2": return (0..<count).map { Float(Float16(bitPattern: raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
-            default: return (try? int64s().map { Float($0) }) ?? []
-            }
-        }
-    }
-
-    func int64s() throws -> [Int64] {
-        body.withUnsafeBytes { raw in
-            switch descr {
-            case "<i2": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self)) }
-            case "<u2": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
-            case "<i4": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self)) }
-            case "<u4": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
-            case "<i8": return (0..<count).map { raw.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self) }
-            case "|u1", "|b1": return (0..<count).map { Int64(raw.load(fromByteOffset: $0, as: UInt8.self)) }
-            case "|i1": return (0..<count).map { Int64(raw.load(fromByteOffset: $0, as: Int8.self)) }
-            default: return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self)) }
-            }
-        }
-    }
-
-    func int16s() throws -> [Int16] {
-        if descr == "<i2" { return body.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self) } } }
-        return try int64s().map { v in
-            guard let x = Int16(exactly: v) else { throw TrainingError.dataset(file: url.path, problem: "label \(v) does not fit int16") }
-            return x
+    /// A preprocessed array; a file that is not one is a dataset error naming it.
+    static func npy(_ url: URL) throws -> NPYArray {
+        do { return try NPYArray(contentsOf: url) } catch let error as NPYError {
+            throw TrainingError.dataset(file: error.file, problem: error.problem)
         }
     }
 }

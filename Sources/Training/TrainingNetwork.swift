@@ -489,6 +489,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case invalidPatch(String)
     case dataset(file: String, problem: String)
     case checkpoint(file: String, problem: String)
+    /// Model selection and ensembling (find-best-configuration, `--instructions`).
+    case modelSelection(file: String, problem: String)
 
     public var description: String {
         switch self {
@@ -496,6 +498,7 @@ public enum TrainingError: Error, CustomStringConvertible {
         case .invalidPatch(let what): return "TRAINING_INVALID_PATCH: \(what)"
         case .dataset(let file, let problem): return "TRAINING_DATASET: \(file): \(problem)"
         case .checkpoint(let file, let problem): return "TRAINING_CHECKPOINT: \(file): \(problem)"
+        case .modelSelection(let file, let problem): return "MODEL_SELECTION: \(file): \(problem)"
         }
     }
 }

@@ -88,8 +88,9 @@ public enum SegmentationMetrics {
 extension Trainer {
     /// Final validation (spec 6.8): the fold's validation cases predicted from the raw images with the
     /// final (or given) checkpoint's weights (sliding window, Gaussian, mirroring), written to `validation/`, and scored against
-    /// the raw labels into `validation/summary.json`. Returns the foreground mean Dice.
-    public func validate(rawImages: URL, rawLabels: URL, checkpointName: String = "checkpoint_final.pth",
+    /// the raw labels into `validation/summary.json`. Returns the foreground mean Dice. `saveProbabilities`:
+    /// also `<case>.npz` with the class probabilities (nnUNetv2_train --npz; needed to ensemble configurations).
+    public func validate(rawImages: URL, rawLabels: URL, checkpointName: String = "checkpoint_final.pth", saveProbabilities: Bool = false,
                          progress: @escaping (Int, Int) -> Void = { _, _ in }) throws -> Double {
         let checkpoint = outputFolder.appendingPathComponent(checkpointName)
         guard FileManager.default.fileExists(atPath: checkpoint.path) else {
@@ -107,9 +108,15 @@ extension Trainer {
                 throw TrainingError.dataset(file: rawImages.path, problem: "no image for validation case \(id)")
             }
             let c = try CaseSource.load(entry)
-            let result = try engine.predict(c.channels, spacing: c.spacing, mirroring: true)
+            let result = try engine.predict(c.channels, spacing: c.spacing, mirroring: true, probabilities: saveProbabilities)
             let out = folder.appendingPathComponent(id + dataset.fileEnding)
             try CaseWriter.writeSegmentation(result.prediction, geometry: c.geometry, to: out)
+            if saveProbabilities, let p = result.prediction.probabilities {
+                try CaseWriter.writeProbabilities(p, shape: result.prediction.shape, to: folder.appendingPathComponent(id + ".npz"))
+            } else {
+                // A stale file from an earlier --npz validation would be ensembled with the new labels.
+                try? FileManager.default.removeItem(at: folder.appendingPathComponent(id + ".npz"))
+            }
             let referenceURL = rawLabels.appendingPathComponent(id + dataset.fileEnding)
             rows.append((out.path, referenceURL.path, try SegmentationMetrics.counts(prediction: out, reference: referenceURL, dataset: dataset)))
             progress(i + 1, split.val.count)
@@ -134,10 +141,11 @@ public enum CrossValidationResults {
         var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
         for fold in folds {
             let validation = trainerFolder.appendingPathComponent("fold_\(fold)/validation")
-            guard fm.fileExists(atPath: validation.appendingPathComponent("summary.json").path) else {
+            // As nnU-Net's accumulate_cv_results: the predictions in the fold's validation folder (a summary.json is not needed).
+            let files = ((try? fm.contentsOfDirectory(atPath: validation.path)) ?? []).filter { $0.hasSuffix(dataset.fileEnding) }.sorted()
+            guard !files.isEmpty else {
                 throw TrainingError.dataset(file: validation.path, problem: "fold \(fold) has no finished validation (train it, or run `nnseg train --val`)")
             }
-            let files = try fm.contentsOfDirectory(atPath: validation.path).filter { $0.hasSuffix(dataset.fileEnding) }.sorted()
             for file in files {
                 let id = String(file.dropLast(dataset.fileEnding.count))
                 if let other = seen[id] {

@@ -94,3 +94,69 @@ struct DeterminePostprocessingCommand: ParsableCommand {
                      predictions.appendingPathComponent("postprocessing.json").path))
     }
 }
+
+/// `nnseg find-best-configuration`: nnUNetv2_find_best_configuration — every trained configuration's merged
+/// cross-validation and every pair's ensemble scored, the best chosen, its postprocessing determined, and
+/// inference_information.json / inference_instructions.txt written for `nnseg predict --instructions` (#21).
+struct FindBestConfigurationCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "find-best-configuration",
+        abstract: "Choose the best configuration or pairwise ensemble on the cross-validation (nnUNetv2_find_best_configuration).",
+        discussion: """
+            Candidates: every trainer × plans × configuration given (default: nnU-Net's trainer and plans with 2d, 3d_fullres, \
+            3d_lowres and 3d_cascade_fullres); a configuration the plans lack is skipped, one they define but that is not trained \
+            is an error. Ensembles need the folds validated with --npz (`nnseg train … --npz`, or `--val --npz` afterwards). \
+            Writes <results>/<dataset>/inference_information.json and inference_instructions.txt, ensembles/ and the winner's \
+            postprocessing.json/.pkl.
+            """)
+
+    @OptionGroup var source: RawDatasetOptions
+
+    @Option(help: "Results root.")
+    var results: String = "nnseg-results"
+
+    @Option(name: [.customShort("c"), .long], parsing: .upToNextOption, help: "Configurations to consider.")
+    var configurations: [String] = ModelSelection.defaultConfigurations
+
+    @Option(name: .customLong("tr"), parsing: .upToNextOption, help: "Trainers to consider.")
+    var trainers: [String] = ["nnUNetTrainer"]
+
+    @Option(name: [.customShort("p"), .long], parsing: .upToNextOption, help: "Plans identifiers to consider.")
+    var plans: [String] = ["nnUNetPlans"]
+
+    @Option(name: [.customShort("f"), .long], parsing: .upToNextOption, help: "Folds of the cross-validation.")
+    var folds: [Int] = [0, 1, 2, 3, 4]
+
+    @Flag(help: "Do not consider ensembles.")
+    var disableEnsembling = false
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() throws {
+        logging.bootstrap()
+        let log = Logger(label: "nnseg.find-best-configuration")
+        let (raw, preprocessed) = try source.open()
+        let resultsDataset = URL(fileURLWithPath: results).appendingPathComponent(raw.folder.lastPathComponent)
+        let requested = trainers.flatMap { t in configurations.flatMap { c in plans.map { ModelSelection.Model(trainer: t, plans: $0, configuration: c) } } }
+        // The plans as planned (nnU-Net reads nnUNet_preprocessed), else as copied into any trained folder of those plans.
+        let (models, skipped) = try ModelSelection.available(requested, resultsDataset: resultsDataset) { plans in
+            if let c = ModelSelection.configurations(ofPlans: preprocessed.appendingPathComponent(plans + ".json")) { return c }
+            let folders = (try? FileManager.default.contentsOfDirectory(atPath: resultsDataset.path)) ?? []
+            return folders.filter { ModelSelection.Model(identifier: $0)?.plans == plans }.sorted().lazy
+                .compactMap { ModelSelection.configurations(ofPlans: resultsDataset.appendingPathComponent($0).appendingPathComponent("plans.json")) }.first
+        }
+        for s in skipped { log.notice("candidate skipped", metadata: ["model": "\(s.model.identifier)", "reason": "\(s.reason)"]) }
+        let outcome = try ModelSelection.run(models: models, resultsDataset: resultsDataset, folds: folds, allowEnsembling: !disableEnsembling,
+                                             rawLabels: raw.folder.appendingPathComponent("labelsTr"), dataset: raw.description,
+                                             progress: { log.info("\($0)") })
+        print("***All results:***")
+        for c in outcome.candidates { print("\(c.identifier): \(c.dice)") }
+        print("\n*Best*: \(outcome.best.identifier): \(outcome.best.dice)")
+        for line in outcome.postprocessing.decisions { print(line) }
+        print(String(format: "postprocessing: mean foreground Dice %.5f → %.5f", outcome.postprocessing.baseline.foregroundDice,
+                     outcome.postprocessing.postprocessed.foregroundDice))
+        print("\n" + (try String(contentsOf: outcome.instructions, encoding: .utf8)))
+        log.notice("best configuration chosen", metadata: ["best": "\(outcome.best.identifier)", "dice": "\(outcome.best.dice)",
+                                                           "information": "\(outcome.information.path)"])
+    }
+}

@@ -5,6 +5,7 @@ import Foundation
 import Inference
 import Logging
 import TensorKernels
+import Training
 
 /// `nnseg predict`: nnU-Net v2 prediction on a folder of NIfTI cases or DICOM series.
 struct Predict: ParsableCommand {
@@ -13,7 +14,9 @@ struct Predict: ParsableCommand {
         discussion: """
         Input: nnU-Net-style files (<case>_0000.nii.gz, one per channel) or, when the folder has none, the DICOM \
         image series under it (one case per series, named by its Series Instance UID). Output: <case>.nii.gz on the \
-        input's geometry, and <case>.npz with --save-probabilities. Several -m folders ensemble their probabilities.
+        input's geometry, and <case>.npz with --save-probabilities. Several -m folders ensemble their probabilities. \
+        --instructions FILE runs what `find-best-configuration` (or nnUNetv2_find_best_configuration) chose: its model or \
+        ensemble with its folds and the postprocessing determined for it (a cascade's first stage is predicted first).
         """)
 
     @Option(name: .short, help: "Input folder.")
@@ -23,7 +26,10 @@ struct Predict: ParsableCommand {
     var output: String
 
     @Option(name: .short, help: "Model folder (<Trainer>__<Plans>__<configuration>); repeat to ensemble configurations.")
-    var model: [String]
+    var model: [String] = []
+
+    @Option(help: "inference_information.json from find-best-configuration: predict with the model or ensemble it chose (instead of -m).")
+    var instructions: String?
 
     @Option(name: .short, parsing: .upToNextOption, help: "Folds to use (default: every fold_N with a checkpoint).")
     var folds: [String] = []
@@ -61,7 +67,7 @@ struct Predict: ParsableCommand {
     func validate() throws {
         guard stepSize > 0 && stepSize <= 1 else { throw ValidationError("--step-size must be in (0, 1]") }
         guard Accumulation(rawValue: accumulation) != nil else { throw ValidationError("--accumulation must be fp16 or fp32") }
-        guard !model.isEmpty else { throw ValidationError("give at least one model folder with -m") }
+        guard model.isEmpty != (instructions == nil) else { throw ValidationError("give model folders with -m, or --instructions") }
         guard ConvolutionPrecision(rawValue: precision) != nil else { throw ValidationError("--precision must be fp32 or bf16") }
     }
 
@@ -73,21 +79,22 @@ struct Predict: ParsableCommand {
         guard arithmetic.isAvailable else {
             throw CommandOutcome(code: "PRECISION_UNAVAILABLE", message: "PRECISION_UNAVAILABLE: --precision \(precision): \(arithmetic.unavailableReason)")
         }
-        let engines = try model.map { folder -> InferenceEngine in
-            let start = DispatchTime.now().uptimeNanoseconds
-            let engine = try InferenceEngine(modelFolder: URL(fileURLWithPath: folder), folds: folds.isEmpty ? nil : folds,
-                                             checkpointName: checkpoint, precision: arithmetic)
-            logger.info("model loaded", metadata: [
-                "model": "\(folder)", "configuration": "\(engine.bundle.configurationName)", "precision": "\(arithmetic.rawValue)",
-                "trainer": "\(engine.bundle.trainerName)", "folds": "\(engine.bundle.folds.map(\.name).joined(separator: ","))",
-                "seconds": "\(seconds(since: start))",
-                "activation_arena_mb": "\(engine.networks[0].workspaceBytes >> 20)",
-                "activations_unshared_mb": "\(engine.networks[0].unsharedBytes >> 20)",
-            ])
-            return engine
+        var folders = model.map { URL(fileURLWithPath: $0) }
+        var foldNames = folds
+        var chosenPostprocessing: Postprocessing?
+        if let instructions {
+            let chosen = try InferenceInstructions(contentsOf: URL(fileURLWithPath: instructions))
+            folders = chosen.modelFolders
+            if foldNames.isEmpty { foldNames = chosen.folds }
+            if !noPostprocessing, let url = chosen.postprocessing { chosenPostprocessing = try Postprocessing(contentsOf: url) }
+            logger.notice("instructions", metadata: ["file": "\(instructions)", "models": "\(chosen.models.map(\.identifier))",
+                                                     "folds": "\(foldNames)", "postprocessing": "\(chosen.postprocessing?.path ?? "none")"])
         }
+        let engines = try folders.map { try loadEngine($0, folds: foldNames, precision: arithmetic, logger: logger) }
         let first = engines[0]
-        let ensemble = try Ensemble(engines: engines, postprocessing: noPostprocessing ? nil : try Postprocessing.find(in: first.bundle.folder))
+        let ensemble = instructions == nil
+            ? try Ensemble(engines: engines, postprocessing: noPostprocessing ? nil : try Postprocessing.find(in: first.bundle.folder))
+            : try Ensemble(engines: engines, postprocessing: chosenPostprocessing, appliesToEnsemble: true)
         if let postprocessing = ensemble.postprocessing { logger.notice("applying postprocessing", metadata: ["file": "\(postprocessing.source)"]) }
 
         let outputFolder = URL(fileURLWithPath: output)
@@ -100,10 +107,51 @@ struct Predict: ParsableCommand {
         logger.notice("cases found", metadata: ["cases": "\(entries.count)", "input": "\(input)"])
 
         let options = InferenceEngine.Options(mirroring: !disableTta, stepSize: stepSize, accumulation: Accumulation(rawValue: accumulation)!)
+        var previousStageFolder = previousStage.map { URL(fileURLWithPath: $0) }
+        if instructions != nil, previousStageFolder == nil, let cascade = engines.first(where: \.needsPreviousStage) {
+            // As nnU-Net's instructions: the cascade's first stage (same trainer, plans and folds) predicts first.
+            guard let stage = cascade.bundle.configuration.previousStage else {
+                throw CommandFailure("\(cascade.bundle.folder.path): a cascade stage without previous_stage in its plans")
+            }
+            let folder = cascade.bundle.folder.deletingLastPathComponent()
+                .appendingPathComponent(cascade.bundle.folder.lastPathComponent.replacingOccurrences(of: "__" + cascade.bundle.configurationName, with: "__" + stage))
+            let stageEngine = try loadEngine(folder, folds: foldNames, precision: arithmetic, logger: logger)
+            let stageOutput = outputFolder.appendingPathComponent(".previous_stage_" + stage)
+            try FileManager.default.createDirectory(at: stageOutput, withIntermediateDirectories: true)
+            let stageWork = FilePrediction(ensemble: try Ensemble(engines: [stageEngine], postprocessing: nil), options: options, outputFolder: stageOutput,
+                                           ending: ending, saveProbabilities: false, previousStage: nil,
+                                           geometryPolicy: GeometryPolicy(allowShear: allowTilt, limits: readerLimits.limits))
+            logger.notice("cascade: predicting the first stage", metadata: ["model": "\(folder.path)", "output": "\(stageOutput.path)"])
+            _ = predictAll(entries, with: stageWork, title: "first stage", logger: logger)
+            previousStageFolder = stageOutput
+        }
         let work = FilePrediction(ensemble: ensemble, options: options, outputFolder: outputFolder, ending: ending,
-                                  saveProbabilities: saveProbabilities, previousStage: previousStage.map { URL(fileURLWithPath: $0) },
+                                  saveProbabilities: saveProbabilities, previousStage: previousStageFolder,
                                   geometryPolicy: GeometryPolicy(allowShear: allowTilt, limits: readerLimits.limits))
-        let progress = ProgressReporter(title: "predicting", minimumTotal: 1)
+        let failures = predictAll(entries, with: work, title: "predicting", logger: logger)
+        logger.notice("prediction finished", metadata: [
+            "cases": "\(entries.count)", "failed": "\(failures)", "seconds": "\(seconds(since: started))",
+            "peakMemoryMiB": "\(peakResidentMiB())",
+        ])
+        if failures > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+    }
+
+    func loadEngine(_ folder: URL, folds: [String], precision: ConvolutionPrecision, logger: Logger) throws -> InferenceEngine {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let engine = try InferenceEngine(modelFolder: folder, folds: folds.isEmpty ? nil : folds, checkpointName: checkpoint, precision: precision)
+        logger.info("model loaded", metadata: [
+            "model": "\(folder.path)", "configuration": "\(engine.bundle.configurationName)", "precision": "\(precision.rawValue)",
+            "trainer": "\(engine.bundle.trainerName)", "folds": "\(engine.bundle.folds.map(\.name).joined(separator: ","))",
+            "seconds": "\(seconds(since: start))",
+            "activation_arena_mb": "\(engine.networks[0].workspaceBytes >> 20)",
+            "activations_unshared_mb": "\(engine.networks[0].unsharedBytes >> 20)",
+        ])
+        return engine
+    }
+
+    /// Predicts every case; a failed case is logged and counted, the others go on.
+    func predictAll(_ entries: [CaseSource.Entry], with work: FilePrediction, title: String, logger: Logger) -> Int {
+        let progress = ProgressReporter(title: title, minimumTotal: 1)
         var failures = 0
         for (index, entry) in entries.enumerated() {
             do {
@@ -119,11 +167,7 @@ struct Predict: ParsableCommand {
             progress.update(index + 1, entries.count)
         }
         progress.finish()
-        logger.notice("prediction finished", metadata: [
-            "cases": "\(entries.count)", "failed": "\(failures)", "seconds": "\(seconds(since: started))",
-            "peakMemoryMiB": "\(peakResidentMiB())",
-        ])
-        if failures > 0 { throw ExitCode(ExitStatus.failed.rawValue) }
+        return failures
     }
 }
 

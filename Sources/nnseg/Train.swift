@@ -50,6 +50,9 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("val"), help: "Only run the fold's validation (the fold must be trained), as nnUNetv2_train --val.")
     var validationOnly = false
 
+    @Flag(help: "Also save the validation cases' class probabilities (<case>.npz), as nnUNetv2_train --npz: needed to ensemble configurations in find-best-configuration.")
+    var npz = false
+
     @Flag(name: .customLong("val-best"), help: "Validate with checkpoint_best.pth instead of checkpoint_final.pth.")
     var validateBest = false
 
@@ -129,7 +132,8 @@ struct TrainCommand: ParsableCommand {
     func validate(_ trainer: Trainer, raw: RawDataset, logger: Logger, foldSpec: FoldSpec) throws {
         let validation = ProgressReporter(title: "validation", minimumTotal: 1)
         let dice = try trainer.validate(rawImages: raw.folder.appendingPathComponent("imagesTr"), rawLabels: raw.folder.appendingPathComponent("labelsTr"),
-                                        checkpointName: validateBest ? "checkpoint_best.pth" : "checkpoint_final.pth") {
+                                        checkpointName: validateBest ? "checkpoint_best.pth" : "checkpoint_final.pth",
+                                        saveProbabilities: npz) {
             validation.update($0, $1)
         }
         validation.finish()
