@@ -194,7 +194,7 @@ let package = Package(
         .testTarget(name: "ExperimentPlanningTests", dependencies: ["ExperimentPlanning", "PlansModel", "TestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TensorKernels", "UNet", "PlansModel", "ExperimentPlanning", "Inference", "NIfTI", "VolumeGeometry", "TestSupport", "CaseLayer", "Digest"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "nnseg", "SiteProfile", "NIfTI", "DICOMImport", "DICOMExport", "BatchPipeline", "VolumeGeometry", "QASnapshot",
-                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels", "ModelSharing"]),
+                                                      "CaseLayer", "CaseIdentity", "WatchService", "Outbox", "AuditLog", "DICOMNetwork", "TorchCheckpoint", "JobQueue", "Console", "TensorKernels", "ModelSharing", "Inference"]),
     ],
     cxxLanguageStandard: .cxx17
 )

@@ -23,7 +23,9 @@ public final class PreprocessedDataset: @unchecked Sendable {
 
     /// All cases in `folder` (sorted identifiers, as nnU-Net lists them).
     public convenience init(folder: URL) throws {
-        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else {
+            throw TrainingError.dataset(file: folder.path, problem: "no preprocessed data for this configuration; run `nnseg preprocess -c \(folder.lastPathComponent.split(separator: "_", maxSplits: 1).last ?? "")` first")
+        }
         let ids = names.filter { $0.hasSuffix(".npy") && !$0.hasSuffix("_seg.npy") }.map { String($0.dropLast(4)) }.sorted()
         guard !ids.isEmpty else {
             throw TrainingError.dataset(file: folder.path, problem: "no preprocessed cases (CASE.npy); run `nnseg preprocess` first")

@@ -16,7 +16,7 @@ struct PreprocessCommand: ParsableCommand {
     @Option(help: "Plans name (the plans file without .json).")
     var plans: String = "nnUNetPlans"
 
-    @Option(name: [.customShort("c"), .long], help: "Configuration(s) to preprocess; default: 2d, 3d_fullres and 3d_lowres where planned.")
+    @Option(name: [.customShort("c"), .long], parsing: .upToNextOption, help: "Configuration(s) to preprocess; default: 2d, 3d_fullres and 3d_lowres where planned.")
     var configuration: [String] = []
 
     @Option(help: "Cases in flight at once (default: nnU-Net's 8 for 2d and 3d_lowres, 4 otherwise, at most the CPU count).")
