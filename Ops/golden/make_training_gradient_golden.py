@@ -6,11 +6,13 @@ nnU-Net's InitWeights_He(1e-2), norm affine parameters and biases set to random 
 exercised; a random input and label map; the loss exactly as nnUNetTrainer._build_loss builds it
 (DC_and_CE_loss with MemoryEfficientSoftDiceLoss, batch_dice as given, optional ignore label, wrapped in
 DeepSupervisionWrapper with nnU-Net's weights; targets downsampled with nearest-exact as
-DownsampleSegForDSTransform does). The net runs in float64 so the Swift float32 result can be checked
+DownsampleSegForDSTransform does). Region cases ("regions" in the name) use DC_and_BCE_loss (sigmoid, do_bg
+true) on ConvertSegmentationToRegions targets (one channel per region, plus the ignore mask when the dataset
+has an ignore label), as nnUNetTrainer._build_loss does for region-based datasets. The net runs in float64 so the Swift float32 result can be checked
 tightly. Writes `CASE.npz` with the float32 weights (`w:<name>`), `x`, `target`, `loss` and float64
 gradients rounded to float32 (`g:<name>`; parameters without a gradient are absent).
 
-    /tmp/ref/bin/python Ops/golden/make_training_gradient_golden.py Fixtures/golden/training
+    /tmp/ref/bin/python Ops/golden/make_training_gradient_golden.py Fixtures/golden/training [CASE…]
 """
 import os
 import sys
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He
-from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss, DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from torch import nn
@@ -30,23 +32,31 @@ CASES = {
     "plain3d": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
     "plain2d_batchdice_ignore": (2, [8, 16, 16, 16], [16, 24], 3, True, 3, 3),
     "resenc3d": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
+    # Region cases: labels 0..2 (and 3 = ignore), regions (1, 2) and (2,): two sigmoid outputs.
+    "plain3d_regions": (3, [16, 16, 16, 32], [8, 16, 8], 2, False, None, 3),
+    "plain2d_regions_batchdice_ignore": (2, [8, 16, 16, 16], [16, 24], 3, True, 3, 3),
 }
+REGIONS = [(1, 2), (2,)]
 
 
-def main(out_dir):
+def main(out_dir, only=None):
     torch.set_num_threads(2)
     for name, (dim, features, patch, batch, batch_dice, ignore, classes) in CASES.items():
+        if only and name not in only:
+            continue
+        regions = "regions" in name
+        heads = len(REGIONS) if regions else classes
         torch.manual_seed(1234)
         rng = np.random.default_rng(1234)
         conv = nn.Conv3d if dim == 3 else nn.Conv2d
         norm = nn.InstanceNorm3d if dim == 3 else nn.InstanceNorm2d
         n = len(features)
         if name.startswith("resenc"):
-            net = ResidualEncoderUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [1, 2, 2, 2][:n], classes, [1] * (n - 1),
+            net = ResidualEncoderUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [1, 2, 2, 2][:n], heads, [1] * (n - 1),
                                       conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
                                       nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
         else:
-            net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
+            net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, heads, [2] * (n - 1),
                                 conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
                                 nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
         net.apply(InitWeights_He(1e-2))
@@ -63,13 +73,24 @@ def main(out_dir):
         scales = [[1.0] * dim]
         for s in range(1, n - 1):
             scales.append([1.0 / 2 ** s] * dim)
+        full = torch.from_numpy(labels).double()
+        if regions:
+            # ConvertSegmentationToRegions: one channel per region, then the ignore mask as the last channel.
+            channels = [torch.isin(full, torch.tensor(r, dtype=torch.double)).double() for r in REGIONS]
+            if ignore is not None:
+                channels.append((full == ignore).double())
+            full = torch.cat(channels, 1)
         targets = []
         for sc in scales:
             shape = [round(p * f) for p, f in zip(patch, sc)]
-            t = torch.nn.functional.interpolate(torch.from_numpy(labels).double(), size=shape, mode="nearest-exact")
+            t = torch.nn.functional.interpolate(full, size=shape, mode="nearest-exact")
             targets.append(t)
-        loss = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
-                              weight_dice=1, ignore_label=ignore, dice_class=MemoryEfficientSoftDiceLoss)
+        if regions:
+            loss = DC_and_BCE_loss({}, {"batch_dice": batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": False},
+                                   use_ignore_label=ignore is not None, dice_class=MemoryEfficientSoftDiceLoss)
+        else:
+            loss = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                                  weight_dice=1, ignore_label=ignore, dice_class=MemoryEfficientSoftDiceLoss)
         w = np.array([1 / (2 ** i) for i in range(len(scales))])
         w[-1] = 0
         w = w / w.sum()
@@ -86,4 +107,4 @@ def main(out_dir):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])

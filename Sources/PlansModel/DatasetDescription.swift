@@ -86,6 +86,17 @@ public struct DatasetDescription: Sendable {
     /// The value of the `ignore` label (voxels left out of the loss and the metrics), if the dataset has one.
     public var ignoreLabel: Int? { labels.first { $0.name == "ignore" }?.values.first }
 
+    /// Foreground regions (region-based datasets): every entry but background and `ignore`, in declaration order,
+    /// each the label values it unites (nnU-Net's `foreground_regions`).
+    public var foregroundRegions: [[Int]] {
+        labels.filter { $0.name != "ignore" && $0.values != [0] }.map(\.values)
+    }
+
+    /// What evaluation and the online pseudo-Dice score: each foreground label on its own, or each region.
+    public var evaluationClasses: [[Int]] {
+        isRegionBased ? foregroundRegions : foregroundLabels.map { [$0] }
+    }
+
     /// Foreground label values (label-based datasets), ascending.
     public var foregroundLabels: [Int] {
         labels.filter { $0.name != "ignore" }.flatMap(\.values).filter { $0 != 0 }.sorted()

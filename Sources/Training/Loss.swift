@@ -160,3 +160,153 @@ public func downsampleLabels(_ labels: [Int16], samples: Int, from input: [Int],
     }
     return result
 }
+
+/// What a training step needs from its loss: the value and gradient for one output, and the online
+/// pseudo-Dice counts of the full-resolution output.
+public protocol SegmentationLoss: Sendable {
+    var ignoreLabel: Int? { get }
+    /// Loss value and gradient with respect to `logits` (`(N, K, spatial…)`) for integer labels `target`
+    /// (`N × spatial`, the output's resolution).
+    func callAsFunction(logits: Tensor, target: [Int16]) -> (loss: Double, gradient: Tensor)
+    /// TP, FP, FN per scored class (foreground labels, or regions), ignore-label voxels left out.
+    func pseudoDiceCounts(logits: Tensor, labels: [Int16]) -> (tp: [Double], fp: [Double], fn: [Double])
+}
+
+extension DiceCrossEntropyLoss: SegmentationLoss {
+    /// Prediction = argmax over the channels; background not scored.
+    public func pseudoDiceCounts(logits: Tensor, labels: [Int16]) -> (tp: [Double], fp: [Double], fn: [Double]) {
+        let K = logits.shape[1], V = logits.spatialShape.reduce(1, *), N = logits.shape[0]
+        var tp = [Double](repeating: 0, count: K - 1), fp = tp, fn = tp
+        let ignore = ignoreLabel.map { Int16($0) }
+        for n in 0..<N {
+            for v in 0..<V {
+                let label = labels[n * V + v]
+                if let ignore, label == ignore { continue }
+                var best = 0
+                var bestValue = logits.data[n * K * V + v]
+                for k in 1..<K where logits.data[(n * K + k) * V + v] > bestValue {
+                    best = k
+                    bestValue = logits.data[(n * K + k) * V + v]
+                }
+                let truth = Int(label)
+                if best == truth {
+                    if best > 0 { tp[best - 1] += 1 }
+                } else {
+                    if best > 0 { fp[best - 1] += 1 }
+                    if truth > 0 { fn[truth - 1] += 1 }
+                }
+            }
+        }
+        return (tp, fp, fn)
+    }
+}
+
+/// nnU-Net's loss for region-based datasets (spec 6.5, `DC_and_BCE_loss`): one sigmoid output per region
+/// (a voxel belongs to a region when its label is one of the region's values), `BCEWithLogits + SoftDice`
+/// with every channel scored (`do_bg = true`), smooth 1e-5, per sample or over the batch. BCE is the mean
+/// over all elements; with an ignore label, its voxels are masked out of both terms and BCE is the masked
+/// sum divided by the number of annotated voxels (not elements — nnU-Net's own normalisation).
+public struct RegionDiceBCELoss: SegmentationLoss {
+    public let regions: [[Int]]
+    public let batchDice: Bool
+    public let ignoreLabel: Int?
+    public var smooth: Double = 1e-5
+
+    public init(regions: [[Int]], batchDice: Bool, ignoreLabel: Int? = nil) {
+        self.regions = regions
+        self.batchDice = batchDice
+        self.ignoreLabel = ignoreLabel
+    }
+
+    /// `member[label + 1][k]`: label (−1…max) in region k.
+    func membership() -> (table: [[Bool]], maximum: Int) {
+        let maximum = max(regions.flatMap { $0 }.max() ?? 0, ignoreLabel ?? 0)
+        var table = [[Bool]](repeating: [Bool](repeating: false, count: regions.count), count: maximum + 2)
+        for (k, region) in regions.enumerated() { for value in region where value >= 0 { table[value + 1][k] = true } }
+        return (table, maximum)
+    }
+
+    public func callAsFunction(logits: Tensor, target: [Int16]) -> (loss: Double, gradient: Tensor) {
+        let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
+        precondition(K == regions.count && target.count == N * V, "logits \(logits.shape) vs \(regions.count) regions, \(target.count) labels")
+        let (table, maximum) = membership()
+        let ignore = ignoreLabel.map { Int16($0) }
+        func member(_ label: Int16, _ k: Int) -> Bool { label >= -1 && Int(label) <= maximum && table[Int(label) + 1][k] }
+        var sigmoid = [Float](repeating: 0, count: logits.count)
+        var bce = 0.0, annotated = 0.0
+        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+        for n in 0..<N {
+            for v in 0..<V {
+                let label = target[n * V + v]
+                let masked = ignore != nil && label == ignore!
+                if !masked { annotated += 1 }
+                for k in 0..<K {
+                    let i = (n * K + k) * V + v
+                    let z = logits.data[i]
+                    let p = 1 / (1 + exp(-z))
+                    sigmoid[i] = p
+                    if masked { continue }
+                    let y: Double = member(label, k) ? 1 : 0
+                    // log(1 + e^z) − y·z, computed stably.
+                    bce += Double(max(z, 0)) - y * Double(z) + Double(log1p(exp(-abs(z))))
+                    pred[n * K + k] += Double(p)
+                    if y > 0 { inter[n * K + k] += Double(p); truth[n * K + k] += 1 }
+                }
+            }
+        }
+        // nnU-Net: mean over N·K·V elements without an ignore label; Σ over the annotated elements ÷ annotated voxels with one.
+        let bceDivisor = ignoreLabel == nil ? Double(N * K * V) : max(annotated, 1e-8)
+        let groups = batchDice ? 1 : N
+        let count = Double(groups * K)
+        var diceTotal = 0.0
+        var a = [Double](repeating: 0, count: N * K), b = a    // dL/dp = a·y + b on annotated voxels
+        for g in 0..<groups {
+            for k in 0..<K {
+                var i = 0.0, p = 0.0, t = 0.0
+                for n in (batchDice ? 0..<N : g..<(g + 1)) { i += inter[n * K + k]; p += pred[n * K + k]; t += truth[n * K + k] }
+                let denominator = max(t + p + smooth, 1e-8)
+                diceTotal += (2 * i + smooth) / denominator
+                let clipped = t + p + smooth < 1e-8
+                for n in (batchDice ? 0..<N : g..<(g + 1)) {
+                    a[n * K + k] = -(1 / count) * 2 / denominator
+                    b[n * K + k] = clipped ? 0 : (1 / count) * (2 * i + smooth) / (denominator * denominator)
+                }
+            }
+        }
+        var gradient = Tensor(zeros: logits.shape)
+        for n in 0..<N {
+            for v in 0..<V {
+                let label = target[n * V + v]
+                if let ignore, label == ignore { continue }
+                for k in 0..<K {
+                    let i = (n * K + k) * V + v
+                    let p = Double(sigmoid[i])
+                    let y: Double = member(label, k) ? 1 : 0
+                    let dDice = a[n * K + k] * y + b[n * K + k]
+                    gradient.data[i] = Float((p - y) / bceDivisor + dDice * p * (1 - p))
+                }
+            }
+        }
+        return (bce / bceDivisor - diceTotal / count, gradient)
+    }
+
+    /// Prediction = sigmoid > 0.5 (logit > 0) per region; every region scored.
+    public func pseudoDiceCounts(logits: Tensor, labels: [Int16]) -> (tp: [Double], fp: [Double], fn: [Double]) {
+        let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
+        let (table, maximum) = membership()
+        var tp = [Double](repeating: 0, count: K), fp = tp, fn = tp
+        let ignore = ignoreLabel.map { Int16($0) }
+        for n in 0..<N {
+            for v in 0..<V {
+                let label = labels[n * V + v]
+                if let ignore, label == ignore { continue }
+                for k in 0..<K {
+                    let predicted = logits.data[(n * K + k) * V + v] > 0
+                    let truth = label >= -1 && Int(label) <= maximum && table[Int(label) + 1][k]
+                    if predicted && truth { tp[k] += 1 } else if predicted { fp[k] += 1 } else if truth { fn[k] += 1 }
+                }
+            }
+        }
+        return (tp, fp, fn)
+    }
+}

@@ -259,7 +259,7 @@ public enum ModelSelection {
             let from = modelFolders[0].appendingPathComponent(file)
             if fm.fileExists(atPath: from.path) { try fm.copyItem(at: from, to: staging.appendingPathComponent(file)) }
         }
-        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: dataset.foregroundLabels)
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
         try data.write(to: staging.appendingPathComponent("summary.json"))
         try? fm.removeItem(at: output)
         try fm.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -126,7 +126,12 @@ public final class Trainer: @unchecked Sendable {
         self.fold = fold
         self.options = options
         self.logger = logger
-        guard !dataset.isRegionBased else { throw TrainingError.unsupported("region-based training (labels given as lists of values)") }
+        if dataset.isRegionBased {
+            guard let order = dataset.regionClassOrder, order.count == dataset.foregroundRegions.count else {
+                throw TrainingError.dataset(file: datasetURL.path, problem: "a region-based dataset needs regions_class_order with one label per region "
+                    + "(\(dataset.foregroundRegions.count) regions)")
+            }
+        }
         guard configuration.previousStage == nil else { throw TrainingError.unsupported("cascade training (\(name) needs a previous stage)") }
 
         let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
@@ -170,8 +175,10 @@ public final class Trainer: @unchecked Sendable {
                                           numClasses: dataset.segmentationHeads, batch: configuration.batchSize,
                                           patch: configuration.patchSize, initialization: .kaiming(seed: options.seed),
                                           precision: options.precision)
-        let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: dataset.segmentationHeads,
-                                                                             batchDice: configuration.batchDice, ignoreLabel: ignoreLabel))
+        let loss: any SegmentationLoss = dataset.isRegionBased
+            ? RegionDiceBCELoss(regions: dataset.foregroundRegions, batchDice: configuration.batchDice, ignoreLabel: ignoreLabel)
+            : DiceCrossEntropyLoss(numClasses: dataset.segmentationHeads, batchDice: configuration.batchDice, ignoreLabel: ignoreLabel)
+        let step = TrainingStep(network: network, loss: loss)
         var state = CheckpointState(epoch: 0, log: TrainingLog(), bestEMA: nil)
         let final = outputFolder.appendingPathComponent("checkpoint_final.pth")
         if options.resume {
@@ -227,7 +234,7 @@ public final class Trainer: @unchecked Sendable {
                                           loss: losses.reduce(0, +) / Double(losses.count)))
             }
             var valLosses: [Double] = []
-            let K = dataset.segmentationHeads - 1
+            let K = dataset.evaluationClasses.count
             var tp = [Double](repeating: 0, count: K), fp = tp, fn = tp
             if let valLoader {
                 for _ in 0..<options.validationIterations {

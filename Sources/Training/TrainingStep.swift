@@ -7,14 +7,14 @@ import TensorKernels
 /// pseudo-Dice counts, no update).
 public final class TrainingStep: @unchecked Sendable {
     public let network: TrainingNetwork
-    public let loss: DiceCrossEntropyLoss
+    public let loss: any SegmentationLoss
     public let optimizer: SGDNesterov
     public let weights: [Double]
     public var gradientClip: Double = 12
     /// Seconds per phase, accumulated over steps (forward, loss, backward, optimiser).
     public private(set) var phaseSeconds: [String: Double] = [:]
 
-    public init(network: TrainingNetwork, loss: DiceCrossEntropyLoss, optimizer: SGDNesterov = SGDNesterov()) {
+    public init(network: TrainingNetwork, loss: any SegmentationLoss, optimizer: SGDNesterov = SGDNesterov()) {
         self.network = network
         self.loss = loss
         self.optimizer = optimizer
@@ -61,8 +61,8 @@ public final class TrainingStep: @unchecked Sendable {
         return value
     }
 
-    /// Validation step: loss and the pseudo-Dice counts (TP, FP, FN per foreground class) of the argmax of
-    /// the full-resolution output, ignore-label voxels excluded.
+    /// Validation step: loss and the pseudo-Dice counts (TP, FP, FN per foreground class or region) of the
+    /// full-resolution output (argmax, or sigmoid > 0.5 per region), ignore-label voxels excluded.
     public func validate(input: Tensor, labels: [Int16]) throws -> (loss: Double, tp: [Double], fp: [Double], fn: [Double]) {
         let targets = self.targets(labels)
         let outputs = try network.forward(input)
@@ -70,29 +70,7 @@ public final class TrainingStep: @unchecked Sendable {
         for (i, output) in outputs.enumerated() where weights[i] > 0 {
             total += weights[i] * loss(logits: output, target: targets[i]).loss
         }
-        let logits = outputs[0]
-        let K = logits.shape[1], V = logits.spatialShape.reduce(1, *), N = logits.shape[0]
-        var tp = [Double](repeating: 0, count: K - 1), fp = tp, fn = tp
-        let ignore = loss.ignoreLabel.map { Int16($0) }
-        for n in 0..<N {
-            for v in 0..<V {
-                let label = labels[n * V + v]
-                if let ignore, label == ignore { continue }
-                var best = 0
-                var bestValue = logits.data[n * K * V + v]
-                for k in 1..<K where logits.data[(n * K + k) * V + v] > bestValue {
-                    best = k
-                    bestValue = logits.data[(n * K + k) * V + v]
-                }
-                let truth = Int(label)
-                if best == truth {
-                    if best > 0 { tp[best - 1] += 1 }
-                } else {
-                    if best > 0 { fp[best - 1] += 1 }
-                    if truth > 0 { fn[truth - 1] += 1 }
-                }
-            }
-        }
+        let (tp, fp, fn) = loss.pseudoDiceCounts(logits: outputs[0], labels: labels)
         return (total, tp, fp, fn)
     }
 }

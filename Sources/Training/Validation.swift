@@ -15,33 +15,56 @@ public enum SegmentationMetrics {
     }
 
     public static func counts(prediction: [Double], reference: [Double], labels: [Int], ignoreLabel: Int?) -> [Counts] {
-        var result = [Counts](repeating: Counts(), count: labels.count)
-        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($0.element, $0.offset) })
+        counts(prediction: prediction, reference: reference, classes: labels.map { [$0] }, ignoreLabel: ignoreLabel)
+    }
+
+    /// Counts per class, a class being a set of label values (one label, or a region: the union of its labels).
+    public static func counts(prediction: [Double], reference: [Double], classes: [[Int]], ignoreLabel: Int?) -> [Counts] {
+        let maximum = max(classes.flatMap { $0 }.max() ?? 0, 0)
+        // member[value][k]: label value in class k (values outside 0…maximum are in none).
+        var member = [[Bool]](repeating: [Bool](repeating: false, count: classes.count), count: maximum + 1)
+        for (k, c) in classes.enumerated() { for v in c where v >= 0 { member[v][k] = true } }
+        var result = [Counts](repeating: Counts(), count: classes.count)
+        var annotated = 0.0
         for i in 0..<reference.count {
             let r = Int(reference[i]), p = Int(prediction[i])
             if let ignoreLabel, r == ignoreLabel { continue }
-            for (k, _) in labels.enumerated() { result[k].tn += 1 }
-            if let kr = index[r] { result[kr].tn -= 1; result[kr].fn += 1 }
-            if let kp = index[p] {
-                if kp == index[r] { result[kp].fn -= 1; result[kp].tp += 1 } else { result[kp].tn -= 1; result[kp].fp += 1 }
+            annotated += 1
+            let rIn = r >= 0 && r <= maximum ? member[r] : nil, pIn = p >= 0 && p <= maximum ? member[p] : nil
+            if rIn == nil && pIn == nil { continue }
+            for k in 0..<classes.count {
+                let inR = rIn?[k] ?? false, inP = pIn?[k] ?? false
+                if inR && inP { result[k].tp += 1 } else if inP { result[k].fp += 1 } else if inR { result[k].fn += 1 }
             }
         }
+        for k in result.indices { result[k].tn = annotated - result[k].tp - result[k].fp - result[k].fn }
         return result
     }
 
-    /// Counts for a prediction file against its reference label file (the dataset's foreground labels,
-    /// its ignore label left out).
+    /// Counts for a prediction file against its reference label file (the dataset's foreground labels or
+    /// regions, its ignore label left out).
     public static func counts(prediction: URL, reference: URL, dataset: DatasetDescription) throws -> [Counts] {
         let r = try NIfTIImage(contentsOf: reference).voxels.withDoubles { Array($0) }
         let p = try NIfTIImage(contentsOf: prediction).voxels.withDoubles { Array($0) }
         guard r.count == p.count else {
             throw TrainingError.dataset(file: reference.path, problem: "label has \(r.count) voxels, the prediction \(p.count)")
         }
-        return counts(prediction: p, reference: r, labels: dataset.foregroundLabels, ignoreLabel: dataset.ignoreLabel)
+        return counts(prediction: p, reference: r, classes: dataset.evaluationClasses, ignoreLabel: dataset.ignoreLabel)
+    }
+
+    /// nnU-Net's key of a class in summary.json: `"1"` for a label, `"(1, 2, 3)"` for a region of several.
+    public static func key(_ values: [Int]) -> String {
+        values.count == 1 ? "\(values[0])" : "(" + values.map(String.init).joined(separator: ", ") + ")"
     }
 
     /// `summary.json` with sorted keys (as nnU-Net writes it); returns the data and the foreground mean Dice.
     public static func summary(cases: [(prediction: String, reference: String, counts: [Counts])], labels: [Int]) -> (Data, Double) {
+        summary(cases: cases, classes: labels.map { [$0] })
+    }
+
+    /// As above for classes that may be regions (keyed as nnU-Net keys them, ``key(_:)``).
+    public static func summary(cases: [(prediction: String, reference: String, counts: [Counts])], classes: [[Int]]) -> (Data, Double) {
+        let labels = classes.map(key)
         func metrics(_ c: Counts) -> [String: Any] {
             ["Dice": json(c.dice), "FN": c.fn, "FP": c.fp, "IoU": json(c.iou), "TN": c.tn, "TP": c.tp, "n_pred": c.tp + c.fp, "n_ref": c.tp + c.fn]
         }
@@ -121,7 +144,7 @@ extension Trainer {
             rows.append((out.path, referenceURL.path, try SegmentationMetrics.counts(prediction: out, reference: referenceURL, dataset: dataset)))
             progress(i + 1, split.val.count)
         }
-        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: dataset.foregroundLabels)
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
         try data.write(to: folder.appendingPathComponent("summary.json"), options: .atomic)
         return dice
     }
@@ -164,7 +187,7 @@ public enum CrossValidationResults {
             let from = trainerFolder.appendingPathComponent(file)
             if fm.fileExists(atPath: from.path) { try fm.copyItem(at: from, to: staging.appendingPathComponent(file)) }
         }
-        let (data, dice) = SegmentationMetrics.summary(cases: rows, labels: dataset.foregroundLabels)
+        let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
         try data.write(to: staging.appendingPathComponent("summary.json"))
         try? fm.removeItem(at: out)
         try fm.moveItem(at: staging, to: out)

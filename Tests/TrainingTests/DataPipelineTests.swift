@@ -148,6 +148,18 @@ struct DataPipelineTests {
         // Ignore label voxels are left out of every count.
         let ignored = SegmentationMetrics.counts(prediction: [1, 1], reference: [3, 1], labels: [1, 2], ignoreLabel: 3)
         #expect(ignored[0].tp == 1 && ignored[0].fp == 0)
+        // Regions: a voxel counts for every region its label is in; summary keys as nnU-Net's "(1, 2)" and "2".
+        let regions = SegmentationMetrics.counts(prediction: p, reference: r, classes: [[1, 2], [2]], ignoreLabel: nil)
+        #expect(regions[0].tp == 2 && regions[0].fp == 1 && regions[0].fn == 1 && regions[0].tn == 2)
+        #expect(regions[1].tp == 1 && regions[1].fp == 0 && regions[1].fn == 1 && regions[1].tn == 4)
+        let (regionData, _) = SegmentationMetrics.summary(cases: [("a", "a", regions)], classes: [[1, 2], [2]])
+        let regionJSON = try? JSONSerialization.jsonObject(with: regionData) as? [String: Any]
+        #expect((regionJSON?["mean"] as? [String: Any])?.keys.sorted() == ["(1, 2)", "2"])
+        // The pseudo-Dice of region outputs: logit > 0 per region, against label ∈ region.
+        let logits = Tensor(shape: [1, 2, 6], data: [-1, 2, 3, 1, -2, -1] + [-1, -1, 1, 2, -3, -1])
+        let loss = RegionDiceBCELoss(regions: [[1, 2], [2]], batchDice: false)
+        let (tp, fp, fn) = loss.pseudoDiceCounts(logits: logits, labels: r.map { Int16($0) })
+        #expect(tp == [2, 1] && fp == [1, 1] && fn == [1, 1])
     }
 }
 

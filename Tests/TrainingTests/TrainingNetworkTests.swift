@@ -61,6 +61,10 @@ struct TrainingNetworkTests {
         GradientCase(name: "plain2d_batchdice_ignore", dimension: 2, features: [8, 16, 16, 16], patch: [16, 24], batch: 3, batchDice: true,
                      ignoreLabel: 3),
         GradientCase(name: "resenc3d", dimension: 3, features: [16, 16, 16, 32], patch: [8, 16, 8], batch: 2, batchDice: false, ignoreLabel: nil),
+        // Region-based (#21): sigmoid outputs for regions (1, 2) and (2), nnU-Net's DC_and_BCE_loss.
+        GradientCase(name: "plain3d_regions", dimension: 3, features: [16, 16, 16, 32], patch: [8, 16, 8], batch: 2, batchDice: false, ignoreLabel: nil),
+        GradientCase(name: "plain2d_regions_batchdice_ignore", dimension: 2, features: [8, 16, 16, 16], patch: [16, 24], batch: 3, batchDice: true,
+                     ignoreLabel: 3),
     ])
     func lossAndGradientsMatchTorch(_ c: GradientCase) throws {
         try check(c, precision: .float32)
@@ -84,12 +88,14 @@ struct TrainingNetworkTests {
         for (key, value) in golden where key.hasPrefix("w:") {
             weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
         }
-        let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: 3, batch: c.batch, patch: c.patch,
+        let regions = c.name.contains("regions")
+        let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: regions ? 2 : 3, batch: c.batch, patch: c.patch,
                                       initialization: .weights(weights), precision: precision)
         let bf16 = precision == .bfloat16
         let x = Tensor(shape: [c.batch, 1] + c.patch, data: golden["x"]!.floats)
         let labels = golden["target"]!.floats.map { Int16($0) }
-        let loss = DiceCrossEntropyLoss(numClasses: 3, batchDice: c.batchDice, ignoreLabel: c.ignoreLabel)
+        let loss: any SegmentationLoss = regions ? RegionDiceBCELoss(regions: [[1, 2], [2]], batchDice: c.batchDice, ignoreLabel: c.ignoreLabel)
+            : DiceCrossEntropyLoss(numClasses: 3, batchDice: c.batchDice, ignoreLabel: c.ignoreLabel)
         let dsWeights = deepSupervisionWeights(outputs: net.activeHeads)
         let outputs = try net.forward(x)
         var total = 0.0
