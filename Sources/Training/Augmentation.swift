@@ -93,7 +93,18 @@ public struct Sample: Sendable {
     public var channels: Int
     public var data: [Float]
     public var labels: [Int16]
+    /// A cascade's previous-stage labels on the same grid (transformed with the labels), until they become
+    /// one-hot input channels (``CascadeAugmentation/appendOneHot(_:labels:)``).
+    public var previous: [Int16]?
     var volume: Int { shape.reduce(1, *) }
+
+    public init(shape: [Int], channels: Int, data: [Float], labels: [Int16], previous: [Int16]? = nil) {
+        self.shape = shape
+        self.channels = channels
+        self.data = data
+        self.labels = labels
+        self.previous = previous
+    }
 }
 
 /// nnU-Net's training augmentation (batchgeneratorsv2 pipeline, spec 6.4) applied to one enlarged crop,
@@ -106,9 +117,13 @@ public struct Augmenter: Sendable {
     /// (outside the mask) before −1 becomes 0, as nnU-Net's MaskImageTransform does.
     public let maskedChannels: [Int]
 
-    public init(configuration: AugmentationConfiguration, useMaskForNorm: [Bool] = []) {
+    /// A cascade's foreground labels: the previous stage becomes one-hot channels for these, perturbed.
+    public let cascadeLabels: [Int]
+
+    public init(configuration: AugmentationConfiguration, useMaskForNorm: [Bool] = [], cascadeLabels: [Int] = []) {
         self.configuration = configuration
         maskedChannels = useMaskForNorm.enumerated().filter(\.element).map(\.offset)
+        self.cascadeLabels = cascadeLabels
     }
 
     public func augment(_ input: Sample, _ rng: inout RandomSource) -> Sample {
@@ -123,6 +138,10 @@ public struct Augmenter: Sendable {
         if rng.chance(0.3) { gamma(&s, &rng, invert: false) }
         for axis in configuration.mirrorAxes where rng.chance(0.5) { mirror(&s, axis: axis) }
         maskAndRemoveLabel(&s)
+        if s.previous != nil {
+            CascadeAugmentation.appendOneHot(&s, labels: cascadeLabels)
+            CascadeAugmentation.perturb(&s, count: cascadeLabels.count, planar: configuration.twoD, &rng)
+        }
         return s
     }
 
@@ -133,6 +152,10 @@ public struct Augmenter: Sendable {
             for i in 0..<v where s.labels[i] < 0 { s.data[c * v + i] = 0 }
         }
         for i in 0..<s.labels.count where s.labels[i] < 0 { s.labels[i] = 0 }
+        if var previous = s.previous {
+            for i in 0..<previous.count where previous[i] < 0 { previous[i] = 0 }
+            s.previous = previous
+        }
     }
 
     // MARK: Spatial
@@ -182,21 +205,28 @@ public struct Augmenter: Sendable {
                 }
             }
         }
-        // Labels: per-label soft masks (×1000, fp16), running maximum, ties to the lowest label.
-        let present = Array(Set(input.labels)).sorted()
-        var best = [Float](repeating: -.infinity, count: outVolume)
-        input.labels.withUnsafeBufferPointer { labels in
+        out.labels = sampleLabels(input.labels, shape: input.shape, at: coordinates)
+        out.previous = input.previous.map { sampleLabels($0, shape: input.shape, at: coordinates) }
+        return out
+    }
+
+    /// Labels at the sampling coordinates: per-label soft masks (×1000, fp16), running maximum, ties to the
+    /// lowest label; voxels sampled outside the border voxel centres are unknown (−1).
+    func sampleLabels(_ input: [Int16], shape: [Int], at coordinates: [SIMD3<Double>]) -> [Int16] {
+        let present = Array(Set(input)).sorted()
+        var out = [Int16](repeating: -1, count: coordinates.count)
+        var best = [Float](repeating: -.infinity, count: coordinates.count)
+        input.withUnsafeBufferPointer { labels in
             for u in present {
-                for i in 0..<outVolume {
-                    let v = Float(Float16(trilinear(labels, input.shape, coordinates[i]) { $0 == u ? 1000 : 0 }))
-                    if v > best[i] { best[i] = v; out.labels[i] = u }
+                for i in 0..<coordinates.count {
+                    let v = Float(Float16(trilinear(labels, shape, coordinates[i]) { $0 == u ? 1000 : 0 }))
+                    if v > best[i] { best[i] = v; out[i] = u }
                 }
             }
         }
-        // Voxels sampled outside the border voxel centres are unknown.
-        for i in 0..<outVolume {
+        for i in 0..<coordinates.count {
             let p = coordinates[i]
-            for a in 0..<3 where p[a] < 0 || p[a] > Double(input.shape[a] - 1) { out.labels[i] = -1 }
+            for a in 0..<3 where p[a] < 0 || p[a] > Double(shape[a] - 1) { out[i] = -1 }
         }
         return out
     }
@@ -246,7 +276,7 @@ public struct Augmenter: Sendable {
         let patch = configuration.patch
         let outVolume = patch.reduce(1, *), inVolume = input.volume
         var out = Sample(shape: patch, channels: input.channels, data: [Float](repeating: 0, count: input.channels * outVolume),
-                         labels: [Int16](repeating: -1, count: outVolume))
+                         labels: [Int16](repeating: -1, count: outVolume), previous: input.previous.map { _ in [Int16](repeating: -1, count: outVolume) })
         var o = 0
         for z in 0..<patch[0] {
             for y in 0..<patch[1] {
@@ -256,6 +286,7 @@ public struct Augmenter: Sendable {
                         let i = (sz * input.shape[1] + sy) * input.shape[2] + sx
                         for c in 0..<input.channels { out.data[c * outVolume + o] = input.data[c * inVolume + i] }
                         out.labels[o] = input.labels[i]
+                        if let previous = input.previous { out.previous![o] = previous[i] }
                     }
                     o += 1
                 }
@@ -418,6 +449,7 @@ public struct Augmenter: Sendable {
             let j = i + (n - 1 - 2 * coordinate) * st
             for c in 0..<s.channels { s.data.swapAt(c * v + i, c * v + j) }
             s.labels.swapAt(i, j)
+            s.previous?.swapAt(i, j)
         }
     }
 }

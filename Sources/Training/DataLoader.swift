@@ -18,10 +18,13 @@ public struct PatchSampler: Sendable {
     public let oversampleForeground: Double
     public let training: Bool
     public let ignoreLabel: Int?
+    /// A cascade's foreground labels: the case's previous stage becomes one-hot input channels for these.
+    public let cascadeLabels: [Int]
 
     public init(configuration: AugmentationConfiguration, batchSize: Int, training: Bool, oversampleForeground: Double = 0.33,
-                ignoreLabel: Int? = nil) {
+                ignoreLabel: Int? = nil, cascadeLabels: [Int] = []) {
         self.configuration = configuration
+        self.cascadeLabels = cascadeLabels
         self.batchSize = batchSize
         self.training = training
         self.oversampleForeground = oversampleForeground
@@ -62,7 +65,8 @@ public struct PatchSampler: Sendable {
     public func crop(_ c: TrainingCase, corner: [Int]) -> Sample {
         let size = cropSize, volume = size.reduce(1, *), inVolume = c.shape.reduce(1, *)
         var s = Sample(shape: size, channels: c.channels, data: [Float](repeating: 0, count: c.channels * volume),
-                       labels: [Int16](repeating: -1, count: volume))
+                       labels: [Int16](repeating: -1, count: volume),
+                       previous: c.previousStage.map { _ in [Int16](repeating: -1, count: volume) })
         let (H, W) = (c.shape[1], c.shape[2])
         // Valid range per axis.
         let lo = (0..<3).map { max(0, corner[$0]) }, hi = (0..<3).map { min(c.shape[$0], corner[$0] + size[$0]) }
@@ -73,6 +77,7 @@ public struct PatchSampler: Sendable {
                 let inRow = (z * H + y) * W
                 for x in lo[2]..<hi[2] {
                     s.labels[outRow + x] = c.segmentation[inRow + x]
+                    if let previous = c.previousStage { s.previous![outRow + x] = previous[inRow + x] }
                     for ch in 0..<c.channels { s.data[ch * volume + outRow + x] = c.data[ch * inVolume + inRow + x] }
                 }
             }
@@ -93,9 +98,13 @@ public struct PatchSampler: Sendable {
             if let augmenter {
                 sample = augmenter.augment(sample, &rng)
             } else {
+                // Validation: RemoveLabel, then the previous stage one-hot, unperturbed.
                 for i in 0..<sample.labels.count where sample.labels[i] < 0 { sample.labels[i] = 0 }
+                if let previous = sample.previous { sample.previous = previous.map { max($0, 0) } }
+                CascadeAugmentation.appendOneHot(&sample, labels: cascadeLabels)
             }
-            precondition(sample.shape == patch && sample.data.count == channels * volume)
+            channels = sample.channels
+            precondition(sample.shape == patch && sample.data.count == channels * volume && sample.previous == nil)
             data += sample.data
             labels += sample.labels
             ids.append(id)

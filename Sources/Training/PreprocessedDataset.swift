@@ -12,12 +12,17 @@ public struct TrainingCase: Sendable {
     public let segmentation: [Int16]
     /// Foreground voxel samples per class (or region) key, each `[z, y, x]`.
     public let classLocations: [(key: [Int], voxels: [[Int]])]
+    /// A cascade's previous-stage labels on this case's preprocessed grid.
+    public var previousStage: [Int16]? = nil
 }
 
 /// The preprocessed cases of one configuration folder, loaded on first use and kept in memory.
 public final class PreprocessedDataset: @unchecked Sendable {
     public let folder: URL
     public let identifiers: [String]
+    /// A cascade's previous-stage predictions (`<case>.npy`, the first stage's labels on this configuration's
+    /// preprocessed grid, as a first-stage validation writes them into `predicted_next_stage/<configuration>/`).
+    public let previousStage: URL?
     private var cache: [String: TrainingCase] = [:]
     private let lock = NSLock()
 
@@ -33,9 +38,10 @@ public final class PreprocessedDataset: @unchecked Sendable {
         try self.init(folder: folder, identifiers: ids)
     }
 
-    public init(folder: URL, identifiers: [String]) throws {
+    public init(folder: URL, identifiers: [String], previousStage: URL? = nil) throws {
         self.folder = folder
         self.identifiers = identifiers
+        self.previousStage = previousStage
         for id in identifiers {
             for suffix in [".npy", "_seg.npy", ".json"] {
                 let path = folder.appendingPathComponent(id + suffix).path
@@ -44,13 +50,28 @@ public final class PreprocessedDataset: @unchecked Sendable {
                 }
             }
         }
+        if let previousStage {
+            let missing = identifiers.filter { !FileManager.default.fileExists(atPath: previousStage.appendingPathComponent($0 + ".npy").path) }
+            guard missing.isEmpty else {
+                throw TrainingError.dataset(file: previousStage.path, problem: "no previous-stage prediction for \(missing.count) case(s) "
+                    + "(\(missing.prefix(3).joined(separator: ", "))): train and validate every fold of the first stage first")
+            }
+        }
     }
 
     public func load(_ identifier: String) throws -> TrainingCase {
         lock.lock()
         if let c = cache[identifier] { lock.unlock(); return c }
         lock.unlock()
-        let c = try Self.read(folder: folder, identifier: identifier)
+        var c = try Self.read(folder: folder, identifier: identifier)
+        if let previousStage {
+            let url = previousStage.appendingPathComponent(identifier + ".npy")
+            let array = try Self.npy(url)
+            guard array.shape == c.shape || array.shape == [1] + c.shape else {
+                throw TrainingError.dataset(file: url.path, problem: "shape \(array.shape) differs from the preprocessed case \(c.shape)")
+            }
+            c.previousStage = try array.int16s()
+        }
         lock.lock()
         cache[identifier] = c
         lock.unlock()

@@ -95,6 +95,12 @@ public final class Trainer: @unchecked Sendable {
     public let outputFolder: URL
     public let trainerFolder: URL
     public let split: CrossValidation.Split
+    /// A cascade stage's first stage: its model folder (`<trainer>__<plans>__<previous_stage>`).
+    public let previousStageFolder: URL?
+    /// The first stage's labels on this configuration's preprocessed grid (`predicted_next_stage/<configuration>/`).
+    public var previousStagePredictions: URL? {
+        previousStageFolder?.appendingPathComponent("predicted_next_stage").appendingPathComponent(configurationName)
+    }
     let logger: Logger
     public static let trainerName = "nnUNetTrainer"
 
@@ -132,7 +138,6 @@ public final class Trainer: @unchecked Sendable {
                     + "(\(dataset.foregroundRegions.count) regions)")
             }
         }
-        guard configuration.previousStage == nil else { throw TrainingError.unsupported("cascade training (\(name) needs a previous stage)") }
 
         let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
         let all = try PreprocessedDataset(folder: dataFolder).identifiers
@@ -154,6 +159,13 @@ public final class Trainer: @unchecked Sendable {
         guard !split.train.isEmpty else { throw TrainingError.dataset(file: splitsURL.path, problem: "fold \(fold) has no training cases") }
         trainerFolder = Self.modelFolder(resultsRoot: resultsRoot, dataset: preprocessedRoot.lastPathComponent, plans: plansName, configuration: name)
         outputFolder = trainerFolder.appendingPathComponent("fold_\(fold)")
+        previousStageFolder = configuration.previousStage.map {
+            Self.modelFolder(resultsRoot: resultsRoot, dataset: preprocessedRoot.lastPathComponent, plans: plansName, configuration: $0)
+        }
+        if let previous = previousStagePredictions, !FileManager.default.fileExists(atPath: previous.path) {
+            throw TrainingError.dataset(file: previous.path, problem: "\(name) is a cascade stage: train and validate every fold of "
+                + "\(configuration.previousStage ?? "the first stage") first (its validation writes these predictions)")
+        }
     }
 
     /// Runs (or resumes) training to the last epoch and writes `checkpoint_final.pth` (then call
@@ -171,7 +183,8 @@ public final class Trainer: @unchecked Sendable {
 
         let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
         let ignoreLabel = dataset.ignoreLabel
-        let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: dataset.channelNames.count,
+        let cascadeLabels = previousStageFolder == nil ? [] : dataset.foregroundLabels
+        let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: dataset.channelNames.count + cascadeLabels.count,
                                           numClasses: dataset.segmentationHeads, batch: configuration.batchSize,
                                           patch: configuration.patchSize, initialization: .kaiming(seed: options.seed),
                                           precision: options.precision)
@@ -194,10 +207,13 @@ public final class Trainer: @unchecked Sendable {
         }
 
         let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
-        let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted())
-        let trainSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true, ignoreLabel: ignoreLabel)
-        let valSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: false, ignoreLabel: ignoreLabel)
-        let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
+        let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(),
+                                           previousStage: previousStagePredictions)
+        let trainSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true, ignoreLabel: ignoreLabel,
+                                        cascadeLabels: cascadeLabels)
+        let valSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: false, ignoreLabel: ignoreLabel,
+                                      cascadeLabels: cascadeLabels)
+        let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm, cascadeLabels: cascadeLabels)
         let trainIDs = split.train, valIDs = split.val
         var seeds = RandomSource(seed: options.seed &+ UInt64(state.epoch) &* 7919)
         let trainLoader = BackgroundLoader(make: { rng in try trainSampler.batch(data, identifiers: trainIDs, augmenter: augmenter, &rng) },

@@ -1,8 +1,10 @@
 import CaseLayer
+import ExperimentPlanning
 import Foundation
 import Inference
 import NIfTI
 import PlansModel
+import Preprocessing
 import UNet
 
 /// nnU-Net's evaluation (spec 8): per case and foreground label TP/FP/FN/TN, Dice, IoU (NaN when both
@@ -126,12 +128,32 @@ extension Trainer {
         let (entries, _) = try CaseSource.discover(rawImages, fileEnding: dataset.fileEnding, channels: dataset.channelNames.count)
         let byID = Dictionary(entries.map { ($0.identifier, $0) }, uniquingKeysWith: { a, _ in a })
         var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
+        // A first stage also writes its labels on each next stage's preprocessed grid (the cascade's training input).
+        let nextStages = try configuration.nextStage.map { name -> (name: String, preprocessor: Preprocessor, folder: URL, data: URL) in
+            let next = try plans.configuration(name)
+            let folder = trainerFolder.appendingPathComponent("predicted_next_stage").appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            return (name, Preprocessor(plans: plans, configuration: next), folder, preprocessedRoot.appendingPathComponent(next.dataIdentifier))
+        }
         for (i, id) in split.val.enumerated() {
             guard let entry = byID[id] else {
                 throw TrainingError.dataset(file: rawImages.path, problem: "no image for validation case \(id)")
             }
             let c = try CaseSource.load(entry)
-            let result = try engine.predict(c.channels, spacing: c.spacing, mirroring: true, probabilities: saveProbabilities)
+            let previous = try previousStageLabels(id, ending: dataset.fileEnding, count: c.channels.voxelCount)
+            let result = try engine.predict(c.channels, spacing: c.spacing, mirroring: true, probabilities: saveProbabilities, previousStage: previous)
+            for next in nextStages {
+                let (data, seg, _) = try next.preprocessor.preprocess(c.channels, spacing: c.spacing, segmentation: result.prediction.segmentation.map(Float.init))
+                let shape = [1] + data.shape
+                let expected = next.data.appendingPathComponent(id + ".npy")
+                if FileManager.default.fileExists(atPath: expected.path), let header = try? NPYArray(contentsOf: expected),
+                   Array(header.shape.dropFirst()) != data.shape {
+                    throw TrainingError.dataset(file: expected.path, problem: "preprocessed shape \(header.shape) differs from the \(next.name) grid of "
+                        + "this validation (\(data.shape)): preprocess \(next.name) again with the same plans")
+                }
+                let labels = (seg ?? []).map { Int16(max($0, 0)) }
+                try NumpyFile.data(labels, shape: shape).write(to: next.folder.appendingPathComponent(id + ".npy"), options: .atomic)
+            }
             let out = folder.appendingPathComponent(id + dataset.fileEnding)
             try CaseWriter.writeSegmentation(result.prediction, geometry: c.geometry, to: out)
             if saveProbabilities, let p = result.prediction.probabilities {
@@ -147,6 +169,24 @@ extension Trainer {
         let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
         try data.write(to: folder.appendingPathComponent("summary.json"), options: .atomic)
         return dice
+    }
+
+    /// A cascade stage's input for validation case `id`: the first stage's prediction of it on the image grid
+    /// (its validation output in the same fold, else in any fold); nil for other configurations.
+    func previousStageLabels(_ id: String, ending: String, count: Int) throws -> [Float]? {
+        guard let first = previousStageFolder else { return nil }
+        let folds = ((try? FileManager.default.contentsOfDirectory(atPath: first.path)) ?? []).filter { $0.hasPrefix("fold_") }.sorted()
+        let candidates = ["fold_\(fold)"] + folds
+        guard let url = candidates.map({ first.appendingPathComponent($0).appendingPathComponent("validation").appendingPathComponent(id + ending) })
+            .first(where: { FileManager.default.fileExists(atPath: $0.path) }) else {
+            throw TrainingError.dataset(file: first.path, problem: "no first-stage validation prediction of \(id): validate every fold of "
+                + "\(configuration.previousStage ?? "the first stage") first")
+        }
+        let labels = try NIfTIImage(contentsOf: url).labelVolume(path: url.path).voxels.map(Float.init)
+        guard labels.count == count else {
+            throw TrainingError.dataset(file: url.path, problem: "\(labels.count) voxels, the image \(count)")
+        }
+        return labels
     }
 }
 
