@@ -69,5 +69,23 @@ struct CascadeTrainingCommandTests {
         #expect(b.status == 0, "\(b.stderr.suffix(1000))")
         let labels = try NIfTIImage(contentsOf: cascadeOut.appendingPathComponent("hippocampus_001.nii.gz")).labelVolume().voxels
         #expect(Set(labels).isSubset(of: [0, 1, 2]))
+
+        // Instructions choosing the cascade run its first stage (same folds) before it: the same as the two steps by hand.
+        let lowresFold0 = try CommandRunner.nnseg(["train", "-c", "3d_lowres", "-f", "0"] + common)
+        #expect(lowresFold0.status == 0, "\(lowresFold0.stderr.suffix(1000))")
+        let information = dataset.appendingPathComponent("inference_information.json")
+        let chosen: [String: Any] = ["folds": [0], "best_model_or_ensemble": [
+            "selected_model_or_models": [["configuration": "3d_cascade_fullres", "trainer": "nnUNetTrainer", "plans_identifier": "nnUNetPlans"]]]]
+        try JSONSerialization.data(withJSONObject: chosen).write(to: information)
+        let instructed = work.appendingPathComponent("instructed"), byHand = work.appendingPathComponent("by-hand"), stage = work.appendingPathComponent("stage")
+        let c = try CommandRunner.nnseg(["predict", "--instructions", information.path, "-i", input.path, "-o", instructed.path])
+        #expect(c.status == 0 && c.stderr.contains("cascade: predicting the first stage"), "\(c.stderr.suffix(1000))")
+        #expect(try CommandRunner.nnseg(["predict", "-m", dataset.appendingPathComponent("nnUNetTrainer__nnUNetPlans__3d_lowres").path, "-f", "0",
+                                         "-i", input.path, "-o", stage.path]).status == 0)
+        #expect(try CommandRunner.nnseg(["predict", "-m", cascade.path, "-f", "0", "-i", input.path, "-o", byHand.path,
+                                         "--previous-stage", stage.path]).status == 0)
+        let viaInstructions = try NIfTIImage(contentsOf: instructed.appendingPathComponent("hippocampus_001.nii.gz")).labelVolume().voxels
+        let viaHand = try NIfTIImage(contentsOf: byHand.appendingPathComponent("hippocampus_001.nii.gz")).labelVolume().voxels
+        #expect(viaInstructions == viaHand)
     }
 }
