@@ -8,11 +8,15 @@ public struct NPYArray: Sendable {
     public let file: String
     public let descr: String
     public let shape: [Int]
-    let body: Data
+    /// The whole file (memory-mapped when read with `mapped`) and where the array starts in it.
+    let raw: Data
+    let offset: Int
 
-    public init(contentsOf url: URL) throws {
+    /// `mapped`: the file is memory-mapped, not read — pages come from disk when the array is touched and
+    /// the kernel may drop them again (datasets larger than memory).
+    public init(contentsOf url: URL, mapped: Bool = false) throws {
         let raw: Data
-        do { raw = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+        do { raw = try Data(contentsOf: url, options: mapped ? .alwaysMapped : .mappedIfSafe) } catch {
             throw NPYError(file: url.path, problem: "cannot be read (\(error.localizedDescription))")
         }
         try self.init(data: raw, file: url.path)
@@ -58,7 +62,9 @@ public struct NPYArray: Sendable {
             throw NPYError(file: file, problem: "shape (\(parts.joined(separator: ", "))) is not a list of sizes ≥ 0")
         }
         shape = dims
-        body = raw.subdata(in: (raw.startIndex + start + headerLength)..<raw.endIndex)
+        self.raw = raw
+        offset = start + headerLength
+        let bodyCount = raw.count - offset
         let size: Int
         switch descr {
         case "<f4", "<i4", "<u4": size = 4
@@ -73,15 +79,20 @@ public struct NPYArray: Sendable {
             guard !overflow else { throw NPYError(file: file, problem: "shape \(shape) is too large to address") }
             needed = product
         }
-        guard body.count >= needed else {
-            throw NPYError(file: file, problem: "truncated: \(body.count) bytes for shape \(shape) of \(descr)")
+        guard bodyCount >= needed else {
+            throw NPYError(file: file, problem: "truncated: \(bodyCount) bytes for shape \(shape) of \(descr)")
         }
+    }
+
+    /// The array's bytes, in place (no copy of a mapped file).
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try raw.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
     }
 
     public var count: Int { shape.reduce(1, *) }
 
     public func floats() throws -> [Float] {
-        body.withUnsafeBytes { raw in
+        withUnsafeBytes { raw in
             switch descr {
             case "<f4": return (0..<count).map { raw.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) }
             case "<f8": return (0..<count).map { Float(raw.loadUnaligned(fromByteOffset: 8 * $0, as: Double.self)) }
@@ -92,7 +103,7 @@ public struct NPYArray: Sendable {
     }
 
     public func int64s() throws -> [Int64] {
-        body.withUnsafeBytes { raw in
+        withUnsafeBytes { raw in
             switch descr {
             case "<i2": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self)) }
             case "<u2": return (0..<count).map { Int64(raw.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self)) }
@@ -107,7 +118,7 @@ public struct NPYArray: Sendable {
     }
 
     public func int16s() throws -> [Int16] {
-        if descr == "<i2" { return body.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self) } } }
+        if descr == "<i2" { return withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: 2 * $0, as: Int16.self) } } }
         return try int64s().map { v in
             guard let x = Int16(exactly: v) else { throw NPYError(file: file, problem: "label \(v) does not fit int16") }
             return x

@@ -71,14 +71,20 @@ public struct PatchSampler: Sendable {
         // Valid range per axis.
         let lo = (0..<3).map { max(0, corner[$0]) }, hi = (0..<3).map { min(c.shape[$0], corner[$0] + size[$0]) }
         guard (0..<3).allSatisfy({ lo[$0] < hi[$0] }) else { return s }
-        for z in lo[0]..<hi[0] {
-            for y in lo[1]..<hi[1] {
-                let outRow = ((z - corner[0]) * size[1] + (y - corner[1])) * size[2] - corner[2]
-                let inRow = (z * H + y) * W
-                for x in lo[2]..<hi[2] {
-                    s.labels[outRow + x] = c.segmentation[inRow + x]
-                    if let previous = c.previousStage { s.previous![outRow + x] = previous[inRow + x] }
-                    for ch in 0..<c.channels { s.data[ch * volume + outRow + x] = c.data[ch * inVolume + inRow + x] }
+        c.data.withUnsafeBufferPointer { data in
+            c.segmentation.withUnsafeBufferPointer { segmentation in
+                for z in lo[0]..<hi[0] {
+                    for y in lo[1]..<hi[1] {
+                        let outRow = ((z - corner[0]) * size[1] + (y - corner[1])) * size[2] - corner[2]
+                        let inRow = (z * H + y) * W
+                        for x in lo[2]..<hi[2] {
+                            s.labels[outRow + x] = segmentation[inRow + x]
+                            if let previous = c.previousStage { s.previous![outRow + x] = previous[inRow + x] }
+                        }
+                        for ch in 0..<c.channels {
+                            for x in lo[2]..<hi[2] { s.data[ch * volume + outRow + x] = data[ch * inVolume + inRow + x] }
+                        }
+                    }
                 }
             }
         }

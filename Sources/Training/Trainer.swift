@@ -27,7 +27,25 @@ public struct TrainerOptions: Sendable {
     public static var automaticPrecision: TrainingConvolution.Precision { .float32 }
     /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
     public var stopAfterEpochs: Int?
+    /// How the preprocessed cases are held (nil: in memory when their arrays fit in ``dataCacheBytes``, else
+    /// memory-mapped and read on demand).
+    public var dataStorage: PreprocessedDataset.Storage?
+    /// The data cache's bound (nil: half of the memory this process may use, ``memoryLimitBytes()``).
+    public var dataCacheBytes: Int?
     public init() {}
+
+    /// The memory this process may use: the cgroup's limit (v2 `memory.max`, v1 `memory.limit_in_bytes`) when
+    /// one is set, else the machine's physical memory.
+    public static func memoryLimitBytes() -> Int {
+        let physical = Int(ProcessInfo.processInfo.physicalMemory)
+        for path in ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"] {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8),
+               let limit = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), limit > 0, limit < physical {
+                return limit
+            }
+        }
+        return physical
+    }
 }
 
 /// Fold selection: an index into the splits (beyond 5: nnU-Net's random 80:20 split) or `all`.
@@ -207,8 +225,15 @@ public final class Trainer: @unchecked Sendable {
         }
 
         let dataFolder = preprocessedRoot.appendingPathComponent(configuration.dataIdentifier)
-        let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(),
-                                           previousStage: previousStagePredictions)
+        let identifiers = Array(Set(split.train + split.val)).sorted()
+        let cacheBytes = options.dataCacheBytes ?? TrainerOptions.memoryLimitBytes() / 2
+        let storage = options.dataStorage ?? PreprocessedDataset.automaticStorage(folder: dataFolder, identifiers: identifiers, budget: cacheBytes)
+        let data = try PreprocessedDataset(folder: dataFolder, identifiers: identifiers, previousStage: previousStagePredictions,
+                                           storage: storage, cacheBytes: cacheBytes)
+        logger.info("preprocessed data", metadata: [
+            "storage": "\(storage.rawValue)", "cache_mib": "\(cacheBytes >> 20)",
+            "arrays_mib": "\(PreprocessedDataset.arrayBytes(folder: dataFolder, identifiers: identifiers) >> 20)",
+        ])
         let trainSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true, ignoreLabel: ignoreLabel,
                                         cascadeLabels: cascadeLabels)
         let valSampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: false, ignoreLabel: ignoreLabel,

@@ -7,6 +7,11 @@
 // Steps run on synthetic batches (random intensities, random labels) so the timing is the network,
 // loss and optimiser only; the data loader runs on its own thread in real training and is measured
 // separately (`--loader`, printed as batches per second on one core).
+//
+//   TrainingBenchmark loader <plans.json> <configuration> <preprocessed configuration folder> <memory|mapped> <cache MiB> <batches> [seed]
+//
+// times the data loader alone (one thread: sampling, crop, augmentation) on a preprocessed dataset with the given
+// storage and cache bound — Ops/bench/loader.sh runs it on a dataset larger than the memory it is allowed (#21).
 import Foundation
 import PlansModel
 import TensorKernels
@@ -15,6 +20,10 @@ import Training
 import UNet
 
 let arguments = CommandLine.arguments
+if arguments.count > 1 && arguments[1] == "loader" {
+    try loaderBenchmark(Array(arguments.dropFirst(2)))
+    exit(0)
+}
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
 let precision = TrainingConvolution.Precision(rawValue: arguments.count > 3 ? arguments[3] : "fp32") ?? .float32
@@ -87,4 +96,37 @@ if let folder = ProcessInfo.processInfo.environment["LOADER_DATA"] {
     }
     print(String(format: "data loader: median %.3f s per augmented batch of %d on one thread (%.0f%% of a bf16 iteration's wall time on the other core budget)",
                  loaderTimes.sorted()[5], batch, 100 * loaderTimes.sorted()[5] / median))
+}
+
+/// The loader on its own: per batch seconds, cases read from disk, the cache's bytes and the peak RSS.
+func loaderBenchmark(_ a: [String]) throws {
+    guard a.count >= 6, let storage = PreprocessedDataset.Storage(rawValue: a[3]), let cacheMiB = Int(a[4]), let batches = Int(a[5]) else {
+        print("usage: TrainingBenchmark loader <plans.json> <configuration> <folder> <memory|mapped> <cache MiB> <batches> [seed]")
+        exit(64)
+    }
+    let plans = try Plans(contentsOf: URL(fileURLWithPath: a[0]))
+    let configuration = try plans.configuration(a[1])
+    let folder = URL(fileURLWithPath: a[2])
+    let ids = try PreprocessedDataset(folder: folder).identifiers
+    let data = try PreprocessedDataset(folder: folder, identifiers: ids, storage: storage, cacheBytes: cacheMiB << 20)
+    let bytes = PreprocessedDataset.arrayBytes(folder: folder, identifiers: ids)
+    let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
+    let sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
+    let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
+    var rng = RandomSource(seed: a.count > 6 ? UInt64(a[6]) ?? 1 : 1)
+    print(String(format: "loader: %d cases, %.2f GiB of arrays, storage %@, cache %d MiB, batch %d, patch %@", ids.count,
+                 Double(bytes) / Double(1 << 30), storage.rawValue, cacheMiB, configuration.batchSize, "\(configuration.patchSize)"))
+    var times: [Double] = []
+    for b in 0..<batches {
+        let start = DispatchTime.now().uptimeNanoseconds
+        _ = try sampler.batch(data, identifiers: ids, augmenter: augmenter, &rng)
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        print(String(format: "batch %d/%d: %.3f s (cases read from disk so far %d)", b + 1, batches, times.last!, data.reads))
+    }
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let sorted = times.sorted()
+    print(String(format: "RESULT loader storage=%@ cache_mib=%d batches=%d median_s=%.3f mean_s=%.3f max_s=%.3f reads=%d cached_mib=%d peak_rss_mib=%d",
+                 storage.rawValue, cacheMiB, batches, sorted[sorted.count / 2], times.reduce(0, +) / Double(times.count), sorted.last!,
+                 data.reads, data.cachedByteCount >> 20, Int(usage.ru_maxrss) / 1024))
 }

@@ -50,6 +50,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(name: .customLong("val"), help: "Only run the fold's validation (the fold must be trained), as nnUNetv2_train --val.")
     var validationOnly = false
 
+    @Option(help: "Preprocessed data: memory (read whole, cached), mapped (memory-mapped, patches read from disk on demand: datasets larger than memory) or auto (memory when the arrays fit in the cache).")
+    var dataStorage: String = "auto"
+
+    @Option(help: "Bound of the data cache in GiB (default: half of the memory this process may use, cgroup limits included).")
+    var dataCacheGb: Double?
+
     @Flag(help: "Also save the validation cases' class probabilities (<case>.npz), as nnUNetv2_train --npz: needed to ensemble configurations in find-best-configuration.")
     var npz = false
 
@@ -75,6 +81,18 @@ struct TrainCommand: ParsableCommand {
         options.resume = resume
         options.skipValidation = noValidation
         options.stopAfterEpochs = stopAfterEpochs
+        switch dataStorage {
+        case "auto": options.dataStorage = nil
+        default:
+            guard let storage = PreprocessedDataset.Storage(rawValue: dataStorage) else {
+                throw CommandFailure("--data-storage \(dataStorage): expected auto, memory or mapped")
+            }
+            options.dataStorage = storage
+        }
+        if let dataCacheGb {
+            guard dataCacheGb > 0 else { throw CommandFailure("--data-cache-gb must be positive") }
+            options.dataCacheBytes = Int(dataCacheGb * Double(1 << 30))
+        }
         switch precision {
         case "auto": options.precision = TrainerOptions.automaticPrecision
         case "fp32", "bf16": options.precision = TrainingConvolution.Precision(rawValue: precision)!
