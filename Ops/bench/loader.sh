@@ -4,9 +4,9 @@
 #
 #   [LIMIT_MB=1024] [COPIES=24] [CACHE_MB=256] [BATCHES=20] [STEP_ITERATIONS=3] [WORK=/tmp/loader] bash Ops/bench/loader.sh
 #
-# 1. A CT dataset: TotalSegmentator's example CT with its label map (binarised: body structures vs background),
-#    planned and preprocessed (3d_fullres), then the preprocessed case copied COPIES times under new names (distinct
-#    files, so the page cache cannot share them): by default several times LIMIT_MB.
+# 1. The CT benchmark's dataset (Ops/bench/make_ct_dataset.py: TotalSegmentator's example CT at 1.5 mm, 26 classes),
+#    planned and preprocessed (3d_fullres: ~66 MB of arrays per case), then its two cases copied to COPIES cases under
+#    new names (distinct files, so the page cache cannot share them): by default about twice LIMIT_MB.
 # 2. The loader alone on one thread (TrainingBenchmark loader: sampling, crop, nnU-Net's augmentation) with
 #    --data-storage mapped and a CACHE_MB cache, inside a memory cgroup of LIMIT_MB (page cache included, so the
 #    dataset cannot stay in memory): seconds per batch, cases read from disk, peak RSS. Needs root for the cgroup
@@ -37,29 +37,15 @@ PRE="$WORK/pre"
 echo "work folder: $WORK"
 
 if [[ ! -f "$PRE/$NAME/nnUNetPlans.json" ]]; then
-  mkdir -p "$RAW/imagesTr" "$RAW/labelsTr"
-  cp ../shared/data/totalseg-example/example_ct.nii.gz "$RAW/imagesTr/ct_000_0000.nii.gz"
-  "$PY" - "$RAW" <<'PY'
-import gzip, json, struct, sys
-import numpy as np
-raw = gzip.open("../shared/data/totalseg-example/example_seg.nii.gz").read()
-offset = int(struct.unpack_from("<f", raw, 108)[0]); datatype = struct.unpack_from("<h", raw, 70)[0]
-dim = struct.unpack_from("<8h", raw, 40); n = dim[1] * dim[2] * dim[3]
-dtype = {2: np.uint8, 4: np.int16, 512: np.uint16, 8: np.int32, 16: np.float32}[datatype]
-labels = (np.frombuffer(raw, dtype=dtype, count=n, offset=offset) > 0).astype(dtype)
-with gzip.open(sys.argv[1] + "/labelsTr/ct_000.nii.gz", "wb", compresslevel=1) as f: f.write(raw[:offset] + labels.tobytes())
-json.dump({"channel_names": {"0": "CT"}, "labels": {"background": 0, "structure": 1}, "numTraining": 1, "file_ending": ".nii.gz"},
-          open(sys.argv[1] + "/dataset.json", "w"))
-print(f"label map: {int(labels.sum())} of {n} voxels in a structure")
-PY
+  "$PY" Ops/bench/make_ct_dataset.py "$RAW"
   "$BIN/nnseg" plan -d "$RAW" --output "$PRE" > "$WORK/plan.log" 2>&1
   "$BIN/nnseg" preprocess -d "$RAW" --output "$PRE" -c 3d_fullres > "$WORK/preprocess.log" 2>&1
 fi
 DATA="$PRE/$NAME/nnUNetPlans_3d_fullres"
-for k in $(seq 1 $((COPIES - 1))); do
-  id=$(printf "ct_%03d" "$k")
+for k in $(seq 2 $((COPIES - 1))); do
+  id=$(printf "ct_%03d" $((k + 100)))
   [[ -f "$DATA/$id.npy" ]] && continue
-  for suffix in .npy _seg.npy .json; do cp "$DATA/ct_000$suffix" "$DATA/$id$suffix"; done
+  for suffix in .npy _seg.npy .json; do cp "$DATA/ct_00$((k % 2))$suffix" "$DATA/$id$suffix"; done
 done
 sync
 echo "dataset: $COPIES cases, $(du -sm "$DATA" | cut -f1) MB preprocessed (memory limit ${LIMIT_MB} MB, cache ${CACHE_MB} MB)"
