@@ -14,3 +14,5 @@ bash Ops/check_layers.sh   # the module map (Ops/layers.txt) against every impor
 # The fuzz targets (issue #14) for a fixed, seeded budget: the same inputs every run; a crash fails CI.
 FUZZ_CONFIG=debug FUZZ_RUNS=300 FUZZ_SEED=20261202 bash Ops/fuzz/run.sh all 0
 swift test
+# Behind a flag (installs and starts Slurm daemons): the fold array on a single-node Slurm (#21).
+if [[ "${NNSEG_SLURM_TEST:-0}" == 1 ]]; then bash Ops/slurm/test_single_node.sh; fi
