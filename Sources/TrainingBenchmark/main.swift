@@ -36,10 +36,16 @@ guard precision.isAvailable else {
     exit(0)
 }
 
-let plansURL = root.deletingLastPathComponent().appendingPathComponent("shared/reference/Dataset004_Hippocampus/nnUNetPlans.json")
+// PLANS_FILE / CONFIGURATION / BATCH / CLASSES: another configuration than Hippocampus 3d_fullres (e.g. the CT
+// benchmark's, Ops/bench/loader.sh), with a smaller batch where the planned one does not fit in memory.
+let environment = ProcessInfo.processInfo.environment
+let plansURL = environment["PLANS_FILE"].map { URL(fileURLWithPath: $0) }
+    ?? root.deletingLastPathComponent().appendingPathComponent("shared/reference/Dataset004_Hippocampus/nnUNetPlans.json")
 let plans = try Plans(contentsOf: plansURL)
-let configuration = try plans.configuration("3d_fullres")
-let batch = configuration.batchSize, patch = configuration.patchSize
+let configurationName = environment["CONFIGURATION"] ?? "3d_fullres"
+let configuration = try plans.configuration(configurationName)
+let batch = environment["BATCH"].flatMap { Int($0) } ?? configuration.batchSize, patch = configuration.patchSize
+let classes = environment["CLASSES"].flatMap { Int($0) } ?? 3
 // WEIGHTS=<checkpoint.pth> starts from trained weights (e.g. to see whether timing drifts as training proceeds).
 var initialization = TrainingNetwork.Initialization.kaiming(seed: 1)
 if let path = ProcessInfo.processInfo.environment["WEIGHTS"] {
@@ -49,17 +55,17 @@ if let path = ProcessInfo.processInfo.environment["WEIGHTS"] {
         let t = try checkpoint.tensor(reference)
         weights[name] = Tensor(shape: t.shape, data: t.floats())
     }
-    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: 3).map(\.name))
+    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: classes).map(\.name))
     initialization = .weights(weights.filter { names.contains($0.key) })
     print("weights from \(path)")
 }
-let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: 3, batch: batch, patch: patch,
+let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch, patch: patch,
                                   initialization: initialization, precision: precision)
-let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: 3, batchDice: configuration.batchDice))
+let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
 var rng = SystemRandomNumberGenerator()
 let input = Tensor(shape: [batch, 1] + patch, data: (0..<(batch * patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
-let labels = (0..<(batch * patch.reduce(1, *))).map { _ in Int16.random(in: 0...2, using: &rng) }
-print("Hippocampus 3d_fullres: precision \(precision.rawValue), batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
+let labels = (0..<(batch * patch.reduce(1, *))).map { _ in Int16.random(in: 0...Int16(classes - 1), using: &rng) }
+print("\(plansURL.deletingLastPathComponent().lastPathComponent) \(configurationName): precision \(precision.rawValue), batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
 print("implementations: \(network.implementations.sorted())")
 _ = try step.train(input: input, labels: labels, learningRate: 0.01)  // warm-up
 network.profiling = true
@@ -76,8 +82,11 @@ print(String(format: "time per iteration: median %.2f s over %d (min %.2f); ~%.0
 let phases = step.phaseSeconds.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations + 1)) }
 print("per iteration: " + phases.joined(separator: ", "))
 print("network: " + network.profile.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations)) }.joined(separator: ", "))
-print(String(format: "nnU-Net (torch, CPU, %@): %.2f s per iteration → nnseg's network step is %.2f× faster (goal ≥ 2×)",
-             liveReference == nil ? "recorded on another machine" : "live on this machine", referenceSeconds, referenceSeconds / median))
+if environment["PLANS_FILE"] == nil {
+    print(String(format: "nnU-Net (torch, CPU, %@): %.2f s per iteration → nnseg's network step is %.2f× faster (goal ≥ 2×)",
+                 liveReference == nil ? "recorded on another machine" : "live on this machine", referenceSeconds, referenceSeconds / median))
+}
+print(String(format: "RESULT step batch=%d median_s=%.3f", batch, median))
 
 // Data loader: batches per second on one core (the background thread's budget), when a preprocessed
 // configuration folder is given (LOADER_DATA=<preprocessed>/<dataset>/nnUNetPlans_3d_fullres).

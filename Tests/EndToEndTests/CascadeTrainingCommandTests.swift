@@ -9,7 +9,7 @@ import TestSupport
 /// preprocessed grid (`predicted_next_stage/3d_cascade_fullres/`); the second stage trains with them as one-hot
 /// input channels, validates on the first stage's predictions, and predicts through `predict --previous-stage`.
 struct CascadeTrainingCommandTests {
-    static let cases = Array(TrainCommandTests.cases.prefix(8))
+    static let cases = Array(TrainCommandTests.cases.prefix(6))
 
     @Test func aCascadeTrainsOnTheFirstStagesPredictionsAndPredicts() throws {
         let raw = try SharedData.hippocampusSubset(Self.cases, name: "Dataset996_Cascade")
