@@ -25,6 +25,25 @@ public final class Ensemble: @unchecked Sendable {
     }
 
     public var first: InferenceEngine { engines[0] }
+
+    /// nnUNetv2_ensemble's sum: the first model's probabilities, then each further model's added in order (float32).
+    public static func accumulate(_ summed: inout [[Float]]?, _ probabilities: [[Float]]) {
+        guard summed != nil else { summed = probabilities; return }
+        for k in 0..<probabilities.count { for v in 0..<probabilities[k].count { summed![k][v] += probabilities[k][v] } }
+    }
+
+    /// The sum of `count` models' probabilities divided by `count`, and its argmax (the first maximum).
+    public static func average(_ summed: [[Float]], count: Int) -> (probabilities: [[Float]], labels: [UInt16]) {
+        let n = Float(count)
+        let averaged = summed.map { $0.map { $0 / n } }
+        var labels = [UInt16](repeating: 0, count: averaged.first?.count ?? 0)
+        for v in labels.indices {
+            var best = 0
+            for k in 1..<averaged.count where averaged[k][v] > averaged[best][v] { best = k }
+            labels[v] = UInt16(best)
+        }
+        return (averaged, labels)
+    }
     public var needsPreviousStage: Bool { engines.contains { $0.needsPreviousStage } }
 
     public struct Result: Sendable {
@@ -51,23 +70,16 @@ public final class Ensemble: @unchecked Sendable {
                 prediction = result.prediction
                 continue
             }
-            if summed == nil { summed = p } else {
-                for k in 0..<p.count { for v in 0..<p[k].count { summed![k][v] += p[k][v] } }
-            }
+            Self.accumulate(&summed, p)
             prediction = result.prediction
         }
         guard var final = prediction else { throw CaseLayerError(.noModel, "", "no model produced a prediction") }
         if let summed {
             let start = Date()
-            let n = Float(engines.count)
-            let averaged = summed.map { $0.map { $0 / n } }
+            let (averaged, labels) = Self.average(summed, count: engines.count)
             final.probabilities = probabilities ? averaged : nil
             final.confidence = options.confidence ? CasePrediction.confidence(fromProbabilities: averaged) : nil
-            for v in 0..<final.segmentation.count {
-                var best = 0
-                for k in 1..<averaged.count where averaged[k][v] > averaged[best][v] { best = k }
-                final.segmentation[v] = UInt16(best)
-            }
+            final.segmentation = labels
             timings.append(("ensemble", Date().timeIntervalSince(start)))
         }
         if let postprocessing { postprocessing.apply(&final.segmentation, shape: final.shape) }

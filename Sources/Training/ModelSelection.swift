@@ -221,24 +221,17 @@ public enum ModelSelection {
         var rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])] = []
         for name in names {
             let id = String(name.dropLast(4))
-            var summed: [[Float]] = []
+            var summed: [[Float]]?
             var shape: [Int] = []
             for files in perModel {
                 let (s, p) = try CaseReader.readProbabilities(files[name]!)
-                if summed.isEmpty { (summed, shape) = (p, s); continue }
-                guard s == shape, p.count == summed.count else {
-                    throw TrainingError.modelSelection(file: files[name]!.path, problem: "probabilities of shape \([p.count] + s), the first model's are \([summed.count] + shape)")
+                if let first = summed, s != shape || p.count != first.count {
+                    throw TrainingError.modelSelection(file: files[name]!.path, problem: "probabilities of shape \([p.count] + s), the first model's are \([first.count] + shape)")
                 }
-                for c in summed.indices { for v in summed[c].indices { summed[c][v] += p[c][v] } }
+                shape = s
+                Ensemble.accumulate(&summed, p)
             }
-            let n = Float(perModel.count)
-            let averaged = summed.map { $0.map { $0 / n } }
-            var labels = [UInt16](repeating: 0, count: averaged[0].count)
-            for v in labels.indices {
-                var best = 0
-                for c in 1..<averaged.count where averaged[c][v] > averaged[best][v] { best = c }
-                labels[v] = UInt16(best)
-            }
+            let labels = Ensemble.average(summed!, count: perModel.count).labels
             // The geometry of the first model's prediction of this case (nnU-Net: the properties of its first file).
             let firstPrediction = perModel[0][name]!.deletingLastPathComponent().appendingPathComponent(id + dataset.fileEnding)
             let geometry: NIfTIImage
@@ -255,16 +248,7 @@ public enum ModelSelection {
             rows.append((output.appendingPathComponent(id + dataset.fileEnding).path, reference.path,
                          try SegmentationMetrics.counts(prediction: target, reference: reference, dataset: dataset)))
         }
-        for file in ["dataset.json", "plans.json"] {
-            let from = modelFolders[0].appendingPathComponent(file)
-            if fm.fileExists(atPath: from.path) { try fm.copyItem(at: from, to: staging.appendingPathComponent(file)) }
-        }
-        let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
-        try data.write(to: staging.appendingPathComponent("summary.json"))
-        try? fm.removeItem(at: output)
-        try fm.createDirectory(at: output.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try fm.moveItem(at: staging, to: output)
-        return dice
+        return try CrossValidationResults.finish(staging, into: output, rows: rows, copyingFrom: modelFolders[0], dataset: dataset)
     }
 }
 

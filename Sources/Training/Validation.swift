@@ -223,14 +223,24 @@ public enum CrossValidationResults {
                              try SegmentationMetrics.counts(prediction: target, reference: referenceURL, dataset: dataset)))
             }
         }
+        return (out, try finish(staging, into: out, rows: rows, copyingFrom: trainerFolder, dataset: dataset))
+    }
+
+    /// Completes a merged (or ensembled) predictions folder built in `staging`: the model's plans.json and
+    /// dataset.json beside the predictions, their scored summary.json, then `staging` moved into place as `out`.
+    /// Returns the foreground mean Dice.
+    static func finish(_ staging: URL, into out: URL, rows: [(prediction: String, reference: String, counts: [SegmentationMetrics.Counts])],
+                       copyingFrom model: URL, dataset: DatasetDescription) throws -> Double {
+        let fm = FileManager.default
         for file in ["plans.json", "dataset.json"] {
-            let from = trainerFolder.appendingPathComponent(file)
+            let from = model.appendingPathComponent(file)
             if fm.fileExists(atPath: from.path) { try fm.copyItem(at: from, to: staging.appendingPathComponent(file)) }
         }
         let (data, dice) = SegmentationMetrics.summary(cases: rows, classes: dataset.evaluationClasses)
         try data.write(to: staging.appendingPathComponent("summary.json"))
         try? fm.removeItem(at: out)
+        try fm.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         try fm.moveItem(at: staging, to: out)
-        return (out, dice)
+        return dice
     }
 }
