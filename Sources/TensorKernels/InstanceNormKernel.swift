@@ -92,14 +92,17 @@ public enum InstanceNormKernel {
         DispatchQueue.concurrentPerform(iterations: groups.count) { index in
             let g = groups[index]
             let pointer = base + g.offset
-            switch g.width {
-            case 16:
-                normalizeBlock(pointer, volume: volume, step: g.step, lanes: g.lanes, firstChannel: g.firstChannel, gamma: gamma,
-                               beta: beta, epsilon: epsilon, slope: leakyReLUSlope, as: SIMD16<Float>.self, wide: SIMD16<Double>.self)
-            case 8:
-                normalizeBlock(pointer, volume: volume, step: g.step, lanes: g.lanes, firstChannel: g.firstChannel, gamma: gamma,
-                               beta: beta, epsilon: epsilon, slope: leakyReLUSlope, as: SIMD8<Float>.self, wide: SIMD8<Double>.self)
-            default:
+            if let sweep = ChannelGroupSweep(width: g.width, step: g.step, volume: volume) {
+                let (mean, variance) = sweep.moments(pointer)
+                var scale = ChannelGroupSweep.F(), shift = ChannelGroupSweep.F()
+                for l in 0..<g.lanes {
+                    let s = Float(Double(gamma[g.firstChannel + l]) / (variance[l] + Double(epsilon)).squareRoot())
+                    scale[l] = s
+                    shift[l] = beta[g.firstChannel + l] - mean[l] * s
+                }
+                // Padding lanes (channels ≥ C) get scale 0 and shift 0, so they stay zero.
+                sweep.affine(pointer, pointer, scale: scale, shift: shift, negative: leakyReLUSlope ?? 1)
+            } else {
                 for lane in 0..<g.lanes {
                     normalizeStrided(pointer + lane, volume: volume, step: g.step, gamma: gamma[g.firstChannel + lane],
                                      beta: beta[g.firstChannel + lane], epsilon: epsilon, slope: leakyReLUSlope)
@@ -212,58 +215,6 @@ public enum InstanceNormKernel {
         for i in 0..<volume {
             let v = p[i &* step] * scale + shift
             p[i &* step] = v < 0 ? v * s : v
-        }
-    }
-
-    /// Lanes of one channel block, vectorised across channels. Sums run in float over chunks of 256
-    /// voxels and are accumulated in double, so the statistics stay exact to float rounding.
-    /// Specialised for the two block widths: unspecialised, every vector operation went through the SIMD protocol's
-    /// witness tables and this kernel took ~17 % of a 128³ forward pass (the roofline of issue #16 showed it at
-    /// 0.9 GB/s).
-    @_specialize(exported: false, where V == SIMD8<Float>, W == SIMD8<Double>)
-    @_specialize(exported: false, where V == SIMD16<Float>, W == SIMD16<Double>)
-    static func normalizeBlock<V: SIMD, W: SIMD>(_ p: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, firstChannel: Int,
-                                                 gamma: [Float], beta: [Float], epsilon: Float, slope: Float?,
-                                                 as _: V.Type, wide _: W.Type) where V.Scalar == Float, W.Scalar == Double {
-        let width = V.scalarCount
-        let raw = UnsafeMutableRawPointer(p)
-        @inline(__always) func load(_ i: Int) -> V { raw.loadUnaligned(fromByteOffset: i &* step &* 4, as: V.self) }
-        @inline(__always) func widen(_ v: V) -> W { var w = W(); for l in 0..<width { w[l] = Double(v[l]) }; return w }
-
-        var total = W()
-        var i = 0
-        while i < volume {
-            let end = min(i + 256, volume)
-            var partial = V()
-            while i < end { partial += load(i); i &+= 1 }
-            total += widen(partial)
-        }
-        var mean = V()
-        for l in 0..<width { mean[l] = Float(total[l] / Double(volume)) }
-        var squares = W()
-        i = 0
-        while i < volume {
-            let end = min(i + 256, volume)
-            var partial = V()
-            while i < end { let d = load(i) - mean; partial += d * d; i &+= 1 }
-            squares += widen(partial)
-        }
-        var scale = V(), shift = V()
-        for l in 0..<lanes {
-            let variance = squares[l] / Double(volume)
-            let s = Float(Double(gamma[firstChannel + l]) / (variance + Double(epsilon)).squareRoot())
-            scale[l] = s
-            shift[l] = beta[firstChannel + l] - mean[l] * s
-        }
-        // Padding lanes (channels ≥ C) get scale 0 and shift 0, so they stay zero.
-        // LeakyReLU as max(v, 0) + slope · min(v, 0): the same value bit for bit (one side is ±0), in min/max
-        // instructions — the masked select compiled to a compare and a branch per lane through the stack, and the
-        // kernel ran at 0.9 GB/s (issue #16's roofline).
-        let negative = V(repeating: slope ?? 1), zero = V()
-        for j in 0..<volume {
-            let v = load(j) * scale + shift
-            let y = pointwiseMax(v, zero) + negative * pointwiseMin(v, zero)
-            raw.storeBytes(of: y, toByteOffset: j &* step &* 4, as: V.self)
         }
     }
 }

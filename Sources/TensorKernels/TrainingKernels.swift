@@ -4,7 +4,7 @@ import Foundation
 
 /// Element-wise training kernels on oneDNN memories in the layouts the convolutions chose (plain,
 /// channel-blocked or channels-last; every operand of one call shares the layout). Work is split over
-/// (sample, channel block) groups; 16-wide blocks run as `SIMD16<Float>` over contiguous voxels.
+/// (sample, channel block) groups; 16- and 8-channel groups run as `SIMD16<Float>` (``ChannelGroupSweep``).
 public enum TrainingKernels {
     struct Layout {
         let groups: [InstanceNormKernel.ChannelGroup]
@@ -44,61 +44,25 @@ public enum TrainingKernels {
         let negative = slope ?? 1
         forEachGroup(l) { g, n in
             let stats = n * C + g.firstChannel
-            switch g.width {
-            case 16:
-                normForward(x + g.offset, y + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma, beta: beta, channel0: g.firstChannel,
-                            epsilon: epsilon, negative: negative, mean: mu + stats, inverseStd: rs + stats)
-            default:
+            if let sweep = ChannelGroupSweep(width: g.width, step: g.step, volume: V) {
+                let (m, variance) = sweep.moments(x + g.offset)
+                var scale = ChannelGroupSweep.F(), shift = ChannelGroupSweep.F()
+                for lane in 0..<g.lanes {
+                    let r = Float(1 / (variance[lane] + Double(epsilon)).squareRoot())
+                    mu[stats + lane] = m[lane]
+                    rs[stats + lane] = r
+                    scale[lane] = gamma[g.firstChannel + lane] * r
+                    shift[lane] = beta[g.firstChannel + lane] - m[lane] * scale[lane]
+                }
+                // Padding lanes (channels ≥ C) get scale 0 and shift 0, so they stay zero.
+                sweep.affine(x + g.offset, y + g.offset, scale: scale, shift: shift, negative: negative)
+            } else {
                 for lane in 0..<g.lanes {
                     normForwardScalar(x + g.offset + lane, y + g.offset + lane, volume: V, step: g.step, gamma: gamma[g.firstChannel + lane],
                                       beta: beta[g.firstChannel + lane], epsilon: epsilon, negative: negative, mean: mu + stats + lane,
                                       inverseStd: rs + stats + lane)
                 }
             }
-        }
-    }
-
-    typealias W = SIMD16<Float>
-
-    /// Sixteen channels side by side per voxel (blocked `…16c` or channels-last groups of 16).
-    static func normForward(_ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int,
-                            gamma: [Float], beta: [Float], channel0: Int, epsilon: Float, negative: Float,
-                            mean: UnsafeMutablePointer<Float>, inverseStd: UnsafeMutablePointer<Float>) {
-        let src = UnsafeRawPointer(x), dst = UnsafeMutableRawPointer(y)
-        let bytes = step &* 4
-        @inline(__always) func load(_ v: Int) -> W { src.loadUnaligned(fromByteOffset: v &* bytes, as: W.self) }
-        var total = SIMD16<Double>()
-        var i = 0
-        while i < volume {
-            let end = min(i + 256, volume)
-            var s = W()
-            while i < end { s += load(i); i &+= 1 }
-            total += SIMD16<Double>(s)
-        }
-        var m = W()
-        m = W(total / Double(volume))
-        total = SIMD16<Double>()
-        i = 0
-        while i < volume {
-            let end = min(i + 256, volume)
-            var s = W()
-            while i < end { let d = load(i) - m; s += d * d; i &+= 1 }
-            total += SIMD16<Double>(s)
-        }
-        var scale = W(), shift = W()
-        for l in 0..<lanes {
-            let r = Float(1 / (total[l] / Double(volume) + Double(epsilon)).squareRoot())
-            mean[l] = m[l]
-            inverseStd[l] = r
-            scale[l] = gamma[channel0 + l] * r
-            shift[l] = beta[channel0 + l] - m[l] * scale[l]
-        }
-        // LeakyReLU as max(z, 0) + slope · min(z, 0), bit-identical to the select, without its per-lane branches
-        // (see InstanceNormKernel.normalizeBlock).
-        let neg = W(repeating: negative), zero = W()
-        for v in 0..<volume {
-            let z = load(v) * scale + shift
-            dst.storeBytes(of: pointwiseMax(z, zero) + neg * pointwiseMin(z, zero), toByteOffset: v &* bytes, as: W.self)
         }
     }
 
@@ -162,11 +126,25 @@ public enum TrainingKernels {
         nonisolated(unsafe) let s = sums
         forEachGroup(l) { g, n in
             let k = n * C + g.firstChannel
-            switch g.width {
-            case 16:
-                normBackward(dy + g.offset, x + g.offset, y + g.offset, dx + g.offset, volume: V, step: g.step, lanes: g.lanes, gamma: gamma,
-                             channel0: g.firstChannel, negative: negative, mean: mu + k, inverseStd: rs + k, s1: s + k, s2: s + N * C + k)
-            default:
+            if let sweep = ChannelGroupSweep(width: g.width, step: g.step, volume: V) {
+                var m = ChannelGroupSweep.F(), r = m, gr = m
+                for lane in 0..<g.lanes {
+                    m[lane] = mu[k + lane]
+                    r[lane] = rs[k + lane]
+                    gr[lane] = gamma[g.firstChannel + lane] * rs[k + lane]
+                }
+                let (a, b) = sweep.backwardSums(dy: dy + g.offset, x: x + g.offset, y: y + g.offset, mean: m, inverseStd: r, negative: negative)
+                var k1 = ChannelGroupSweep.F(), k2 = k1
+                for lane in 0..<g.lanes {
+                    s[k + lane] = a[lane]
+                    s[N * C + k + lane] = b[lane]
+                    k1[lane] = Float(a[lane] / Double(V))
+                    k2[lane] = Float(b[lane] / Double(V))
+                }
+                // Padding lanes get gr = 0 and stay zero.
+                sweep.backwardInput(dy: dy + g.offset, x: x + g.offset, y: y + g.offset, dx: dx + g.offset, mean: m, inverseStd: r, gr: gr,
+                                    k1: k1, k2: k2, negative: negative)
+            } else {
                 for lane in 0..<g.lanes {
                     normBackwardScalar(dy + g.offset + lane, x + g.offset + lane, y + g.offset + lane, dx + g.offset + lane, volume: V,
                                        step: g.step, gamma: gamma[g.firstChannel + lane], negative: negative, mean: mu[k + lane],
@@ -179,53 +157,6 @@ public enum TrainingKernels {
                 betaGradient[c] += Float(sums[n * C + c])
                 gammaGradient[c] += Float(sums[N * C + n * C + c])
             }
-        }
-    }
-
-    static func normBackward(_ dy: UnsafeMutablePointer<Float>, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                             _ dx: UnsafeMutablePointer<Float>, volume: Int, step: Int, lanes: Int, gamma: [Float], channel0: Int,
-                             negative: Float, mean: UnsafePointer<Float>, inverseStd: UnsafePointer<Float>,
-                             s1: UnsafeMutablePointer<Double>, s2: UnsafeMutablePointer<Double>) {
-        let bytes = step &* 4
-        let pdy = UnsafeRawPointer(dy), px = UnsafeRawPointer(x), py = UnsafeRawPointer(y), pdx = UnsafeMutableRawPointer(dx)
-        var m = W(), r = W(), gr = W()
-        for l in 0..<lanes {
-            m[l] = mean[l]
-            r[l] = inverseStd[l]
-            gr[l] = gamma[channel0 + l] * inverseStd[l]
-        }
-        let neg = W(repeating: negative), zero = W()
-        @inline(__always) func dz(_ o: Int) -> W {
-            let g = pdy.loadUnaligned(fromByteOffset: o, as: W.self)
-            return g.replacing(with: g * neg, where: py.loadUnaligned(fromByteOffset: o, as: W.self) .< zero)
-        }
-        var a = SIMD16<Double>(), b = a
-        var i = 0
-        while i < volume {
-            let end = min(i + 256, volume)
-            var sa = W(), sb = W()
-            while i < end {
-                let o = i &* bytes
-                let d = dz(o)
-                sa += d
-                sb += d * (px.loadUnaligned(fromByteOffset: o, as: W.self) - m) * r
-                i &+= 1
-            }
-            a += SIMD16<Double>(sa)
-            b += SIMD16<Double>(sb)
-        }
-        var k1 = W(), k2 = W()
-        for l in 0..<lanes {
-            s1[l] = a[l]
-            s2[l] = b[l]
-            k1[l] = Float(a[l] / Double(volume))
-            k2[l] = Float(b[l] / Double(volume))
-        }
-        // dx = γ·r·(dz − S1/V − x̂·S2/V); padding lanes get gr = 0 and stay zero.
-        for v in 0..<volume {
-            let o = v &* bytes
-            let xh = (px.loadUnaligned(fromByteOffset: o, as: W.self) - m) * r
-            pdx.storeBytes(of: gr * (dz(o) - k1 - xh * k2), toByteOffset: o, as: W.self)
         }
     }
 

@@ -24,6 +24,10 @@ if arguments.count > 1 && arguments[1] == "loader" {
     try loaderBenchmark(Array(arguments.dropFirst(2)))
     exit(0)
 }
+if arguments.count > 1 && arguments[1] == "norm" {
+    try normKernelBenchmark(Array(arguments.dropFirst(2)))
+    exit(0)
+}
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 5 : 5
 let precision = TrainingConvolution.Precision(rawValue: arguments.count > 3 ? arguments[3] : "fp32") ?? .float32

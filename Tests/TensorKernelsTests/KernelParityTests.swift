@@ -1,3 +1,4 @@
+import CDNNL
 import Testing
 import TestSupport
 @testable import TensorKernels
@@ -97,6 +98,58 @@ struct KernelParityTests {
         let ours = try y.read()
         let reference = ReferenceOps.instanceNorm(before, gamma: gamma, beta: beta)
         #expect(ours.maxAbsDifference(reference) < 1e-4, "\(shape)")
+    }
+
+    /// The instance-norm kernels on explicit 16- and 8-channel blocks — whichever layout this CPU's convolutions pick —
+    /// with odd volumes (an 8-channel pair sweep's last voxel alone) and channel counts that leave padding lanes:
+    /// inference against the reference, the training forward (output, μ, 1/σ) and backward (input gradient, ∂γ, ∂β)
+    /// against the same kernels on the plain layout, which run channel by channel.
+    @Test(arguments: [[2, 32, 5, 6, 7], [1, 20, 3, 5, 3], [1, 8, 4, 4, 4], [2, 40, 9, 7], [1, 16, 1, 1, 3]])
+    func instanceNormOnChannelBlocks(_ shape: [Int]) throws {
+        let seed = UInt64(shape.reduce(7, *))
+        var rng = SplitMix(state: seed)
+        let context = try DNNLContext()
+        let channels = shape[1], statistics = shape[0] * channels
+        let x = Self.random(shape, &rng, scale: 3), dy = Self.random(shape, &rng)
+        let gamma = (0..<channels).map { _ in Float.random(in: 0.5...2, using: &rng) }
+        let beta = (0..<channels).map { _ in Float.random(in: -1...1, using: &rng) }
+        let reference = ReferenceOps.instanceNorm(x, gamma: gamma, beta: beta)
+
+        /// Training forward + backward on one layout: (output, mean, 1/σ, input gradient, ∂γ, ∂β), all plain.
+        func train(_ desc: dnnl_memory_desc_t) throws -> (Tensor, [Float], [Float], Tensor, [Float], [Float]) {
+            let input = try DNNLMemory(context: context, desc: desc), output = try DNNLMemory(context: context, desc: desc)
+            let diff = try DNNLMemory(context: context, desc: desc)
+            try input.write(x)
+            try diff.write(dy)
+            var mean = [Float](repeating: 0, count: statistics), inverse = mean
+            var dGamma = [Float](repeating: 0, count: channels), dBeta = dGamma
+            TrainingKernels.instanceNormForward(input: input, output: output, gamma: gamma, beta: beta, epsilon: 1e-5, slope: 0.01,
+                                                mean: &mean, inverseStd: &inverse)
+            // In place, as the network runs it (diffInput = diffOutput).
+            TrainingKernels.instanceNormBackward(diffOutput: diff, input: input, output: output, diffInput: diff, gamma: gamma, slope: 0.01,
+                                                 mean: mean, inverseStd: inverse, gammaGradient: &dGamma, betaGradient: &dBeta)
+            return (try output.read(), mean, inverse, try diff.read(), dGamma, dBeta)
+        }
+        let plain = try train(try DNNLLayout.plain(shape))
+        #expect(plain.0.maxAbsDifference(reference) < 1e-4, "plain training forward, \(shape), seed \(seed)")
+        for block in [16, 8] {
+            let desc = try DNNLLayout.channelBlocked(shape, block: block)
+            let memory = try DNNLMemory(context: context, desc: desc)
+            #expect(InstanceNormKernel.groups(of: memory) != nil)
+            try memory.write(x)
+            try InstanceNormKernel.apply(memory, gamma: gamma, beta: beta)
+            #expect(try memory.read().maxAbsDifference(reference) < 1e-4, "inference, \(block)-channel blocks, \(shape), seed \(seed)")
+
+            let blocked = try train(desc)
+            func close(_ a: [Float], _ b: [Float], _ tolerance: Float) -> Bool {
+                zip(a, b).allSatisfy { abs($0 - $1) <= tolerance * max(1, abs($1)) }
+            }
+            let what = "\(block)-channel blocks, \(shape), seed \(seed)"
+            #expect(blocked.0.maxAbsDifference(plain.0) < 1e-4, "training forward output, \(what)")
+            #expect(close(blocked.1, plain.1, 1e-5) && close(blocked.2, plain.2, 1e-4), "μ, 1/σ, \(what)")
+            #expect(blocked.3.maxAbsDifference(plain.3) < 1e-4, "input gradient, \(what)")
+            #expect(close(blocked.4, plain.4, 1e-3) && close(blocked.5, plain.5, 1e-3), "∂γ, ∂β, \(what)")
+        }
     }
 
     @Test func concatIntoTheNextLayersLayout() throws {

@@ -253,6 +253,14 @@ public enum DNNLLayout {
     }
 
     public static func plain(_ shape: [Int]) throws -> dnnl_memory_desc_t { try makeDesc(shape, tag: plainTag(rank: shape.count)) }
+
+    /// Channels in blocks of 16 or 8 (`nCdhw16c` / `nChw16c`, `nCdhw8c` / `nChw8c`), the layouts oneDNN's AVX-512 and
+    /// AVX2 convolutions pick.
+    public static func channelBlocked(_ shape: [Int], block: Int) throws -> dnnl_memory_desc_t {
+        precondition(block == 8 || block == 16, "channel blocks of 8 or 16")
+        let tag = shape.count == 5 ? (block == 16 ? dnnl_nCdhw16c : dnnl_nCdhw8c) : (block == 16 ? dnnl_nChw16c : dnnl_nChw8c)
+        return try makeDesc(shape, tag: tag)
+    }
 }
 
 /// One allocation holding many memories at planned offsets: memories whose lifetimes never overlap share
