@@ -17,14 +17,18 @@ public struct TrainerOptions: Sendable {
     public var resume = false
     /// Skip the final sliding-window validation.
     public var skipValidation = false
-    /// Convolution arithmetic (default: float32 — see ``automaticPrecision``).
+    /// Convolution arithmetic (default: ``automaticPrecision``).
     public var precision: TrainingConvolution.Precision = TrainerOptions.automaticPrecision
 
-    /// What `--precision auto` trains in: float32 on every CPU. bf16 trained to nnU-Net's Dice on AMD Zen 5
-    /// (#9) but to 0.64 / 0.11 on an Intel Xeon with AVX-512 BF16 (#25) — until a seed spread on each CPU kind
-    /// shows it within 0.02 of fp32, auto does not pick a precision that may lose accuracy; bf16 stays
-    /// available (`--precision bf16`) where oneDNN runs it.
-    public static var automaticPrecision: TrainingConvolution.Precision { .float32 }
+    /// What `--precision auto` trains in: bf16 convolutions where the CPU multiplies bf16 natively (oneDNN ISA
+    /// `avx512_core_bf16` or AMX), float32 elsewhere (AVX2 has no bf16 convolutions; plain AVX-512 only emulates
+    /// them). bf16 keeps float32 accumulation, activations, weights, gradients and optimiser state. It does not lose
+    /// accuracy: one epoch of the Hippocampus reference budget ends at the same validation Dice in bf16 and fp32 for
+    /// each of seeds 1–3 on AMD Zen 4 (within 0.003; `Ops/bench/README.md`), seed 1 in bf16 on the Intel Xeon of #25
+    /// ends where fp32 does on AVX2, and the CI check (`TrainingQualityTests`) trains both to the same Dice.
+    public static var automaticPrecision: TrainingConvolution.Precision {
+        TrainingConvolution.Precision.nativeBFloat16 ? .bfloat16 : .float32
+    }
     /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
     public var stopAfterEpochs: Int?
     /// How the preprocessed cases are held (nil: in memory when their arrays fit in ``dataCacheBytes``, else
