@@ -70,7 +70,7 @@ var rng = SystemRandomNumberGenerator()
 let input = Tensor(shape: [batch, 1] + patch, data: (0..<(batch * patch.reduce(1, *))).map { _ in Float.random(in: -2...2, using: &rng) })
 let labels = (0..<(batch * patch.reduce(1, *))).map { _ in Int16.random(in: 0...Int16(classes - 1), using: &rng) }
 print("\(plansURL.deletingLastPathComponent().lastPathComponent) \(configurationName): precision \(precision.rawValue), batch \(batch), patch \(patch), \(ProcessInfo.processInfo.activeProcessorCount) cores, oneDNN ISA \(DNNLContext.effectiveISA)")
-print("implementations: \(network.implementations.sorted())")
+print("implementations: \(network.implementations.sorted()); `train --precision auto` here: \(TrainerOptions.automaticPrecision.rawValue)")
 _ = try step.train(input: input, labels: labels, learningRate: 0.01)  // warm-up
 network.profiling = true
 var times: [Double] = []
