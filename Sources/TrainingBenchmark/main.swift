@@ -130,12 +130,32 @@ func loaderBenchmark(_ a: [String]) throws {
     print(String(format: "loader: %d cases, %.2f GiB of arrays, storage %@, cache %d MiB, batch %d, patch %@", ids.count,
                  Double(bytes) / Double(1 << 30), storage.rawValue, cacheMiB, configuration.batchSize, "\(configuration.patchSize)"))
     var times: [Double] = []
+    // What the network is shown (to compare with nnU-Net's loader, #25): voxel share of each label, and the share of
+    // samples without any foreground, over all batches.
+    var labelCounts: [Int16: Int] = [:], samples = 0, emptySamples = 0, intensitySum = 0.0, intensitySquares = 0.0, values = 0.0
     for b in 0..<batches {
         let start = DispatchTime.now().uptimeNanoseconds
-        _ = try sampler.batch(data, identifiers: ids, augmenter: augmenter, &rng)
+        let batch = try sampler.batch(data, identifiers: ids, augmenter: augmenter, &rng)
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         print(String(format: "batch %d/%d: %.3f s (cases read from disk so far %d)", b + 1, batches, times.last!, data.reads))
+        let perSample = batch.labels.count / configuration.batchSize
+        for j in 0..<configuration.batchSize {
+            var foreground = false
+            for label in batch.labels[(j * perSample)..<((j + 1) * perSample)] {
+                labelCounts[label, default: 0] += 1
+                foreground = foreground || label > 0
+            }
+            samples += 1
+            emptySamples += foreground ? 0 : 1
+        }
+        for v in batch.input.data { intensitySum += Double(v); intensitySquares += Double(v) * Double(v) }
+        values += Double(batch.input.data.count)
     }
+    let voxels = Double(labelCounts.values.reduce(0, +))
+    let mean = intensitySum / values
+    print("label shares: " + labelCounts.keys.sorted().map { String(format: "%d %.4f", $0, Double(labelCounts[$0]!) / voxels) }.joined(separator: ", ")
+          + String(format: "; samples without foreground %.3f; intensity mean %.3f sd %.3f", Double(emptySamples) / Double(samples), mean,
+                   (intensitySquares / values - mean * mean).squareRoot()))
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     let sorted = times.sorted()
