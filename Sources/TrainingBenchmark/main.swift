@@ -11,7 +11,13 @@
 //   TrainingBenchmark loader <plans.json> <configuration> <preprocessed configuration folder> <memory|mapped> <cache MiB> <batches> [seed]
 //
 // times the data loader alone (one thread: sampling, crop, augmentation) on a preprocessed dataset with the given
-// storage and cache bound — Ops/bench/loader.sh runs it on a dataset larger than the memory it is allowed (#21).
+// storage and cache bound — Ops/bench/loader.sh runs it on a dataset larger than the memory it is allowed (#21) — and
+// prints what the batches hold (label voxel shares, samples without foreground, intensity moments), the line
+// Ops/bench/nnunet_batch_stats.py prints for nnU-Net's loader (#25).
+//
+//   TrainingBenchmark norm [batch channels d h w [repeats [block]]]
+//
+// times the instance-norm kernels alone (training forward, backward, inference) on one channel-blocked activation.
 import Foundation
 import PlansModel
 import TensorKernels
