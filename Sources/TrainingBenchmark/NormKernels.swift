@@ -1,8 +1,9 @@
 import Dispatch
 import TensorKernels
 
-/// `TrainingBenchmark norm [batch channels d h w [repeats [block]]]`: instance norm + LeakyReLU forward against its backward
-/// on one channel-blocked (16c) activation, each timed alone (median of `repeats`), with the bytes each moves.
+/// `TrainingBenchmark norm [batch channels d h w [repeats [block]]]`: instance norm + LeakyReLU — training forward,
+/// its backward, and the inference kernel in place — on one activation in 16- (default) or 8-channel blocks, each
+/// timed alone (median of `repeats`), with the bandwidth each reaches.
 func normKernelBenchmark(_ arguments: [String]) throws {
     let numbers = arguments.compactMap { Int($0) }
     let shape = numbers.count >= 5 ? Array(numbers.prefix(5)) : [9, 32, 40, 56, 40]
