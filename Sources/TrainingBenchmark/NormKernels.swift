@@ -1,5 +1,6 @@
 import Dispatch
 import TensorKernels
+import Training
 
 /// `TrainingBenchmark norm [batch channels d h w [repeats [block]]]`: instance norm + LeakyReLU — training forward,
 /// its backward, and the inference kernel in place — on one activation in 16- (default) or 8-channel blocks, each
@@ -14,13 +15,9 @@ func normKernelBenchmark(_ arguments: [String]) throws {
     let x = try DNNLMemory(context: context, desc: desc), y = try DNNLMemory(context: context, desc: desc)
     let dy = try DNNLMemory(context: context, desc: desc), dx = try DNNLMemory(context: context, desc: desc)
     let floats = DNNLLayout.byteSize(desc) / 4
-    var state: UInt64 = 1
+    var rng = RandomSource(seed: 1)
     for m in [x, y, dx, dy] {
-        let values = (0..<shape.reduce(1, *)).map { _ in
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: state >> 11) % 4001) / 1000 - 2
-        }
-        try m.write(Tensor(shape: shape, data: values))
+        try m.write(Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float(rng.uniform(-2, 2)) }))
     }
     let channels = shape[1], statistics = shape[0] * channels
     let gamma = [Float](repeating: 1.1, count: channels), beta = [Float](repeating: 0.1, count: channels)

@@ -130,6 +130,9 @@ struct KernelParityTests {
                                                  mean: mean, inverseStd: inverse, gammaGradient: &dGamma, betaGradient: &dBeta)
             return (try output.read(), mean, inverse, try diff.read(), dGamma, dBeta)
         }
+        func close(_ a: [Float], _ b: [Float], _ tolerance: Float) -> Bool {
+            zip(a, b).allSatisfy { abs($0 - $1) <= tolerance * max(1, abs($1)) }
+        }
         let plain = try train(try DNNLLayout.plain(shape))
         #expect(plain.0.maxAbsDifference(reference) < 1e-4, "plain training forward, \(shape), seed \(seed)")
         for block in [16, 8] {
@@ -141,9 +144,6 @@ struct KernelParityTests {
             #expect(try memory.read().maxAbsDifference(reference) < 1e-4, "inference, \(block)-channel blocks, \(shape), seed \(seed)")
 
             let blocked = try train(desc)
-            func close(_ a: [Float], _ b: [Float], _ tolerance: Float) -> Bool {
-                zip(a, b).allSatisfy { abs($0 - $1) <= tolerance * max(1, abs($1)) }
-            }
             let what = "\(block)-channel blocks, \(shape), seed \(seed)"
             #expect(blocked.0.maxAbsDifference(plain.0) < 1e-4, "training forward output, \(what)")
             #expect(close(blocked.1, plain.1, 1e-5) && close(blocked.2, plain.2, 1e-4), "μ, 1/σ, \(what)")
