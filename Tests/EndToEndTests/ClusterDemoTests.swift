@@ -7,7 +7,7 @@ import WatchService
 /// compute-only node on one queue and audit log, series delivered, nodes SIGKILLed while they run a case and
 /// restarted; the script checks exactly-once (case rows, jobs, output folders, no partial output, nothing left in
 /// a spool or quarantined), that each killed case was taken over, and `audit verify` with the receipts.
-@Suite(.enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
+@Suite(.ownThreads, .enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
 struct ClusterDemoTests {
     /// Runs the script with `settings` in the environment; its output (written to a file: the PostgreSQL server
     /// it starts must not hold a pipe of ours) and exit status.

@@ -9,7 +9,7 @@ import Glibc
 /// Issue #19: `nnseg serve` as a cluster intake. Two DICOM nodes share one PostgreSQL database (queue, audit log,
 /// outbox) and one shared folder; each receives a series by C-STORE; the cases run on whichever node claims them,
 /// and each case's outputs reach the PACS (a DCMTK storescp) exactly once through the shared outbox.
-@Suite(.enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
+@Suite(.ownThreads, .enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
 struct ClusterServeTests {
     @Test(.timeLimit(.minutes(5)))
     func twoServeNodesShareTheQueueAndSendEachCaseOnce() throws {

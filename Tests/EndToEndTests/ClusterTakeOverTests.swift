@@ -9,7 +9,7 @@ import WatchService
 /// case (found by the random-kill soak: killed after recording, before the receipt). Each state is set up as the
 /// dead node left it; the node taking over must complete it without running the case again, and the receipts
 /// beside the outputs must check out against the log.
-@Suite(.enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
+@Suite(.ownThreads, .enabled(if: TestPostgres.isAvailable, "PostgreSQL server binaries not installed (bash Ops/setup.sh --test)"))
 struct ClusterTakeOverTests {
     /// A runner that must not be asked: these cases are finished already.
     struct MustNotRun: CaseRunner {

@@ -13,6 +13,7 @@ import Glibc
 /// Issue #20 (first part): `nnseg console` over a real audit log (a demo case run by `nnseg run`, plus failed cases),
 /// checked with real HTTP requests (curl): health, readiness, Prometheus metrics, the JSON API with paging and
 /// filters, accounts and roles (401 anonymous, 403 auditor on an operator action, operator actions audited).
+@Suite(.ownThreads)
 struct ConsoleTests {
     final class Console {
         let process: Process

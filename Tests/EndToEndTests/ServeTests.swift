@@ -10,7 +10,7 @@ import Glibc
 
 /// Issue #15: `nnseg serve` as a DICOM node, with DCMTK's echoscu/storescu as the peers on a loopback port.
 /// Every wait is on an observable event (an audit row, a folder) with a deadline.
-@Suite(.serialized)
+@Suite(.serialized, .ownThreads)
 struct ServeTests {
     final class Node {
         let dir: URL, work: URL, outgoing: URL, database: URL

@@ -18,6 +18,7 @@ import TestSupport
 /// Dice to the last digit. The check trains on one oneDNN thread (the summation order, so the last digits, depend
 /// on the thread count: seed 25 gives 0.600 / 0.742 on one thread, 0.604 / 0.741 on two), 218 s beside the cluster
 /// tests on 2 cores.
+@Suite(.ownThreads)
 struct TrainingQualityTests {
     static let cases = [1, 3, 4, 6, 7].map { String(format: "hippocampus_%03d", $0) }
     static let iterations = 200

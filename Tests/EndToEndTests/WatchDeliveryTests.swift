@@ -10,7 +10,7 @@ import Glibc
 /// a file written in two halves, stragglers after the series was processed, DCMTK's storescu → storescp
 /// (flat and one folder per study), symbolic links. Real files, the real `nnseg watch` process, real timing;
 /// every wait is on an observable event (a file, a folder, an audit row) with a deadline.
-@Suite(.serialized)
+@Suite(.serialized, .ownThreads)
 struct WatchDeliveryTests {
     /// A running `nnseg watch` on a temporary incoming folder with the demo model (no mirroring).
     final class Harness {

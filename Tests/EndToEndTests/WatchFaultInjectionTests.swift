@@ -10,6 +10,7 @@ import Glibc
 /// points; afterwards every series is processed exactly once or quarantined with a reason, no output is
 /// partial, and the audit log accounts for every case. `NNSEG_SOAK=1` runs a longer soak. The quiet period
 /// (2 s) exceeds the longest pause of the delivery (up to 0.8 s plus a restart), as the runbook requires.
+@Suite(.ownThreads)
 struct WatchFaultInjectionTests {
     final class Watcher {
         let arguments: [String]
