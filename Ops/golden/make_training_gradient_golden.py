@@ -12,6 +12,12 @@ has an ignore label), as nnUNetTrainer._build_loss does for region-based dataset
 tightly. Writes `CASE.npz` with the float32 weights (`w:<name>`), `x`, `target`, `loss` and float64
 gradients rounded to float32 (`g:<name>`; parameters without a gradient are absent).
 
+The case "plain3d_sgd" goes on past the gradients (#25): five steps of nnU-Net's optimizer as nnUNetTrainer.train_step
+runs them (SGD lr 0.01, momentum 0.99, Nesterov, weight decay 3e-5; gradients clipped to a norm, here 0.5 instead of
+12 so that clipping acts on this small network), each on a new random batch; it writes every step's input
+(`x<k>`), labels (`target<k>`), loss (`loss<k>`, before the update) and gradient norm before clipping (`norm<k>`),
+and the weights after the last step (`final:<name>`).
+
     /tmp/ref/bin/python Ops/golden/make_training_gradient_golden.py Fixtures/golden/training [CASE…]
 """
 import os
@@ -104,6 +110,53 @@ def main(out_dir, only=None):
                 out["g:" + k] = p.grad.numpy().astype(np.float32)
         np.savez_compressed(os.path.join(out_dir, name + ".npz"), **out)
         print(name, value.item(), sum(1 for k in out if k.startswith("g:")), "gradients")
+    if not only or "plain3d_sgd" in only:
+        sgd_steps(out_dir)
+
+
+def sgd_steps(out_dir, steps=5, clip=0.5):
+    """Five optimizer steps of nnU-Net's train_step on the plain3d network, in float64."""
+    dim, features, patch, batch, classes = 3, [16, 16, 16, 32], [8, 16, 8], 2, 3
+    torch.manual_seed(4321)
+    rng = np.random.default_rng(4321)
+    n = len(features)
+    net = PlainConvUNet(1, n, features, nn.Conv3d, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
+                        conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                        nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+    net.apply(InitWeights_He(1e-2))
+    keep = lambda k: "all_modules" not in k and not k.startswith("decoder.encoder.")
+    out = {"w:" + k: v.detach().numpy().copy() for k, v in net.state_dict().items() if keep(k)}
+    net = net.double()
+    optimizer = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
+    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1, weight_dice=1,
+                          ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    w = np.array([1 / (2 ** i) for i in range(n - 1)])
+    w[-1] = 0
+    loss = DeepSupervisionWrapper(loss, w / w.sum())
+    for k in range(steps):
+        x = rng.uniform(-1, 1, [batch, 1] + patch).astype(np.float32)
+        # Labels in blobs, not noise, so that the steps learn something: class by the sign of two smooth fields.
+        grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, p) for p in patch], indexing="ij"))
+        labels = np.zeros([batch, 1] + patch, dtype=np.int16)
+        for b in range(batch):
+            c = rng.uniform(-0.5, 0.5, 3)
+            r = np.sqrt(((grid - c[:, None, None, None]) ** 2).sum(0))
+            labels[b, 0] = np.where(r < 0.4, 2, np.where(r < 0.8, 1, 0))
+        full = torch.from_numpy(labels).double()
+        targets = [torch.nn.functional.interpolate(full, size=[round(p / 2 ** s) for p in patch], mode="nearest-exact")
+                   for s in range(n - 1)]
+        optimizer.zero_grad(set_to_none=True)
+        value = loss(net(torch.from_numpy(x).double()), targets)
+        value.backward()
+        norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        optimizer.step()
+        out[f"x{k}"], out[f"target{k}"] = x, labels[:, 0]
+        out[f"loss{k}"], out[f"norm{k}"] = np.array([value.item()]), np.array([norm.item()])
+        print(f"plain3d_sgd step {k}: loss {value.item():.6f}, gradient norm {norm.item():.4f}")
+    for k, v in net.state_dict().items():
+        if keep(k):
+            out["final:" + k] = v.numpy().astype(np.float32)
+    np.savez_compressed(os.path.join(out_dir, "plain3d_sgd.npz"), **out)
 
 
 if __name__ == "__main__":

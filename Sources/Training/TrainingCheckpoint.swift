@@ -51,7 +51,8 @@ enum TrainingCheckpoint {
         }.map(\.element)
     }
 
-    static func save(network: TrainingNetwork, optimizer: SGDNesterov, state: CheckpointState, context: CheckpointContext, to url: URL) throws {
+    /// `network_weights` (every alias, PyTorch's order) and the storages it points to, keyed "0", "1", …
+    static func networkWeights(_ network: TrainingNetwork) -> (weights: [(String, PickleWritable)], storages: [String: [Float]], ordered: [String]) {
         var storages: [String: [Float]] = [:]
         let ordered = torchOrder(network.parameters.map(\.name))
         let byName = Dictionary(uniqueKeysWithValues: network.parameters.map { ($0.name, $0) })
@@ -61,6 +62,25 @@ enum TrainingCheckpoint {
             storages["\(i)"] = p.value
             for alias in UNet.stateDictionaryKeys(name) { weights.append((alias, .float32Tensor(shape: p.shape, storage: "\(i)"))) }
         }
+        return (weights, storages, ordered)
+    }
+
+    /// The weights alone, with what inference reads beside them (configuration, trainer name, mirroring axes): for
+    /// networks trained outside ``Trainer`` (the replay benchmark), to validate them as a fold.
+    static func saveWeights(network: TrainingNetwork, configuration: String, mirrorAxes: [Int], to url: URL) throws {
+        let (weights, storages, _) = networkWeights(network)
+        let root: PickleWritable = .dict([
+            (.string("network_weights"), .orderedDict(weights)),
+            (.string("init_args"), .dict([(.string("configuration"), .string(configuration))])),
+            (.string("trainer_name"), .string("nnUNetTrainer")),
+            (.string("inference_allowed_mirroring_axes"), .tuple(mirrorAxes.map { .int($0) })),
+        ])
+        try CheckpointWriter.write(root, storages: storages, to: url)
+    }
+
+    static func save(network: TrainingNetwork, optimizer: SGDNesterov, state: CheckpointState, context: CheckpointContext, to url: URL) throws {
+        var (weights, storages, ordered) = networkWeights(network)
+        let byName = Dictionary(uniqueKeysWithValues: network.parameters.map { ($0.name, $0) })
         var momentum: [(PickleWritable, PickleWritable)] = []
         for (i, name) in ordered.enumerated() {
             guard let buffer = optimizer.buffers[name] else { continue }
@@ -142,5 +162,14 @@ enum TrainingCheckpoint {
             throw TrainingError.checkpoint(file: url.path, problem: "no current_epoch")
         }
         return CheckpointState(epoch: Int(epoch), log: log, bestEMA: checkpoint.root["_best_ema"]?.doubleValue)
+    }
+}
+
+extension TrainingNetwork {
+    /// Writes the weights as a checkpoint that inference and `train --val` read (`network_weights`, `init_args`'s
+    /// configuration, trainer name, mirroring axes), without optimizer state or progress: for networks trained outside
+    /// ``Trainer`` (`TrainingBenchmark replay`).
+    public func saveWeights(configuration: String, mirrorAxes: [Int], to url: URL) throws {
+        try TrainingCheckpoint.saveWeights(network: self, configuration: configuration, mirrorAxes: mirrorAxes, to: url)
     }
 }

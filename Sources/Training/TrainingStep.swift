@@ -11,6 +11,8 @@ public final class TrainingStep: @unchecked Sendable {
     public let optimizer: SGDNesterov
     public let weights: [Double]
     public var gradientClip: Double = 12
+    /// The gradients' L2 norm before clipping, at the last training step.
+    public private(set) var lastGradientNorm: Double = 0
     /// Seconds per phase, accumulated over steps (forward, loss, backward, optimiser).
     public private(set) var phaseSeconds: [String: Double] = [:]
 
@@ -55,7 +57,7 @@ public final class TrainingStep: @unchecked Sendable {
         let (value, gradients) = timed("loss") { lossAndGradients(outputs, targets) }
         try timed("backward") { try network.backward(gradients) }
         timed("optimiser") {
-            clipGradientNorm(network.parameters, maxNorm: gradientClip)
+            lastGradientNorm = clipGradientNorm(network.parameters, maxNorm: gradientClip)
             optimizer.step(network.parameters, learningRate: Float(learningRate))
         }
         return value

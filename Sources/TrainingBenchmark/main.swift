@@ -18,6 +18,11 @@
 //   TrainingBenchmark norm [batch channels d h w [repeats [block]]]
 //
 // times the instance-norm kernels alone (training forward, backward, inference) on one channel-blocked activation.
+//
+//   TrainingBenchmark replay <folder> [fp32|bf16] [iterations]
+//
+// trains from nnU-Net's initial weights on the batches its loader drew (Ops/bench/nnunet_replay.py records both and
+// nnU-Net's loss per iteration) and prints the two losses side by side (#25).
 import Foundation
 import PlansModel
 import TensorKernels
@@ -28,6 +33,10 @@ import UNet
 let arguments = CommandLine.arguments
 if arguments.count > 1 && arguments[1] == "loader" {
     try loaderBenchmark(Array(arguments.dropFirst(2)))
+    exit(0)
+}
+if arguments.count > 1 && arguments[1] == "replay" {
+    try replayBenchmark(Array(arguments.dropFirst(2)))
     exit(0)
 }
 if arguments.count > 1 && arguments[1] == "norm" {

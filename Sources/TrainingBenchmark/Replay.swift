@@ -1,0 +1,88 @@
+import Foundation
+import PlansModel
+import TensorKernels
+import TorchCheckpoint
+import Training
+import UNet
+
+/// `TrainingBenchmark replay <folder> [fp32|bf16] [iterations]` (#25): trains nnseg from nnU-Net's initial weights on
+/// the batches nnU-Net's own loader drew, both recorded by `Ops/bench/nnunet_replay.py`, and prints nnseg's loss
+/// beside nnU-Net's at every iteration. The first loss compares the forward passes and losses on identical inputs;
+/// the curves after it compare the whole step (backward, clipping, SGD-Nesterov) — they drift apart slowly by
+/// rounding, but a systematic difference in what a step does shows as one curve falling faster than the other.
+/// Also checks nnseg's deep-supervision targets against the ones nnU-Net's transform computed, and writes nnseg's
+/// weights after the last iteration to `<folder>/final-nnseg-<precision>.pth` (validate with `nnseg train --val`).
+func replayBenchmark(_ arguments: [String]) throws {
+    guard let folderPath = arguments.first else {
+        print("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
+        return
+    }
+    let folder = URL(fileURLWithPath: folderPath)
+    let precision = TrainingConvolution.Precision(rawValue: arguments.count > 1 ? arguments[1] : "fp32") ?? .float32
+    guard precision.isAvailable else {
+        print("\(precision.rawValue): not available on this CPU (oneDNN ISA \(DNNLContext.effectiveISA))")
+        return
+    }
+    let record = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("losses.json"))) as? [String: Any] ?? [:]
+    let reference = record["loss"] as? [Double] ?? []
+    let learningRate = record["learning_rate"] as? Double ?? 0.01
+    let iterations = min(arguments.count > 2 ? Int(arguments[2]) ?? reference.count : reference.count, reference.count)
+    let plans = try Plans(contentsOf: folder.appendingPathComponent("plans.json"))
+    let configuration = try plans.configuration("3d_fullres")
+    let batch = configuration.batchSize, patch = configuration.patchSize, volume = patch.reduce(1, *)
+    let classes = ProcessInfo.processInfo.environment["CLASSES"].flatMap { Int($0) } ?? 3
+
+    let checkpoint = try TorchCheckpoint(contentsOf: folder.appendingPathComponent("init.pth"))
+    var weights: [String: Tensor] = [:]
+    for (name, entry) in try checkpoint.stateDict(at: "network_weights") where weights[name] == nil {
+        let t = try checkpoint.tensor(entry)
+        weights[name] = Tensor(shape: t.shape, data: t.floats())
+    }
+    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: classes).map(\.name))
+    let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
+                                      patch: patch, initialization: .weights(weights.filter { names.contains($0.key) }), precision: precision)
+    let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
+    print("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
+          + "batch \(batch), patch \(patch), \(names.count) tensors from init.pth")
+
+    func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
+        let data = try Data(contentsOf: url)
+        guard data.count == count * MemoryLayout<T>.stride else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: url.path])
+        }
+        return data.withUnsafeBytes { Array($0.bindMemory(to: T.self)) }
+    }
+    var ours: [Double] = []
+    var targetMismatches = 0, targetVoxels = 0
+    for i in 0..<iterations {
+        let stem = String(format: "%05d", i)
+        let input = try read(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
+        let labels = try read(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
+        for (k, shape) in network.headShapes.enumerated().dropFirst() {
+            let url = folder.appendingPathComponent("ds/\(stem).target\(k)")
+            guard FileManager.default.fileExists(atPath: url.path) else { continue }
+            let size = Array(shape.dropFirst(2))
+            let theirs = try read(url, count: batch * size.reduce(1, *), as: Int16.self)
+            let mine = downsampleLabels(labels, samples: batch, from: patch, to: size)
+            targetMismatches += zip(mine, theirs).filter { $0 != $1 }.count
+            targetVoxels += mine.count
+        }
+        let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: learningRate)
+        ours.append(loss)
+        print(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
+    }
+    let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue).pth")
+    try network.saveWeights(configuration: "3d_fullres", mirrorAxes: Array(0..<patch.count), to: final)
+    print("weights after iteration \(iterations): \(final.path)")
+    print("deep-supervision targets: \(targetMismatches) of \(targetVoxels) voxels differ from nnU-Net's")
+    var start = 0
+    for end in [1, 10, 50, 100, 150, 200, 250, Int.max] where start < iterations {
+        let stop = min(end, iterations)
+        let a = ours[start..<stop], b = reference[start..<stop]
+        let meanA = a.reduce(0, +) / Double(a.count), meanB = b.reduce(0, +) / Double(b.count)
+        let meanAbs = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Double(a.count)
+        print(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
+                     start + 1, stop, meanA, meanB, meanA - meanB, meanAbs))
+        start = stop
+    }
+}
