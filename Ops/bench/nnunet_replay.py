@@ -6,14 +6,21 @@ learning rate of epoch 0). `TrainingBenchmark replay <out>` then trains nnseg fr
 batches and prints both losses side by side: equal curves mean the two trainers do the same thing with the same
 data, so any difference in what they learn comes from the batches they draw.
 
-Usage: nnunet_replay.py <nnU-Net work folder of training_seed_spread.sh (WORK/nnunet)> <dataset name> <seed> <iterations> <out> [--validate]
+Usage: nnunet_replay.py <nnU-Net work folder of training_seed_spread.sh (WORK/nnunet)> <dataset name> <seed> <iterations> <out>
+       [--validate | --batches-only]
 
 Writes to <out>: init.pth ({'network_weights': state_dict}, as nnU-Net's checkpoints hold them), plans.json,
 batches/NNNNN.data (float32, batch × 1 × patch, C order) and batches/NNNNN.target (int16, batch × patch: the
 full-resolution target; nnseg downsamples it for the deeper heads as nnU-Net's transform does), ds/NNNNN.target<k>
 (the deeper heads' targets nnU-Net computed, for checking that downsampling), losses.json (nnU-Net's loss per
-iteration) and final.pth (its weights after the last iteration). --validate: then nnU-Net's own validation of fold 0
-with those weights (sliding window, 52 cases), Dice per class into validation.json. Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
+iteration) and final.pth (its weights after the last iteration, readable by nnseg train --val).
+--validate: then nnU-Net's own validation of fold 0 with those weights (sliding window, 52 cases), Dice per class
+into validation.json.
+--batches-only: the initial weights and the batches without nnU-Net's training steps (minutes instead of an hour:
+the loader draws the same batches either way, as the training step draws no random numbers), for replaying more
+seeds with nnseg's step alone.
+
+Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
 """
 import json
 import os
@@ -23,8 +30,8 @@ import time
 
 
 def main():
-    validate = "--validate" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--validate"]
+    validate, batches_only = "--validate" in sys.argv, "--batches-only" in sys.argv
+    args = [a for a in sys.argv[1:] if a not in ("--validate", "--batches-only")]
     work, name, seed, iterations, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
     os.environ.update(nnUNet_raw=os.path.join(work, "raw"), nnUNet_preprocessed=os.path.join(work, "preprocessed"),
                       nnUNet_results=os.path.join(work, "results_replay"), nnUNet_n_proc_DA="0",
@@ -62,14 +69,20 @@ def main():
         batch["target"][0][:, 0].numpy().astype(np.int16).tofile(os.path.join(out, "batches", f"{i:05d}.target"))
         for k, t in enumerate(batch["target"][1:], start=1):
             t[:, 0].numpy().astype(np.int16).tofile(os.path.join(out, "ds", f"{i:05d}.target{k}"))
-        start = time.perf_counter()
-        losses.append(float(trainer.train_step(batch)["loss"]))
-        seconds.append(time.perf_counter() - start)
-        print(f"iteration {i + 1}/{iterations}: loss {losses[-1]:.4f} ({seconds[-1]:.1f} s)", flush=True)
+        if not batches_only:
+            start = time.perf_counter()
+            losses.append(float(trainer.train_step(batch)["loss"]))
+            seconds.append(time.perf_counter() - start)
+            print(f"iteration {i + 1}/{iterations}: loss {losses[-1]:.4f} ({seconds[-1]:.1f} s)", flush=True)
         with open(os.path.join(out, "losses.json"), "w") as f:
             json.dump({"seed": seed, "learning_rate": trainer.optimizer.param_groups[0]["lr"], "loss": losses,
-                       "seconds": seconds}, f)
-    torch.save({"network_weights": trainer.network.state_dict()}, os.path.join(out, "final.pth"))
+                       "seconds": seconds, "batches": i + 1}, f)
+    if batches_only:
+        print(f"{iterations} batches and the initial weights in {out}", flush=True)
+        return
+    # With what inference reads beside the weights, so that nnseg train --val validates it as a fold too.
+    torch.save({"network_weights": trainer.network.state_dict(), "init_args": {"configuration": "3d_fullres"},
+                "trainer_name": "nnUNetTrainer", "inference_allowed_mirroring_axes": (0, 1, 2)}, os.path.join(out, "final.pth"))
     if validate:
         trainer.perform_actual_validation(False)
         with open(os.path.join(trainer.output_folder, "validation", "summary.json")) as f:

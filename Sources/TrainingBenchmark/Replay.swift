@@ -26,7 +26,9 @@ func replayBenchmark(_ arguments: [String]) throws {
     let record = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("losses.json"))) as? [String: Any] ?? [:]
     let reference = record["loss"] as? [Double] ?? []
     let learningRate = record["learning_rate"] as? Double ?? 0.01
-    let iterations = min(arguments.count > 2 ? Int(arguments[2]) ?? reference.count : reference.count, reference.count)
+    // Folders written with --batches-only hold batches without nnU-Net's losses: nnseg's curve alone.
+    let available = record["batches"] as? Int ?? reference.count
+    let iterations = min(arguments.count > 2 ? Int(arguments[2]) ?? available : available, available)
     let plans = try Plans(contentsOf: folder.appendingPathComponent("plans.json"))
     let configuration = try plans.configuration("3d_fullres")
     let batch = configuration.batchSize, patch = configuration.patchSize, volume = patch.reduce(1, *)
@@ -69,7 +71,11 @@ func replayBenchmark(_ arguments: [String]) throws {
         }
         let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: learningRate)
         ours.append(loss)
-        print(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
+        if i < reference.count {
+            print(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
+        } else {
+            print(String(format: "iteration %d: nnseg %.6f", i + 1, loss))
+        }
     }
     let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue).pth")
     try network.saveWeights(configuration: "3d_fullres", mirrorAxes: Array(0..<patch.count), to: final)
@@ -78,11 +84,17 @@ func replayBenchmark(_ arguments: [String]) throws {
     var start = 0
     for end in [1, 10, 50, 100, 150, 200, 250, Int.max] where start < iterations {
         let stop = min(end, iterations)
-        let a = ours[start..<stop], b = reference[start..<stop]
-        let meanA = a.reduce(0, +) / Double(a.count), meanB = b.reduce(0, +) / Double(b.count)
-        let meanAbs = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Double(a.count)
-        print(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
-                     start + 1, stop, meanA, meanB, meanA - meanB, meanAbs))
+        let a = ours[start..<stop]
+        let meanA = a.reduce(0, +) / Double(a.count)
+        if stop <= reference.count {
+            let b = reference[start..<stop]
+            let meanB = b.reduce(0, +) / Double(b.count)
+            let meanAbs = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Double(a.count)
+            print(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
+                         start + 1, stop, meanA, meanB, meanA - meanB, meanAbs))
+        } else {
+            print(String(format: "iterations %d–%d: mean loss nnseg %.4f", start + 1, stop, meanA))
+        }
         start = stop
     }
 }
