@@ -7,31 +7,16 @@ Usage: nnunet_batch_stats.py <nnU-Net work folder of training_seed_spread.sh (WO
 
 Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
 """
-import json
 import os
-import random
 import sys
 
 
 def main():
     work, name, seed, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    os.environ.update(nnUNet_raw=os.path.join(work, "raw"), nnUNet_preprocessed=os.path.join(work, "preprocessed"),
-                      nnUNet_results=os.path.join(work, "results_batch_stats"), nnUNet_n_proc_DA="0",
-                      OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    import numpy as np  # after the environment: nnunetv2.paths reads it at import
-    import torch
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    with open(os.path.join(work, "preprocessed", name, "nnUNetPlans.json")) as f:
-        plans = json.load(f)
-    plans["continue_training"] = False
-    with open(os.path.join(work, "preprocessed", name, "dataset.json")) as f:
-        dataset_json = json.load(f)
-    trainer = nnUNetTrainer(plans, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
-    trainer.initialize()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from nnunet_seeded import seeded_trainer
+    trainer, _ = seeded_trainer(work, name, seed, "results_batch_stats")
+    import numpy as np  # after seeded_trainer: nnunetv2 reads the environment it sets at import
     loader, _ = trainer.get_dataloaders()  # nnUNet_n_proc_DA=0: single-threaded, seeded by the calls above
     counts, samples, empty, total, squares, values = {}, 0, 0, 0.0, 0.0, 0
     for _ in range(batches):

@@ -24,7 +24,6 @@ Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); n
 """
 import json
 import os
-import random
 import sys
 import time
 
@@ -33,25 +32,11 @@ def main():
     validate, batches_only = "--validate" in sys.argv, "--batches-only" in sys.argv
     args = [a for a in sys.argv[1:] if a not in ("--validate", "--batches-only")]
     work, name, seed, iterations, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
-    os.environ.update(nnUNet_raw=os.path.join(work, "raw"), nnUNet_preprocessed=os.path.join(work, "preprocessed"),
-                      nnUNet_results=os.path.join(work, "results_replay"), nnUNet_n_proc_DA="0",
-                      OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    import numpy as np  # after the environment: nnunetv2.paths reads it at import
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from nnunet_seeded import seeded_trainer
+    trainer, plans = seeded_trainer(work, name, seed, "results_replay")
+    import numpy as np  # after seeded_trainer: nnunetv2 reads the environment it sets at import
     import torch
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    plans_file = os.path.join(work, "preprocessed", name, "nnUNetPlans.json")
-    with open(plans_file) as f:
-        plans = json.load(f)
-    plans["continue_training"] = False
-    with open(os.path.join(work, "preprocessed", name, "dataset.json")) as f:
-        dataset_json = json.load(f)
-    trainer = nnUNetTrainer(plans, "3d_fullres", 0, dataset_json, device=torch.device("cpu"))
-    trainer.initialize()
     os.makedirs(os.path.join(out, "batches"), exist_ok=True)
     os.makedirs(os.path.join(out, "ds"), exist_ok=True)
     with open(os.path.join(out, "plans.json"), "w") as f:
