@@ -14,13 +14,13 @@ import UNet
 /// weights after the last iteration to `<folder>/final-nnseg-<precision>.pth` (validate with `nnseg train --val`).
 func replayBenchmark(_ arguments: [String]) throws {
     guard let folderPath = arguments.first else {
-        print("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
+        say("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
         return
     }
     let folder = URL(fileURLWithPath: folderPath)
     let precision = TrainingConvolution.Precision(rawValue: arguments.count > 1 ? arguments[1] : "fp32") ?? .float32
     guard precision.isAvailable else {
-        print("\(precision.rawValue): not available on this CPU (oneDNN ISA \(DNNLContext.effectiveISA))")
+        say("\(precision.rawValue): not available on this CPU (oneDNN ISA \(DNNLContext.effectiveISA))")
         return
     }
     let record = try JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("losses.json"))) as? [String: Any] ?? [:]
@@ -44,7 +44,7 @@ func replayBenchmark(_ arguments: [String]) throws {
     let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
                                       patch: patch, initialization: .weights(weights.filter { names.contains($0.key) }), precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
-    print("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
+    say("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
           + "batch \(batch), patch \(patch), \(names.count) tensors from init.pth")
 
     func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
@@ -72,15 +72,15 @@ func replayBenchmark(_ arguments: [String]) throws {
         let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: learningRate)
         ours.append(loss)
         if i < reference.count {
-            print(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
+            say(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
         } else {
-            print(String(format: "iteration %d: nnseg %.6f", i + 1, loss))
+            say(String(format: "iteration %d: nnseg %.6f", i + 1, loss))
         }
     }
     let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue).pth")
     try network.saveWeights(configuration: "3d_fullres", mirrorAxes: Array(0..<patch.count), to: final)
-    print("weights after iteration \(iterations): \(final.path)")
-    print("deep-supervision targets: \(targetMismatches) of \(targetVoxels) voxels differ from nnU-Net's")
+    say("weights after iteration \(iterations): \(final.path)")
+    say("deep-supervision targets: \(targetMismatches) of \(targetVoxels) voxels differ from nnU-Net's")
     var start = 0
     for end in [1, 10, 50, 100, 150, 200, 250, Int.max] where start < iterations {
         let stop = min(end, iterations)
@@ -90,11 +90,16 @@ func replayBenchmark(_ arguments: [String]) throws {
             let b = reference[start..<stop]
             let meanB = b.reduce(0, +) / Double(b.count)
             let meanAbs = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Double(a.count)
-            print(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
+            say(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
                          start + 1, stop, meanA, meanB, meanA - meanB, meanAbs))
         } else {
-            print(String(format: "iterations %d–%d: mean loss nnseg %.4f", start + 1, stop, meanA))
+            say(String(format: "iterations %d–%d: mean loss nnseg %.4f", start + 1, stop, meanA))
         }
         start = stop
     }
+}
+
+/// One line to standard output, unbuffered: a replay into a log file shows its progress per iteration.
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
