@@ -20,10 +20,10 @@ final class OwnThreadExecutor: TaskExecutor, @unchecked Sendable {
 /// The pool is as wide as the CPU count (two threads on CI), and a synchronous test blocks one of its threads for as
 /// long as it runs: two long tests (a training run, a cascade) hold the whole pool for minutes. Swift Testing starts a
 /// test's time limit before its body has a thread, so a 13 s test with a 3 min limit failed at the limit, never
-/// having run (CI, stop 37: three tests "exceeded" their limits at the same instant the pool freed). Under this trait
-/// a limit measures the test itself. Meant for the few suites that wait on processes, sockets and timers (the
-/// services, the watch folder, the cluster): their tests mostly sleep, so running them beside the pool costs little
-/// CPU. Tasks they create inherit the preference.
+/// having run (CI, stop 37: two tests "exceeded" their limits at the instant a training test freed the pool; three
+/// locally). Under this trait a limit measures the test itself. Meant for the few suites that wait on processes,
+/// sockets and timers (the services, the watch folder, the cluster) and the training check: the former mostly sleep,
+/// so running them beside the pool costs little CPU. Tasks they create inherit the preference.
 public struct OwnThreadsTrait: SuiteTrait, TestScoping {
     public var isRecursive: Bool { false }
 
