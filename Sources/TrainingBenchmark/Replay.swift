@@ -34,18 +34,12 @@ func replayBenchmark(_ arguments: [String]) throws {
     let batch = configuration.batchSize, patch = configuration.patchSize, volume = patch.reduce(1, *)
     let classes = ProcessInfo.processInfo.environment["CLASSES"].flatMap { Int($0) } ?? 3
 
-    let checkpoint = try TorchCheckpoint(contentsOf: folder.appendingPathComponent("init.pth"))
-    var weights: [String: Tensor] = [:]
-    for (name, entry) in try checkpoint.stateDict(at: "network_weights") where weights[name] == nil {
-        let t = try checkpoint.tensor(entry)
-        weights[name] = Tensor(shape: t.shape, data: t.floats())
-    }
-    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: classes).map(\.name))
+    let weights = try checkpointWeights(folder.appendingPathComponent("init.pth"), architecture: configuration.architecture, classes: classes)
     let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
-                                      patch: patch, initialization: .weights(weights.filter { names.contains($0.key) }), precision: precision)
+                                      patch: patch, initialization: .weights(weights), precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
     say("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
-          + "batch \(batch), patch \(patch), \(names.count) tensors from init.pth")
+          + "batch \(batch), patch \(patch), \(weights.count) tensors from init.pth")
 
     func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
         let data = try Data(contentsOf: url)
@@ -60,12 +54,10 @@ func replayBenchmark(_ arguments: [String]) throws {
         let stem = String(format: "%05d", i)
         let input = try read(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
         let labels = try read(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
-        for (k, shape) in network.headShapes.enumerated().dropFirst() {
+        for (k, mine) in step.targets(labels).enumerated().dropFirst() {
             let url = folder.appendingPathComponent("ds/\(stem).target\(k)")
             guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            let size = Array(shape.dropFirst(2))
-            let theirs = try read(url, count: batch * size.reduce(1, *), as: Int16.self)
-            let mine = downsampleLabels(labels, samples: batch, from: patch, to: size)
+            let theirs = try read(url, count: mine.count, as: Int16.self)
             targetMismatches += zip(mine, theirs).filter { $0 != $1 }.count
             targetVoxels += mine.count
         }
@@ -102,4 +94,17 @@ func replayBenchmark(_ arguments: [String]) throws {
 /// One line to standard output, unbuffered: a replay into a log file shows its progress per iteration.
 private func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// A checkpoint's `network_weights` as the training network takes them: the first of each aliased name, and only the
+/// tensors the architecture has (nnU-Net's `all_modules.*` / `decoder.encoder.*` aliases dropped).
+func checkpointWeights(_ url: URL, architecture: NetworkArchitecture, classes: Int) throws -> [String: Tensor] {
+    let checkpoint = try TorchCheckpoint(contentsOf: url)
+    let names = Set(UNet.expectedTensors(architecture, inputChannels: 1, numClasses: classes).map(\.name))
+    var weights: [String: Tensor] = [:]
+    for (name, entry) in try checkpoint.stateDict(at: "network_weights") where names.contains(name) && weights[name] == nil {
+        let t = try checkpoint.tensor(entry)
+        weights[name] = Tensor(shape: t.shape, data: t.floats())
+    }
+    return weights
 }

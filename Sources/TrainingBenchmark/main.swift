@@ -68,14 +68,7 @@ let classes = environment["CLASSES"].flatMap { Int($0) } ?? 3
 // WEIGHTS=<checkpoint.pth> starts from trained weights (e.g. to see whether timing drifts as training proceeds).
 var initialization = TrainingNetwork.Initialization.kaiming(seed: 1)
 if let path = ProcessInfo.processInfo.environment["WEIGHTS"] {
-    let checkpoint = try TorchCheckpoint(contentsOf: URL(fileURLWithPath: path))
-    var weights: [String: Tensor] = [:]
-    for (name, reference) in try checkpoint.stateDict(at: "network_weights") where weights[name] == nil {
-        let t = try checkpoint.tensor(reference)
-        weights[name] = Tensor(shape: t.shape, data: t.floats())
-    }
-    let names = Set(UNet.expectedTensors(configuration.architecture, inputChannels: 1, numClasses: classes).map(\.name))
-    initialization = .weights(weights.filter { names.contains($0.key) })
+    initialization = .weights(try checkpointWeights(URL(fileURLWithPath: path), architecture: configuration.architecture, classes: classes))
     print("weights from \(path)")
 }
 let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch, patch: patch,
