@@ -45,6 +45,23 @@ CASES = {
 REGIONS = [(1, 2), (2,)]
 
 
+def plain_unet(dim, features, heads):
+    """nnU-Net's PlainConvUNet for these cases: 3-wide kernels, stride 2 after the first stage, two convs per stage."""
+    n = len(features)
+    conv = nn.Conv3d if dim == 3 else nn.Conv2d
+    norm = nn.InstanceNorm3d if dim == 3 else nn.InstanceNorm2d
+    return PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, heads, [2] * (n - 1),
+                         conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
+                         nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+
+
+def deep_supervision_weights(levels):
+    """nnU-Net's weights of the deep-supervision outputs: 1/2^i, the lowest resolution 0, normalised."""
+    w = np.array([1 / (2 ** i) for i in range(levels)])
+    w[-1] = 0
+    return w / w.sum()
+
+
 def main(out_dir, only=None):
     torch.set_num_threads(2)
     for name, (dim, features, patch, batch, batch_dice, ignore, classes) in CASES.items():
@@ -62,9 +79,7 @@ def main(out_dir, only=None):
                                       conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
                                       nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
         else:
-            net = PlainConvUNet(1, n, features, conv, 3, [1] + [2] * (n - 1), [2] * n, heads, [2] * (n - 1),
-                                conv_bias=True, norm_op=norm, norm_op_kwargs={"eps": 1e-5, "affine": True},
-                                nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+            net = plain_unet(dim, features, heads)
         net.apply(InitWeights_He(1e-2))
         with torch.no_grad():
             for k, p in net.named_parameters():
@@ -97,9 +112,7 @@ def main(out_dir, only=None):
         else:
             loss = DC_and_CE_loss({"batch_dice": batch_dice, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
                                   weight_dice=1, ignore_label=ignore, dice_class=MemoryEfficientSoftDiceLoss)
-        w = np.array([1 / (2 ** i) for i in range(len(scales))])
-        w[-1] = 0
-        w = w / w.sum()
+        w = deep_supervision_weights(len(scales))
         value = DeepSupervisionWrapper(loss, w)(outputs, targets)
         value.backward()
         out = {"x": x, "target": labels[:, 0], "loss": np.array([value.item()])}
@@ -120,9 +133,7 @@ def sgd_steps(out_dir, steps=5, clip=0.5):
     torch.manual_seed(4321)
     rng = np.random.default_rng(4321)
     n = len(features)
-    net = PlainConvUNet(1, n, features, nn.Conv3d, 3, [1] + [2] * (n - 1), [2] * n, classes, [2] * (n - 1),
-                        conv_bias=True, norm_op=nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
-                        nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
+    net = plain_unet(dim, features, classes)
     net.apply(InitWeights_He(1e-2))
     keep = lambda k: "all_modules" not in k and not k.startswith("decoder.encoder.")
     out = {"w:" + k: v.detach().numpy().copy() for k, v in net.state_dict().items() if keep(k)}
@@ -130,12 +141,10 @@ def sgd_steps(out_dir, steps=5, clip=0.5):
     optimizer = torch.optim.SGD(net.parameters(), 0.01, weight_decay=3e-5, momentum=0.99, nesterov=True)
     loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1, weight_dice=1,
                           ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
-    w = np.array([1 / (2 ** i) for i in range(n - 1)])
-    w[-1] = 0
-    loss = DeepSupervisionWrapper(loss, w / w.sum())
+    loss = DeepSupervisionWrapper(loss, deep_supervision_weights(n - 1))
     for k in range(steps):
         x = rng.uniform(-1, 1, [batch, 1] + patch).astype(np.float32)
-        # Labels in blobs, not noise, so that the steps learn something: class by the sign of two smooth fields.
+        # Labels in blobs, not noise, so that the steps learn something: a sphere (2) in a shell (1) at a random centre.
         grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, p) for p in patch], indexing="ij"))
         labels = np.zeros([batch, 1] + patch, dtype=np.int16)
         for b in range(batch):
