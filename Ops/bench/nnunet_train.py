@@ -15,7 +15,6 @@ augmentation workers, so two runs with one seed differ there, as they do in nnU-
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 
@@ -25,22 +24,14 @@ def main():
     args = [a for a in sys.argv[1:] if a != "--timing"]
     raw, work, fold, seed, iterations = args[0], args[1], args[2], int(args[3]), int(args[4])
     val_iterations = int(args[5]) if len(args) > 5 else 50
-    name = os.path.basename(os.path.normpath(raw))
-    dataset_id = int(name[len("Dataset"):len("Dataset") + 3])
     results = os.path.join(work, f"results_seed{seed}")
-    os.environ.update(nnUNet_raw=os.path.join(work, "raw"), nnUNet_preprocessed=os.path.join(work, "preprocessed"),
-                      nnUNet_results=results, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+    os.environ.update(nnUNet_results=results, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
                       nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "2"),
                       nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "2"))
-    os.makedirs(os.environ["nnUNet_raw"], exist_ok=True)
-    link = os.path.join(os.environ["nnUNet_raw"], name)
-    if not os.path.exists(link):
-        os.symlink(os.path.abspath(raw), link)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from nnunet_seeded import prepare
+    name = prepare(raw, work)
     plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, "nnUNetPlans.json")
-    if not os.path.exists(os.path.join(os.environ["nnUNet_preprocessed"], name, "nnUNetPlans_3d_fullres")):
-        bindir = os.path.dirname(sys.executable)
-        subprocess.run([os.path.join(bindir, "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", "3d_fullres", "-np", "2"],
-                       check=True, stdout=subprocess.DEVNULL)
 
     import numpy as np  # after the environment: nnunetv2.paths reads it at import
     import torch

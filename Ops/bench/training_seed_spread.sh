@@ -74,37 +74,4 @@ EOF
   fi
 done
 
-python3 - "$RUNS" "$DATASET/dataset.json" "$ITERATIONS" <<'EOF'
-import json, statistics, sys
-runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-iterations = int(sys.argv[3])
-runs = [r for r in runs if r["iterations"] == iterations]
-labels = {str(v): k for k, v in json.load(open(sys.argv[2]))["labels"].items() if v != 0}
-groups = {}
-for r in runs:
-    groups.setdefault((r["side"], r["precision"]), []).append(r)
-def stats(values):
-    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-print(f"\nvalidation Dice after 1 epoch × {iterations} iterations (mean ± sd over seeds)")
-header = "| side | precision | seeds | " + " | ".join(labels[k] for k in sorted(labels)) + " |"
-print(header); print("|" + "---|" * (header.count("|") - 1))
-means = {}
-for (side, precision), rs in sorted(groups.items()):
-    cells = []
-    for k in sorted(labels):
-        values = [r["dice"][k] for r in rs]
-        m, sd = stats(values)
-        means[(side, precision, k)] = m
-        cells.append(f"{m:.3f} ± {sd:.3f} ({', '.join(f'{v:.3f}' for v in values)})")
-    print(f"| {side} | {precision} | {', '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
-verdict = 0
-for (side, precision), rs in sorted(groups.items()):
-    if side != "nnseg" or ("nnU-Net", "fp32", sorted(labels)[0]) not in means:
-        continue
-    for k in sorted(labels):
-        gap = means[(side, precision, k)] - means[("nnU-Net", "fp32", k)]
-        ok = gap >= -0.02
-        verdict |= 0 if ok else 1
-        print(f"nnseg {precision} {labels[k]}: {gap:+.3f} against nnU-Net's mean — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance")
-sys.exit(verdict)
-EOF
+python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS"

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Mean ± sd of the validation Dice per class over seeds, for the runs of training_seed_spread.sh and
+training_replay_spread.sh (one JSON line per run in WORK/runs.jsonl), and the acceptance of #25: nnseg's mean
+≥ nnU-Net's mean − 0.02 for every class, in each precision nnseg ran.
+
+Usage: seed_spread_summary.py <runs.jsonl> <dataset.json> <iterations>
+
+Sides: "nnseg" (nnseg's trainer: its initial weights, its loader, its step), "nnU-Net" (nnU-Net's trainer live) and
+"nnU-Net data, nnseg step" (nnU-Net's initial weights and batches, recorded by nnunet_replay.py, trained with nnseg's
+step — equal to nnU-Net's step to rounding, so these are draws of nnU-Net's pipeline at nnseg's speed). nnseg is
+compared with nnU-Net's live runs and, where there are replayed draws, with all draws of nnU-Net's pipeline pooled.
+A one-epoch run either learns a class or largely misses it, so the per-seed spread is wide; the script also prints a
+permutation p-value for the difference of the means (all ways of splitting the pooled runs into groups of the same
+sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves.
+Exit status 1 when a mean is outside the acceptance. Standard library only (runs where the bench scripts run).
+"""
+import itertools
+import json
+import random
+import statistics
+import sys
+
+LIVE, REPLAY, NNSEG = "nnU-Net", "nnU-Net data, nnseg step", "nnseg"
+
+
+def mean_sd(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def permutation_p(a, b, draws=20000, seed=25):
+    """Two-sided p of |mean(a) − mean(b)| under random relabelling of the pooled values."""
+    pooled, n = a + b, len(a)
+    observed = abs(statistics.mean(a) - statistics.mean(b))
+    total = sum(pooled)
+
+    def gap(chosen_sum):
+        return abs(chosen_sum / n - (total - chosen_sum) / len(b))
+
+    combinations = 1
+    for k in range(n):
+        combinations = combinations * (len(pooled) - k) // (k + 1)
+    if combinations <= draws:
+        sums = (sum(c) for c in itertools.combinations(pooled, n))
+        count = sum(1 for s in sums if gap(s) >= observed - 1e-12)
+        return count / combinations
+    rng = random.Random(seed)
+    count = sum(1 for _ in range(draws) if gap(sum(rng.sample(pooled, n))) >= observed - 1e-12)
+    return (count + 1) / (draws + 1)
+
+
+def main():
+    runs_file, dataset_file, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    runs = [json.loads(line) for line in open(runs_file) if line.strip()]
+    runs = [r for r in runs if r["iterations"] == iterations and r.get("dice")]
+    labels = {str(v): k for k, v in json.load(open(dataset_file))["labels"].items() if v != 0}
+    classes = sorted(labels, key=int)
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["side"], r["precision"]), []).append(r)
+
+    print(f"\nvalidation Dice after 1 epoch × {iterations} iterations (mean ± sd over seeds)")
+    header = "| side | precision | seeds | " + " | ".join(labels[k] for k in classes) + " | mean foreground |"
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    for (side, precision), rs in sorted(groups.items()):
+        cells = []
+        for k in classes:
+            values = [r["dice"][k] for r in rs]
+            m, sd = mean_sd(values)
+            cells.append(f"{m:.3f} ± {sd:.3f} ({', '.join(f'{v:.3f}' for v in values)})")
+        foreground = statistics.mean(statistics.mean(r["dice"][k] for k in classes) for r in rs)
+        print(f"| {side} | {precision} | {', '.join(str(r['seed']) for r in rs)} | " + " | ".join(cells)
+              + f" | {foreground:.3f} |")
+
+    references = []
+    live = groups.get((LIVE, "fp32"), [])
+    if live:
+        references.append(("nnU-Net's trainer (live)", live))
+    replayed = [r for (side, _), rs in groups.items() if side == REPLAY for r in rs]
+    if replayed:
+        references.append(("all draws of nnU-Net's pipeline (live + replayed)", live + replayed))
+    verdict = 0
+    for (side, precision), rs in sorted(groups.items()):
+        if side != NNSEG:
+            continue
+        for name, reference in references:
+            for k in classes:
+                ours, theirs = [r["dice"][k] for r in rs], [r["dice"][k] for r in reference]
+                gap = statistics.mean(ours) - statistics.mean(theirs)
+                ok = gap >= -0.02
+                if name == references[-1][0]:
+                    verdict |= 0 if ok else 1
+                print(f"nnseg {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
+                      f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f}")
+    sys.exit(verdict)
+
+
+if __name__ == "__main__":
+    main()

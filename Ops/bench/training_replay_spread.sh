@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Draws of nnU-Net's training pipeline at nnseg's speed (#25): for each seed, nnU-Net's initial weights and the
+# batches its loader draws (nnunet_replay.py --batches-only, one process, seeded), one epoch of nnseg's training step
+# on them (TrainingBenchmark replay — the step equals nnU-Net's to rounding, see Ops/bench/README) and nnseg's
+# validation of fold 0 with the resulting weights. Each run is a line in WORK/runs.jsonl with the side
+# "nnU-Net data, nnseg step", next to training_seed_spread.sh's runs, and the summary compares nnseg's own seeds with
+# nnU-Net's live runs and with all draws of nnU-Net's pipeline pooled.
+#
+# Usage: REF_PYTHON=/tmp/ref/bin/python [SEEDS="4 5 6"] [ITERATIONS=250] [PRECISION=bf16] [WORK=/tmp/spread] \
+#        [KEEP_BATCHES=1] bash Ops/bench/training_replay_spread.sh
+# Fold 0 (what nnunet_replay.py records). PRECISION is nnseg's step: bf16 and fp32 end each draw at the same Dice
+# (within 0.003 on the seeds compared), bf16 is about twice as fast. A draw's batches take 1.3 GB; they are deleted
+# after its replay unless KEEP_BATCHES=1. Per draw on 2 Zen 4 cores: 3 min recording, 13 min (bf16) replay, 2 min
+# validation. Runs already in WORK/runs.jsonl are not repeated.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source Ops/env.sh
+DATASET=${DATASET:-../shared/data/Dataset004_Hippocampus}
+SEEDS=${SEEDS:-4 5 6}
+ITERATIONS=${ITERATIONS:-250}
+PRECISION=${PRECISION:-bf16}
+WORK=${WORK:-$(mktemp -d /tmp/nnseg-replay-spread.XXXXXX)}
+[[ -n "${REF_PYTHON:-}" ]] || { echo "set REF_PYTHON to a Python with torch and nnunetv2 2.8.1 (nnU-Net's loader draws the batches)" >&2; exit 2; }
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+mkdir -p "$WORK"
+RUNS="$WORK/runs.jsonl"
+touch "$RUNS"
+SIDE="nnU-Net data, nnseg step"
+
+swift build -c release --product nnseg >/dev/null
+swift build -c release --product TrainingBenchmark >/dev/null
+BIN="$(swift build -c release --show-bin-path)"
+name=$("$REF_PYTHON" Ops/bench/nnunet_seeded.py prepare "$DATASET" "$WORK/nnunet")
+if [[ ! -d "$WORK/nnseg-pre/$name/nnUNetPlans_3d_fullres" ]]; then
+  "$BIN/nnseg" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
+  "$BIN/nnseg" preprocess -d "$DATASET" --output "$WORK/nnseg-pre" -c 3d_fullres > "$WORK/nnseg-preprocess.log" 2>&1
+fi
+echo "work folder: $WORK; seeds: $SEEDS; $ITERATIONS iterations; nnseg step $PRECISION; fold 0"
+
+for seed in $SEEDS; do
+  grep -q "\"side\": \"$SIDE\", \"precision\": \"$PRECISION\", \"seed\": $seed, \"iterations\": $ITERATIONS," "$RUNS" && continue
+  draw="$WORK/replay/seed$seed"
+  weights="$draw/final-nnseg-$PRECISION.pth"
+  if [[ ! -f "$weights" ]]; then
+    if [[ ! -f "$draw/batches/$(printf %05d "$ITERATIONS").target" ]]; then
+      echo "seed $seed: nnU-Net's initial weights and $ITERATIONS batches ($(date +%H:%M:%S))"
+      rm -rf "$draw"
+      "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw" --batches-only \
+        > "$WORK/replay-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/replay-seed$seed.log" >&2; exit 1; }
+    fi
+    echo "seed $seed: nnseg's $PRECISION step on them ($(date +%H:%M:%S))"
+    "$BIN/TrainingBenchmark" replay "$draw" "$PRECISION" "$ITERATIONS" > "$WORK/replay-seed$seed-$PRECISION.log" 2>&1 \
+      || { echo "replay of seed $seed failed; see $WORK/replay-seed$seed-$PRECISION.log" >&2; exit 1; }
+  fi
+  [[ "${KEEP_BATCHES:-0}" == 1 ]] || rm -rf "$draw/batches" "$draw/ds"
+
+  echo "seed $seed: validation of fold 0 ($(date +%H:%M:%S))"
+  results="$WORK/replay-$PRECISION-seed$seed"
+  model="$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres"
+  rm -rf "$results"
+  mkdir -p "$model/fold_0"
+  cp "$WORK/nnseg-pre/$name/nnUNetPlans.json" "$model/plans.json"
+  cp "$WORK/nnseg-pre/$name/dataset.json" "$WORK/nnseg-pre/$name/dataset_fingerprint.json" "$model/"
+  cp "$weights" "$model/fold_0/checkpoint_final.pth"
+  "$BIN/nnseg" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -f 0 --val \
+    > "$WORK/replay-seed$seed-$PRECISION-validation.log" 2>&1 \
+    || { echo "validation of seed $seed failed; see $WORK/replay-seed$seed-$PRECISION-validation.log" >&2; exit 1; }
+  python3 - "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" >> "$RUNS" <<'EOF'
+import json, sys
+summary = json.load(open(sys.argv[1]))
+print(json.dumps({"side": sys.argv[2], "precision": sys.argv[3], "seed": int(sys.argv[4]), "iterations": int(sys.argv[5]),
+                  "dice": {k: v["Dice"] for k, v in summary["mean"].items()}}))
+EOF
+  tail -1 "$RUNS"
+done
+
+python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS"
