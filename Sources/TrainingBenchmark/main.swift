@@ -141,6 +141,7 @@ func loaderBenchmark(_ a: [String]) throws {
     // What the network is shown (to compare with nnU-Net's loader, #25): voxel share of each label, and the share of
     // samples without any foreground, over all batches.
     var labelCounts: [Int16: Int] = [:], samples = 0, emptySamples = 0, intensitySum = 0.0, intensitySquares = 0.0, values = 0.0
+    var shape = BatchShapeStatistics()
     for b in 0..<batches {
         let start = DispatchTime.now().uptimeNanoseconds
         let batch = try sampler.batch(data, identifiers: ids, augmenter: augmenter, &rng)
@@ -158,16 +159,71 @@ func loaderBenchmark(_ a: [String]) throws {
         }
         for v in batch.input.data { intensitySum += Double(v); intensitySquares += Double(v) * Double(v) }
         values += Double(batch.input.data.count)
+        shape.add(input: batch.input.data, labels: batch.labels, samples: configuration.batchSize, patch: configuration.patchSize)
     }
     let voxels = Double(labelCounts.values.reduce(0, +))
     let mean = intensitySum / values
     print("label shares: " + labelCounts.keys.sorted().map { String(format: "%d %.4f", $0, Double(labelCounts[$0]!) / voxels) }.joined(separator: ", ")
           + String(format: "; samples without foreground %.3f; intensity mean %.3f sd %.3f", Double(emptySamples) / Double(samples), mean,
                    (intensitySquares / values - mean * mean).squareRoot()))
+    print(shape.line)
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     let sorted = times.sorted()
     print(String(format: "RESULT loader storage=%@ cache_mib=%d batches=%d median_s=%.3f mean_s=%.3f max_s=%.3f reads=%d cached_mib=%d peak_rss_mib=%d",
                  storage.rawValue, cacheMiB, batches, sorted[sorted.count / 2], times.reduce(0, +) / Double(times.count), sorted.last!,
                  data.reads, data.cachedByteCount >> 20, Int(usage.ru_maxrss) / 1024))
+}
+
+/// Second-order statistics of what the loader shows the network (#25), defined exactly as `nnunet_batch_stats.py`
+/// prints them: the mean squared difference of neighbouring intensities along each axis (blur, low resolution, noise
+/// and interpolation show there), the share of neighbouring voxel pairs whose labels differ (the shape of the
+/// interpolated segmentation), the share of samples containing each label, and the intensity shares exactly 0
+/// (padding no transform touched) and beyond ±2. 3-D patches; the first input channel.
+struct BatchShapeStatistics {
+    var squaredSteps = [0.0, 0.0, 0.0], steps = [0.0, 0.0, 0.0], labelEdges = 0.0, pairs = 0.0
+    var present: [Int16: Int] = [:], samples = 0, zeros = 0, tails = 0, voxels = 0
+
+    mutating func add(input: [Float], labels: [Int16], samples count: Int, patch: [Int]) {
+        let (nz, ny, nx) = (patch[0], patch[1], patch[2])
+        let volume = nz * ny * nx
+        let strides = [ny * nx, nx, 1]
+        let inputPerSample = input.count / count  // the first channel of each sample is measured
+        for j in 0..<count {
+            let base = j * volume, inputBase = j * inputPerSample
+            for axis in 0..<3 {
+                var sum = 0.0, edges = 0, n = 0
+                for z in 0..<(nz - (axis == 0 ? 1 : 0)) {
+                    for y in 0..<(ny - (axis == 1 ? 1 : 0)) {
+                        for x in 0..<(nx - (axis == 2 ? 1 : 0)) {
+                            let offset = (z * ny + y) * nx + x
+                            let d = Double(input[inputBase + offset + strides[axis]] - input[inputBase + offset])
+                            sum += d * d
+                            edges += labels[base + offset + strides[axis]] != labels[base + offset] ? 1 : 0
+                            n += 1
+                        }
+                    }
+                }
+                squaredSteps[axis] += sum
+                steps[axis] += Double(n)
+                labelEdges += Double(edges)
+                pairs += Double(n)
+            }
+            for label in Set(labels[base..<(base + volume)]) { present[label, default: 0] += 1 }
+            for v in input[inputBase..<(inputBase + volume)] {
+                zeros += v == 0 ? 1 : 0
+                tails += abs(v) > 2 ? 1 : 0
+            }
+            voxels += volume
+            samples += 1
+        }
+    }
+
+    var line: String {
+        let roughness = (0..<3).map { String(format: "%.4f", squaredSteps[$0] / steps[$0]) }.joined(separator: " / ")
+        let presence = present.keys.sorted().map { String(format: "%d %.3f", $0, Double(present[$0]!) / Double(samples)) }.joined(separator: ", ")
+        return "neighbour squared difference z / y / x \(roughness); label edges per pair "
+            + String(format: "%.5f", labelEdges / pairs) + "; samples containing label \(presence); intensity exactly 0 "
+            + String(format: "%.4f, beyond ±2 %.4f", Double(zeros) / Double(voxels), Double(tails) / Double(voxels))
+    }
 }
