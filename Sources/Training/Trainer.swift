@@ -190,6 +190,14 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
+    /// The seeds of the training and validation loaders' random streams for a run's seed, starting (or resuming) at
+    /// `epoch`; the batches a seed draws are a function of these alone (one producer thread per loader).
+    public static func loaderSeeds(seed: UInt64, epoch: Int) -> (training: UInt64, validation: UInt64) {
+        var seeds = RandomSource(seed: seed &+ UInt64(epoch) &* 7919)
+        let training = seeds.next()
+        return (training, seeds.next())
+    }
+
     /// Runs (or resumes) training to the last epoch and writes `checkpoint_final.pth` (then call
     /// ``validate(rawImages:rawLabels:progress:)``). With `stopAfterEpochs` it returns early, leaving
     /// `checkpoint_latest.pth` to resume from.
@@ -244,12 +252,12 @@ public final class Trainer: @unchecked Sendable {
                                       cascadeLabels: cascadeLabels)
         let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm, cascadeLabels: cascadeLabels)
         let trainIDs = split.train, valIDs = split.val
-        var seeds = RandomSource(seed: options.seed &+ UInt64(state.epoch) &* 7919)
+        let seeds = Self.loaderSeeds(seed: options.seed, epoch: state.epoch)
         let trainLoader = BackgroundLoader(make: { rng in try trainSampler.batch(data, identifiers: trainIDs, augmenter: augmenter, &rng) },
-                                           seed: seeds.next())
+                                           seed: seeds.training)
         defer { trainLoader.stop() }
         let valLoader = valIDs.isEmpty ? nil
-            : BackgroundLoader(capacity: 2, make: { rng in try valSampler.batch(data, identifiers: valIDs, augmenter: nil, &rng) }, seed: seeds.next())
+            : BackgroundLoader(capacity: 2, make: { rng in try valSampler.batch(data, identifiers: valIDs, augmenter: nil, &rng) }, seed: seeds.validation)
         defer { valLoader?.stop() }
 
         let logFile = try TrainingLogFile(folder: outputFolder)

@@ -12,6 +12,9 @@ import UNet
 /// rounding, but a systematic difference in what a step does shows as one curve falling faster than the other.
 /// Also checks nnseg's deep-supervision targets against the ones nnU-Net's transform computed, and writes nnseg's
 /// weights after the last iteration to `<folder>/final-nnseg-<precision>.pth` (validate with `nnseg train --val`).
+/// NNSEG_INIT_SEED=<seed>: start from nnseg's own initial weights for that seed (what `nnseg train --seed` draws)
+/// instead of init.pth — nnseg's draw of the weights with nnU-Net's draw of the batches, to tell which of the two
+/// decides a seed's epoch; the weights file is then `final-nnseg-<precision>-init<seed>.pth`.
 func replayBenchmark(_ arguments: [String]) throws {
     guard let folderPath = arguments.first else {
         say("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
@@ -34,12 +37,22 @@ func replayBenchmark(_ arguments: [String]) throws {
     let batch = configuration.batchSize, patch = configuration.patchSize, volume = patch.reduce(1, *)
     let classes = ProcessInfo.processInfo.environment["CLASSES"].flatMap { Int($0) } ?? 3
 
-    let weights = try checkpointWeights(folder.appendingPathComponent("init.pth"), architecture: configuration.architecture, classes: classes)
+    let initSeed = ProcessInfo.processInfo.environment["NNSEG_INIT_SEED"].flatMap { UInt64($0) }
+    let initialization: TrainingNetwork.Initialization
+    let origin: String
+    if let initSeed {
+        initialization = .kaiming(seed: initSeed)
+        origin = "nnseg's initial weights for seed \(initSeed)"
+    } else {
+        let weights = try checkpointWeights(folder.appendingPathComponent("init.pth"), architecture: configuration.architecture, classes: classes)
+        initialization = .weights(weights)
+        origin = "\(weights.count) tensors from init.pth"
+    }
     let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
-                                      patch: patch, initialization: .weights(weights), precision: precision)
+                                      patch: patch, initialization: initialization, precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
     say("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
-          + "batch \(batch), patch \(patch), \(weights.count) tensors from init.pth")
+          + "batch \(batch), patch \(patch), \(origin)")
 
     func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
         let data = try Data(contentsOf: url)
@@ -69,7 +82,7 @@ func replayBenchmark(_ arguments: [String]) throws {
             say(String(format: "iteration %d: nnseg %.6f", i + 1, loss))
         }
     }
-    let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue).pth")
+    let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue)\(initSeed.map { "-init\($0)" } ?? "").pth")
     try network.saveWeights(configuration: "3d_fullres", mirrorAxes: Array(0..<patch.count), to: final)
     say("weights after iteration \(iterations): \(final.path)")
     say("deep-supervision targets: \(targetMismatches) of \(targetVoxels) voxels differ from nnU-Net's")

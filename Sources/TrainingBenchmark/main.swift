@@ -23,6 +23,10 @@
 //
 // trains from nnU-Net's initial weights on the batches its loader drew (Ops/bench/nnunet_replay.py records both and
 // nnU-Net's loss per iteration) and prints the two losses side by side (#25).
+//
+//   TrainingBenchmark dump <preprocessed dataset folder> <fold> <seed> <batches> <out> [init.pth]
+//
+// writes the batches nnseg's own loader draws for a seed in the same format, for replay (#25).
 import Foundation
 import PlansModel
 import TensorKernels
@@ -37,6 +41,10 @@ if arguments.count > 1 && arguments[1] == "loader" {
 }
 if arguments.count > 1 && arguments[1] == "replay" {
     try replayBenchmark(Array(arguments.dropFirst(2)))
+    exit(0)
+}
+if arguments.count > 1 && arguments[1] == "dump" {
+    try dumpBatches(Array(arguments.dropFirst(2)))
     exit(0)
 }
 if arguments.count > 1 && arguments[1] == "norm" {

@@ -1,0 +1,49 @@
+import ExperimentPlanning
+import Foundation
+import PlansModel
+import Training
+
+/// `TrainingBenchmark dump <preprocessed dataset folder> <fold> <seed> <batches> <out> [init.pth]` (#25): writes the
+/// training batches `nnseg train --seed <seed> -f <fold>` draws in its first epoch, in the replay format of
+/// `Ops/bench/nnunet_replay.py` (batches/NNNNN.data float32, .target int16 full resolution, plans.json, losses.json
+/// without losses), so that `TrainingBenchmark replay <out>` trains on nnseg's draw of the batches — from nnU-Net's
+/// initial weights when an init.pth (e.g. a replay folder's) is given, or from nnseg's with NNSEG_INIT_SEED. With
+/// NNSEG_INIT_SEED=<seed> the replay reproduces `nnseg train`'s epoch: the same loader seed, sampler and augmenter.
+func dumpBatches(_ a: [String]) throws {
+    guard a.count >= 5, let fold = Int(a[1]), let seed = UInt64(a[2]), let count = Int(a[3]) else {
+        print("usage: TrainingBenchmark dump <preprocessed dataset folder> <fold> <seed> <batches> <out> [init.pth]")
+        exit(64)
+    }
+    let root = URL(fileURLWithPath: a[0]), out = URL(fileURLWithPath: a[4])
+    let plansURL = root.appendingPathComponent("nnUNetPlans.json")
+    let configuration = try Plans(contentsOf: plansURL).configuration("3d_fullres")
+    let dataFolder = root.appendingPathComponent(configuration.dataIdentifier)
+    let all = try PreprocessedDataset(folder: dataFolder).identifiers
+    let splits = try CrossValidation.read(root.appendingPathComponent("splits_final.json"), cases: Set(all))
+    guard splits.indices.contains(fold) else { print("fold \(fold): the splits have \(splits.count) folds"); exit(65) }
+    let split = splits[fold]
+    let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(), storage: .memory,
+                                       cacheBytes: 4 << 30)
+    let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
+    let sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
+    let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
+    var rng = RandomSource(seed: Trainer.loaderSeeds(seed: seed, epoch: 0).training)
+    let fm = FileManager.default
+    try fm.createDirectory(at: out.appendingPathComponent("batches"), withIntermediateDirectories: true)
+    try? fm.removeItem(at: out.appendingPathComponent("plans.json"))
+    try fm.copyItem(at: plansURL, to: out.appendingPathComponent("plans.json"))
+    if a.count > 5 {
+        try? fm.removeItem(at: out.appendingPathComponent("init.pth"))
+        try fm.copyItem(at: URL(fileURLWithPath: a[5]), to: out.appendingPathComponent("init.pth"))
+    }
+    for i in 0..<count {
+        let batch = try sampler.batch(data, identifiers: split.train, augmenter: augmenter, &rng)
+        let stem = String(format: "%05d", i)
+        try batch.input.data.withUnsafeBytes { try Data($0).write(to: out.appendingPathComponent("batches/\(stem).data")) }
+        try batch.labels.withUnsafeBytes { try Data($0).write(to: out.appendingPathComponent("batches/\(stem).target")) }
+        if (i + 1) % 25 == 0 || i + 1 == count { print("batch \(i + 1)/\(count)") }
+    }
+    let record: [String: Any] = ["seed": seed, "batches": count, "learning_rate": 0.01, "loss": [Double](), "source": "nnseg loader, fold \(fold)"]
+    try JSONSerialization.data(withJSONObject: record).write(to: out.appendingPathComponent("losses.json"))
+    print("\(count) batches of nnseg's loader (seed \(seed), fold \(fold), \(split.train.count) training cases) in \(out.path)")
+}
