@@ -34,8 +34,10 @@ public enum CaseWriter {
             try archive.addEntry(with: "probabilities.npy", type: .file, uncompressedSize: Int64(npy.count), compressionMethod: .deflate) { position, size in
                 npy.subdata(in: Int(position)..<(Int(position) + size))
             }
-            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-            try FileManager.default.moveItem(at: temporary, to: url)
+            // rename(2): an existing file is replaced atomically, never left deleted.
+            guard rename(temporary.path, url.path) == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw CaseSourceError(subject: url.path, detail: "cannot write probabilities (\(error))")

@@ -110,10 +110,10 @@ extension NIfTIImage {
             .appendingPathComponent(".\(url.lastPathComponent).partial-\(UUID().uuidString)")
         do {
             try data.write(to: temporary)
-            if FileManager.default.fileExists(atPath: path) {
-                _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-            } else {
-                try FileManager.default.moveItem(at: temporary, to: url)
+            // rename(2) replaces an existing file atomically. (Foundation's replaceItemAt on Linux deleted the
+            // existing file and then failed, so a second validation into the same folder lost its files.)
+            guard rename(temporary.path, path) == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])
             }
         } catch {
             try? FileManager.default.removeItem(at: temporary)

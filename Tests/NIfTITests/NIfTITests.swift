@@ -75,6 +75,25 @@ struct NIfTITests {
         }
     }
 
+    /// Writing over an existing file replaces it (a second validation of a fold rewrites every case): before, on Linux
+    /// `FileManager.replaceItemAt` deleted the old file and then failed with NIFTI_UNWRITABLE, losing both.
+    @Test func writingOverAnExistingFileReplacesIt() throws {
+        let first = try NIfTIImage(contentsOf: SharedData.dataFile("Dataset004_Hippocampus/labelsTr/hippocampus_003.nii.gz"))
+        let second = try NIfTIImage(contentsOf: SharedData.dataFile("Dataset004_Hippocampus/labelsTr/hippocampus_004.nii.gz"))
+        #expect(first != second)
+        let dir = try SharedData.temporaryDirectory("nifti-overwrite")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ["case.nii.gz", "case.nii"] {
+            let out = dir.appendingPathComponent(name)
+            try first.write(to: out)
+            try second.write(to: out)
+            #expect(try NIfTIImage(contentsOf: out) == second, "\(name): the second write did not replace the first")
+            try first.write(to: out)
+            #expect(try NIfTIImage(contentsOf: out) == first)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["case.nii", "case.nii.gz"], "no partial files left")
+    }
+
     /// A volume written with a fresh header reads back on the same geometry (qform and sform set).
     @Test func freshHeaderKeepsObliqueGeometry() throws {
         let source = try NIfTIImage(contentsOf: SharedData.dataFile("dicom-zoo/transfer-syntaxes-mr-slice/ref_1.nii"))
