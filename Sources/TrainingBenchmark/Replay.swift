@@ -51,7 +51,7 @@ func replayBenchmark(_ arguments: [String]) throws {
     let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
                                       patch: patch, initialization: initialization, precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
-    say("replay of \(iterations) nnU-Net batches (seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
+    say("replay of \(iterations) batches (\(record["source"] ?? "nnU-Net's loader"), seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
           + "batch \(batch), patch \(patch), \(origin)")
 
     func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
