@@ -16,6 +16,7 @@ Exit status 1 when a mean is outside the acceptance. Standard library only (runs
 """
 import itertools
 import json
+import math
 import random
 import statistics
 import sys
@@ -36,9 +37,7 @@ def permutation_p(a, b, draws=20000, seed=25):
     def gap(chosen_sum):
         return abs(chosen_sum / n - (total - chosen_sum) / len(b))
 
-    combinations = 1
-    for k in range(n):
-        combinations = combinations * (len(pooled) - k) // (k + 1)
+    combinations = math.comb(len(pooled), n)
     if combinations <= draws:
         sums = (sum(c) for c in itertools.combinations(pooled, n))
         count = sum(1 for s in sums if gap(s) >= observed - 1e-12)

@@ -189,7 +189,7 @@ func loaderBenchmark(_ a: [String]) throws {
 /// interpolated segmentation), the share of samples containing each label, and the intensity shares exactly 0
 /// (padding no transform touched) and beyond ±2. 3-D patches; the first input channel.
 struct BatchShapeStatistics {
-    var squaredSteps = [0.0, 0.0, 0.0], steps = [0.0, 0.0, 0.0], labelEdges = 0.0, pairs = 0.0
+    var squaredSteps = [0.0, 0.0, 0.0], steps = [0.0, 0.0, 0.0], labelEdges = 0.0
     var present: [Int16: Int] = [:], samples = 0, zeros = 0, tails = 0, voxels = 0
 
     mutating func add(input: [Float], labels: [Int16], samples count: Int, patch: [Int]) {
@@ -215,7 +215,6 @@ struct BatchShapeStatistics {
                 squaredSteps[axis] += sum
                 steps[axis] += Double(n)
                 labelEdges += Double(edges)
-                pairs += Double(n)
             }
             for label in Set(labels[base..<(base + volume)]) { present[label, default: 0] += 1 }
             for v in input[inputBase..<(inputBase + volume)] {
@@ -231,7 +230,7 @@ struct BatchShapeStatistics {
         let roughness = (0..<3).map { String(format: "%.4f", squaredSteps[$0] / steps[$0]) }.joined(separator: " / ")
         let presence = present.keys.sorted().map { String(format: "%d %.3f", $0, Double(present[$0]!) / Double(samples)) }.joined(separator: ", ")
         return "neighbour squared difference z / y / x \(roughness); label edges per pair "
-            + String(format: "%.5f", labelEdges / pairs) + "; samples containing label \(presence); intensity exactly 0 "
+            + String(format: "%.5f", labelEdges / steps.reduce(0, +)) + "; samples containing label \(presence); intensity exactly 0 "
             + String(format: "%.4f, beyond ±2 %.4f", Double(zeros) / Double(voxels), Double(tails) / Double(voxels))
     }
 }
