@@ -22,10 +22,22 @@ public enum FuzzDriver {
         #endif
     }
 
-    /// Writes the input to this process's scratch file (for readers that take a path) and returns the path.
+    /// Writes the input to this process's scratch file (for readers that take a path) and returns the path; the file
+    /// is removed when the process exits.
     public static func scratchFile(_ data: UnsafePointer<UInt8>, _ size: Int, suffix: String = ".bin") -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-fuzz-\(getpid())\(suffix)")
+        ScratchFiles.shared.add(url.path)
         FileManager.default.createFile(atPath: url.path, contents: Data(bytes: data, count: size))
         return url
     }
+}
+
+/// The scratch files of this process, unlinked at exit.
+private final class ScratchFiles: @unchecked Sendable {
+    static let shared = ScratchFiles()
+    private let lock = NSLock()
+    private var paths: Set<String> = []
+    private init() { atexit { ScratchFiles.shared.removeAll() } }
+    func add(_ path: String) { lock.withLock { _ = paths.insert(path) } }
+    func removeAll() { for path in lock.withLock({ paths }) { unlink(path) } }
 }

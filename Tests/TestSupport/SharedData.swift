@@ -52,7 +52,6 @@ public enum SharedData {
         return FileManager.default.fileExists(atPath: venv) ? venv : nil
     }
 
-    /// A fresh temporary directory, removed by the caller (or left for inspection on failure).
     /// A folder for what a test leaves for a person to look at (screenshots): `.build/test-output/<name>/`,
     /// emptied at the start, kept after the run.
     public static func testOutput(_ name: String) throws -> URL {
@@ -62,9 +61,13 @@ public enum SharedData {
         return url
     }
 
+    /// A fresh temporary directory `<tmp>/<name>-<UUID>`. A test may remove it when done; whatever is left is removed
+    /// when the test process exits (NNSEG_KEEP_TEST_FILES=1 keeps them all for inspection), so that a run of the suite
+    /// leaves nothing behind on the machine.
     public static func temporaryDirectory(_ name: String = "nnseg-test") throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        TemporaryDirectories.shared.add(url)
         return url
     }
 
@@ -86,5 +89,24 @@ public enum SharedData {
         description["numTraining"] = numTraining ?? identifiers.count
         try JSONSerialization.data(withJSONObject: description).write(to: raw.appendingPathComponent("dataset.json"))
         return raw
+    }
+}
+
+/// The temporary directories this test process created, removed at its exit.
+final class TemporaryDirectories: @unchecked Sendable {
+    static let shared = TemporaryDirectories()
+    private let lock = NSLock()
+    private var urls: [URL] = []
+
+    private init() {
+        if ProcessInfo.processInfo.environment["NNSEG_KEEP_TEST_FILES"].map({ !$0.isEmpty && $0 != "0" }) ?? false { return }
+        atexit { TemporaryDirectories.shared.removeAll() }
+    }
+
+    func add(_ url: URL) { lock.withLock { urls.append(url) } }
+
+    func removeAll() {
+        let all = lock.withLock { urls }
+        for url in all { try? FileManager.default.removeItem(at: url) }
     }
 }

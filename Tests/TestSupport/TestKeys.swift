@@ -7,9 +7,8 @@ import Foundation
 /// ``environment`` (as a site would set NNSEG_PSEUDONYM_KEY / NNSEG_SIGNING_KEY).
 public enum TestKeys {
     static let folder: URL = {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-test-keys-\(getpid())-\(UUID().uuidString.prefix(8))")
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
+        (try? SharedData.temporaryDirectory("nnseg-test-keys"))
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("nnseg-test-keys-\(getpid())")
     }()
 
     public static let pseudonymPath: String = {
