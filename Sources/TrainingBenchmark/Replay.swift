@@ -54,23 +54,16 @@ func replayBenchmark(_ arguments: [String]) throws {
     say("replay of \(iterations) batches (\(record["source"] ?? "nnU-Net's loader"), seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
           + "batch \(batch), patch \(patch), \(origin)")
 
-    func read<T>(_ url: URL, count: Int, as: T.Type) throws -> [T] {
-        let data = try Data(contentsOf: url)
-        guard data.count == count * MemoryLayout<T>.stride else {
-            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: url.path])
-        }
-        return data.withUnsafeBytes { Array($0.bindMemory(to: T.self)) }
-    }
     var ours: [Double] = []
     var targetMismatches = 0, targetVoxels = 0
     for i in 0..<iterations {
         let stem = String(format: "%05d", i)
-        let input = try read(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
-        let labels = try read(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
+        let input = try readRaw(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
+        let labels = try readRaw(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
         for (k, mine) in step.targets(labels).enumerated().dropFirst() {
             let url = folder.appendingPathComponent("ds/\(stem).target\(k)")
             guard FileManager.default.fileExists(atPath: url.path) else { continue }
-            let theirs = try read(url, count: mine.count, as: Int16.self)
+            let theirs = try readRaw(url, count: mine.count, as: Int16.self)
             targetMismatches += zip(mine, theirs).filter { $0 != $1 }.count
             targetVoxels += mine.count
         }

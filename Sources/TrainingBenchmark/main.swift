@@ -27,6 +27,10 @@
 //   TrainingBenchmark dump <preprocessed dataset folder> <fold> <seed> <batches> <out> [init.pth]
 //
 // writes the batches nnseg's own loader draws for a seed in the same format, for replay (#25).
+//
+//   TrainingBenchmark score <weights.pth> <batch folder>… [--batches N] [--precision fp32|bf16]
+//
+// scores batch folders of both loaders with one fixed trained network: loss and per-class Dice per sample (#25).
 import Foundation
 import PlansModel
 import TensorKernels
@@ -45,6 +49,10 @@ if arguments.count > 1 && arguments[1] == "replay" {
 }
 if arguments.count > 1 && arguments[1] == "dump" {
     try dumpBatches(Array(arguments.dropFirst(2)))
+    exit(0)
+}
+if arguments.count > 1 && arguments[1] == "score" {
+    try scoreBatches(Array(arguments.dropFirst(2)))
     exit(0)
 }
 if arguments.count > 1 && arguments[1] == "norm" {
