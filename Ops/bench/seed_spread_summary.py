@@ -11,7 +11,9 @@ step — equal to nnU-Net's step to rounding, so these are draws of nnU-Net's pi
 compared with nnU-Net's live runs and, where there are replayed draws, with all draws of nnU-Net's pipeline pooled.
 A one-epoch run either learns a class or largely misses it, so the per-seed spread is wide; the script also prints a
 permutation p-value for the difference of the means (all ways of splitting the pooled runs into groups of the same
-sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves.
+sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves, a 95 %
+bootstrap interval of the gap, the number of draws per side a ±0.02 interval would take at the spreads seen, and how
+many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
 Exit status 1 when a mean is outside the acceptance. Standard library only (runs where the bench scripts run).
 """
 import itertools
@@ -45,6 +47,35 @@ def permutation_p(a, b, draws=20000, seed=25):
     rng = random.Random(seed)
     count = sum(1 for _ in range(draws) if gap(sum(rng.sample(pooled, n))) >= observed - 1e-12)
     return (count + 1) / (draws + 1)
+
+
+def bootstrap_interval(a, b, draws=20000, seed=25):
+    """95 % percentile interval of mean(a) − mean(b), resampling each group with replacement (seeded)."""
+    rng = random.Random(seed)
+    gaps = sorted(statistics.mean(rng.choices(a, k=len(a))) - statistics.mean(rng.choices(b, k=len(b)))
+                  for _ in range(draws))
+    return gaps[int(0.025 * draws)], gaps[int(0.975 * draws) - 1]
+
+
+def draws_needed(a, b, half_width=0.02):
+    """Draws per side for a 95 % interval of the gap ±half_width wide, at the spreads seen so far."""
+    variance = (statistics.variance(a) if len(a) > 1 else 0) + (statistics.variance(b) if len(b) > 1 else 0)
+    return math.ceil((1.96 / half_width) ** 2 * variance)
+
+
+def fisher_p(failed_a, n_a, failed_b, n_b):
+    """Two-sided Fisher exact p for failed_a of n_a against failed_b of n_b."""
+    failed, n = failed_a + failed_b, n_a + n_b
+
+    def probability(x):
+        return math.comb(failed, x) * math.comb(n - failed, n_a - x) / math.comb(n, n_a)
+
+    observed = probability(failed_a)
+    return min(1.0, sum(probability(x) for x in range(max(0, failed - n_b), min(failed, n_a) + 1)
+                        if probability(x) <= observed * (1 + 1e-9)))
+
+
+FAILED = 0.5  # a class that ends below this Dice was not learnt in the epoch
 
 
 def main():
@@ -89,8 +120,15 @@ def main():
                 ok = gap >= -0.02
                 if name == references[-1][0]:
                     verdict |= 0 if ok else 1
+                low, high = bootstrap_interval(ours, theirs)
                 print(f"nnseg {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
-                      f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f}")
+                      f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f},"
+                      f" 95 % bootstrap interval [{low:+.3f}, {high:+.3f}]; draws per side for a ±0.02 interval at these"
+                      f" spreads: {draws_needed(ours, theirs)}")
+            failed_ours = sum(1 for r in rs if min(r["dice"][k] for k in classes) < FAILED)
+            failed_theirs = sum(1 for r in reference if min(r["dice"][k] for k in classes) < FAILED)
+            print(f"nnseg {precision}: {failed_ours} of {len(rs)} epochs leave a class below Dice {FAILED}, {name}:"
+                  f" {failed_theirs} of {len(reference)} (Fisher exact p = {fisher_p(failed_ours, len(rs), failed_theirs, len(reference)):.2f})")
     sys.exit(verdict)
 
 
