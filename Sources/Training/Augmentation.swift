@@ -161,7 +161,6 @@ public struct Augmenter: Sendable {
     // MARK: Spatial
 
     func spatial(_ input: Sample, _ rng: inout RandomSource) -> Sample {
-        let patch = configuration.patch
         let planar = configuration.twoD || configuration.dummy2D
         let rotate = rng.chance(0.2), scaleIt = rng.chance(0.2)
         var angles = [0.0, 0.0, 0.0]
@@ -173,9 +172,20 @@ public struct Augmenter: Sendable {
             }
         }
         let scale = scaleIt ? rng.uniform(0.7, 1.4) : 1
-        if !rotate && !scaleIt {
-            return crop(input, start: zip(input.shape, patch).map { $0 / 2 - $1 / 2 })
-        }
+        guard rotate || scaleIt else { return centreCrop(input) }
+        return spatial(input, angles: angles, scale: scale)
+    }
+
+    /// The spatial transform when neither rotation nor scaling is drawn: the patch from the middle of the crop.
+    func centreCrop(_ input: Sample) -> Sample {
+        crop(input, start: zip(input.shape, configuration.patch).map { $0 / 2 - $1 / 2 })
+    }
+
+    /// The spatial transform with given parameters: angles (radians) about axes 0, 1, 2 and one scale for all axes
+    /// (`Fixtures/golden/augmentation` holds nnU-Net's output for fixed ones).
+    func spatial(_ input: Sample, angles: [Double], scale: Double) -> Sample {
+        let patch = configuration.patch
+        let planar = configuration.twoD || configuration.dummy2D
         // Matrix M = R·S mapping output offsets to input offsets (axis order z, y, x).
         var m = rotationMatrix(angles)
         for r in 0..<3 { for c in 0..<3 { m[r][c] *= (planar && c == 0) ? 1 : scale } }

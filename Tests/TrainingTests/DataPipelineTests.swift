@@ -98,6 +98,30 @@ struct DataPipelineTests {
         #expect(cropped.data[0] == Float(25 + 5 + 1))
     }
 
+    /// nnU-Net's spatial augmentation on a real case (Hippocampus, in the enlarged crop its loader reads) for fixed
+    /// angles and scales — a plain centre crop, rotation alone, scaling alone, both, and both at the edges of their
+    /// ranges — against batchgeneratorsv2's output (`Ops/golden/make_spatial_golden.py`): the image to float
+    /// rounding, the labels voxel for voxel except where two labels' interpolated scores tie in fp16.
+    @Test func spatialTransformMatchesNnUNetForFixedParameters() throws {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/augmentation/spatial.npz"))
+        let image = try #require(golden["image"]), label = try #require(golden["label"])
+        let input = Sample(shape: image.shape, channels: 1, data: image.floats, labels: label.floats.map { Int16($0) })
+        let augmenter = Augmenter(configuration: AugmentationConfiguration(patch: [40, 56, 40]))
+        for k in 0..<5 {
+            let angles = try #require(golden["angles\(k)"]).floats.map(Double.init)
+            let scale = Double(try #require(golden["scale\(k)"]).floats[0])
+            let out = k == 0 ? augmenter.centreCrop(input) : augmenter.spatial(input, angles: angles, scale: scale)
+            let expectedImage = try #require(golden["image\(k)"]), expectedLabel = try #require(golden["label\(k)"])
+            #expect(out.shape == expectedImage.shape)
+            let imageError = zip(out.data, expectedImage.floats).map { abs($0 - $1) }.max() ?? .infinity
+            let differing = zip(out.labels, expectedLabel.floats).filter { Float($0) != $1 }.count
+            let perLabel = (-1...2).map { u in (u, out.labels.filter { $0 == u }.count, expectedLabel.floats.filter { $0 == Float(u) }.count) }
+            print("spatial golden case \(k): image max |difference| \(imageError), \(differing) of \(out.labels.count) labels differ")
+            #expect(imageError < 1e-4, "case \(k) (angles \(angles), scale \(scale)): image differs by up to \(imageError)")
+            #expect(differing <= out.labels.count / 10000, "case \(k) (angles \(angles), scale \(scale)): \(differing) of \(out.labels.count) labels differ; voxels per label (nnseg, nnU-Net) \(perLabel)")
+        }
+    }
+
     @Test func maskedChannelsAreZeroedOutsideTheMask() {
         // One voxel outside the non-zero mask (label −1): a use_mask_for_norm channel becomes 0 there.
         let config = AugmentationConfiguration(patch: [4, 4, 4])
