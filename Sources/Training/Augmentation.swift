@@ -322,14 +322,14 @@ public struct Augmenter: Sendable {
         }
     }
 
-    /// Separable Gaussian along one axis, kernel size the nearest odd number to 6σ + 0.5 (at least 3),
-    /// reflect padding (scipy "reflect": the edge sample repeats).
+    /// Separable Gaussian along one axis as batchgeneratorsv2 blurs: the kernel spans 6σ + 0.5 rounded to an odd size
+    /// (half to even first, then to the odd neighbour on the side of the unrounded value), its weights exp(−x²/2σ²) at
+    /// integer offsets, normalised; the line is padded by reflection without repeating the edge (torch's "reflect":
+    /// …, 2, 1 | 0, 1, 2, …).
     func blur(_ s: inout Sample, channel: Int, axis: Int, sigma: Double) {
-        var size = Int((6 * sigma + 0.5).rounded())
-        if size % 2 == 0 { size += 1 }
-        size = max(size, 3)
+        let size = Self.blurKernelSize(sigma)
         let r = size / 2
-        var k = (-r...r).map { exp(-Double($0 * $0) / (2 * sigma * sigma)) }
+        var k = (-r...r).map { exp(-0.5 * (Double($0) / sigma) * (Double($0) / sigma)) }
         let total = k.reduce(0, +)
         k = k.map { $0 / total }
         let shape = s.shape, n = shape[axis]
@@ -346,14 +346,23 @@ public struct Augmenter: Sendable {
                     var acc = 0.0
                     for j in -r...r {
                         var t = i + j
-                        // Reflect about the edge (…, 1, 0 | 0, 1, …), repeated for short lines.
-                        while t < 0 || t >= n { t = t < 0 ? -t - 1 : 2 * n - t - 1 }
+                        // Reflect about the edge sample (…, 2, 1 | 0, 1, 2, …), repeated for lines shorter than the kernel.
+                        while t < 0 || t >= n { t = t < 0 ? -t : 2 * (n - 1) - t }
                         acc += k[j + r] * line[t]
                     }
                     s.data[start + i * strides[axis]] = Float(acc)
                 }
             }
         }
+    }
+
+    /// batchgeneratorsv2's kernel size for σ: 6σ + 0.5 rounded half to even; an even result moves to the odd
+    /// neighbour on the side of the unrounded value.
+    static func blurKernelSize(_ sigma: Double) -> Int {
+        let n = 6 * sigma + 0.5
+        let rounded = Int(n.rounded(.toNearestOrEven))
+        if rounded % 2 == 1 { return rounded }
+        return n - Double(rounded) >= 0 ? rounded + 1 : rounded - 1
     }
 
     /// batchgeneratorsv2 BGContrast: with p 0.5 (when lo < 1) U(lo, 1), otherwise U(max(lo, 1), hi).
@@ -363,61 +372,65 @@ public struct Augmenter: Sendable {
     }
 
     func brightness(_ s: inout Sample, _ rng: inout RandomSource) {
+        for c in 0..<s.channels { brightness(&s, channel: c, factor: Float(contrastFactor(0.75, 1.25, &rng))) }
+    }
+
+    func brightness(_ s: inout Sample, channel c: Int, factor f: Float) {
         let v = s.volume
-        for c in 0..<s.channels {
-            let f = Float(contrastFactor(0.75, 1.25, &rng))
-            for i in (c * v)..<((c + 1) * v) { s.data[i] *= f }
-        }
+        for i in (c * v)..<((c + 1) * v) { s.data[i] *= f }
     }
 
     func contrast(_ s: inout Sample, _ rng: inout RandomSource) {
-        let v = s.volume
-        for c in 0..<s.channels {
-            let f = Float(contrastFactor(0.75, 1.25, &rng))
-            let range = (c * v)..<((c + 1) * v)
-            var sum = 0.0, lo = Float.infinity, hi = -Float.infinity
-            for i in range { sum += Double(s.data[i]); lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
-            let mean = Float(sum / Double(v))
-            for i in range { s.data[i] = min(max((s.data[i] - mean) * f + mean, lo), hi) }
-        }
+        for c in 0..<s.channels { contrast(&s, channel: c, factor: Float(contrastFactor(0.75, 1.25, &rng))) }
     }
 
-    /// Downsample by a common zoom U(0.5, 1) with nearest-exact, upsample back with (tri)linear
-    /// interpolation (align_corners false), per channel with p 0.5.
+    /// `x ← (x − mean)·f + mean`, clamped to the channel's range before.
+    func contrast(_ s: inout Sample, channel c: Int, factor f: Float) {
+        let v = s.volume
+        let range = (c * v)..<((c + 1) * v)
+        var sum = 0.0, lo = Float.infinity, hi = -Float.infinity
+        for i in range { sum += Double(s.data[i]); lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
+        let mean = Float(sum / Double(v))
+        for i in range { s.data[i] = min(max((s.data[i] - mean) * f + mean, lo), hi) }
+    }
+
+    /// Downsample by a common zoom U(0.5, 1) with nearest-exact to round(n·zoom) (half to even, as Python rounds),
+    /// upsample back with (tri)linear interpolation (align_corners false), per channel with p 0.5.
     func lowResolution(_ s: inout Sample, _ rng: inout RandomSource, skipAxis0: Bool) {
+        for c in 0..<s.channels where rng.chance(0.5) { lowResolution(&s, channel: c, zoom: rng.uniform(0.5, 1), skipAxis0: skipAxis0) }
+    }
+
+    func lowResolution(_ s: inout Sample, channel c: Int, zoom: Double, skipAxis0: Bool) {
         let v = s.volume, shape = s.shape
-        for c in 0..<s.channels where rng.chance(0.5) {
-            let zoom = rng.uniform(0.5, 1)
-            let small = shape.enumerated().map { a, n in (skipAxis0 && a == 0) ? n : max(1, Int((Double(n) * zoom).rounded())) }
-            let smallVolume = small.reduce(1, *)
-            var low = [Float](repeating: 0, count: smallVolume)
-            let maps = (0..<3).map { a in (0..<small[a]).map { min(shape[a] - 1, Int((Double($0) + 0.5) * Double(shape[a]) / Double(small[a]))) } }
-            var o = 0
-            for z in 0..<small[0] { for y in 0..<small[1] { for x in 0..<small[2] {
-                low[o] = s.data[c * v + (maps[0][z] * shape[1] + maps[1][y]) * shape[2] + maps[2][x]]
-                o += 1
-            } } }
-            // Linear upsampling, align_corners false: source = (i + 0.5)·in/out − 0.5, clamped.
-            let up = (0..<3).map { a -> [(Int, Int, Double)] in
-                (0..<shape[a]).map { i in
-                    let src = max(0, (Double(i) + 0.5) * Double(small[a]) / Double(shape[a]) - 0.5)
-                    let i0 = min(Int(src), small[a] - 1), i1 = min(i0 + 1, small[a] - 1)
-                    return (i0, i1, src - Double(i0))
-                }
+        let small = shape.enumerated().map { a, n in (skipAxis0 && a == 0) ? n : max(1, Int((Double(n) * zoom).rounded(.toNearestOrEven))) }
+        let smallVolume = small.reduce(1, *)
+        var low = [Float](repeating: 0, count: smallVolume)
+        let maps = (0..<3).map { a in (0..<small[a]).map { min(shape[a] - 1, Int((Double($0) + 0.5) * Double(shape[a]) / Double(small[a]))) } }
+        var o = 0
+        for z in 0..<small[0] { for y in 0..<small[1] { for x in 0..<small[2] {
+            low[o] = s.data[c * v + (maps[0][z] * shape[1] + maps[1][y]) * shape[2] + maps[2][x]]
+            o += 1
+        } } }
+        // Linear upsampling, align_corners false: source = (i + 0.5)·in/out − 0.5, clamped.
+        let up = (0..<3).map { a -> [(Int, Int, Double)] in
+            (0..<shape[a]).map { i in
+                let src = max(0, (Double(i) + 0.5) * Double(small[a]) / Double(shape[a]) - 0.5)
+                let i0 = min(Int(src), small[a] - 1), i1 = min(i0 + 1, small[a] - 1)
+                return (i0, i1, src - Double(i0))
             }
-            o = 0
-            for z in 0..<shape[0] {
-                let (z0, z1, fz) = up[0][z]
-                for y in 0..<shape[1] {
-                    let (y0, y1, fy) = up[1][y]
-                    for x in 0..<shape[2] {
-                        let (x0, x1, fx) = up[2][x]
-                        func at(_ a: Int, _ b: Int, _ d: Int) -> Double { Double(low[(a * small[1] + b) * small[2] + d]) }
-                        let value = (1 - fz) * ((1 - fy) * ((1 - fx) * at(z0, y0, x0) + fx * at(z0, y0, x1)) + fy * ((1 - fx) * at(z0, y1, x0) + fx * at(z0, y1, x1)))
-                            + fz * ((1 - fy) * ((1 - fx) * at(z1, y0, x0) + fx * at(z1, y0, x1)) + fy * ((1 - fx) * at(z1, y1, x0) + fx * at(z1, y1, x1)))
-                        s.data[c * v + o] = Float(value)
-                        o += 1
-                    }
+        }
+        o = 0
+        for z in 0..<shape[0] {
+            let (z0, z1, fz) = up[0][z]
+            for y in 0..<shape[1] {
+                let (y0, y1, fy) = up[1][y]
+                for x in 0..<shape[2] {
+                    let (x0, x1, fx) = up[2][x]
+                    func at(_ a: Int, _ b: Int, _ d: Int) -> Double { Double(low[(a * small[1] + b) * small[2] + d]) }
+                    let value = (1 - fz) * ((1 - fy) * ((1 - fx) * at(z0, y0, x0) + fx * at(z0, y0, x1)) + fy * ((1 - fx) * at(z0, y1, x0) + fx * at(z0, y1, x1)))
+                        + fz * ((1 - fy) * ((1 - fx) * at(z1, y0, x0) + fx * at(z1, y0, x1)) + fy * ((1 - fx) * at(z1, y1, x0) + fx * at(z1, y1, x1)))
+                    s.data[c * v + o] = Float(value)
+                    o += 1
                 }
             }
         }
@@ -425,28 +438,29 @@ public struct Augmenter: Sendable {
 
     /// Gamma with retained mean and standard deviation (unbiased), optionally on the inverted image.
     func gamma(_ s: inout Sample, _ rng: inout RandomSource, invert: Bool) {
+        for c in 0..<s.channels { gamma(&s, channel: c, gamma: contrastFactor(0.7, 1.5, &rng), invert: invert) }
+    }
+
+    func gamma(_ s: inout Sample, channel c: Int, gamma g: Double, invert: Bool) {
         let v = s.volume
-        for c in 0..<s.channels {
-            let g = contrastFactor(0.7, 1.5, &rng)
-            let range = (c * v)..<((c + 1) * v)
-            if invert { for i in range { s.data[i] = -s.data[i] } }
-            func stats() -> (Double, Double) {
-                var sum = 0.0
-                for i in range { sum += Double(s.data[i]) }
-                let mean = sum / Double(v)
-                var sq = 0.0
-                for i in range { let d = Double(s.data[i]) - mean; sq += d * d }
-                return (mean, (sq / Double(max(v - 1, 1))).squareRoot())
-            }
-            let (mean, std) = stats()
-            var lo = Float.infinity, hi = -Float.infinity
-            for i in range { lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
-            let span = Double(hi - lo)
-            for i in range { s.data[i] = Float(pow((Double(s.data[i]) - Double(lo)) / max(span, 1e-7), g) * span + Double(lo)) }
-            let (mean2, std2) = stats()
-            for i in range { s.data[i] = Float((Double(s.data[i]) - mean2) * std / max(std2, 1e-7) + mean) }
-            if invert { for i in range { s.data[i] = -s.data[i] } }
+        let range = (c * v)..<((c + 1) * v)
+        if invert { for i in range { s.data[i] = -s.data[i] } }
+        func stats() -> (Double, Double) {
+            var sum = 0.0
+            for i in range { sum += Double(s.data[i]) }
+            let mean = sum / Double(v)
+            var sq = 0.0
+            for i in range { let d = Double(s.data[i]) - mean; sq += d * d }
+            return (mean, (sq / Double(max(v - 1, 1))).squareRoot())
         }
+        let (mean, std) = stats()
+        var lo = Float.infinity, hi = -Float.infinity
+        for i in range { lo = min(lo, s.data[i]); hi = max(hi, s.data[i]) }
+        let span = Double(hi - lo)
+        for i in range { s.data[i] = Float(pow((Double(s.data[i]) - Double(lo)) / max(span, 1e-7), g) * span + Double(lo)) }
+        let (mean2, std2) = stats()
+        for i in range { s.data[i] = Float((Double(s.data[i]) - mean2) * std / max(std2, 1e-7) + mean) }
+        if invert { for i in range { s.data[i] = -s.data[i] } }
     }
 
     func mirror(_ s: inout Sample, axis: Int) {

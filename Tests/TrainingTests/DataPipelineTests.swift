@@ -122,6 +122,35 @@ struct DataPipelineTests {
         }
     }
 
+    /// nnU-Net's intensity augmentations for fixed parameters on the centre patch of a real case, against
+    /// batchgeneratorsv2's output (`Ops/golden/make_intensity_golden.py`): Gaussian blur with kernels of every
+    /// size the σ range gives, brightness, contrast (range preserved), low resolution, gamma with and without inversion.
+    @Test func intensityTransformsMatchNnUNetForFixedParameters() throws {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/augmentation/intensity.npz"))
+        let input = try #require(golden["input"])
+        let augmenter = Augmenter(configuration: AugmentationConfiguration(patch: [40, 56, 40]))
+        let cases: [(String, (inout Sample, [Float]) -> Void)] = [
+            ("blur_small", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
+            ("blur_mid", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
+            ("blur_large", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
+            ("brightness", { s, p in augmenter.brightness(&s, channel: 0, factor: p[0]) }),
+            ("contrast_up", { s, p in augmenter.contrast(&s, channel: 0, factor: p[0]) }),
+            ("contrast_down", { s, p in augmenter.contrast(&s, channel: 0, factor: p[0]) }),
+            ("lowres_0.5", { s, p in augmenter.lowResolution(&s, channel: 0, zoom: Double(p[0]), skipAxis0: false) }),
+            ("lowres_0.73", { s, p in augmenter.lowResolution(&s, channel: 0, zoom: Double(p[0]), skipAxis0: false) }),
+            ("gamma", { s, p in augmenter.gamma(&s, channel: 0, gamma: Double(p[0]), invert: false) }),
+            ("gamma_inverted", { s, p in augmenter.gamma(&s, channel: 0, gamma: Double(p[0]), invert: true) }),
+        ]
+        for (name, apply) in cases {
+            let expected = try #require(golden[name]), parameters = try #require(golden[name + "_parameters"]).floats
+            var sample = Sample(shape: input.shape, channels: 1, data: input.floats, labels: [Int16](repeating: 0, count: input.floats.count))
+            apply(&sample, parameters)
+            let error = zip(sample.data, expected.floats).map { abs($0 - $1) }.max() ?? .infinity
+            print("intensity golden \(name) \(parameters): max |difference| \(error)")
+            #expect(error < 1e-4, "\(name) \(parameters): differs from nnU-Net's by up to \(error)")
+        }
+    }
+
     @Test func maskedChannelsAreZeroedOutsideTheMask() {
         // One voxel outside the non-zero mask (label −1): a use_mask_for_norm channel becomes 0 there.
         let config = AugmentationConfiguration(patch: [4, 4, 4])
