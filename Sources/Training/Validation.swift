@@ -12,6 +12,12 @@ import UNet
 public enum SegmentationMetrics {
     public struct Counts: Sendable {
         public var tp = 0.0, fp = 0.0, fn = 0.0, tn = 0.0
+        public init(tp: Double = 0, fp: Double = 0, fn: Double = 0, tn: Double = 0) {
+            self.tp = tp
+            self.fp = fp
+            self.fn = fn
+            self.tn = tn
+        }
         public var dice: Double { tp + fp + fn == 0 ? .nan : 2 * tp / (2 * tp + fp + fn) }
         public var iou: Double { tp + fp + fn == 0 ? .nan : tp / (tp + fp + fn) }
     }

@@ -10,7 +10,7 @@ import Training
 /// class — shows here: a label moved, flipped or interpolated differently from the image costs a trained network Dice
 /// on that loader's batches only. Prints per folder the deep-supervision loss and the per-class Dice of the
 /// full-resolution argmax, each as mean ± standard error over samples, for all samples and split into the random and
-/// the forced-foreground ones (the last `round(batch × 0.33)` of every batch, nnU-Net's rule).
+/// the forced-foreground ones (`PatchSampler.forcesForeground`, nnU-Net's rule).
 func scoreBatches(_ arguments: [String]) throws {
     var folders: [String] = []
     var limit = Int.max
@@ -42,10 +42,11 @@ func scoreBatches(_ arguments: [String]) throws {
                                       patch: patch, initialization: .weights(weights), precision: precision)
     let loss = DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice)
     let step = TrainingStep(network: network, loss: loss)
-    let forced = batch - Int((Double(batch) * (1 - 0.33)).rounded())
+    let sampler = PatchSampler(configuration: AugmentationConfiguration(patch: patch), batchSize: batch, training: true)
+    let forced = (0..<batch).filter(sampler.forcesForeground).count
     print("scoring with \(weightsPath) (\(precision.rawValue)), batch \(batch) (last \(forced) forced foreground), patch \(patch)")
 
-    struct Sample { var loss: Double; var dice: [Double?]; var forced: Bool }
+    struct Scored { var loss: Double; var dice: [Double?]; var forced: Bool }
     func summary(_ values: [Double]) -> String {
         guard values.count > 1 else { return values.first.map { String(format: "%.4f", $0) } ?? "—" }
         let mean = values.reduce(0, +) / Double(values.count)
@@ -56,7 +57,7 @@ func scoreBatches(_ arguments: [String]) throws {
         let record = (try? JSONSerialization.jsonObject(with: Data(contentsOf: folder.appendingPathComponent("losses.json")))) as? [String: Any] ?? [:]
         let available = try FileManager.default.contentsOfDirectory(atPath: folder.appendingPathComponent("batches").path)
             .filter { $0.hasSuffix(".data") }.count
-        var samples: [Sample] = []
+        var samples: [Scored] = []
         for i in 0..<min(available, limit) {
             let stem = String(format: "%05d", i)
             let input = try readRaw(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
@@ -74,12 +75,11 @@ func scoreBatches(_ arguments: [String]) throws {
                 let top = Tensor(shape: [1] + outputs[0].shape.dropFirst(), data: Array(outputs[0].data[(n * c * volume)..<((n + 1) * c * volume)]))
                 let (tp, fp, fn) = loss.pseudoDiceCounts(logits: top, labels: Array(labels[(n * volume)..<((n + 1) * volume)]))
                 // A class absent from the sample and not predicted has no Dice (nnU-Net's summary leaves it out too).
-                var dice: [Double?] = []
-                for k in 0..<tp.count {
-                    let denominator: Double = 2 * tp[k] + fp[k] + fn[k]
-                    dice.append(denominator > 0 ? 2 * tp[k] / denominator : nil)
+                let dice = (0..<tp.count).map { k -> Double? in
+                    let d = SegmentationMetrics.Counts(tp: tp[k], fp: fp[k], fn: fn[k]).dice
+                    return d.isNaN ? nil : d
                 }
-                samples.append(Sample(loss: value, dice: dice, forced: n >= batch - forced))
+                samples.append(Scored(loss: value, dice: dice, forced: sampler.forcesForeground(n)))
             }
             if (i + 1) % 50 == 0 { print("  \(folder.lastPathComponent): batch \(i + 1)") }
         }

@@ -129,10 +129,11 @@ struct DataPipelineTests {
         let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/augmentation/intensity.npz"))
         let input = try #require(golden["input"])
         let augmenter = Augmenter(configuration: AugmentationConfiguration(patch: [40, 56, 40]))
+        let blur: (inout Sample, [Float]) -> Void = { s, p in
+            for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) }
+        }
         let cases: [(String, (inout Sample, [Float]) -> Void)] = [
-            ("blur_small", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
-            ("blur_mid", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
-            ("blur_large", { s, p in for axis in 0..<3 { augmenter.blur(&s, channel: 0, axis: axis, sigma: Double(p[axis])) } }),
+            ("blur_small", blur), ("blur_mid", blur), ("blur_large", blur),
             ("brightness", { s, p in augmenter.brightness(&s, channel: 0, factor: p[0]) }),
             ("contrast_up", { s, p in augmenter.contrast(&s, channel: 0, factor: p[0]) }),
             ("contrast_down", { s, p in augmenter.contrast(&s, channel: 0, factor: p[0]) }),
