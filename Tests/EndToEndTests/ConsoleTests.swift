@@ -192,8 +192,9 @@ struct ConsoleTests {
     @Test(.timeLimit(.minutes(4)))
     func serveHostsThePagesAndChromiumShowsThem() throws {
         _ = try #require(Chromium.executable, "chromium is installed by Ops/setup.sh --test")
-        let consolePort = try WatchDeliveryTests.freeLoopbackPort()
-        let node = try ServeTests.Node("serve-console", siteExtra: "console: {accounts: accounts.yaml, port: \(consolePort)}\n", prepare: { dir in
+        // Port 0: the console takes a free port itself and says which (no window in which another process could
+        // take a port picked here).
+        let node = try ServeTests.Node("serve-console", siteExtra: "console: {accounts: accounts.yaml, port: 0}\n", prepare: { dir in
             try Data("""
                 accounts:
                   - {name: olga, role: operator, passwordHash: "\(ConsoleAccess.hash(password: "olga-secret", cost: 4))"}
@@ -201,7 +202,14 @@ struct ConsoleTests {
 
                 """.utf8).write(to: dir.appendingPathComponent("accounts.yaml"))
         })
-        let base = "http://127.0.0.1:\(consolePort)"
+        var consolePort: Int?
+        node.waitUntil(120) {
+            consolePort = (try? String(contentsOf: node.log, encoding: .utf8))?.firstMatch(of: /console listening on http:\/\/127\.0\.0\.1:(\d+)/)
+                .flatMap { Int($0.1) }
+            return consolePort != nil || node.process?.isRunning != true
+        }
+        let port = try #require(consolePort, "the console says where it listens:\n\(node.logTail)")
+        let base = "http://127.0.0.1:\(port)"
         func get(_ path: String, user: String? = "aude:aude-secret", extra: [String] = []) throws -> (status: Int, type: String, body: String) {
             var arguments = ["-s", "-w", "\n%{http_code} %{content_type}"] + extra + [base + path]
             if let user { arguments += ["-u", user] }
@@ -211,7 +219,11 @@ struct ConsoleTests {
             let parts = last.split(separator: " ", maxSplits: 1)
             return (Int(parts.first ?? "") ?? -1, parts.count > 1 ? String(parts[1]) : "", lines.joined(separator: "\n"))
         }
-        #expect(node.waitUntil(30) { (try? get("/healthz", user: nil).status) == 200 }, "the console answers")
+        // The node answers C-ECHO once its console listens (it is started first); wait for the console's own answer
+        // too, stopping at once if the node exited.
+        let answers = node.waitUntil(120) { (try? get("/healthz", user: nil).status) == 200 || node.process?.isRunning != true }
+            && node.process?.isRunning == true
+        try #require(answers, "the console answers:\n\(node.logTail)")
 
         // A case by C-STORE, and a file that is no DICOM dropped into the intake (quarantined: NOT_DICOM).
         #expect(try node.store(ServeTests.files).status == 0)
@@ -258,7 +270,7 @@ struct ConsoleTests {
         let output = try SharedData.testOutput("console")
         let profile = node.dir.appendingPathComponent("chromium")
         for (name, path) in [("dashboard", "/"), ("case", "/cases/\(caseID)")] {
-            let url = "http://aude:aude-secret@127.0.0.1:\(consolePort)\(path)"
+            let url = "http://aude:aude-secret@127.0.0.1:\(port)\(path)"
             let shot = output.appendingPathComponent("\(name).png")
             let run = try Chromium.screenshot(url, to: shot, width: 1280, height: 2400, profile: profile)
             #expect(FileManager.default.fileExists(atPath: shot.path), "chromium: \(run.stderr.suffix(800))")

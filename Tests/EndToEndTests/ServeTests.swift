@@ -29,8 +29,8 @@ struct ServeTests {
             site = dir.appendingPathComponent("site.yaml")
             if existing != nil {
                 port = Int(try String(contentsOf: dir.appendingPathComponent("port"), encoding: .utf8))!
-                process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
-                _ = waitUntil(30) { (try? self.echo("SCANNER").status) == 0 }
+                process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"], log: log)
+                try awaitEcho()
                 return
             }
             port = try WatchDeliveryTests.freeLoopbackPort()
@@ -51,13 +51,29 @@ struct ServeTests {
                 auditDatabase: audit.sqlite
                 \(siteExtra)
                 """.utf8).write(to: site)
-            process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"])
-            // Ready when it answers C-ECHO.
-            let extra = echoArguments(dir)
-            _ = waitUntil(30) { (try? self.echo("SCANNER", extra: extra).status) == 0 }
+            process = try CommandRunner.launch(["serve", "--site", site.path, "--log-level", "info"], log: log)
+            try awaitEcho(extra: echoArguments(dir))
         }
 
-        var keep = false
+        /// The node's standard output and error (`serve.log` in its folder).
+        var log: URL { dir.appendingPathComponent("serve.log") }
+
+        /// The end of the node's log, for a failing expectation's comment.
+        var logTail: String { CommandRunner.tail(log) }
+
+        /// Ready when it answers C-ECHO: waits for that event (not a fixed time), and stops waiting at once if the
+        /// node exited. A node that is not up after two minutes, or exited, fails the test with its log's end.
+        func awaitEcho(extra: [String] = [], required: Bool = true) throws {
+            let answered = waitUntil(120) { (try? self.echo("SCANNER", extra: extra).status) == 0 || process?.isRunning != true }
+            if process?.isRunning != true {
+                throw NodeError("nnseg serve exited (status \(process?.terminationStatus ?? -1)) before answering C-ECHO:\n\(logTail)")
+            }
+            if required && !answered { throw NodeError("nnseg serve did not answer C-ECHO within 120 s:\n\(logTail)") }
+        }
+
+        struct NodeError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
+
+        var keep = ProcessInfo.processInfo.environment["NNSEG_KEEP_TEST_FILES"] == "1"
 
         deinit {
             stop()

@@ -23,17 +23,32 @@ public enum CommandRunner {
         try run(executable.path, arguments, environment: TestKeys.environment.merging(environment) { _, new in new })
     }
 
-    /// Starts `nnseg` in the background, output discarded (for tests that kill it).
-    public static func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+    /// Starts `nnseg` in the background (for tests that kill it): its standard output and error appended to `log`,
+    /// or discarded without one.
+    public static func launch(_ arguments: [String], environment: [String: String] = [:], log: URL? = nil) throws -> Process {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(TestKeys.environment) { _, new in new }
             .merging(environment) { _, new in new }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let log {
+            if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+            let handle = try FileHandle(forWritingTo: log)
+            try handle.seekToEnd()
+            process.standardOutput = handle
+            process.standardError = handle
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
+    }
+
+    /// The last `lines` lines of a log file (for a failing expectation's comment).
+    public static func tail(_ log: URL, lines: Int = 40) -> String {
+        let text = (try? String(contentsOf: log, encoding: .utf8)) ?? "(no log at \(log.path))"
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     /// Runs any program (validators such as dciodvfy, plastimatch, the highdicom script).
