@@ -297,11 +297,8 @@ public final class Trainer: @unchecked Sendable {
                     for k in 0..<K { tp[k] += r.tp[k]; fp[k] += r.fp[k]; fn[k] += r.fn[k] }
                 }
             }
-            var dice: [Double] = []
-            for k in 0..<K {
-                let denominator: Double = 2 * tp[k] + fp[k] + fn[k]
-                dice.append(2 * tp[k] / denominator)
-            }
+            // nnU-Net's online pseudo-Dice: NaN for a class absent from prediction and labels alike.
+            let dice = (0..<K).map { SegmentationMetrics.Counts(tp: tp[$0], fp: fp[$0], fn: fn[$0]).dice }
             let finite = dice.filter { !$0.isNaN }
             let meanDice = finite.isEmpty ? Double.nan : finite.reduce(0, +) / Double(finite.count)
             let ema = state.log.emaForegroundDice.last.map { 0.9 * $0 + 0.1 * meanDice } ?? meanDice
