@@ -73,7 +73,7 @@ struct ServeTests {
 
         struct NodeError: Error, CustomStringConvertible { let description: String; init(_ d: String) { description = d } }
 
-        var keep = ProcessInfo.processInfo.environment["NNSEG_KEEP_TEST_FILES"] == "1"
+        var keep = SharedData.keepsTestFiles
 
         deinit {
             stop()

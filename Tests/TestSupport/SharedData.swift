@@ -92,6 +92,13 @@ public enum SharedData {
     }
 }
 
+extension SharedData {
+    /// NNSEG_KEEP_TEST_FILES set (and not 0): temporary folders and nodes' folders are left for inspection.
+    public static var keepsTestFiles: Bool {
+        ProcessInfo.processInfo.environment["NNSEG_KEEP_TEST_FILES"].map { !$0.isEmpty && $0 != "0" } ?? false
+    }
+}
+
 /// The temporary directories this test process created, removed at its exit.
 final class TemporaryDirectories: @unchecked Sendable {
     static let shared = TemporaryDirectories()
@@ -99,7 +106,7 @@ final class TemporaryDirectories: @unchecked Sendable {
     private var urls: [URL] = []
 
     private init() {
-        if ProcessInfo.processInfo.environment["NNSEG_KEEP_TEST_FILES"].map({ !$0.isEmpty && $0 != "0" }) ?? false { return }
+        if SharedData.keepsTestFiles { return }
         atexit { TemporaryDirectories.shared.removeAll() }
     }
 
