@@ -20,14 +20,16 @@ public struct TrainerOptions: Sendable {
     /// Convolution arithmetic (default: ``automaticPrecision``).
     public var precision: TrainingConvolution.Precision = TrainerOptions.automaticPrecision
 
-    /// What `--precision auto` trains in: bf16 convolutions where the CPU multiplies bf16 natively (oneDNN ISA
-    /// `avx512_core_bf16` or AMX), float32 elsewhere (AVX2 has no bf16 convolutions; plain AVX-512 only emulates
-    /// them). bf16 keeps float32 accumulation, activations, weights, gradients and optimiser state. It does not lose
-    /// accuracy: one epoch of the Hippocampus reference budget ends at the same validation Dice in bf16 and fp32 for
-    /// each of seeds 1–3 on AMD Zen 4 (within 0.003; `Ops/bench/README.md`), seed 1 in bf16 on the Intel Xeon of #25
-    /// ends where fp32 does on AVX2, and the CI check (`TrainingQualityTests`) trains both to the same Dice.
+    /// What `--precision auto` trains in: bf16 convolutions where they are faster than float32 on this CPU
+    /// (``ConvolutionPrecision/fasterBFloat16``: AMX, or AVX-512 BF16 on AMD), float32 elsewhere — AVX2 has no bf16
+    /// convolutions, plain AVX-512 only emulates them, and Intel's AVX-512 BF16 without AMX runs them 1.7× slower
+    /// than float32 (#25). bf16 keeps float32 accumulation, activations, weights, gradients and optimiser state. It
+    /// does not lose accuracy: one epoch of the Hippocampus reference budget ends at the same validation Dice in bf16
+    /// and fp32 for each of seeds 1–3 on AMD Zen 4 (within 0.003; `Ops/bench/README.md`), seed 1 in bf16 on the
+    /// Intel Xeon of #25 ends where fp32 does on AVX2, and the CI check (`TrainingQualityTests`) trains both to the
+    /// same Dice.
     public static var automaticPrecision: TrainingConvolution.Precision {
-        TrainingConvolution.Precision.nativeBFloat16 ? .bfloat16 : .float32
+        TrainingConvolution.Precision.fasterBFloat16 ? .bfloat16 : .float32
     }
     /// Stop after this many epochs in this invocation (the run can be resumed); nil: run to the end.
     public var stopAfterEpochs: Int?

@@ -38,7 +38,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed for weight initialisation, case sampling and augmentation (default: from the clock).")
     var seed: UInt64?
 
-    @Option(help: "Convolution arithmetic: fp32, bf16 (mixed precision, float32 master weights; needs AVX-512), or auto (bf16 where the CPU multiplies bf16 natively — AVX-512 BF16 or AMX — else fp32; both reach the same Dice per seed).")
+    @Option(help: "Convolution arithmetic: fp32, bf16 (mixed precision, float32 master weights; needs AVX-512), or auto (bf16 where it is faster than fp32 on this CPU — AMX, or AVX-512 BF16 on AMD; Intel without AMX runs bf16 slower — else fp32; both reach the same Dice per seed).")
     var precision: String = "auto"
 
     @Flag(name: .customLong("continue"), help: "Resume from the fold's latest checkpoint (or validate a finished fold again).")

@@ -2,7 +2,7 @@ import CDNNL
 
 /// Arithmetic of the convolutions. `bfloat16`: inputs and weights are rounded to bf16 for the multiplications
 /// (accumulation, outputs and everything outside the convolutions stay float32) — mixed precision as nnU-Net's autocast
-/// does on GPUs, at up to twice the float32 throughput on CPUs with AVX-512 BF16 or AMX.
+/// does on GPUs, at up to twice the float32 throughput with AMX or on AMD CPUs with AVX-512 BF16 (``fasterBFloat16``).
 public enum ConvolutionPrecision: String, Sendable, CaseIterable {
     case float32 = "fp32"
     case bfloat16 = "bf16"
@@ -11,11 +11,23 @@ public enum ConvolutionPrecision: String, Sendable, CaseIterable {
     /// on avx512_core); on an AVX2-only CPU they are unimplemented.
     public var isAvailable: Bool { self == .float32 || DNNLContext.effectiveISA.contains("avx512") || DNNLContext.effectiveISA.contains("amx") }
 
-    /// Whether this CPU multiplies bf16 natively (oneDNN ISA `avx512_core_bf16` or AMX) rather than emulating it on
-    /// plain AVX-512 — where bf16 convolutions run faster than float32.
-    public static var nativeBFloat16: Bool {
-        let isa = DNNLContext.effectiveISA
-        return isa == "avx512_core_bf16" || isa.contains("amx")
+    /// Whether bf16 convolutions run faster than float32 on this CPU — what `--precision auto` asks.
+    ///
+    /// Not the same as "the CPU multiplies bf16 natively": AVX-512 BF16's `vdpbf16ps` does twice the multiply-adds
+    /// of an fp32 FMA per instruction, but Intel cores without AMX (Cooper Lake; Sapphire/Emerald Rapids where AMX
+    /// is not exposed, as on the Intel Xeon of #25) issue it on one port against two for FMA, so the per-cycle rate
+    /// is the same and the bf16 conversions come on top. Measured with `Ops/bench/training_step.sh`, Hippocampus
+    /// network step: AMD EPYC Zen 4 bf16 3.40 s vs fp32 5.69 s (1.7× faster); Intel Xeon (family 6 model 207,
+    /// AVX-512 BF16, no AMX) bf16 5.78 s vs fp32 3.39 s (1.7× slower). So: AMX (oneDNN ISA `avx512_core_amx`,
+    /// tile multiplies), or `avx512_core_bf16` on an AMD CPU (Zen 4/5 run `vdpbf16ps` at the full vector rate).
+    public static var fasterBFloat16: Bool {
+        fasterBFloat16(isa: DNNLContext.effectiveISA, vendor: CPUIdentity.vendor)
+    }
+
+    /// The rule of ``fasterBFloat16`` for a given oneDNN ISA and CPU vendor string (`vendor_id`).
+    public static func fasterBFloat16(isa: String, vendor: String?) -> Bool {
+        if isa.contains("amx") { return true }
+        return isa == "avx512_core_bf16" && vendor == "AuthenticAMD"
     }
 
     /// The error text when it is not available here.
