@@ -168,7 +168,7 @@ let package = Package(
         .target(name: "CPUPeak", cSettings: [.unsafeFlags(["-O2"])]),
         .executableTarget(name: "NetworkBenchmark", dependencies: ["UNet", "TensorKernels", "PlansModel", "CPUPeak"]),
         .executableTarget(name: "AuditBenchmark", dependencies: ["AuditLog", "CaseIdentity", "Digest"]),
-        .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "ExperimentPlanning", "TensorKernels", "PlansModel", "TorchCheckpoint", "UNet"]),
+        .executableTarget(name: "TrainingBenchmark", dependencies: ["Training", "ExperimentPlanning", "TensorKernels", "PlansModel", "TorchCheckpoint", "UNet", "CPUPeak"]),
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["Digest", "AuditLog", .product(name: "ZIPFoundation", package: "ZIPFoundation")], path: "Tests/TestSupport",

@@ -223,7 +223,9 @@ public struct Augmenter: Sendable {
     /// Labels at the sampling coordinates: per-label soft masks (×1000, fp16), running maximum, ties to the
     /// lowest label; voxels sampled outside the border voxel centres are unknown (−1).
     func sampleLabels(_ input: [Int16], shape: [Int], at coordinates: [SIMD3<Double>]) -> [Int16] {
-        let present = Array(Set(input)).sorted()
+        var seen = [Bool](repeating: false, count: 1 << 16)  // by label + 32768: no hashing per voxel
+        input.withUnsafeBufferPointer { for label in $0 { seen[Int(label) &+ 32768] = true } }
+        let present = seen.indices.filter { seen[$0] }.map { Int16($0 - 32768) }
         var out = [Int16](repeating: -1, count: coordinates.count)
         var best = [Float](repeating: -.infinity, count: coordinates.count)
         input.withUnsafeBufferPointer { labels in

@@ -349,6 +349,22 @@ public final class TrainingNetwork: @unchecked Sendable {
         }
     }
 
+    /// Where to compute a gradient of value `v` that has layout `desc`: `v`'s own gradient buffer when this is the
+    /// first gradient `v` gets in this pass and the layouts agree (no copy afterwards, #25), else the scratch buffer
+    /// of `role`. Pass the result to ``finishDiff(_:_:)`` once it is computed.
+    func diffDestination(_ v: Int, scratch role: String, _ desc: DNNLMemoryDescriptor) throws -> (memory: DNNLMemory, direct: Bool) {
+        if !diffWritten[v], DNNLLayout.same(desc, values[v].desc) {
+            if diffs[v] == nil { diffs[v] = try DNNLMemory(context: context, desc: values[v].desc) }
+            return (diffs[v]!, true)
+        }
+        return (try scratchMemory(role, desc), false)
+    }
+
+    /// Records a gradient computed where ``diffDestination(_:scratch:_:)`` said.
+    func finishDiff(_ v: Int, _ destination: (memory: DNNLMemory, direct: Bool)) throws {
+        if destination.direct { diffWritten[v] = true } else { try addDiff(v, destination.memory) }
+    }
+
     /// Transient backward buffers, shared by every layer with the same role, shape and layout (each is
     /// consumed before the next layer of its role runs).
     var scratch: [String: DNNLMemory] = [:]
@@ -406,9 +422,9 @@ public final class TrainingNetwork: @unchecked Sendable {
             case .pool(let i):
                 let p = pools[i]
                 guard diffWritten[p.output] else { continue }
-                let dX = try scratchMemory("pool-dx", p.kernel.diffSourceDesc)
-                try p.kernel.runBackward(diffDestination: try diffs[p.output]!.converted(to: p.kernel.diffDestinationDesc), diffSource: dX)
-                try addDiff(p.input, dX)
+                let dX = try diffDestination(p.input, scratch: "pool-dx", p.kernel.diffSourceDesc)
+                try p.kernel.runBackward(diffDestination: try diffs[p.output]!.converted(to: p.kernel.diffDestinationDesc), diffSource: dX.memory)
+                try finishDiff(p.input, dX)
             case .residual(let i):
                 let r = residuals[i]
                 guard diffWritten[r.output] else { continue }
@@ -424,13 +440,13 @@ public final class TrainingNetwork: @unchecked Sendable {
             case .concat(let i):
                 let c = concats[i]
                 guard diffWritten[c.output] else { continue }
-                let upPart = try scratchMemory("cat-up", values[c.up].desc)
-                let skipPart = try scratchMemory("cat-skip", values[c.skip].desc)
                 try timed("concat backward") {
-                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: 0, into: upPart)
-                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: values[c.up].dims[1], into: skipPart)
-                    try addDiff(c.up, upPart)
-                    try addDiff(c.skip, skipPart)
+                    let upPart = try diffDestination(c.up, scratch: "cat-up", values[c.up].desc)
+                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: 0, into: upPart.memory)
+                    try finishDiff(c.up, upPart)
+                    let skipPart = try diffDestination(c.skip, scratch: "cat-skip", values[c.skip].desc)
+                    try TrainingKernels.copyChannels(from: diffs[c.output]!, first: values[c.up].dims[1], into: skipPart.memory)
+                    try finishDiff(c.skip, skipPart)
                 }
             }
         }
@@ -460,9 +476,9 @@ public final class TrainingNetwork: @unchecked Sendable {
         if let bias { parameters[bias].hasGradient = true }
         if let diffSourceDesc = conv.diffSourceDesc {
             let dD = try diffOutput.converted(to: conv.dataDiffDestinationDesc!)
-            let dX = try scratchMemory("dx", diffSourceDesc)
-            try timed("conv backward data") { try conv.runBackwardData(diffDestination: dD, diffSource: dX) }
-            try timed("add gradient") { try addDiff(input, dX) }
+            let dX = try diffDestination(input, scratch: "dx", diffSourceDesc)
+            try timed("conv backward data") { try conv.runBackwardData(diffDestination: dD, diffSource: dX.memory) }
+            try timed("add gradient") { try finishDiff(input, dX) }
         }
     }
 

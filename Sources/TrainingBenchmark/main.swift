@@ -31,6 +31,7 @@
 //   TrainingBenchmark score <weights.pth> <batch folder>… [--batches N] [--precision fp32|bf16]
 //
 // scores batch folders of both loaders with one fixed trained network: loss and per-class Dice per sample (#25).
+import CPUPeak
 import Foundation
 import PlansModel
 import TensorKernels
@@ -110,6 +111,24 @@ print(String(format: "time per iteration: median %.2f s over %d (min %.2f); ~%.0
 let phases = step.phaseSeconds.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations + 1)) }
 print("per iteration: " + phases.joined(separator: ", "))
 print("network: " + network.profile.sorted { $0.value > $1.value }.map { String(format: "%@ %.2f s", $0.key, $0.value / Double(iterations)) }.joined(separator: ", "))
+// The convolutions' rate against this CPU's float32 FMA peak (CPUPeak: independent FMAs in the widest vectors, one per
+// oneDNN thread) — how far a faster float32 step could go here (#25). bf16 can exceed it where bf16 dot products run at
+// twice the FMA rate (AMD Zen 4/5) or on AMX.
+let peakThreads = max(1, Int(environment["OMP_NUM_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount)
+final class PeakRates: @unchecked Sendable {
+    var rates: [Double]
+    init(_ n: Int) { rates = Array(repeating: 0, count: n) }
+}
+let peakRates = PeakRates(peakThreads)
+DispatchQueue.concurrentPerform(iterations: peakThreads) { t in
+    var isa: UnsafePointer<CChar>?
+    peakRates.rates[t] = nnseg_fma_peak_gflops(1.0, &isa)
+}
+let fmaPeak = peakRates.rates.reduce(0, +)
+let convolutionSeconds = ["conv forward", "conv backward data", "conv backward weights"].map { network.profile[$0] ?? 0 }.reduce(0, +) / Double(iterations)
+let convolutionRate = flops / convolutionSeconds / 1e9
+print(String(format: "convolutions: %.2f s per iteration, ~%.0f GFLOP/s = %.0f%% of this CPU's measured float32 FMA peak (%.0f GFLOP/s, %d thread(s)); the rest of the step: %.2f s",
+             convolutionSeconds, convolutionRate, 100 * convolutionRate / fmaPeak, fmaPeak, peakThreads, median - convolutionSeconds))
 if environment["PLANS_FILE"] == nil {
     print(String(format: "nnU-Net (torch, CPU, %@): %.2f s per iteration → nnseg's network step is %.2f× faster (goal ≥ 2×)",
                  liveReference == nil ? "recorded on another machine" : "live on this machine", referenceSeconds, referenceSeconds / median))
