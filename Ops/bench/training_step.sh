@@ -62,6 +62,8 @@ for precision in fp32 bf16; do
     echo "nnseg train $precision failed; see $WORK/nnseg-train-$precision.log" >&2; exit 1
   fi
   seconds=$(grep -o 'median_iteration_seconds=[0-9.]*' "$WORK/nnseg-train-$precision.log" | tail -1 | cut -d= -f2)
+  wait_seconds=$(grep -o 'loader_wait_seconds=[0-9.]*' "$WORK/nnseg-train-$precision.log" | tail -1 | cut -d= -f2)
+  echo "nnseg $precision: waiting for the loader ${wait_seconds:-?} s per iteration on average"
   if [[ -n "$nnunet_seconds" ]]; then
     echo "nnseg $precision: median $seconds s per iteration; nnU-Net live $nnunet_seconds s → nnseg is $(echo "scale=2; $nnunet_seconds / $seconds" | bc)× faster (goal ≥ 2×)"
   else

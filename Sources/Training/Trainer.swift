@@ -85,6 +85,8 @@ public struct EpochSummary: Sendable {
     public var seconds: Double
     /// Median wall time of one training iteration (waiting for the loader included; not the validation iterations).
     public var medianIterationSeconds: Double
+    /// Mean time per training iteration spent waiting for the background loader's next batch (0 when it keeps ahead).
+    public var meanLoaderWaitSeconds: Double
     public var newBest: Bool
 }
 
@@ -273,10 +275,11 @@ public final class Trainer: @unchecked Sendable {
             let start = Date()
             let lr = polyLearningRate(initial: options.initialLearningRate, epoch: epoch, maxEpochs: options.epochs)
             var losses: [Double] = []
-            var iterationSeconds: [Double] = []
+            var iterationSeconds: [Double] = [], loaderWaitSeconds: [Double] = []
             var iterationStart = start
             for i in 0..<options.iterationsPerEpoch {
                 let batch = try trainLoader.next()
+                loaderWaitSeconds.append(Date().timeIntervalSince(iterationStart))
                 let value = try step.train(input: batch.input, labels: batch.labels, learningRate: lr)
                 let now = Date()
                 iterationSeconds.append(now.timeIntervalSince(iterationStart))
@@ -331,7 +334,8 @@ public final class Trainer: @unchecked Sendable {
             let seconds = Date().timeIntervalSince(start)
             let summary = EpochSummary(epoch: epoch, learningRate: lr, trainLoss: trainLoss, validationLoss: valLoss, pseudoDice: dice,
                                        emaPseudoDice: ema, seconds: seconds,
-                                       medianIterationSeconds: iterationSeconds.isEmpty ? 0 : iterationSeconds.sorted()[iterationSeconds.count / 2], newBest: newBest)
+                                       medianIterationSeconds: iterationSeconds.isEmpty ? 0 : iterationSeconds.sorted()[iterationSeconds.count / 2],
+                                       meanLoaderWaitSeconds: loaderWaitSeconds.reduce(0, +) / Double(max(loaderWaitSeconds.count, 1)), newBest: newBest)
             logFile.write(String(format: "epoch %d: lr %.6f, train loss %.4f, val loss %.4f, pseudo Dice %@, EMA %.4f, %.1f s%@", epoch, lr,
                                  trainLoss, valLoss, dice.map { String(format: "%.4f", $0) }.joined(separator: " "), ema, seconds,
                                  newBest ? ", new best EMA" : ""))

@@ -125,6 +125,7 @@ struct TrainCommand: ParsableCommand {
                     "pseudo_dice": "\(s.pseudoDice.map { String(format: "%.4f", $0) })", "ema": "\(String(format: "%.4f", s.emaPseudoDice))",
                     "seconds": "\(String(format: "%.1f", s.seconds))", "new_best": "\(s.newBest)",
                     "median_iteration_seconds": "\(String(format: "%.3f", s.medianIterationSeconds))",
+                    "loader_wait_seconds": "\(String(format: "%.3f", s.meanLoaderWaitSeconds))",
                 ])
                 return
             }
