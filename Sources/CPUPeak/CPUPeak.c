@@ -4,6 +4,7 @@
 // target attribute and chosen at run time, so the rest of the project keeps its baseline target.
 #include "CPUPeak.h"
 #include <immintrin.h>
+#include <pthread.h>
 #include <time.h>
 
 static double now(void) {
@@ -72,4 +73,33 @@ double nnseg_fma_peak_gflops(double seconds, const char **isa) {
         if (dt < seconds / 10) n *= 2;
     }
     return best;
+}
+
+struct peak_job { double seconds; double gflops; const char *isa; };
+
+static void *peak_thread(void *argument) {
+    struct peak_job *job = argument;
+    job->gflops = nnseg_fma_peak_gflops(job->seconds, &job->isa);
+    return NULL;
+}
+
+double nnseg_fma_peak_gflops_threads(double seconds, int threads, const char **isa, double *per_thread) {
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
+    struct peak_job jobs[256];
+    pthread_t ids[256];
+    int started[256];
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (struct peak_job){ seconds, 0, "" };
+        started[t] = pthread_create(&ids[t], NULL, peak_thread, &jobs[t]) == 0;
+        if (!started[t]) peak_thread(&jobs[t]);  // no thread to be had: measure here, one after another
+    }
+    double total = 0;
+    for (int t = 0; t < threads; t++) {
+        if (started[t]) pthread_join(ids[t], NULL);
+        total += jobs[t].gflops;
+        if (per_thread) per_thread[t] = jobs[t].gflops;
+    }
+    if (isa) *isa = jobs[0].isa;
+    return total;
 }

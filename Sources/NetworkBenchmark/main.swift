@@ -102,25 +102,17 @@ print("implementations: \(hippocampus.implementations.union(bigNet.implementatio
 //    peak — independent float32 FMAs in the widest vectors it has, on as many threads as oneDNN uses (CPUPeak) —
 //    and the memory rate of the steps without arithmetic. The best convolution rate is printed beside it.
 let threads = max(1, Int(ProcessInfo.processInfo.environment["OMP_NUM_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount)
-final class PeakRates: @unchecked Sendable {
-    var rates: [Double]
-    var isa = ""
-    init(_ n: Int) { rates = Array(repeating: 0, count: n) }
-}
-let peakRates = PeakRates(threads)
-DispatchQueue.concurrentPerform(iterations: threads) { t in
-    var isa: UnsafePointer<CChar>?
-    peakRates.rates[t] = nnseg_fma_peak_gflops(1.5, &isa)
-    if t == 0, let isa { peakRates.isa = String(cString: isa) }
-}
-let peak = peakRates.rates.reduce(0, +)
+var peakISA: UnsafePointer<CChar>?
+var peakRates = [Double](repeating: 0, count: threads)
+let peak = nnseg_fma_peak_gflops_threads(1.5, Int32(threads), &peakISA, &peakRates)
+let peakISAName = peakISA.map { String(cString: $0) } ?? ""
 let rooflineInput = Tensor(shape: bigNet.inputShape, data: (0..<bigNet.inputShape.reduce(1, *)).map { _ in Float.random(in: -1...1, using: &generator) })
 let costs = try bigNet.layerCosts(rooflineInput)
 let totalSeconds = costs.map(\.seconds).reduce(0, +)
 print("")
 let bestConvolution = costs.filter { $0.multiplyAccumulates > 0 }.map { 2 * Double($0.multiplyAccumulates) / $0.seconds / 1e9 }.max() ?? 0
 print(String(format: "roofline, fullres 128³ (one pass %.2f s); measured FMA peak %.1f GFLOP/s (%@ FMA, %d thread(s): %@); best convolution %.1f GFLOP/s = %.0f%% of it",
-             totalSeconds, peak, peakRates.isa as NSString, threads, peakRates.rates.map { String(format: "%.1f", $0) }.joined(separator: " + ") as NSString,
+             totalSeconds, peak, peakISAName as NSString, threads, peakRates.map { String(format: "%.1f", $0) }.joined(separator: " + ") as NSString,
              bestConvolution, 100 * bestConvolution / peak))
 print("layer type                                     seconds   share   GFLOP/s  % of peak    GB/s")
 for c in costs.sorted(by: { $0.seconds > $1.seconds }) {

@@ -115,16 +115,7 @@ print("network: " + network.profile.sorted { $0.value > $1.value }.map { String(
 // oneDNN thread) — how far a faster float32 step could go here (#25). bf16 can exceed it where bf16 dot products run at
 // twice the FMA rate (AMD Zen 4/5) or on AMX.
 let peakThreads = max(1, Int(environment["OMP_NUM_THREADS"] ?? "") ?? ProcessInfo.processInfo.activeProcessorCount)
-final class PeakRates: @unchecked Sendable {
-    var rates: [Double]
-    init(_ n: Int) { rates = Array(repeating: 0, count: n) }
-}
-let peakRates = PeakRates(peakThreads)
-DispatchQueue.concurrentPerform(iterations: peakThreads) { t in
-    var isa: UnsafePointer<CChar>?
-    peakRates.rates[t] = nnseg_fma_peak_gflops(1.0, &isa)
-}
-let fmaPeak = peakRates.rates.reduce(0, +)
+let fmaPeak = nnseg_fma_peak_gflops_threads(1.0, Int32(peakThreads), nil, nil)
 let convolutionSeconds = ["conv forward", "conv backward data", "conv backward weights"].map { network.profile[$0] ?? 0 }.reduce(0, +) / Double(iterations)
 let convolutionRate = flops / convolutionSeconds / 1e9
 print(String(format: "convolutions: %.2f s per iteration, ~%.0f GFLOP/s = %.0f%% of this CPU's measured float32 FMA peak (%.0f GFLOP/s, %d thread(s)); the rest of the step: %.2f s",

@@ -9,6 +9,10 @@ extern "C" {
 /// Returns GFLOP/s (2 per FMA lane); `isa` gets "avx512", "avx2" or "sse".
 double nnseg_fma_peak_gflops(double seconds, const char **isa);
 
+/// The same on `threads` threads at once (as many as oneDNN uses): the sum of their rates. `per_thread`, when not
+/// NULL, gets each thread's rate (`threads` entries). At most 256 threads.
+double nnseg_fma_peak_gflops_threads(double seconds, int threads, const char **isa, double *per_thread);
+
 #ifdef __cplusplus
 }
 #endif
