@@ -5,8 +5,6 @@ import Foundation
 public enum CPUIdentity {
     /// `vendor_id` of the first processor ("GenuineIntel", "AuthenticAMD"); nil where it cannot be read.
     public static let vendor: String? = field("vendor_id")
-    /// `model name` of the first processor; nil where it cannot be read.
-    public static let modelName: String? = field("model name")
 
     /// The value of `name` in the first processor's block of `/proc/cpuinfo`.
     static func field(_ name: String) -> String? {
