@@ -127,21 +127,99 @@ public struct Augmenter: Sendable {
     }
 
     public func augment(_ input: Sample, _ rng: inout RandomSource) -> Sample {
-        var s = spatial(input, &rng)
-        let planar = configuration.twoD || configuration.dummy2D
-        if rng.chance(0.1) { gaussianNoise(&s, &rng) }
-        if rng.chance(0.2) { gaussianBlur(&s, &rng, planar: configuration.twoD) }
-        if rng.chance(0.15) { brightness(&s, &rng) }
-        if rng.chance(0.15) { contrast(&s, &rng) }
-        if rng.chance(0.25) { lowResolution(&s, &rng, skipAxis0: planar) }
-        if rng.chance(0.1) { gamma(&s, &rng, invert: true) }
-        if rng.chance(0.3) { gamma(&s, &rng, invert: false) }
-        for axis in configuration.mirrorAxes where rng.chance(0.5) { mirror(&s, axis: axis) }
-        maskAndRemoveLabel(&s)
+        var s = apply(draw(channels: input.channels, &rng), to: input)
         if s.previous != nil {
             CascadeAugmentation.appendOneHot(&s, labels: cascadeLabels)
             CascadeAugmentation.perturb(&s, count: cascadeLabels.count, planar: configuration.twoD, &rng)
         }
+        return s
+    }
+
+    /// Every random choice of one sample's augmentation, in the order nnU-Net's transforms make them; ``apply(_:to:)``
+    /// is then deterministic. Given nnU-Net's own draws (`Ops/bench/nnunet_augmentation_log.py`), nnseg's augmenter
+    /// must reproduce nnU-Net's sample (`TrainingBenchmark augreplay`).
+    public struct Draw: Sendable, Equatable {
+        /// Angles (radians) about axes 0, 1, 2 and one scale for all axes; nil: no rotation or scaling (centre crop).
+        public var rotationAndScale: (angles: [Double], scale: Double)?
+        /// Additive Gaussian noise, `channels × patch`.
+        public var noise: [Float]?
+        /// Blur σ per axis for each channel blurred (nil: channel not blurred); nil: no blur.
+        public var blur: [[Double]?]?
+        /// Multiplicative brightness factor per channel.
+        public var brightness: [Float]?
+        /// Contrast factor per channel.
+        public var contrast: [Float]?
+        /// Low-resolution zoom per channel (nil: channel untouched).
+        public var lowResolution: [Double?]?
+        /// Gamma per channel on the inverted image, then on the image.
+        public var invertedGamma: [Double]?
+        public var gamma: [Double]?
+        /// Axes mirrored.
+        public var mirror: [Int] = []
+
+        public init() {}
+
+        public static func == (a: Draw, b: Draw) -> Bool {
+            a.rotationAndScale?.angles == b.rotationAndScale?.angles && a.rotationAndScale?.scale == b.rotationAndScale?.scale
+                && a.noise == b.noise && a.blur == b.blur && a.brightness == b.brightness && a.contrast == b.contrast
+                && a.lowResolution == b.lowResolution && a.invertedGamma == b.invertedGamma && a.gamma == b.gamma && a.mirror == b.mirror
+        }
+    }
+
+    /// Draws one sample's augmentation for `channels` image channels.
+    public func draw(channels: Int, _ rng: inout RandomSource) -> Draw {
+        var d = Draw()
+        let planar = configuration.twoD || configuration.dummy2D
+        let rotate = rng.chance(0.2), scaleIt = rng.chance(0.2)
+        var angles = [0.0, 0.0, 0.0]
+        if rotate {
+            if planar {
+                angles[0] = rng.uniform(-configuration.rotation, configuration.rotation)
+            } else {
+                for i in 0..<3 { angles[i] = rng.uniform(-configuration.rotation, configuration.rotation) }
+            }
+        }
+        let scale = scaleIt ? rng.uniform(0.7, 1.4) : 1
+        if rotate || scaleIt { d.rotationAndScale = (angles, scale) }
+        if rng.chance(0.1) {
+            let sigma = rng.uniform(0, 0.1)
+            d.noise = (0..<(channels * configuration.patch.reduce(1, *))).map { _ in Float(rng.normal() * sigma) }
+        }
+        if rng.chance(0.2) { d.blur = (0..<channels).map { _ in rng.chance(0.5) ? (0..<3).map { _ in rng.uniform(0.5, 1.0) } : nil } }
+        if rng.chance(0.15) { d.brightness = (0..<channels).map { _ in Float(contrastFactor(0.75, 1.25, &rng)) } }
+        if rng.chance(0.15) { d.contrast = (0..<channels).map { _ in Float(contrastFactor(0.75, 1.25, &rng)) } }
+        if rng.chance(0.25) { d.lowResolution = (0..<channels).map { _ in rng.chance(0.5) ? rng.uniform(0.5, 1) : nil } }
+        if rng.chance(0.1) { d.invertedGamma = (0..<channels).map { _ in contrastFactor(0.7, 1.5, &rng) } }
+        if rng.chance(0.3) { d.gamma = (0..<channels).map { _ in contrastFactor(0.7, 1.5, &rng) } }
+        d.mirror = configuration.mirrorAxes.filter { _ in rng.chance(0.5) }
+        return d
+    }
+
+    /// One sample's augmentation with its draws made: spatial, Gaussian noise, Gaussian blur, brightness, contrast,
+    /// low resolution, inverted and plain gamma, mirroring, image masking, −1 → 0 (a cascade's previous stage is
+    /// carried along, not yet one-hot).
+    public func apply(_ d: Draw, to input: Sample) -> Sample {
+        var s = d.rotationAndScale.map { spatial(input, angles: $0.angles, scale: $0.scale) } ?? centreCrop(input)
+        let planar = configuration.twoD || configuration.dummy2D
+        if let noise = d.noise {
+            precondition(noise.count == s.data.count, "noise for \(noise.count) values, sample has \(s.data.count)")
+            for i in 0..<s.data.count { s.data[i] += noise[i] }
+        }
+        if let blur = d.blur {
+            for (c, sigmas) in blur.enumerated() where c < s.channels {
+                guard let sigmas else { continue }
+                for axis in 0..<3 where !(configuration.twoD && axis == 0) { self.blur(&s, channel: c, axis: axis, sigma: sigmas[axis]) }
+            }
+        }
+        for (c, f) in (d.brightness ?? []).enumerated() where c < s.channels { brightness(&s, channel: c, factor: f) }
+        for (c, f) in (d.contrast ?? []).enumerated() where c < s.channels { contrast(&s, channel: c, factor: f) }
+        for (c, zoom) in (d.lowResolution ?? []).enumerated() where c < s.channels {
+            if let zoom { lowResolution(&s, channel: c, zoom: zoom, skipAxis0: planar) }
+        }
+        for (c, g) in (d.invertedGamma ?? []).enumerated() where c < s.channels { gamma(&s, channel: c, gamma: g, invert: true) }
+        for (c, g) in (d.gamma ?? []).enumerated() where c < s.channels { gamma(&s, channel: c, gamma: g, invert: false) }
+        for axis in d.mirror { mirror(&s, axis: axis) }
+        maskAndRemoveLabel(&s)
         return s
     }
 
@@ -159,22 +237,6 @@ public struct Augmenter: Sendable {
     }
 
     // MARK: Spatial
-
-    func spatial(_ input: Sample, _ rng: inout RandomSource) -> Sample {
-        let planar = configuration.twoD || configuration.dummy2D
-        let rotate = rng.chance(0.2), scaleIt = rng.chance(0.2)
-        var angles = [0.0, 0.0, 0.0]
-        if rotate {
-            if planar {
-                angles[0] = rng.uniform(-configuration.rotation, configuration.rotation)
-            } else {
-                for i in 0..<3 { angles[i] = rng.uniform(-configuration.rotation, configuration.rotation) }
-            }
-        }
-        let scale = scaleIt ? rng.uniform(0.7, 1.4) : 1
-        guard rotate || scaleIt else { return centreCrop(input) }
-        return spatial(input, angles: angles, scale: scale)
-    }
 
     /// The spatial transform when neither rotation nor scaling is drawn: the patch from the middle of the crop.
     func centreCrop(_ input: Sample) -> Sample {
@@ -220,25 +282,58 @@ public struct Augmenter: Sendable {
         return out
     }
 
-    /// Labels at the sampling coordinates: per-label soft masks (×1000, fp16), running maximum, ties to the
-    /// lowest label; voxels sampled outside the border voxel centres are unknown (−1).
+    /// Labels at the sampling coordinates as batchgeneratorsv2's SpatialTransform samples them for nnU-Net
+    /// (`border_mode_seg='constant'`, padding label −1, `seg_tiebreak='nearest'`): every label's indicator ×1000 is
+    /// interpolated trilinearly and rounded to float16, the highest score wins; the padding label −1 counts as present
+    /// outside the crop (so a point up to half a voxel past the last voxel centre keeps that voxel's label) and joins
+    /// the labels whenever the grid may reach outside (the same conservative bound on the normalised grid);
+    /// ties go to the nearest neighbour's label where it is one of the tied labels, otherwise to the lowest label.
+    /// With two labels only the higher one is scored (it wins above 500, the nearest neighbour settles exactly 500).
     func sampleLabels(_ input: [Int16], shape: [Int], at coordinates: [SIMD3<Double>]) -> [Int16] {
+        let pad: Int16 = -1
         var seen = [Bool](repeating: false, count: 1 << 16)  // by label + 32768: no hashing per voxel
         input.withUnsafeBufferPointer { for label in $0 { seen[Int(label) &+ 32768] = true } }
+        // Normalised grid coordinate g = (2·p + 1)/n − 1 (align_corners false); batchgeneratorsv2 compares the grid's
+        // extreme values with the smallest per-axis bound 1 − 1/n.
+        let bound = (0..<3).map { 1 - 1 / Double(shape[$0]) }.min()!
+        var extreme = 0.0
+        for p in coordinates { for a in 0..<3 { extreme = max(extreme, abs((2 * p[a] + 1) / Double(shape[a]) - 1)) } }
+        if extreme > bound { seen[Int(pad) + 32768] = true }
         let present = seen.indices.filter { seen[$0] }.map { Int16($0 - 32768) }
-        var out = [Int16](repeating: -1, count: coordinates.count)
-        var best = [Float](repeating: -.infinity, count: coordinates.count)
+        guard present.count > 1 else { return [Int16](repeating: present.first ?? pad, count: coordinates.count) }
+        // The nearest neighbour (grid_sample 'nearest': round half to even), the padding label outside.
+        let nearest: [Int16] = coordinates.map { p in
+            var index = 0
+            for a in 0..<3 {
+                let i = Int(p[a].rounded(.toNearestOrEven))
+                if i < 0 || i >= shape[a] { return pad }
+                index = index * shape[a] + i
+            }
+            return input[index]
+        }
+        var out = [Int16](repeating: present[0], count: coordinates.count)
         input.withUnsafeBufferPointer { labels in
+            func score(_ u: Int16, _ p: SIMD3<Double>) -> Float16 {
+                Float16(Float(trilinear(labels, shape, p, outside: u == pad ? 1000 : 0) { $0 == u ? 1000 : 0 }))
+            }
+            if present.count == 2 {
+                let high = present[1]
+                for i in 0..<coordinates.count {
+                    let v = score(high, coordinates[i])
+                    if v > 500 { out[i] = high } else if v == 500 { out[i] = nearest[i] }
+                }
+                return
+            }
+            var best = [Float16](repeating: -.infinity, count: coordinates.count)
+            var nearestScore = [Float16](repeating: -.infinity, count: coordinates.count)
             for u in present {
                 for i in 0..<coordinates.count {
-                    let v = Float(Float16(trilinear(labels, shape, coordinates[i]) { $0 == u ? 1000 : 0 }))
+                    let v = score(u, coordinates[i])
                     if v > best[i] { best[i] = v; out[i] = u }
+                    if nearest[i] == u { nearestScore[i] = v }
                 }
             }
-        }
-        for i in 0..<coordinates.count {
-            let p = coordinates[i]
-            for a in 0..<3 where p[a] < 0 || p[a] > Double(shape[a] - 1) { out[i] = -1 }
+            for i in 0..<coordinates.count where nearestScore[i] == best[i] { out[i] = nearest[i] }
         }
         return out
     }
@@ -255,29 +350,30 @@ public struct Augmenter: Sendable {
         return mul(mul(r2, r1), r0)
     }
 
-    /// Trilinear sample at `p` with zero outside the volume.
+    /// Trilinear sample at `p`; corners outside the volume count as `outside` (zero for the image).
     @inline(__always)
-    func trilinear<T>(_ v: UnsafeBufferPointer<T>, _ shape: [Int], _ p: SIMD3<Double>, _ value: (T) -> Double) -> Double {
+    func trilinear<T>(_ v: UnsafeBufferPointer<T>, _ shape: [Int], _ p: SIMD3<Double>, outside: Double = 0, _ value: (T) -> Double) -> Double {
         let z0 = Int(p.x.rounded(.down)), y0 = Int(p.y.rounded(.down)), x0 = Int(p.z.rounded(.down))
         let fz = p.x - Double(z0), fy = p.y - Double(y0), fx = p.z - Double(x0)
         let (D, H, W) = (shape[0], shape[1], shape[2])
         var result = 0.0
         for dz in 0...1 {
             let z = z0 + dz
-            guard z >= 0 && z < D else { continue }
             let wz = dz == 0 ? 1 - fz : fz
             if wz == 0 { continue }
             for dy in 0...1 {
                 let y = y0 + dy
-                guard y >= 0 && y < H else { continue }
                 let wy = dy == 0 ? 1 - fy : fy
                 if wy == 0 { continue }
                 for dx in 0...1 {
                     let x = x0 + dx
-                    guard x >= 0 && x < W else { continue }
                     let wx = dx == 0 ? 1 - fx : fx
                     if wx == 0 { continue }
-                    result += wz * wy * wx * value(v[(z * H + y) * W + x])
+                    if z >= 0 && z < D && y >= 0 && y < H && x >= 0 && x < W {
+                        result += wz * wy * wx * value(v[(z * H + y) * W + x])
+                    } else if outside != 0 {
+                        result += wz * wy * wx * outside
+                    }
                 }
             }
         }
@@ -308,21 +404,6 @@ public struct Augmenter: Sendable {
     }
 
     // MARK: Intensity
-
-    func gaussianNoise(_ s: inout Sample, _ rng: inout RandomSource) {
-        let sigma = rng.uniform(0, 0.1)
-        for i in 0..<s.data.count { s.data[i] += Float(rng.normal() * sigma) }
-    }
-
-    func gaussianBlur(_ s: inout Sample, _ rng: inout RandomSource, planar: Bool) {
-        for c in 0..<s.channels where rng.chance(0.5) {
-            for axis in 0..<3 {
-                let sigma = rng.uniform(0.5, 1.0)
-                if planar && axis == 0 { continue }
-                blur(&s, channel: c, axis: axis, sigma: sigma)
-            }
-        }
-    }
 
     /// Separable Gaussian along one axis as batchgeneratorsv2 blurs: the kernel spans 6σ + 0.5 rounded to an odd size
     /// (half to even first, then to the odd neighbour on the side of the unrounded value), its weights exp(−x²/2σ²) at
@@ -373,17 +454,9 @@ public struct Augmenter: Sendable {
         return rng.uniform(max(lo, 1), hi)
     }
 
-    func brightness(_ s: inout Sample, _ rng: inout RandomSource) {
-        for c in 0..<s.channels { brightness(&s, channel: c, factor: Float(contrastFactor(0.75, 1.25, &rng))) }
-    }
-
     func brightness(_ s: inout Sample, channel c: Int, factor f: Float) {
         let v = s.volume
         for i in (c * v)..<((c + 1) * v) { s.data[i] *= f }
-    }
-
-    func contrast(_ s: inout Sample, _ rng: inout RandomSource) {
-        for c in 0..<s.channels { contrast(&s, channel: c, factor: Float(contrastFactor(0.75, 1.25, &rng))) }
     }
 
     /// `x ← (x − mean)·f + mean`, clamped to the channel's range before.
@@ -398,16 +471,12 @@ public struct Augmenter: Sendable {
 
     /// Downsample by a common zoom U(0.5, 1) with nearest-exact to round(n·zoom) (half to even, as Python rounds),
     /// upsample back with (tri)linear interpolation (align_corners false), per channel with p 0.5.
-    func lowResolution(_ s: inout Sample, _ rng: inout RandomSource, skipAxis0: Bool) {
-        for c in 0..<s.channels where rng.chance(0.5) { lowResolution(&s, channel: c, zoom: rng.uniform(0.5, 1), skipAxis0: skipAxis0) }
-    }
-
     func lowResolution(_ s: inout Sample, channel c: Int, zoom: Double, skipAxis0: Bool) {
         let v = s.volume, shape = s.shape
         let small = shape.enumerated().map { a, n in (skipAxis0 && a == 0) ? n : max(1, Int((Double(n) * zoom).rounded(.toNearestOrEven))) }
         let smallVolume = small.reduce(1, *)
         var low = [Float](repeating: 0, count: smallVolume)
-        let maps = (0..<3).map { a in (0..<small[a]).map { min(shape[a] - 1, Int((Double($0) + 0.5) * Double(shape[a]) / Double(small[a]))) } }
+        let maps = (0..<3).map { a in (0..<small[a]).map { nearestExactSource($0, input: shape[a], output: small[a]) } }
         var o = 0
         for z in 0..<small[0] { for y in 0..<small[1] { for x in 0..<small[2] {
             low[o] = s.data[c * v + (maps[0][z] * shape[1] + maps[1][y]) * shape[2] + maps[2][x]]
@@ -439,10 +508,6 @@ public struct Augmenter: Sendable {
     }
 
     /// Gamma with retained mean and standard deviation (unbiased), optionally on the inverted image.
-    func gamma(_ s: inout Sample, _ rng: inout RandomSource, invert: Bool) {
-        for c in 0..<s.channels { gamma(&s, channel: c, gamma: contrastFactor(0.7, 1.5, &rng), invert: invert) }
-    }
-
     func gamma(_ s: inout Sample, channel c: Int, gamma g: Double, invert: Bool) {
         let v = s.volume
         let range = (c * v)..<((c + 1) * v)

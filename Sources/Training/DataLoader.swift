@@ -39,8 +39,9 @@ public struct PatchSampler: Sendable {
         j >= Int((Double(batchSize) * (1 - oversampleForeground)).rounded())
     }
 
-    /// The crop's lower corner (may be negative or run past the end: padding).
-    public func lowerCorner(_ c: TrainingCase, forceForeground: Bool, _ rng: inout RandomSource) -> [Int] {
+    /// The range of the crop's lower corner per axis (inclusive; nnU-Net's get_bbox `lbs` and `ubs`): the crop may
+    /// start before the case and end past it by up to half the padding the enlarged patch needs.
+    public func cornerBounds(_ c: TrainingCase) -> (lower: [Int], upper: [Int]) {
         let patch = cropSize
         var needToPad = zip(cropSize, configuration.patch).map { $0 - $1 }
         for d in 0..<3 where needToPad[d] + c.shape[d] < patch[d] { needToPad[d] = patch[d] - c.shape[d] }
@@ -51,6 +52,13 @@ public struct PatchSampler: Sendable {
             let half = needToPad[d] / 2, odd = needToPad[d] % 2
             ub[d] = c.shape[d] + half + odd - patch[d]
         }
+        return (lb, ub)
+    }
+
+    /// The crop's lower corner (may be negative or run past the end: padding).
+    public func lowerCorner(_ c: TrainingCase, forceForeground: Bool, _ rng: inout RandomSource) -> [Int] {
+        let patch = cropSize
+        let (lb, ub) = cornerBounds(c)
         var eligible = c.classLocations.filter { !$0.voxels.isEmpty }
         if let ignoreLabel, eligible.count > 1 { eligible.removeAll { $0.key == [ignoreLabel] } }
         if forceForeground, !eligible.isEmpty {

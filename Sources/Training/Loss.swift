@@ -138,12 +138,20 @@ public func deepSupervisionScales(strides: [[Int]]) -> [[Double]] {
     return out
 }
 
-/// Nearest-exact downsampling of labels `(N, spatial…)` to `shape` (PyTorch `nearest-exact`:
-/// source index `floor((i + 0.5)·in/out)`).
+/// PyTorch's `nearest-exact` source index for output index `i` when `input` samples are resized to `output`, in its
+/// arithmetic: `floor((i + 0.5)·scale)` with `scale = in/out` in float32 and the product rounded to float32 before the
+/// floor. Exact arithmetic differs where the product is an integer (e.g. 40 → 33 at i = 16: 660/33 = 20, torch 19 or 20
+/// depending on the rounding of 40/33) — a whole slice of difference.
+func nearestExactSource(_ i: Int, input: Int, output: Int) -> Int {
+    let scale = Float(input) / Float(output)
+    return min(input - 1, Int(Float((Double(i) + 0.5) * Double(scale)).rounded(.down)))
+}
+
+/// Nearest-exact downsampling of labels `(N, spatial…)` to `shape` (PyTorch `nearest-exact`, ``nearestExactSource(_:input:output:)``).
 public func downsampleLabels(_ labels: [Int16], samples: Int, from input: [Int], to output: [Int]) -> [Int16] {
     if input == output { return labels }
     let inVolume = input.reduce(1, *), outVolume = output.reduce(1, *)
-    let maps = zip(input, output).map { i, o in (0..<o).map { min(i - 1, Int((Double($0) + 0.5) * Double(i) / Double(o))) } }
+    let maps = zip(input, output).map { i, o in (0..<o).map { nearestExactSource($0, input: i, output: o) } }
     var result = [Int16](repeating: 0, count: samples * outVolume)
     let rank = input.count
     var inStrides = [Int](repeating: 1, count: rank)

@@ -31,6 +31,10 @@
 //   TrainingBenchmark score <weights.pth> <batch folder>… [--batches N] [--precision fp32|bf16]
 //
 // scores batch folders of both loaders with one fixed trained network: loss and per-class Dice per sample (#25).
+//
+//   TrainingBenchmark augreplay <folder of Ops/bench/nnunet_augmentation_log.py> <preprocessed dataset folder> [tolerance]
+//
+// gives nnU-Net's recorded random draws, sample by sample, to nnseg's sampler and augmenter and compares the samples (#25).
 import CPUPeak
 import Foundation
 import PlansModel
@@ -54,6 +58,10 @@ if arguments.count > 1 && arguments[1] == "dump" {
 }
 if arguments.count > 1 && arguments[1] == "score" {
     try scoreBatches(Array(arguments.dropFirst(2)))
+    exit(0)
+}
+if arguments.count > 1 && arguments[1] == "augreplay" {
+    try augmentationReplay(Array(arguments.dropFirst(2)))
     exit(0)
 }
 if arguments.count > 1 && arguments[1] == "norm" {
