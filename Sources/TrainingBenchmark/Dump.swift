@@ -47,3 +47,57 @@ func dumpBatches(_ a: [String]) throws {
     try JSONSerialization.data(withJSONObject: record).write(to: out.appendingPathComponent("losses.json"))
     print("\(count) batches of nnseg's loader (seed \(seed), fold \(fold), \(split.train.count) training cases) in \(out.path)")
 }
+
+/// `TrainingBenchmark drawlog <preprocessed dataset folder> <fold> <seed> <batches> <out.jsonl>` (#25): the random draws
+/// of `nnseg train --seed <seed> -f <fold>`'s first-epoch batches, one JSON line per sample in the format of
+/// `Ops/bench/nnunet_augmentation_log.py` (case, forced foreground, crop corner, spatial angles and scale, parameters of
+/// each intensity transform applied, mirrored axes; the noise as its standard deviation), for
+/// `Ops/bench/draw_law_compare.py` to compare the laws of the two loaders' draws.
+func logDraws(_ a: [String]) throws {
+    guard a.count >= 5, let fold = Int(a[1]), let seed = UInt64(a[2]), let count = Int(a[3]) else {
+        print("usage: TrainingBenchmark drawlog <preprocessed dataset folder> <fold> <seed> <batches> <out.jsonl>")
+        exit(64)
+    }
+    let root = URL(fileURLWithPath: a[0])
+    let configuration = try Plans(contentsOf: root.appendingPathComponent("nnUNetPlans.json")).configuration("3d_fullres")
+    let dataFolder = root.appendingPathComponent(configuration.dataIdentifier)
+    let all = try PreprocessedDataset(folder: dataFolder).identifiers
+    let split = try CrossValidation.read(root.appendingPathComponent("splits_final.json"), cases: Set(all))[fold]
+    let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(), storage: .memory,
+                                       cacheBytes: 4 << 30)
+    let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
+    let sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
+    let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
+    var rng = RandomSource(seed: Trainer.loaderSeeds(seed: seed, epoch: 0).training)
+    var lines: [String] = []
+    for b in 0..<count {
+        // PatchSampler.batch's order of draws: case, crop corner, then the sample's augmentation.
+        for j in 0..<sampler.batchSize {
+            let id = split.train[rng.integer(0, split.train.count - 1)]
+            let c = try data.load(id)
+            let forced = sampler.forcesForeground(j)
+            let corner = sampler.lowerCorner(c, forceForeground: forced, &rng)
+            let d = augmenter.draw(channels: c.channels, &rng)
+            var record: [String: Any] = ["case": id, "force_fg": forced, "corner": corner, "shape": c.shape, "sample": b * sampler.batchSize + j,
+                                         "batch": b, "mirror": d.mirror]
+            if let (angles, scale) = d.rotationAndScale { record["spatial"] = ["angles": angles, "scales": [scale, scale, scale]] }
+            if let noise = d.noise {
+                record["noise"] = true
+                record["noise_sd"] = (noise.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(noise.count)).squareRoot()
+            }
+            func indexed<T>(_ values: [T?]) -> (channels: [Int], values: [T]) {
+                let applied = values.enumerated().compactMap { k, v in v.map { (k, $0) } }
+                return (applied.map(\.0), applied.map(\.1))
+            }
+            if let blur = d.blur { let (ch, sigmas) = indexed(blur); record["blur"] = ["channels": ch, "sigmas": sigmas] }
+            if let f = d.brightness { record["brightness"] = ["channels": Array(f.indices), "values": f.map(Double.init)] }
+            if let f = d.contrast { record["contrast"] = ["channels": Array(f.indices), "values": f.map(Double.init)] }
+            if let z = d.lowResolution { let (ch, zooms) = indexed(z); record["low_resolution"] = ["channels": ch, "scales": zooms.map { [$0, $0, $0] }] }
+            if let g = d.invertedGamma { record["gamma_inverted"] = ["channels": Array(g.indices), "gamma": g] }
+            if let g = d.gamma { record["gamma"] = ["channels": Array(g.indices), "gamma": g] }
+            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+    try (lines.joined(separator: "\n") + "\n").write(toFile: a[4], atomically: true, encoding: .utf8)
+    print("\(lines.count) samples' draws of nnseg's loader (seed \(seed), fold \(fold)) in \(a[4])")
+}

@@ -35,6 +35,10 @@
 //   TrainingBenchmark augreplay <folder of Ops/bench/nnunet_augmentation_log.py> <preprocessed dataset folder> [tolerance]
 //
 // gives nnU-Net's recorded random draws, sample by sample, to nnseg's sampler and augmenter and compares the samples (#25).
+//
+//   TrainingBenchmark drawlog <preprocessed dataset folder> <fold> <seed> <batches> <out.jsonl>
+//
+// writes nnseg's draws in the same format, for Ops/bench/draw_law_compare.py (#25).
 import CPUPeak
 import Foundation
 import PlansModel
@@ -58,6 +62,10 @@ if arguments.count > 1 && arguments[1] == "dump" {
 }
 if arguments.count > 1 && arguments[1] == "score" {
     try scoreBatches(Array(arguments.dropFirst(2)))
+    exit(0)
+}
+if arguments.count > 1 && arguments[1] == "drawlog" {
+    try logDraws(Array(arguments.dropFirst(2)))
     exit(0)
 }
 if arguments.count > 1 && arguments[1] == "augreplay" {
