@@ -289,18 +289,18 @@ public struct Augmenter: Sendable {
     /// the labels whenever the grid may reach outside (the same conservative bound on the normalised grid);
     /// ties go to the nearest neighbour's label where it is one of the tied labels, otherwise to the lowest label.
     /// With two labels only the higher one is scored (it wins above 500, the nearest neighbour settles exactly 500).
+    /// 2-D patches and nnU-Net's dummy 2-D augmentation sample slice by slice (batchgeneratorsv2 sees 2-D images
+    /// with the slices as channels), each slice with its own labels.
     func sampleLabels(_ input: [Int16], shape: [Int], at coordinates: [SIMD3<Double>]) -> [Int16] {
         let pad: Int16 = -1
-        var seen = [Bool](repeating: false, count: 1 << 16)  // by label + 32768: no hashing per voxel
-        input.withUnsafeBufferPointer { for label in $0 { seen[Int(label) &+ 32768] = true } }
+        let planar = configuration.twoD || configuration.dummy2D
         // Normalised grid coordinate g = (2·p + 1)/n − 1 (align_corners false); batchgeneratorsv2 compares the grid's
-        // extreme values with the smallest per-axis bound 1 − 1/n.
-        let bound = (0..<3).map { 1 - 1 / Double(shape[$0]) }.min()!
+        // extreme values with the smallest per-axis bound 1 − 1/n (over the in-plane axes for 2-D images).
+        let axes = planar ? [1, 2] : [0, 1, 2]
+        let bound = axes.map { 1 - 1 / Double(shape[$0]) }.min()!
         var extreme = 0.0
-        for p in coordinates { for a in 0..<3 { extreme = max(extreme, abs((2 * p[a] + 1) / Double(shape[a]) - 1)) } }
-        if extreme > bound { seen[Int(pad) + 32768] = true }
-        let present = seen.indices.filter { seen[$0] }.map { Int16($0 - 32768) }
-        guard present.count > 1 else { return [Int16](repeating: present.first ?? pad, count: coordinates.count) }
+        for p in coordinates { for a in axes { extreme = max(extreme, abs((2 * p[a] + 1) / Double(shape[a]) - 1)) } }
+        let mayReachOutside = extreme > bound
         // The nearest neighbour (grid_sample 'nearest': round half to even), the padding label outside.
         let nearest: [Int16] = coordinates.map { p in
             var index = 0
@@ -311,29 +311,49 @@ public struct Augmenter: Sendable {
             }
             return input[index]
         }
-        var out = [Int16](repeating: present[0], count: coordinates.count)
+        // What one label set covers: the whole crop, or (2-D) each output slice and the input slice it samples.
+        let inPlane = shape[1] * shape[2], slices = planar ? configuration.patch[0] : 1
+        let outPlane = coordinates.count / slices
+        var out = [Int16](repeating: pad, count: coordinates.count)
+        var seen = [Bool](repeating: false, count: 1 << 16)  // by label + 32768: no hashing per voxel
         input.withUnsafeBufferPointer { labels in
             func score(_ u: Int16, _ p: SIMD3<Double>) -> Float16 {
                 Float16(Float(trilinear(labels, shape, p, outside: u == pad ? 1000 : 0) { $0 == u ? 1000 : 0 }))
             }
-            if present.count == 2 {
-                let high = present[1]
-                for i in 0..<coordinates.count {
-                    let v = score(high, coordinates[i])
-                    if v > 500 { out[i] = high } else if v == 500 { out[i] = nearest[i] }
+            for slice in 0..<slices {
+                let outRange = (slice * outPlane)..<((slice + 1) * outPlane)
+                var inRange = 0..<labels.count
+                if planar {
+                    let z = min(max(Int(coordinates[outRange.lowerBound].x.rounded()), 0), shape[0] - 1)
+                    inRange = (z * inPlane)..<((z + 1) * inPlane)
                 }
-                return
-            }
-            var best = [Float16](repeating: -.infinity, count: coordinates.count)
-            var nearestScore = [Float16](repeating: -.infinity, count: coordinates.count)
-            for u in present {
-                for i in 0..<coordinates.count {
-                    let v = score(u, coordinates[i])
-                    if v > best[i] { best[i] = v; out[i] = u }
-                    if nearest[i] == u { nearestScore[i] = v }
+                for i in seen.indices { seen[i] = false }
+                for label in labels[inRange] { seen[Int(label) &+ 32768] = true }
+                if mayReachOutside { seen[Int(pad) &+ 32768] = true }
+                let present = seen.indices.filter { seen[$0] }.map { Int16($0 - 32768) }
+                guard present.count > 1 else {
+                    for i in outRange { out[i] = present.first ?? pad }
+                    continue
                 }
+                if present.count == 2 {
+                    let (low, high) = (present[0], present[1])
+                    for i in outRange {
+                        let v = score(high, coordinates[i])
+                        out[i] = v > 500 ? high : (v == 500 ? nearest[i] : low)
+                    }
+                    continue
+                }
+                var best = [Float16](repeating: -.infinity, count: outRange.count)
+                var nearestScore = [Float16](repeating: -.infinity, count: outRange.count)
+                for u in present {
+                    for i in outRange {
+                        let v = score(u, coordinates[i]), k = i - outRange.lowerBound
+                        if v > best[k] { best[k] = v; out[i] = u }
+                        if nearest[i] == u { nearestScore[k] = v }
+                    }
+                }
+                for i in outRange where nearestScore[i - outRange.lowerBound] == best[i - outRange.lowerBound] { out[i] = nearest[i] }
             }
-            for i in 0..<coordinates.count where nearestScore[i] == best[i] { out[i] = nearest[i] }
         }
         return out
     }

@@ -97,6 +97,17 @@ struct DataPipelineTests {
             if !crop.labels.isEmpty, Set(out.labels).count > 1 { sawRotatedOrScaled = true }
         }
         #expect(sawRotatedOrScaled)
+        // 2-D patches and the dummy 2-D augmentation (labels sampled slice by slice) keep shapes and labels too.
+        for patch in [[20, 16], [4, 20, 16]] {
+            let planar = AugmentationConfiguration(patch: patch)
+            #expect(planar.twoD || planar.dummy2D)
+            let planarSampler = PatchSampler(configuration: planar, batchSize: 1, training: true)
+            for _ in 0..<20 {
+                let crop = planarSampler.crop(c, corner: planarSampler.lowerCorner(c, forceForeground: true, &rng))
+                let out = Augmenter(configuration: planar).augment(crop, &rng)
+                #expect(out.shape == planar.patch && out.labels.allSatisfy { $0 >= 0 && $0 <= 2 } && out.data.allSatisfy(\.isFinite))
+            }
+        }
         // Mirroring twice is the identity; once it moves voxel 0 to the far corner on that axis.
         var s = Sample(shape: [2, 3, 4], channels: 1, data: (0..<24).map(Float.init), labels: (0..<24).map { Int16($0) })
         let original = s
