@@ -16,18 +16,9 @@ func dumpBatches(_ a: [String]) throws {
     }
     let root = URL(fileURLWithPath: a[0]), out = URL(fileURLWithPath: a[4])
     let plansURL = root.appendingPathComponent("nnUNetPlans.json")
-    let configuration = try Plans(contentsOf: plansURL).configuration("3d_fullres")
-    let dataFolder = root.appendingPathComponent(configuration.dataIdentifier)
-    let all = try PreprocessedDataset(folder: dataFolder).identifiers
-    let splits = try CrossValidation.read(root.appendingPathComponent("splits_final.json"), cases: Set(all))
-    guard splits.indices.contains(fold) else { print("fold \(fold): the splits have \(splits.count) folds"); exit(65) }
-    let split = splits[fold]
-    let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(), storage: .memory,
-                                       cacheBytes: 4 << 30)
-    let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
-    let sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
-    let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
-    var rng = RandomSource(seed: Trainer.loaderSeeds(seed: seed, epoch: 0).training)
+    let loader = try FirstEpochLoader(root: root, fold: fold, seed: seed)
+    let (split, data, sampler, augmenter) = (loader.split, loader.data, loader.sampler, loader.augmenter)
+    var rng = loader.rng
     let fm = FileManager.default
     try fm.createDirectory(at: out.appendingPathComponent("batches"), withIntermediateDirectories: true)
     try? fm.removeItem(at: out.appendingPathComponent("plans.json"))
@@ -58,17 +49,9 @@ func logDraws(_ a: [String]) throws {
         print("usage: TrainingBenchmark drawlog <preprocessed dataset folder> <fold> <seed> <batches> <out.jsonl>")
         exit(64)
     }
-    let root = URL(fileURLWithPath: a[0])
-    let configuration = try Plans(contentsOf: root.appendingPathComponent("nnUNetPlans.json")).configuration("3d_fullres")
-    let dataFolder = root.appendingPathComponent(configuration.dataIdentifier)
-    let all = try PreprocessedDataset(folder: dataFolder).identifiers
-    let split = try CrossValidation.read(root.appendingPathComponent("splits_final.json"), cases: Set(all))[fold]
-    let data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(), storage: .memory,
-                                       cacheBytes: 4 << 30)
-    let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
-    let sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
-    let augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
-    var rng = RandomSource(seed: Trainer.loaderSeeds(seed: seed, epoch: 0).training)
+    let loader = try FirstEpochLoader(root: URL(fileURLWithPath: a[0]), fold: fold, seed: seed)
+    let (split, data, sampler, augmenter) = (loader.split, loader.data, loader.sampler, loader.augmenter)
+    var rng = loader.rng
     var lines: [String] = []
     for b in 0..<count {
         // PatchSampler.batch's order of draws: case, crop corner, then the sample's augmentation.
@@ -100,4 +83,29 @@ func logDraws(_ a: [String]) throws {
     }
     try (lines.joined(separator: "\n") + "\n").write(toFile: a[4], atomically: true, encoding: .utf8)
     print("\(lines.count) samples' draws of nnseg's loader (seed \(seed), fold \(fold)) in \(a[4])")
+}
+
+/// What `nnseg train --seed <seed> -f <fold>` loads its first epoch's batches with (3d_fullres of a preprocessed
+/// dataset folder): the fold's split, its cases in memory, the training sampler and augmenter, the loader's stream.
+struct FirstEpochLoader {
+    let split: CrossValidation.Split
+    let data: PreprocessedDataset
+    let sampler: PatchSampler
+    let augmenter: Augmenter
+    let rng: RandomSource
+
+    init(root: URL, fold: Int, seed: UInt64) throws {
+        let configuration = try Plans(contentsOf: root.appendingPathComponent("nnUNetPlans.json")).configuration("3d_fullres")
+        let dataFolder = root.appendingPathComponent(configuration.dataIdentifier)
+        let all = try PreprocessedDataset(folder: dataFolder).identifiers
+        let splits = try CrossValidation.read(root.appendingPathComponent("splits_final.json"), cases: Set(all))
+        guard splits.indices.contains(fold) else { print("fold \(fold): the splits have \(splits.count) folds"); exit(65) }
+        split = splits[fold]
+        data = try PreprocessedDataset(folder: dataFolder, identifiers: Array(Set(split.train + split.val)).sorted(), storage: .memory,
+                                       cacheBytes: 4 << 30)
+        let augmentation = AugmentationConfiguration(patch: configuration.patchSize)
+        sampler = PatchSampler(configuration: augmentation, batchSize: configuration.batchSize, training: true)
+        augmenter = Augmenter(configuration: augmentation, useMaskForNorm: configuration.useMaskForNorm)
+        rng = RandomSource(seed: Trainer.loaderSeeds(seed: seed, epoch: 0).training)
+    }
 }
