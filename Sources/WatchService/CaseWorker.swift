@@ -61,7 +61,8 @@ public struct WorkerProcessRunner: CaseRunner {
     public func run(claimFolder: URL, outgoing: URL, caseID: String, series: String, abandon: (@Sendable () -> Bool)?) -> CaseRunOutcome {
         let process = Process()
         process.executableURL = executable
-        process.arguments = arguments + ["--claim", claimFolder.path, "--outgoing", outgoing.path, "--case-id", caseID, "--series", series]
+        process.arguments = arguments + ["--claim", claimFolder.path, "--outgoing", outgoing.path, "--case-id", caseID, "--series", series,
+                                           "--supervisor", "\(getpid())"]
         let output = Pipe(), errors = Pipe()
         process.standardOutput = output
         process.standardError = errors

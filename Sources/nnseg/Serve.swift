@@ -238,7 +238,7 @@ struct Serve: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
 
         // The receiver: a child process, so nothing a peer sends can take the supervisor down.
-        let receiver = ReceiverProcess(executable: selfExecutable, arguments: ["serve-scp"] + site.node.arguments + ["--log-level", logging.logLevel],
+        let receiver = ReceiverProcess(executable: selfExecutable, arguments: ["serve-scp", "--supervisor", "\(getpid())"] + site.node.arguments + ["--log-level", logging.logLevel],
                                        logger: logger)
         try receiver.start()
         let gate = try AssociationSpool(spool: site.spool, incoming: site.incoming, aborted: site.aborted, stored: site.stored,
@@ -262,7 +262,7 @@ struct Serve: ParsableCommand {
         let outbox = try Outbox(path: site.outboxDatabase, policy: site.retryPolicy, sendLease: max(120, Double(site.sendTimeout) * 4))
         let dispatcher = OutboxDispatcher(
             outbox: outbox, audit: audit, destinations: caseProfile.destinations, callingAETitle: site.node.aeTitle,
-            sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)"],
+            sender: WorkerSender(executable: selfExecutable, arguments: ["outbox-send", "--timeout", "\(site.sendTimeout)", "--supervisor", "\(getpid())"],
                                  tlsArguments: site.clientTLS.map(\.arguments) ?? []))
         // The console (#20), if the site names one: started before anything is received, so a wrong port or
         // accounts file stops the node at once instead of leaving it unobservable.
@@ -327,6 +327,7 @@ struct OutboxSend: ParsableCommand {
     @Option var host: String
     @Option var port: Int
     @Option var timeout = 30
+    @Option(help: "The supervisor's pid (nnseg serve passes its own).") var supervisor: Int32?
     @Flag(help: "Use TLS (with the --tls-… material).") var secure = false
     @OptionGroup var tls: TLSOptions
     @Argument var files: [String]
@@ -334,11 +335,7 @@ struct OutboxSend: ParsableCommand {
     func run() throws {
         // Never send for a supervisor that is gone: a restarted node sends the still-pending item itself, and an
         // orphan finishing its send as well delivered it twice (seen under load). Checked every 20 ms.
-        let supervisor = getppid()
-        Thread.detachNewThread {
-            while getppid() == supervisor { usleep(20_000) }
-            _exit(2)
-        }
+        Supervisor.watch(expected: supervisor, pollMicroseconds: 20_000) { _exit(2) }
         // DCMTK disables Nagle's algorithm on its sockets when TCP_NODELAY=1 (otherwise each small PDU can wait
         // ~40 ms for a delayed ACK).
         setenv("TCP_NODELAY", "1", 1)
@@ -525,6 +522,7 @@ struct ServeSCP: ParsableCommand {
     @Option var freeDiskFloorMb = 1024
     @Option var idleTimeout = 120
     @Option var spool: String
+    @Option(help: "The supervisor's pid (nnseg serve passes its own).") var supervisor: Int32?
     @Option(name: .customLong("allow-caller")) var allowedCallers: [String] = []
     @Option(name: .customLong("allow-host")) var allowedHosts: [String] = []
     @OptionGroup var tls: TLSOptions
@@ -536,12 +534,8 @@ struct ServeSCP: ParsableCommand {
         let stop = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
         stop.pointee = 0
         // Never outlive the supervisor (a restarted one starts its own receiver on the same port).
-        let supervisor = getppid()
         nonisolated(unsafe) let flag = stop
-        Thread.detachNewThread {
-            while getppid() == supervisor { usleep(200_000) }
-            flag.pointee = 1
-        }
+        Supervisor.watch(expected: supervisor, pollMicroseconds: 200_000) { flag.pointee = 1 }
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let source = DispatchSource.makeSignalSource(signal: SIGTERM, queue: .global())

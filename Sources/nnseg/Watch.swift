@@ -194,17 +194,14 @@ struct WatchWorker: ParsableCommand {
     @Option var outgoing: String
     @Option var caseId: String
     @Option var series: String
+    @Option(help: "The supervisor's pid (the watch service passes its own).") var supervisor: Int32?
     @OptionGroup var logging: LoggingOptions
 
     func run() throws {
         logging.bootstrap()
         // A worker never outlives its supervisor: if the supervisor dies (kill -9), the restarted one will run
         // the claim again, and two workers must never write the same case.
-        let supervisor = getppid()
-        Thread.detachNewThread {
-            while getppid() == supervisor { usleep(100_000) }
-            _exit(3)
-        }
+        Supervisor.watch(expected: supervisor, pollMicroseconds: 100_000) { _exit(3) }
         // Test-only trigger (NNSEG_TEST_ABORT_SERIES=<Series Instance UID>): the worker aborts on that series, as a
         // decoder crash would, so the suite can prove the supervisor survives and quarantines it.
         if let poison = ProcessInfo.processInfo.environment["NNSEG_TEST_ABORT_SERIES"], !poison.isEmpty, poison == series { abort() }
