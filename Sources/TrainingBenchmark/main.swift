@@ -48,32 +48,12 @@ import Training
 import UNet
 
 let arguments = CommandLine.arguments
-if arguments.count > 1 && arguments[1] == "loader" {
-    try loaderBenchmark(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "replay" {
-    try replayBenchmark(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "dump" {
-    try dumpBatches(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "score" {
-    try scoreBatches(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "drawlog" {
-    try logDraws(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "augreplay" {
-    try augmentationReplay(Array(arguments.dropFirst(2)))
-    exit(0)
-}
-if arguments.count > 1 && arguments[1] == "norm" {
-    try normKernelBenchmark(Array(arguments.dropFirst(2)))
+let subcommands: [String: ([String]) throws -> Void] = [
+    "loader": loaderBenchmark, "replay": replayBenchmark, "dump": dumpBatches, "score": scoreBatches, "drawlog": logDraws,
+    "augreplay": augmentationReplay, "norm": normKernelBenchmark,
+]
+if arguments.count > 1, let subcommand = subcommands[arguments[1]] {
+    try subcommand(Array(arguments.dropFirst(2)))
     exit(0)
 }
 let root = URL(fileURLWithPath: arguments.count > 1 ? arguments[1] : FileManager.default.currentDirectoryPath)
