@@ -127,7 +127,12 @@ public struct Augmenter: Sendable {
     }
 
     public func augment(_ input: Sample, _ rng: inout RandomSource) -> Sample {
-        var s = apply(draw(channels: input.channels, &rng), to: input)
+        augment(input, drawn: draw(channels: input.channels, &rng), &rng)
+    }
+
+    /// ``augment(_:_:)`` with the sample's draw already made (a cascade's perturbation still draws from `rng`).
+    public func augment(_ input: Sample, drawn: Draw, _ rng: inout RandomSource) -> Sample {
+        var s = apply(drawn, to: input)
         if s.previous != nil {
             CascadeAugmentation.appendOneHot(&s, labels: cascadeLabels)
             CascadeAugmentation.perturb(&s, count: cascadeLabels.count, planar: configuration.twoD, &rng)
@@ -138,7 +143,7 @@ public struct Augmenter: Sendable {
     /// Every random choice of one sample's augmentation, in the order nnU-Net's transforms make them; ``apply(_:to:)``
     /// is then deterministic. Given nnU-Net's own draws (`Ops/bench/nnunet_augmentation_log.py`), nnseg's augmenter
     /// must reproduce nnU-Net's sample (`TrainingBenchmark augreplay`).
-    public struct Draw: Sendable, Equatable {
+    public struct Draw: Sendable {
         /// Angles (radians) about axes 0, 1, 2 and one scale for all axes; nil: no rotation or scaling (centre crop).
         public var rotationAndScale: (angles: [Double], scale: Double)?
         /// Additive Gaussian noise, `channels × patch`.
@@ -158,12 +163,6 @@ public struct Augmenter: Sendable {
         public var mirror: [Int] = []
 
         public init() {}
-
-        public static func == (a: Draw, b: Draw) -> Bool {
-            a.rotationAndScale?.angles == b.rotationAndScale?.angles && a.rotationAndScale?.scale == b.rotationAndScale?.scale
-                && a.noise == b.noise && a.blur == b.blur && a.brightness == b.brightness && a.contrast == b.contrast
-                && a.lowResolution == b.lowResolution && a.invertedGamma == b.invertedGamma && a.gamma == b.gamma && a.mirror == b.mirror
-        }
     }
 
     /// Draws one sample's augmentation for `channels` image channels.

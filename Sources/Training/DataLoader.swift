@@ -55,16 +55,19 @@ public struct PatchSampler: Sendable {
         return (lb, ub)
     }
 
+    /// A forced-foreground crop's lower corner: the crop centred on `voxel`, not starting below `lower` (get_bbox).
+    public func corner(centredOn voxel: [Int], lower: [Int]) -> [Int] {
+        (0..<3).map { max(lower[$0], voxel[$0] - cropSize[$0] / 2) }
+    }
+
     /// The crop's lower corner (may be negative or run past the end: padding).
     public func lowerCorner(_ c: TrainingCase, forceForeground: Bool, _ rng: inout RandomSource) -> [Int] {
-        let patch = cropSize
         let (lb, ub) = cornerBounds(c)
         var eligible = c.classLocations.filter { !$0.voxels.isEmpty }
         if let ignoreLabel, eligible.count > 1 { eligible.removeAll { $0.key == [ignoreLabel] } }
         if forceForeground, !eligible.isEmpty {
             let chosen = eligible[rng.integer(0, eligible.count - 1)]
-            let voxel = chosen.voxels[rng.integer(0, chosen.voxels.count - 1)]
-            return (0..<3).map { max(lb[$0], voxel[$0] - patch[$0] / 2) }
+            return corner(centredOn: chosen.voxels[rng.integer(0, chosen.voxels.count - 1)], lower: lb)
         }
         return (0..<3).map { rng.integer(lb[$0], max(lb[$0], ub[$0])) }
     }
@@ -99,8 +102,19 @@ public struct PatchSampler: Sendable {
         return s
     }
 
-    /// One batch from `dataset` over `identifiers`.
-    public func batch(_ dataset: PreprocessedDataset, identifiers: [String], augmenter: Augmenter?, _ rng: inout RandomSource) throws -> Batch {
+    /// One sample's random choices: its case, whether it had to contain foreground, its crop corner and (training)
+    /// its augmentation.
+    public struct SampleDraw {
+        public let identifier: String
+        public let forcedForeground: Bool
+        public let corner: [Int]
+        public let shape: [Int]
+        public let augmentation: Augmenter.Draw?
+    }
+
+    /// One batch from `dataset` over `identifiers`; `observe` sees each sample's draws (`TrainingBenchmark drawlog`).
+    public func batch(_ dataset: PreprocessedDataset, identifiers: [String], augmenter: Augmenter?, _ rng: inout RandomSource,
+                      observe: ((SampleDraw) -> Void)? = nil) throws -> Batch {
         let patch = configuration.patch, volume = patch.reduce(1, *)
         var data: [Float] = [], labels: [Int16] = [], ids: [String] = []
         var channels = 0
@@ -108,9 +122,13 @@ public struct PatchSampler: Sendable {
             let id = identifiers[rng.integer(0, identifiers.count - 1)]
             let c = try dataset.load(id)
             channels = c.channels
-            var sample = crop(c, corner: lowerCorner(c, forceForeground: forcesForeground(j), &rng))
-            if let augmenter {
-                sample = augmenter.augment(sample, &rng)
+            let forced = forcesForeground(j)
+            let corner = lowerCorner(c, forceForeground: forced, &rng)
+            var sample = crop(c, corner: corner)
+            let drawn = augmenter?.draw(channels: sample.channels, &rng)
+            observe?(SampleDraw(identifier: id, forcedForeground: forced, corner: corner, shape: c.shape, augmentation: drawn))
+            if let augmenter, let drawn {
+                sample = augmenter.augment(sample, drawn: drawn, &rng)
             } else {
                 // Validation: RemoveLabel, then the previous stage one-hot, unperturbed.
                 for i in 0..<sample.labels.count where sample.labels[i] < 0 { sample.labels[i] = 0 }

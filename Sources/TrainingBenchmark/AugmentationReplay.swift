@@ -39,12 +39,7 @@ func augmentationReplay(_ a: [String]) throws {
         let (lower, upper) = sampler.cornerBounds(c)
         let reachable: Bool
         if forced {
-            let half = augmentation.initialPatch.map { $0 / 2 }
-            func hits(_ v: [Int]) -> Bool {
-                for d in 0..<3 where max(lower[d], v[d] - half[d]) != corner[d] { return false }
-                return true
-            }
-            reachable = c.classLocations.contains { entry in entry.voxels.contains(where: hits) }
+            reachable = c.classLocations.contains { entry in entry.voxels.contains { sampler.corner(centredOn: $0, lower: lower) == corner } }
         } else {
             reachable = (0..<3).allSatisfy { corner[$0] >= lower[$0] && corner[$0] <= max(lower[$0], upper[$0]) }
         }

@@ -54,15 +54,14 @@ func logDraws(_ a: [String]) throws {
     var rng = loader.rng
     var lines: [String] = []
     for b in 0..<count {
-        // PatchSampler.batch's order of draws: case, crop corner, then the sample's augmentation.
-        for j in 0..<sampler.batchSize {
-            let id = split.train[rng.integer(0, split.train.count - 1)]
-            let c = try data.load(id)
-            let forced = sampler.forcesForeground(j)
-            let corner = sampler.lowerCorner(c, forceForeground: forced, &rng)
-            let d = augmenter.draw(channels: c.channels, &rng)
-            var record: [String: Any] = ["case": id, "force_fg": forced, "corner": corner, "shape": c.shape, "sample": b * sampler.batchSize + j,
-                                         "batch": b, "mirror": d.mirror]
+        // The batches train draws (augmented too, though only the draws are kept): the same order of draws by construction.
+        var j = 0
+        var failure: Error?
+        _ = try sampler.batch(data, identifiers: split.train, augmenter: augmenter, &rng) { s in
+            defer { j += 1 }
+            guard let d = s.augmentation else { return }
+            var record: [String: Any] = ["case": s.identifier, "force_fg": s.forcedForeground, "corner": s.corner, "shape": s.shape,
+                                         "sample": b * sampler.batchSize + j, "batch": b, "mirror": d.mirror]
             if let (angles, scale) = d.rotationAndScale { record["spatial"] = ["angles": angles, "scales": [scale, scale, scale]] }
             if let noise = d.noise {
                 record["noise"] = true
@@ -78,8 +77,11 @@ func logDraws(_ a: [String]) throws {
             if let z = d.lowResolution { let (ch, zooms) = indexed(z); record["low_resolution"] = ["channels": ch, "scales": zooms.map { [$0, $0, $0] }] }
             if let g = d.invertedGamma { record["gamma_inverted"] = ["channels": Array(g.indices), "gamma": g] }
             if let g = d.gamma { record["gamma"] = ["channels": Array(g.indices), "gamma": g] }
-            lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+            do {
+                lines.append(String(decoding: try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys]), as: UTF8.self))
+            } catch { failure = error }
         }
+        if let failure { throw failure }
     }
     try (lines.joined(separator: "\n") + "\n").write(toFile: a[4], atomically: true, encoding: .utf8)
     print("\(lines.count) samples' draws of nnseg's loader (seed \(seed), fold \(fold)) in \(a[4])")
