@@ -3,7 +3,12 @@
 training_replay_spread.sh (one JSON line per run in WORK/runs.jsonl), and the acceptance of #25: nnseg's mean
 ≥ nnU-Net's mean − 0.02 for every class, in each precision nnseg ran.
 
-Usage: seed_spread_summary.py <runs.jsonl> <dataset.json> <iterations>
+Usage: seed_spread_summary.py <runs.jsonl> <dataset.json> <iterations> [--also <runs.jsonl>]... [--pool-precisions]
+
+--also adds the runs of another file (e.g. Ops/bench/results/hippocampus_one_epoch_draws.jsonl, every draw made for
+#25 on any machine). --pool-precisions treats each side's precisions as one group and keeps one run per side and
+seed, the last one read (a file lists a superseded run before its re-run): nnseg's fp32 and bf16 end every seed at the
+same Dice to 0.003, so all of nnseg's draws can be read against all of nnU-Net's.
 
 Sides: "nnseg" (nnseg's trainer: its initial weights, its loader, its step), "nnU-Net" (nnU-Net's trainer live) and
 "nnU-Net data, nnseg step" (nnU-Net's initial weights and batches, recorded by nnunet_replay.py, trained with nnseg's
@@ -79,9 +84,22 @@ FAILED = 0.5  # a class that ends below this Dice was not learnt in the epoch
 
 
 def main():
-    runs_file, dataset_file, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    runs = [json.loads(line) for line in open(runs_file) if line.strip()]
+    args = sys.argv[1:]
+    pool = "--pool-precisions" in args
+    args = [a for a in args if a != "--pool-precisions"]
+    files = [args[0]]
+    while "--also" in args:
+        i = args.index("--also")
+        files.append(args[i + 1])
+        del args[i:i + 2]
+    dataset_file, iterations = args[1], int(args[2])
+    runs = [json.loads(line) for f in files for line in open(f) if line.strip()]
     runs = [r for r in runs if r["iterations"] == iterations and r.get("dice")]
+    if pool:
+        latest = {}
+        for r in runs:
+            latest[(r["side"], r["seed"])] = dict(r, precision="any")
+        runs = list(latest.values())
     labels = {str(v): k for k, v in json.load(open(dataset_file))["labels"].items() if v != 0}
     classes = sorted(labels, key=int)
     groups = {}
@@ -103,7 +121,7 @@ def main():
               + f" | {foreground:.3f} |")
 
     references = []
-    live = groups.get((LIVE, "fp32"), [])
+    live = groups.get((LIVE, "any" if pool else "fp32"), [])
     if live:
         references.append(("nnU-Net's trainer (live)", live))
     replayed = [r for (side, _), rs in groups.items() if side == REPLAY for r in rs]
