@@ -21,6 +21,7 @@ bootstrap interval of the gap, the number of draws per side a ±0.02 interval wo
 many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
 Exit status 1 when a mean is outside the acceptance. Standard library only (runs where the bench scripts run).
 """
+import argparse
 import itertools
 import json
 import math
@@ -84,16 +85,15 @@ FAILED = 0.5  # a class that ends below this Dice was not learnt in the epoch
 
 
 def main():
-    args = sys.argv[1:]
-    pool = "--pool-precisions" in args
-    args = [a for a in args if a != "--pool-precisions"]
-    files = [args[0]]
-    while "--also" in args:
-        i = args.index("--also")
-        files.append(args[i + 1])
-        del args[i:i + 2]
-    dataset_file, iterations = args[1], int(args[2])
-    runs = [json.loads(line) for f in files for line in open(f) if line.strip()]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs")
+    ap.add_argument("dataset")
+    ap.add_argument("iterations", type=int)
+    ap.add_argument("--also", action="append", default=[])
+    ap.add_argument("--pool-precisions", action="store_true")
+    args = ap.parse_args()
+    pool, dataset_file, iterations = args.pool_precisions, args.dataset, args.iterations
+    runs = [json.loads(line) for f in [args.runs] + args.also for line in open(f) if line.strip()]
     runs = [r for r in runs if r["iterations"] == iterations and r.get("dice")]
     if pool:
         latest = {}
