@@ -7,7 +7,7 @@ batches and prints both losses side by side: equal curves mean the two trainers 
 data, so any difference in what they learn comes from the batches they draw.
 
 Usage: nnunet_replay.py <nnU-Net work folder of training_seed_spread.sh (WORK/nnunet)> <dataset name> <seed> <iterations> <out>
-       [--validate | --batches-only]
+       [--validate | --batches-only | --init-only]
 
 Writes to <out>: init.pth ({'network_weights': state_dict}, as nnU-Net's checkpoints hold them), plans.json,
 batches/NNNNN.data (float32, batch × 1 × patch, C order) and batches/NNNNN.target (int16, batch × patch: the
@@ -19,6 +19,8 @@ into validation.json.
 --batches-only: the initial weights and the batches without nnU-Net's training steps (minutes instead of an hour:
 the loader draws the same batches either way, as the training step draws no random numbers), for replaying more
 seeds with nnseg's step alone.
+--init-only: the initial weights (and plans.json) alone, for training them on nnseg's batches (`TrainingBenchmark
+dump … <out>/init.pth`, training_replay_spread.sh with BATCHES=nnseg).
 
 Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
 """
@@ -29,8 +31,9 @@ import time
 
 
 def main():
-    validate, batches_only = "--validate" in sys.argv, "--batches-only" in sys.argv
-    args = [a for a in sys.argv[1:] if a not in ("--validate", "--batches-only")]
+    validate, batches_only, init_only = ("--validate" in sys.argv, "--batches-only" in sys.argv,
+                                         "--init-only" in sys.argv)
+    args = [a for a in sys.argv[1:] if a not in ("--validate", "--batches-only", "--init-only")]
     work, name, seed, iterations, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from nnunet_seeded import seeded_trainer
@@ -42,6 +45,9 @@ def main():
     with open(os.path.join(out, "plans.json"), "w") as f:
         json.dump(plans, f)
     torch.save({"network_weights": trainer.network.state_dict()}, os.path.join(out, "init.pth"))
+    if init_only:
+        print(f"the initial weights of seed {seed} in {out}", flush=True)
+        return
 
     loader, _ = trainer.get_dataloaders()  # nnUNet_n_proc_DA=0: single-threaded, seeded by the calls above
     trainer.network.train()

@@ -12,8 +12,10 @@ same Dice to 0.003, so all of nnseg's draws can be read against all of nnU-Net's
 
 Sides: "nnseg" (nnseg's trainer: its initial weights, its loader, its step), "nnU-Net" (nnU-Net's trainer live) and
 "nnU-Net data, nnseg step" (nnU-Net's initial weights and batches, recorded by nnunet_replay.py, trained with nnseg's
-step — equal to nnU-Net's step to rounding, so these are draws of nnU-Net's pipeline at nnseg's speed). nnseg is
-compared with nnU-Net's live runs and, where there are replayed draws, with all draws of nnU-Net's pipeline pooled.
+step — equal to nnU-Net's step to rounding, so these are draws of nnU-Net's pipeline at nnseg's speed) and "nnU-Net
+init, nnseg data, nnseg step" (nnU-Net's initial weights on nnseg's batches: nnseg's pipeline with nnU-Net's weights,
+to tell the loader from the initial weights). nnseg and the swapped side are compared with nnU-Net's live runs and,
+where there are replayed draws, with all draws of nnU-Net's pipeline pooled; only nnseg's own gap sets the verdict.
 A one-epoch run either learns a class or largely misses it, so the per-seed spread is wide; the script also prints a
 permutation p-value for the difference of the means (all ways of splitting the pooled runs into groups of the same
 sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves, a 95 %
@@ -30,6 +32,7 @@ import statistics
 import sys
 
 LIVE, REPLAY, NNSEG = "nnU-Net", "nnU-Net data, nnseg step", "nnseg"
+SWAP = "nnU-Net init, nnseg data, nnseg step"
 
 
 def mean_sd(values):
@@ -129,24 +132,30 @@ def main():
         references.append(("all draws of nnU-Net's pipeline (live + replayed)", live + replayed))
     verdict = 0
     for (side, precision), rs in sorted(groups.items()):
-        if side != NNSEG:
+        if side not in (NNSEG, SWAP):
             continue
+        who = "nnseg" if side == NNSEG else "nnU-Net init on nnseg data"
         for name, reference in references:
             for k in classes:
                 ours, theirs = [r["dice"][k] for r in rs], [r["dice"][k] for r in reference]
                 gap = statistics.mean(ours) - statistics.mean(theirs)
                 ok = gap >= -0.02
-                if name == references[-1][0]:
+                if name == references[-1][0] and side == NNSEG:
                     verdict |= 0 if ok else 1
                 low, high = bootstrap_interval(ours, theirs)
-                print(f"nnseg {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
+                print(f"{who} {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
                       f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f},"
                       f" 95 % bootstrap interval [{low:+.3f}, {high:+.3f}]; draws per side for a ±0.02 interval at these"
                       f" spreads: {draws_needed(ours, theirs)}")
             failed_ours = sum(1 for r in rs if min(r["dice"][k] for k in classes) < FAILED)
             failed_theirs = sum(1 for r in reference if min(r["dice"][k] for k in classes) < FAILED)
-            print(f"nnseg {precision}: {failed_ours} of {len(rs)} epochs leave a class below Dice {FAILED}, {name}:"
+            print(f"{who} {precision}: {failed_ours} of {len(rs)} epochs leave a class below Dice {FAILED}, {name}:"
                   f" {failed_theirs} of {len(reference)} (Fisher exact p = {fisher_p(failed_ours, len(rs), failed_theirs, len(reference)):.2f})")
+            for k in classes:
+                ours_k = sum(1 for r in rs if r["dice"][k] < FAILED)
+                theirs_k = sum(1 for r in reference if r["dice"][k] < FAILED)
+                print(f"  {labels[k]} below {FAILED}: {ours_k} of {len(rs)} against {theirs_k} of {len(reference)}"
+                      f" (Fisher exact p = {fisher_p(ours_k, len(rs), theirs_k, len(reference)):.2f})")
     sys.exit(verdict)
 
 

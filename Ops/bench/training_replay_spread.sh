@@ -6,8 +6,13 @@
 # "nnU-Net data, nnseg step", next to training_seed_spread.sh's runs, and the summary compares nnseg's own seeds with
 # nnU-Net's live runs and with all draws of nnU-Net's pipeline pooled.
 #
+# BATCHES=nnseg swaps the batches: nnU-Net's initial weights of the seed (nnunet_replay.py --init-only) trained on
+# the batches nnseg's loader draws for the same seed (TrainingBenchmark dump — those of `nnseg train --seed <seed>`),
+# side "nnU-Net init, nnseg data, nnseg step". With the initial weights' law and the step shown equal, these draws
+# differ from the replayed ones in the loader alone, and from nnseg's own in the initial weights alone.
+#
 # Usage: REF_PYTHON=/tmp/ref/bin/python [SEEDS="4 5 6"] [ITERATIONS=250] [PRECISION=bf16] [WORK=/tmp/spread] \
-#        [KEEP_BATCHES=1] bash Ops/bench/training_replay_spread.sh
+#        [BATCHES=nnunet|nnseg] [KEEP_BATCHES=1] bash Ops/bench/training_replay_spread.sh
 # Fold 0 (what nnunet_replay.py records). PRECISION is nnseg's step: bf16 and fp32 end each draw at the same Dice
 # (within 0.003 on the seeds compared), bf16 is about twice as fast. A draw's batches take 1.3 GB; they are deleted
 # after its replay unless KEEP_BATCHES=1. Per draw on 2 Zen 4 cores: 3 min recording, 13 min (bf16) replay, 2 min
@@ -25,7 +30,12 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 mkdir -p "$WORK"
 RUNS="$WORK/runs.jsonl"
 touch "$RUNS"
-SIDE="nnU-Net data, nnseg step"
+BATCHES=${BATCHES:-nnunet}
+case "$BATCHES" in
+  nnunet) SIDE="nnU-Net data, nnseg step"; PREFIX=replay ;;
+  nnseg) SIDE="nnU-Net init, nnseg data, nnseg step"; PREFIX=swap ;;
+  *) echo "BATCHES is nnunet or nnseg, not $BATCHES" >&2; exit 2 ;;
+esac
 
 swift build -c release --product nnseg >/dev/null
 swift build -c release --product TrainingBenchmark >/dev/null
@@ -35,27 +45,34 @@ if [[ ! -d "$WORK/nnseg-pre/$name/nnUNetPlans_3d_fullres" ]]; then
   "$BIN/nnseg" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
   "$BIN/nnseg" preprocess -d "$DATASET" --output "$WORK/nnseg-pre" -c 3d_fullres > "$WORK/nnseg-preprocess.log" 2>&1
 fi
-echo "work folder: $WORK; seeds: $SEEDS; $ITERATIONS iterations; nnseg step $PRECISION; fold 0"
+echo "work folder: $WORK; seeds: $SEEDS; $ITERATIONS iterations; $BATCHES's batches; nnseg step $PRECISION; fold 0"
 
 for seed in $SEEDS; do
   grep -q "\"side\": \"$SIDE\", \"precision\": \"$PRECISION\", \"seed\": $seed, \"iterations\": $ITERATIONS," "$RUNS" && continue
-  draw="$WORK/replay/seed$seed"
+  draw="$WORK/$PREFIX/seed$seed"
   weights="$draw/final-nnseg-$PRECISION.pth"
   if [[ ! -f "$weights" ]]; then
-    if [[ ! -f "$draw/batches/$(printf %05d "$ITERATIONS").target" ]]; then
-      echo "seed $seed: nnU-Net's initial weights and $ITERATIONS batches ($(date +%H:%M:%S))"
+    if [[ ! -f "$draw/batches/$(printf %05d "$((ITERATIONS - 1))").target" ]]; then
       rm -rf "$draw"
-      "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw" --batches-only \
-        > "$WORK/replay-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/replay-seed$seed.log" >&2; exit 1; }
+      if [[ "$BATCHES" == nnunet ]]; then
+        echo "seed $seed: nnU-Net's initial weights and $ITERATIONS batches ($(date +%H:%M:%S))"
+        "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw" --batches-only \
+          > "$WORK/$PREFIX-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed.log" >&2; exit 1; }
+      else
+        echo "seed $seed: nnU-Net's initial weights, nnseg's $ITERATIONS batches ($(date +%H:%M:%S))"
+        { "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw/nnunet" --init-only \
+            && "$BIN/TrainingBenchmark" dump "$WORK/nnseg-pre/$name" 0 "$seed" "$ITERATIONS" "$draw" "$draw/nnunet/init.pth"; } \
+          > "$WORK/$PREFIX-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed.log" >&2; exit 1; }
+      fi
     fi
     echo "seed $seed: nnseg's $PRECISION step on them ($(date +%H:%M:%S))"
-    "$BIN/TrainingBenchmark" replay "$draw" "$PRECISION" "$ITERATIONS" > "$WORK/replay-seed$seed-$PRECISION.log" 2>&1 \
-      || { echo "replay of seed $seed failed; see $WORK/replay-seed$seed-$PRECISION.log" >&2; exit 1; }
+    "$BIN/TrainingBenchmark" replay "$draw" "$PRECISION" "$ITERATIONS" > "$WORK/$PREFIX-seed$seed-$PRECISION.log" 2>&1 \
+      || { echo "replay of seed $seed failed; see $WORK/$PREFIX-seed$seed-$PRECISION.log" >&2; exit 1; }
   fi
   [[ "${KEEP_BATCHES:-0}" == 1 ]] || rm -rf "$draw/batches" "$draw/ds"
 
   echo "seed $seed: validation of fold 0 ($(date +%H:%M:%S))"
-  results="$WORK/replay-$PRECISION-seed$seed"
+  results="$WORK/$PREFIX-$PRECISION-seed$seed"
   model="$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres"
   rm -rf "$results"
   mkdir -p "$model/fold_0"
@@ -63,8 +80,8 @@ for seed in $SEEDS; do
   cp "$WORK/nnseg-pre/$name/dataset.json" "$WORK/nnseg-pre/$name/dataset_fingerprint.json" "$model/"
   cp "$weights" "$model/fold_0/checkpoint_final.pth"
   "$BIN/nnseg" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -f 0 --val \
-    > "$WORK/replay-seed$seed-$PRECISION-validation.log" 2>&1 \
-    || { echo "validation of seed $seed failed; see $WORK/replay-seed$seed-$PRECISION-validation.log" >&2; exit 1; }
+    > "$WORK/$PREFIX-seed$seed-$PRECISION-validation.log" 2>&1 \
+    || { echo "validation of seed $seed failed; see $WORK/$PREFIX-seed$seed-$PRECISION-validation.log" >&2; exit 1; }
   python3 - "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" >> "$RUNS" <<'EOF'
 import json, sys
 summary = json.load(open(sys.argv[1]))

@@ -15,6 +15,10 @@ public final class TrainingStep: @unchecked Sendable {
     public private(set) var lastGradientNorm: Double = 0
     /// Seconds per phase, accumulated over steps (forward, loss, backward, optimiser).
     public private(set) var phaseSeconds: [String: Double] = [:]
+    /// When set, each training step also counts TP, FP, FN per scored class of its full-resolution output on the
+    /// batch it trains on (before the update), in ``lastTrainingCounts`` — to follow when a class is learnt or lost.
+    public var countsTrainingPredictions = false
+    public private(set) var lastTrainingCounts: (tp: [Double], fp: [Double], fn: [Double])?
 
     public init(network: TrainingNetwork, loss: any SegmentationLoss, optimizer: SGDNesterov = SGDNesterov()) {
         self.network = network
@@ -54,6 +58,7 @@ public final class TrainingStep: @unchecked Sendable {
     public func train(input: Tensor, labels: [Int16], learningRate: Double) throws -> Double {
         let targets = timed("targets") { self.targets(labels) }
         let outputs = try timed("forward") { try network.forward(input) }
+        if countsTrainingPredictions { lastTrainingCounts = loss.pseudoDiceCounts(logits: outputs[0], labels: labels) }
         let (value, gradients) = timed("loss") { lossAndGradients(outputs, targets) }
         try timed("backward") { try network.backward(gradients) }
         timed("optimiser") {

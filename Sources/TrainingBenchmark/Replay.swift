@@ -15,6 +15,8 @@ import UNet
 /// NNSEG_INIT_SEED=<seed>: start from nnseg's own initial weights for that seed (what `nnseg train --seed` draws)
 /// instead of init.pth — nnseg's draw of the weights with nnU-Net's draw of the batches, to tell which of the two
 /// decides a seed's epoch; the weights file is then `final-nnseg-<precision>-init<seed>.pth`.
+/// Each iteration also prints the Dice per class of the network's prediction on the batch it trains on (before the
+/// update), and the summary its mean per window: whether a class an epoch ends without was never learnt or was lost.
 func replayBenchmark(_ arguments: [String]) throws {
     guard let folderPath = arguments.first else {
         say("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
@@ -51,10 +53,12 @@ func replayBenchmark(_ arguments: [String]) throws {
     let network = try TrainingNetwork(architecture: configuration.architecture, inputChannels: 1, numClasses: classes, batch: batch,
                                       patch: patch, initialization: initialization, precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
+    step.countsTrainingPredictions = true
     say("replay of \(iterations) batches (\(record["source"] ?? "nnU-Net's loader"), seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
           + "batch \(batch), patch \(patch), \(origin)")
 
     var ours: [Double] = []
+    var trainDice: [[Double]] = []  // per iteration, per foreground class: Dice of the prediction on its batch
     var targetMismatches = 0, targetVoxels = 0
     for i in 0..<iterations {
         let stem = String(format: "%05d", i)
@@ -69,10 +73,14 @@ func replayBenchmark(_ arguments: [String]) throws {
         }
         let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: learningRate)
         ours.append(loss)
+        let counts = step.lastTrainingCounts ?? (tp: [], fp: [], fn: [])
+        let dice = counts.tp.indices.map { SegmentationMetrics.Counts(tp: counts.tp[$0], fp: counts.fp[$0], fn: counts.fn[$0]).dice }
+        trainDice.append(dice)
+        let diceText = "  batch Dice " + dice.map { String(format: "%.3f", $0) }.joined(separator: " / ")
         if i < reference.count {
-            say(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]))
+            say(String(format: "iteration %d: nnseg %.6f  nnU-Net %.6f  difference %+.6f", i + 1, loss, reference[i], loss - reference[i]) + diceText)
         } else {
-            say(String(format: "iteration %d: nnseg %.6f", i + 1, loss))
+            say(String(format: "iteration %d: nnseg %.6f", i + 1, loss) + diceText)
         }
     }
     let final = folder.appendingPathComponent("final-nnseg-\(precision.rawValue)\(initSeed.map { "-init\($0)" } ?? "").pth")
@@ -84,14 +92,20 @@ func replayBenchmark(_ arguments: [String]) throws {
         let stop = min(end, iterations)
         let a = ours[start..<stop]
         let meanA = a.reduce(0, +) / Double(a.count)
+        let window = trainDice[start..<stop]
+        let meanDice = (0..<(window.first?.count ?? 0)).map { k in
+            let finite = window.map { $0[k] }.filter { !$0.isNaN }
+            return finite.isEmpty ? Double.nan : finite.reduce(0, +) / Double(finite.count)
+        }
+        let diceText = ", batch Dice " + meanDice.map { String(format: "%.3f", $0) }.joined(separator: " / ")
         if stop <= reference.count {
             let b = reference[start..<stop]
             let meanB = b.reduce(0, +) / Double(b.count)
             let meanAbs = zip(a, b).map { abs($0 - $1) }.reduce(0, +) / Double(a.count)
             say(String(format: "iterations %d–%d: mean loss nnseg %.4f, nnU-Net %.4f (nnseg − nnU-Net %+.4f), mean |difference| %.4f",
-                         start + 1, stop, meanA, meanB, meanA - meanB, meanAbs))
+                         start + 1, stop, meanA, meanB, meanA - meanB, meanAbs) + diceText)
         } else {
-            say(String(format: "iterations %d–%d: mean loss nnseg %.4f", start + 1, stop, meanA))
+            say(String(format: "iterations %d–%d: mean loss nnseg %.4f", start + 1, stop, meanA) + diceText)
         }
         start = stop
     }

@@ -128,6 +128,34 @@ struct TrainingNetworkTests {
         print("five SGD steps vs torch: worst update error \(worst.name) \(worst.error)")
     }
 
+    /// The counts a training step keeps when asked (#25's replay prints them per iteration) are those of the prediction
+    /// before its update — what the validation step counts on the same batch — and counting leaves the step unchanged.
+    @Test func trainingStepCountsThePredictionBeforeItsUpdate() throws {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/plain3d_sgd.npz"))
+        var weights: [String: Tensor] = [:]
+        for (key, value) in golden where key.hasPrefix("w:") {
+            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
+        }
+        let patch = [8, 16, 8]
+        func makeStep() throws -> TrainingStep {
+            let net = try TrainingNetwork(architecture: Self.architecture(3, features: [16, 16, 16, 32]), inputChannels: 1, numClasses: 3,
+                                          batch: 2, patch: patch, initialization: .weights(weights), precision: .float32)
+            return TrainingStep(network: net, loss: DiceCrossEntropyLoss(numClasses: 3, batchDice: false))
+        }
+        let labels = golden["target0"]!.floats.map { Int16($0) }
+        let x = Tensor(shape: [2, 1] + patch, data: golden["x0"]!.floats)
+        let expected = try makeStep().validate(input: x, labels: labels)
+        let counting = try makeStep(), plain = try makeStep()
+        counting.countsTrainingPredictions = true
+        #expect(plain.lastTrainingCounts == nil)
+        let loss = try counting.train(input: x, labels: labels, learningRate: 0.01)
+        #expect(try plain.train(input: x, labels: labels, learningRate: 0.01) == loss)
+        let counts = try #require(counting.lastTrainingCounts)
+        #expect(counts.tp == expected.tp && counts.fp == expected.fp && counts.fn == expected.fn)
+        #expect(counts.tp.count == 2 && counts.tp.reduce(0, +) + counts.fn.reduce(0, +) == Double(labels.filter { $0 > 0 }.count))
+        #expect(plain.lastTrainingCounts == nil)
+    }
+
     func check(_ c: GradientCase, precision: TrainingConvolution.Precision) throws {
         let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/\(c.name).npz"))
         let a = Self.architecture(c.dimension, features: c.features, residual: c.name.hasPrefix("resenc"))
