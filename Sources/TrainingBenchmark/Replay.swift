@@ -87,6 +87,15 @@ func replayBenchmark(_ arguments: [String]) throws {
     try network.saveWeights(configuration: "3d_fullres", mirrorAxes: Array(0..<patch.count), to: final)
     say("weights after iteration \(iterations): \(final.path)")
     say("deep-supervision targets: \(targetMismatches) of \(targetVoxels) voxels differ from nnU-Net's")
+    // When each class is learnt: one-epoch runs first collapse to background, then pick up the classes one by one,
+    // and a class picked up late is the one the epoch ends without.
+    for k in 0..<(trainDice.first?.count ?? 0) {
+        let series = trainDice.map { $0[k].isNaN ? 0 : $0[k] }
+        let learnt = (10...max(10, series.count)).first { end in
+            end <= series.count && series[(end - 10)..<end].reduce(0, +) / 10 >= 0.2
+        }
+        say("class \(k + 1): batch Dice first averages 0.2 over ten iterations " + (learnt.map { "at iteration \($0)" } ?? "in none of the \(iterations)"))
+    }
     var start = 0
     for end in [1, 10, 50, 100, 150, 200, 250, Int.max] where start < iterations {
         let stop = min(end, iterations)
