@@ -87,11 +87,7 @@ struct TrainingNetworkTests {
     /// The updates are compared, not the weights: five small steps barely move a weight, so a wrong update would
     /// hide inside a weight-level tolerance.
     @Test func fiveOptimizerStepsMatchTorch() throws {
-        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/plain3d_sgd.npz"))
-        var weights: [String: Tensor] = [:]
-        for (key, value) in golden where key.hasPrefix("w:") {
-            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
-        }
+        let (golden, weights) = try Self.sgdGolden()
         let patch = [8, 16, 8]
         let net = try TrainingNetwork(architecture: Self.architecture(3, features: [16, 16, 16, 32]), inputChannels: 1, numClasses: 3, batch: 2,
                                       patch: patch, initialization: .weights(weights), precision: .float32)
@@ -131,11 +127,7 @@ struct TrainingNetworkTests {
     /// The counts a training step keeps when asked (#25's replay prints them per iteration) are those of the prediction
     /// before its update — what the validation step counts on the same batch — and counting leaves the step unchanged.
     @Test func trainingStepCountsThePredictionBeforeItsUpdate() throws {
-        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/plain3d_sgd.npz"))
-        var weights: [String: Tensor] = [:]
-        for (key, value) in golden where key.hasPrefix("w:") {
-            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
-        }
+        let (golden, weights) = try Self.sgdGolden()
         let patch = [8, 16, 8]
         func makeStep() throws -> TrainingStep {
             let net = try TrainingNetwork(architecture: Self.architecture(3, features: [16, 16, 16, 32]), inputChannels: 1, numClasses: 3,
@@ -154,6 +146,16 @@ struct TrainingNetworkTests {
         #expect(counts.tp == expected.tp && counts.fp == expected.fp && counts.fn == expected.fn)
         #expect(counts.tp.count == 2 && counts.tp.reduce(0, +) + counts.fn.reduce(0, +) == Double(labels.filter { $0 > 0 }.count))
         #expect(plain.lastTrainingCounts == nil)
+    }
+
+    /// The five-step SGD golden (torch, plain3d_sgd) and its initial weights by state-dict name.
+    static func sgdGolden() throws -> ([String: NumpyArray], [String: Tensor]) {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/plain3d_sgd.npz"))
+        var weights: [String: Tensor] = [:]
+        for (key, value) in golden where key.hasPrefix("w:") {
+            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
+        }
+        return (golden, weights)
     }
 
     func check(_ c: GradientCase, precision: TrainingConvolution.Precision) throws {
