@@ -87,7 +87,7 @@ struct TrainingNetworkTests {
     /// The updates are compared, not the weights: five small steps barely move a weight, so a wrong update would
     /// hide inside a weight-level tolerance.
     @Test func fiveOptimizerStepsMatchTorch() throws {
-        let (golden, weights) = try Self.sgdGolden()
+        let (golden, weights) = try Self.trainingGolden("plain3d_sgd")
         let patch = [8, 16, 8]
         let net = try TrainingNetwork(architecture: Self.architecture(3, features: [16, 16, 16, 32]), inputChannels: 1, numClasses: 3, batch: 2,
                                       patch: patch, initialization: .weights(weights), precision: .float32)
@@ -127,7 +127,7 @@ struct TrainingNetworkTests {
     /// The counts a training step keeps when asked (#25's replay prints them per iteration) are those of the prediction
     /// before its update — what the validation step counts on the same batch — and counting leaves the step unchanged.
     @Test func trainingStepCountsThePredictionBeforeItsUpdate() throws {
-        let (golden, weights) = try Self.sgdGolden()
+        let (golden, weights) = try Self.trainingGolden("plain3d_sgd")
         let patch = [8, 16, 8]
         func makeStep() throws -> TrainingStep {
             let net = try TrainingNetwork(architecture: Self.architecture(3, features: [16, 16, 16, 32]), inputChannels: 1, numClasses: 3,
@@ -148,9 +148,9 @@ struct TrainingNetworkTests {
         #expect(plain.lastTrainingCounts == nil)
     }
 
-    /// The five-step SGD golden (torch, plain3d_sgd) and its initial weights by state-dict name.
-    static func sgdGolden() throws -> ([String: NumpyArray], [String: Tensor]) {
-        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/plain3d_sgd.npz"))
+    /// A training golden (torch, `golden/training/<name>.npz`) and its initial weights by state-dict name.
+    static func trainingGolden(_ name: String) throws -> ([String: NumpyArray], [String: Tensor]) {
+        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/\(name).npz"))
         var weights: [String: Tensor] = [:]
         for (key, value) in golden where key.hasPrefix("w:") {
             weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
@@ -159,12 +159,8 @@ struct TrainingNetworkTests {
     }
 
     func check(_ c: GradientCase, precision: TrainingConvolution.Precision) throws {
-        let golden = try NumpyArray.npz(SharedData.fixtures.appendingPathComponent("golden/training/\(c.name).npz"))
+        let (golden, weights) = try Self.trainingGolden(c.name)
         let a = Self.architecture(c.dimension, features: c.features, residual: c.name.hasPrefix("resenc"))
-        var weights: [String: Tensor] = [:]
-        for (key, value) in golden where key.hasPrefix("w:") {
-            weights[String(key.dropFirst(2))] = Tensor(shape: value.shape, data: value.floats)
-        }
         let regions = c.name.contains("regions")
         let net = try TrainingNetwork(architecture: a, inputChannels: 1, numClasses: regions ? 2 : 3, batch: c.batch, patch: c.patch,
                                       initialization: .weights(weights), precision: precision)
