@@ -91,9 +91,7 @@ func replayBenchmark(_ arguments: [String]) throws {
     // and a class picked up late is the one the epoch ends without.
     for k in 0..<(trainDice.first?.count ?? 0) {
         let series = trainDice.map { $0[k].isNaN ? 0 : $0[k] }
-        let learnt = (10...max(10, series.count)).first { end in
-            end <= series.count && series[(end - 10)..<end].reduce(0, +) / 10 >= 0.2
-        }
+        let learnt = series.count < 10 ? nil : (10...series.count).first { series[($0 - 10)..<$0].reduce(0, +) / 10 >= 0.2 }
         say("class \(k + 1): batch Dice first averages 0.2 over ten iterations " + (learnt.map { "at iteration \($0)" } ?? "in none of the \(iterations)"))
     }
     var start = 0
