@@ -21,6 +21,8 @@ permutation p-value for the difference of the means (all ways of splitting the p
 sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves, a 95 %
 bootstrap interval of the gap, the number of draws per side a ±0.02 interval would take at the spreads seen, and how
 many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
+Seeds run on both the replayed and the swapped side are also compared in pairs (the same initial weights, the two
+loaders): mean paired difference, bootstrap interval and sign-flip p.
 Exit status 1 when a mean is outside the acceptance. Standard library only (runs where the bench scripts run).
 """
 import argparse
@@ -85,6 +87,23 @@ def fisher_p(failed_a, n_a, failed_b, n_b):
 
 
 FAILED = 0.5  # a class that ends below this Dice was not learnt in the epoch
+
+
+def paired(differences, draws=20000, seed=25):
+    """Mean of paired differences, its 95 % bootstrap interval (resampling the pairs, seeded) and the two-sided
+    sign-flip permutation p (exact up to 2^16 sign patterns, else seeded random patterns)."""
+    rng = random.Random(seed)
+    n, observed = len(differences), abs(statistics.mean(differences))
+    means = sorted(statistics.mean(rng.choices(differences, k=n)) for _ in range(draws))
+    if n <= 16:
+        patterns = itertools.product((1, -1), repeat=n)
+        total = 2 ** n
+    else:
+        patterns = ([rng.choice((1, -1)) for _ in range(n)] for _ in range(draws))
+        total = draws
+    extreme = sum(1 for signs in patterns
+                  if abs(sum(s * d for s, d in zip(signs, differences))) / n >= observed - 1e-12)
+    return statistics.mean(differences), (means[int(0.025 * draws)], means[int(0.975 * draws) - 1]), extreme / total
 
 
 def main():
@@ -156,6 +175,22 @@ def main():
                 theirs_k = sum(1 for r in reference if r["dice"][k] < FAILED)
                 print(f"  {labels[k]} below {FAILED}: {ours_k} of {len(rs)} against {theirs_k} of {len(reference)}"
                       f" (Fisher exact p = {fisher_p(ours_k, len(rs), theirs_k, len(reference)):.2f})")
+    # The same initial weights on both sides: nnU-Net's weights of seed s on nnU-Net's batches of seed s (REPLAY) and
+    # on nnseg's batches of seed s (SWAP), both with nnseg's step (equal to nnU-Net's to rounding). The initial draw
+    # decides most of a one-epoch run, so holding it fixed leaves the difference the loaders make, at a fraction of the
+    # unpaired spread; with initial weights of the same law (init_function_compare.py) its mean is also the gap
+    # between the two trainers' means.
+    replay_by_seed = {r["seed"]: r for (side, _), rs in groups.items() if side == REPLAY for r in rs}
+    swap_by_seed = {r["seed"]: r for (side, _), rs in groups.items() if side == SWAP for r in rs}
+    seeds = sorted(set(replay_by_seed) & set(swap_by_seed))
+    if len(seeds) > 1:
+        print(f"\npaired, the same initial weights (nnU-Net's), nnseg's batches − nnU-Net's batches, seeds {seeds}:")
+        for k in classes:
+            differences = [swap_by_seed[s]["dice"][k] - replay_by_seed[s]["dice"][k] for s in seeds]
+            mean, (low, high), p = paired(differences)
+            sd = statistics.stdev(differences)
+            print(f"  {labels[k]}: {mean:+.3f} ± {sd:.3f} (sd of {len(seeds)} pairs), 95 % bootstrap interval [{low:+.3f}, {high:+.3f}],"
+                  f" sign-flip p = {p:.2f}; pairs for a ±0.02 interval at this spread: {math.ceil((1.96 * sd / 0.02) ** 2)}")
     sys.exit(verdict)
 
 

@@ -39,6 +39,11 @@
 //   TrainingBenchmark drawlog <preprocessed dataset folder> <fold> <seed> <batches> <out.jsonl>
 //
 // writes nnseg's draws in the same format, for Ops/bench/draw_law_compare.py (#25).
+//
+//   TrainingBenchmark initfn <batch folder> <batches> (--seeds <first> <count> | <init.pth>…) [--precision fp32|bf16]
+//
+// statistics of what the untrained network computes on fixed batches, per initial draw, against torch's draws
+// (Ops/bench/init_function_stats.py) (#25).
 import CPUPeak
 import Foundation
 import PlansModel
@@ -50,7 +55,7 @@ import UNet
 let arguments = CommandLine.arguments
 let subcommands: [String: ([String]) throws -> Void] = [
     "loader": loaderBenchmark, "replay": replayBenchmark, "dump": dumpBatches, "score": scoreBatches, "drawlog": logDraws,
-    "augreplay": augmentationReplay, "norm": normKernelBenchmark,
+    "augreplay": augmentationReplay, "norm": normKernelBenchmark, "initfn": initialFunctionStatistics,
 ]
 if arguments.count > 1, let subcommand = subcommands[arguments[1]] {
     try subcommand(Array(arguments.dropFirst(2)))
