@@ -47,12 +47,9 @@ func initialFunctionStatistics(_ arguments: [String]) throws {
         sources.append((path, .weights(try checkpointWeights(URL(fileURLWithPath: path), architecture: configuration.architecture,
                                                              classes: classes))))
     }
-    var inputs: [(Tensor, [Int16])] = []
-    for i in 0..<batches {
-        let stem = String(format: "%05d", i)
-        inputs.append((Tensor(shape: [batch, 1] + patch,
-                              data: try readRaw(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)),
-                       try readRaw(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)))
+    let inputs = try (0..<batches).map { i in
+        let (input, labels) = try readReplayBatch(folder, i, voxels: batch * volume)
+        return (Tensor(shape: [batch, 1] + patch, data: input), labels)
     }
     let context = try DNNLContext()
     for (name, initialization) in sources {

@@ -62,8 +62,7 @@ func replayBenchmark(_ arguments: [String]) throws {
     var targetMismatches = 0, targetVoxels = 0
     for i in 0..<iterations {
         let stem = String(format: "%05d", i)
-        let input = try readRaw(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
-        let labels = try readRaw(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
+        let (input, labels) = try readReplayBatch(folder, i, voxels: batch * volume)
         for (k, mine) in step.targets(labels).enumerated().dropFirst() {
             let url = folder.appendingPathComponent("ds/\(stem).target\(k)")
             guard FileManager.default.fileExists(atPath: url.path) else { continue }

@@ -59,9 +59,7 @@ func scoreBatches(_ arguments: [String]) throws {
             .filter { $0.hasSuffix(".data") }.count
         var samples: [Scored] = []
         for i in 0..<min(available, limit) {
-            let stem = String(format: "%05d", i)
-            let input = try readRaw(folder.appendingPathComponent("batches/\(stem).data"), count: batch * volume, as: Float.self)
-            let labels = try readRaw(folder.appendingPathComponent("batches/\(stem).target"), count: batch * volume, as: Int16.self)
+            let (input, labels) = try readReplayBatch(folder, i, voxels: batch * volume)
             let targets = step.targets(labels)
             let outputs = try network.forward(Tensor(shape: [batch, 1] + patch, data: input))
             for n in 0..<batch {
@@ -92,6 +90,13 @@ func scoreBatches(_ arguments: [String]) throws {
             print(line)
         }
     }
+}
+
+/// Batch `index` of a replay folder: `batches/NNNNN.data` (float32) and `.target` (int16), `voxels` values each.
+func readReplayBatch(_ folder: URL, _ index: Int, voxels: Int) throws -> (input: [Float], labels: [Int16]) {
+    let stem = "batches/" + String(format: "%05d", index)
+    return (try readRaw(folder.appendingPathComponent("\(stem).data"), count: voxels, as: Float.self),
+            try readRaw(folder.appendingPathComponent("\(stem).target"), count: voxels, as: Int16.self))
 }
 
 /// A raw little-endian array of `count` elements (the replay format's .data / .target files).
