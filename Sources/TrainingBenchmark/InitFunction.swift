@@ -87,7 +87,7 @@ struct InitialFunctionStatistics {
     mutating func add(logits: Tensor, labels: [Int16]) {
         let n = logits.shape[0], k = logits.shape[1], v = logits.spatialShape.reduce(1, *)
         precondition(k == classes && labels.count == n * v)
-        var z = [Double](repeating: 0, count: k)
+        var z = [Double](repeating: 0, count: k), e = z
         for sample in 0..<n {
             for voxel in 0..<v {
                 var top = 0
@@ -99,12 +99,15 @@ struct InitialFunctionStatistics {
                 }
                 wins[top] += 1
                 var total = 0.0
-                for c in 0..<k { total += exp(z[c] - z[top]) }
+                for c in 0..<k {
+                    e[c] = exp(z[c] - z[top])
+                    total += e[c]
+                }
                 let label = Int(labels[sample * v + voxel])
                 crossEntropy += -(z[label] - z[top] - log(total))
                 labelled[label] += 1
                 for c in 0..<k {
-                    let p = exp(z[c] - z[top]) / total
+                    let p = e[c] / total
                     probability[c] += p
                     if c == label { intersection[c] += p }
                 }
