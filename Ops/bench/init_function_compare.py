@@ -97,9 +97,9 @@ def outcome_correlations(results, nnseg_draws, torch_draws):
     # two initialisations have one law, the adjustment removes the part of the gap that comes from which initial
     # functions the seeds happened to draw, and narrows the gap's standard error by the share of the spread the
     # statistic explains. The statistic is picked on these same draws, so the adjusted gap describes, it does not test.
-    sides = [("nnseg" if s == "nnseg" else "nnU-Net") for (s, _) in runs if s != "nnU-Net init, nnseg data, nnseg step"]
-    kept = [pair for (s, _), pair in runs.items() if s != "nnU-Net init, nnseg data, nnseg step"]
-    is_nnseg = np.array([1.0 if s == "nnseg" else 0.0 for s in sides])
+    kept_runs = [(side, pair) for (side, _), pair in runs.items() if side != "nnU-Net init, nnseg data, nnseg step"]
+    kept = [pair for _, pair in kept_runs]
+    is_nnseg = np.array([1.0 if side == "nnseg" else 0.0 for side, _ in kept_runs])
     kept_stat = columns([init for _, init in kept])
     print(f"\nnnseg ({int(is_nnseg.sum())} draws) − nnU-Net's pipeline ({int(len(is_nnseg) - is_nnseg.sum())}), unadjusted and "
           "adjusted for the initial statistic most correlated with the class's Dice:")
