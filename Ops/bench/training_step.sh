@@ -4,7 +4,8 @@
 #   [REF_PYTHON=/tmp/ref/bin/python] [ITERATIONS=5] [LIVE_ITERATIONS=14] bash Ops/bench/training_step.sh [--znver5] [--gemm-too]
 #
 # 1. The network step alone (TrainingBenchmark: synthetic batches; forward, backward, loss, optimiser, per-phase and
-#    per-primitive times, oneDNN's implementation names) in each precision this CPU runs. --gemm-too also times fp32
+#    per-primitive times, oneDNN's implementation names) in each precision this CPU runs, and fp32 once more with the
+#    direct 3×3×3 kernels only (NNSEG_DNNL_WINOGRAD=0, the step before the depth-split Winograd path). --gemm-too also times fp32
 #    with the depth-padded backward weights turned off (oneDNN's im2col + gemm on AVX2 CPUs), --znver5 a
 #    -target-cpu znver5 build.
 # 2. Whole trainers on real data with their own loaders, fold 0, LIVE_ITERATIONS iterations, median seconds per
@@ -36,6 +37,8 @@ for precision in fp32 bf16; do
   echo "== network step, default build, $precision"
   REFERENCE_SECONDS="$nnunet_seconds" "$BIN/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}" "$precision"
 done
+echo "== network step, fp32, direct 3×3×3 kernels only (NNSEG_DNNL_WINOGRAD=0: no depth-split Winograd; the same on CPUs without AVX-512)"
+NNSEG_DNNL_WINOGRAD=0 REFERENCE_SECONDS="$nnunet_seconds" "$BIN/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}" fp32
 if [[ " $* " == *" --gemm-too "* ]]; then
   echo "== network step, fp32, backward weights as oneDNN picks them for depth-padded layers (NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0)"
   NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0 REFERENCE_SECONDS="$nnunet_seconds" "$BIN/TrainingBenchmark" "$PWD" "${ITERATIONS:-5}" fp32

@@ -152,12 +152,14 @@ public final class TrainingNetwork: @unchecked Sendable {
         var current = -1
         // The convolutions run one at a time: one scratch serves all their depth-padded backward-weights sources.
         let depthPaddingScratch = DepthPaddingScratch(context: context)
+        let depthSplitScratch = DepthSplitScratch(context: context)
         func convUnit(_ prefix: String, source: Int, inputShape: [Int], outChannels: Int, kernel: [Int], stride: [Int],
                       activation: Bool = true) throws -> (Int, [Int]) {
             let first = pendingInput
             let conv = try TrainingConvolution(context: context, kind: .convolution, inputShape: inputShape, outputChannels: outChannels,
                                                geometry: .same(kernel: kernel, stride: stride), bias: param("\(prefix).conv.bias") != nil,
-                                               needsDataGradient: !first, precision: precision, depthPaddingScratch: depthPaddingScratch)
+                                               needsDataGradient: !first, precision: precision, depthPaddingScratch: depthPaddingScratch,
+                                               depthSplitScratch: depthSplitScratch)
             var src = source
             if first {
                 src = try addValue(conv.sourceDesc)

@@ -148,6 +148,79 @@ struct TrainingConvolutionTests {
         }
     }
 
+    /// The depth-split Winograd path (#25: 3×3×3 stride-1 layers as one 2-D Winograd convolution over the depth slices)
+    /// gives what the direct kernels give — forward, data, weight and bias gradients — for volumes of 1, 2 and more
+    /// slices, with layers sharing one scratch and their backward passes interleaved (all weight gradients first, then
+    /// all data gradients, so each data gradient must rebuild the shared stacked buffer).
+    @Test func depthSplitWinogradMatchesDirectKernels() throws {
+        let context = try DNNLContext()
+        guard DNNLContext.effectiveISA.hasPrefix("avx512") else {
+            print("depth-split Winograd: oneDNN's Winograd kernel needs AVX-512 (ISA \(DNNLContext.effectiveISA)); direct kernels only here")
+            return
+        }
+        var rng = SplitMix(state: 2605)
+        let shapes: [([Int], Int)] = [([2, 32, 5, 12, 10], 32), ([1, 16, 1, 9, 7], 48), ([3, 64, 2, 8, 8], 16), ([2, 16, 4, 6, 5], 32)]
+        let scratch = DepthSplitScratch(context: context)
+        func layer(_ shape: [Int], _ out: Int, _ scratch: DepthSplitScratch?) throws -> TrainingConvolution {
+            try TrainingConvolution(context: context, kind: .convolution, inputShape: shape, outputChannels: out,
+                                    geometry: .same(kernel: [3, 3, 3], stride: [1, 1, 1]), bias: true, depthSplitScratch: scratch)
+        }
+        let split = try shapes.map { try layer($0.0, $0.1, scratch) }, direct = try shapes.map { try layer($0.0, $0.1, nil) }
+        for (conv, shape) in zip(split, shapes) {
+            #expect(conv.depthSplit != nil, "\(shape): no depth-split path (\(conv.implementations))")
+        }
+        #expect(direct.allSatisfy { $0.depthSplit == nil })
+        func random(_ shape: [Int], _ scale: Float = 1) -> Tensor {
+            Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
+        }
+        let inputs = shapes.map { random($0.0) }, diffs = split.map { random($0.outputShape) }
+        let weights = split.map { random($0.weightShape, 0.3) }, biases = shapes.map { random([$0.1]) }
+        /// Largest difference relative to the largest magnitude of the direct result.
+        func relative(_ a: [Float], _ b: [Float]) -> Float {
+            zip(a, b).map { abs($0 - $1) }.max()! / max(1e-6, b.map(abs).max()!)
+        }
+        var results: [[String: [Float]]] = [[:], [:]]
+        for (side, convs) in [split, direct].enumerated() {
+            var sources: [DNNLMemory] = [], diffMemories: [DNNLMemory] = []
+            for (i, conv) in convs.enumerated() {
+                try weights[i].data.withUnsafeBufferPointer { w in
+                    try biases[i].data.withUnsafeBufferPointer { try conv.loadWeights(w.baseAddress!, bias: $0.baseAddress!) }
+                }
+                let source = try conv.makeSource(), destination = try conv.makeDestination()
+                try source.write(inputs[i])
+                try conv.runForward(source: source, destination: destination)
+                results[side]["forward \(i)"] = try destination.read().data
+                sources.append(source)
+                let diff = try DNNLMemory(context: context, desc: conv.weightsDiffDestinationDesc)
+                try diff.write(diffs[i])
+                diffMemories.append(diff)
+            }
+            for (i, conv) in convs.enumerated() {
+                var dw = [Float](repeating: 0.5, count: conv.weightCount), db = [Float](repeating: -0.25, count: shapes[i].1)
+                try dw.withUnsafeMutableBufferPointer { wp in
+                    try db.withUnsafeMutableBufferPointer {
+                        try conv.runBackwardWeights(source: sources[i], diffDestination: diffMemories[i], weightGradient: wp.baseAddress!,
+                                                    biasGradient: $0.baseAddress!)
+                    }
+                }
+                results[side]["weights \(i)"] = dw
+                results[side]["bias \(i)"] = db
+            }
+            for (i, conv) in convs.enumerated() {
+                let dx = try DNNLMemory(context: context, desc: conv.diffSourceDesc!)
+                try conv.runBackwardData(diffDestination: diffMemories[i], diffSource: dx)
+                results[side]["data \(i)"] = try dx.read().data
+            }
+        }
+        var worst: Float = 0
+        for key in results[1].keys.sorted() {
+            let r = relative(results[0][key]!, results[1][key]!)
+            worst = max(worst, r)
+            #expect(r < 1e-5, "\(key) (\(shapes[Int(key.split(separator: " ").last!)!])): depth-split differs from direct by \(r) of the largest value")
+        }
+        print("depth-split against direct: worst relative difference \(worst); scratch \(scratch.allocatedBytes) bytes; \(split[0].implementations)")
+    }
+
     /// The layouts and implementations oneDNN picks for the Hippocampus network at batch 9 (printed for the
     /// record; the test fails if any primitive is the reference kernel, or if a 3×3×3 layer after the first computes
     /// its weight gradient with im2col + gemm — oneDNN 2.6's choice on AVX2 for depth padding, #25).

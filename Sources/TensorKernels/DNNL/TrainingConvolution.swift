@@ -47,6 +47,9 @@ public final class TrainingConvolution: @unchecked Sendable {
     /// The backward-weights source with the depth padding as zero planes (see `padsDepthForBackwardWeights`), in a
     /// buffer this layer may share with others; nil where oneDNN pads by itself.
     let depthPadding: DepthPaddedSource?
+    /// The 3×3×3 stride-1 layers' faster path on AVX-512 (float32): one 2-D Winograd convolution over the depth slices
+    /// (see ``DepthSplitWinograd``); nil where it does not apply. The direct primitives above still give the layouts.
+    let depthSplit: DepthSplitWinograd?
     /// Whether padded 3-D convolutions may take the depth-padded backward-weights path;
     /// `NNSEG_DNNL_DEPTH_PADDED_BACKWARD_WEIGHTS=0` turns it off (for benchmarks: `training_step.sh` times both).
     public static let padsDepthForBackwardWeights =
@@ -65,9 +68,12 @@ public final class TrainingConvolution: @unchecked Sendable {
     ///   - needsDataGradient: false for the first layer (nothing upstream needs the input's gradient).
     ///   - depthPaddingScratch: where a depth-padded backward-weights source lives; the layers of one network share
     ///     one (they run one at a time). nil: a scratch of this layer's own.
+    ///   - depthSplitScratch: the same for the depth-split Winograd layers' buffers; nil: the layer keeps the direct
+    ///     kernels.
     public init(context: DNNLContext, kind: Kind, inputShape: [Int], outputChannels: Int, geometry: ConvolutionGeometry,
                 bias hasBias: Bool, needsDataGradient: Bool = true, sourceDesc fixedSource: dnnl_memory_desc_t? = nil,
-                precision: Precision = .float32, depthPaddingScratch: DepthPaddingScratch? = nil) throws {
+                precision: Precision = .float32, depthPaddingScratch: DepthPaddingScratch? = nil,
+                depthSplitScratch: DepthSplitScratch? = nil) throws {
         self.kind = kind
         self.precision = precision
         let low = precision == .bfloat16 ? dnnl_bf16 : dnnl_f32
@@ -90,6 +96,21 @@ public final class TrainingConvolution: @unchecked Sendable {
         var biasDesc = hasBias ? try makeDesc([outputChannels], tag: dnnl_a) : dnnl_memory_desc_t()
         let strides = dnnlDims(geometry.stride), pad = dnnlDims(geometry.padding)
         let name = kind == .convolution ? "convolution" : "deconvolution"
+        // The depth-split Winograd path (float32 3×3×3 stride-1 layers where oneDNN has the 2-D Winograd kernel, i.e.
+        // AVX-512) reads and writes `nCdhw16c` everywhere; the direct primitives below are still built (their layouts
+        // where the path does not apply).
+        if let depthSplitScratch, DepthSplitWinograd.enabled, kind == .convolution, precision == .float32, fixedSource == nil,
+           geometry.kernel == [3, 3, 3], geometry.stride == [1, 1, 1], geometry.padding == [1, 1, 1] {
+            depthSplit = DepthSplitWinograd.make(context: context, inputShape: inputShape, outputChannels: outputChannels,
+                                                 needsDataGradient: needsDataGradient, scratch: depthSplitScratch)
+        } else {
+            depthSplit = nil
+        }
+        var blocked: (input: dnnl_memory_desc_t, output: dnnl_memory_desc_t)?
+        if depthSplit != nil {
+            blocked = (try DNNLLayout.channelBlocked(inputShape, block: 16),
+                       try DNNLLayout.channelBlocked([inputShape[0], outputChannels] + spatialOut, block: 16))
+        }
 
         func create(_ body: (inout dnnl_primitive_desc_t?) throws -> Void, _ what: String) throws -> DNNLPrimitive {
             var pd: dnnl_primitive_desc_t?
@@ -100,8 +121,8 @@ public final class TrainingConvolution: @unchecked Sendable {
         // Forward (training).
         forward = try convolutionForwardPrimitive(kind, propagation: dnnl_forward_training, source: &src, weights: &w, bias: &biasDesc,
                                                   destination: &dst, geometry: geometry, context: context, name: "\(name) forward")
-        sourceDesc = asFloat32(forward.queryDesc(dnnl_query_src_md))
-        destinationDesc = forward.queryDesc(dnnl_query_dst_md)
+        sourceDesc = blocked?.input ?? asFloat32(forward.queryDesc(dnnl_query_src_md))
+        destinationDesc = blocked?.output ?? forward.queryDesc(dnnl_query_dst_md)
         let hint = forward.descriptor
 
         // Backward data, from `any` descriptors with the forward as hint.
@@ -123,8 +144,8 @@ public final class TrainingConvolution: @unchecked Sendable {
                 }
             }, "\(name) backward data")
             backwardData = p
-            diffSourceDesc = p.queryDesc(dnnl_query_diff_src_md)
-            dataDiffDestinationDesc = asFloat32(p.queryDesc(dnnl_query_diff_dst_md))
+            diffSourceDesc = blocked?.input ?? p.queryDesc(dnnl_query_diff_src_md)
+            dataDiffDestinationDesc = blocked?.output ?? asFloat32(p.queryDesc(dnnl_query_diff_dst_md))
         } else {
             backwardData = nil
             diffSourceDesc = nil
@@ -160,7 +181,7 @@ public final class TrainingConvolution: @unchecked Sendable {
         // depth padding written into the source as zero planes and none in the descriptor runs the jit kernel. Not
         // for the first layer (one input channel: the jit kernel's first-layer path is 2.6× slower than gemm there)
         // nor where oneDNN already has a fast kernel (AVX-512 handles the padding itself).
-        if Self.padsDepthForBackwardWeights, kind == .convolution, precision == .float32, spatialRank == 3, geometry.padding[0] > 0,
+        if depthSplit == nil, Self.padsDepthForBackwardWeights, kind == .convolution, precision == .float32, spatialRank == 3, geometry.padding[0] > 0,
            inChannels % 8 == 0, weightsPrimitive.implementation.contains("gemm") {
             var paddedShape = inputShape
             paddedShape[2] += 2 * geometry.padding[0]
@@ -176,8 +197,8 @@ public final class TrainingConvolution: @unchecked Sendable {
         self.depthPadding = depthPadding
         // With a depth-padded source the caller hands over the forward's input as it is; it is copied into the
         // padded buffer's interior here.
-        weightsSourceDesc = depthPadding == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc
-        weightsDiffDestinationDesc = asFloat32(backwardWeights.queryDesc(dnnl_query_diff_dst_md))
+        weightsSourceDesc = blocked?.input ?? (depthPadding == nil ? asFloat32(backwardWeights.queryDesc(dnnl_query_src_md)) : sourceDesc)
+        weightsDiffDestinationDesc = blocked?.output ?? asFloat32(backwardWeights.queryDesc(dnnl_query_diff_dst_md))
         if precision == .bfloat16 {
             stagedSource = try DNNLMemory(context: context, desc: forward.queryDesc(dnnl_query_src_md))
             let ws = backwardWeights.queryDesc(dnnl_query_src_md)
@@ -208,13 +229,15 @@ public final class TrainingConvolution: @unchecked Sendable {
 
     /// Implementation names (forward, backward data, backward weights); "ref" means the slow path.
     public var implementations: [String] {
-        [forward.implementation, backwardData?.implementation, backwardWeights.implementation].compactMap { $0 }
+        depthSplit?.implementations
+            ?? [forward.implementation, backwardData?.implementation, backwardWeights.implementation].compactMap { $0 }
     }
 
     public var weightCount: Int { weightShape.reduce(1, *) }
 
     /// Copies the weights (PyTorch layout) and bias in and converts them to the primitives' layouts.
     public func loadWeights(_ weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?) throws {
+        if let depthSplit { return try depthSplit.loadWeights(weights, bias: bias) }
         userWeights.pointer.update(from: weights, count: weightCount)
         try reorder(from: userWeights, to: forwardWeights)
         if let dataWeights, dataWeights !== forwardWeights { try reorder(from: userWeights, to: dataWeights) }
@@ -225,6 +248,7 @@ public final class TrainingConvolution: @unchecked Sendable {
     public func makeDestination() throws -> DNNLMemory { try DNNLMemory(context: context, desc: destinationDesc) }
 
     public func runForward(source: DNNLMemory, destination: DNNLMemory) throws {
+        if let depthSplit { return try depthSplit.runForward(source: source, destination: destination) }
         var input = source
         if let staged = stagedSource {
             try reorder(from: source, to: staged)
@@ -240,6 +264,7 @@ public final class TrainingConvolution: @unchecked Sendable {
 
     /// Gradient of the input, written into `diffSource` (layout `diffSourceDesc`).
     public func runBackwardData(diffDestination: DNNLMemory, diffSource: DNNLMemory) throws {
+        if let depthSplit { return try depthSplit.runBackwardData(diffDestination: diffDestination, diffSource: diffSource) }
         guard let backwardData, let dataWeights else { preconditionFailure("built without a data gradient") }
         var diff = diffDestination
         if let staged = stagedDataDiff {
@@ -256,6 +281,10 @@ public final class TrainingConvolution: @unchecked Sendable {
     /// Gradients of weights and bias, added (`+=`) to `weightGradient` / `biasGradient` in PyTorch layout.
     public func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory,
                                    weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?) throws {
+        if let depthSplit {
+            return try depthSplit.runBackwardWeights(source: source, diffDestination: diffDestination, weightGradient: weightGradient,
+                                                     biasGradient: biasGradient)
+        }
         var input = source, diff = diffDestination
         if let depthPadding { input = try depthPadding.fill(from: source, user: ObjectIdentifier(self)) }
         if let staged = stagedWeightsSource {
