@@ -15,6 +15,14 @@ cmd=${1:?start or stop}; dir=${2:?folder}
 case $cmd in
 start)
   port=${3:?port}
+  # The server must not keep its starter's descriptors: a test process starts this script with system(), which passes
+  # every descriptor without close-on-exec — e.g. another test's pipe from a child whose output it reads to the end. A
+  # server holding that pipe's write end would keep the reader waiting until the server stops (the test suite hung
+  # that way, 2026-12-05). 255 is bash's own descriptor for this script.
+  for fd in /proc/$$/fd/*; do
+    n=${fd##*/}
+    if [[ $n =~ ^[0-9]+$ ]] && (( n > 2 && n != 255 )); then eval "exec $n>&-" 2>/dev/null || true; fi
+  done
   mkdir -p "$dir"
   if [[ $(id -u) -eq 0 ]]; then chown postgres: "$dir"; chmod 700 "$dir"; fi
   if [[ ! -f "$dir/data/PG_VERSION" ]]; then
