@@ -2,7 +2,10 @@
 // uses (`format_tag any`: oneDNN picks its channel-blocked nCdhw16c on AVX-512) and in channels-last (ndhwc), for
 // #25: is there a faster kernel in the installed oneDNN for the full-resolution 32-channel layers than the one the
 // network runs? Prints the implementation, ms per call and GFLOP/s of forward, backward data and backward weights,
-// and the ratio channels-last ÷ blocked per primitive (> 1: blocked is faster).
+// and the ratio channels-last ÷ blocked per primitive (> 1: blocked is faster). Then the same layers as nnseg's training
+// computes them on AVX-512 now (depth-split Winograd, Sources/TensorKernels/DNNL/DepthSplitWinograd.swift): one 2-D
+// Winograd convolution (`jit_wino_4x3`) of all N·D depth slices to 3·oc channels, and the ratio direct ÷ Winograd per
+// primitive (the regrouping copies and the shifted sums around it are not included).
 //
 //   gcc -O2 Ops/bench/onednn_conv_layouts.c -o /tmp/onednn_conv_layouts -ldnnl && OMP_NUM_THREADS=2 /tmp/onednn_conv_layouts
 //
@@ -104,6 +107,46 @@ static void timeConvolution(dnnl_engine_t engine, dnnl_stream_t stream, int inCh
     }
 }
 
+// Times the 2-D Winograd convolution of the N·D depth slices of one 3×3×3 layer to 3·oc channels (nChw16c); fills
+// seconds[KINDS] (0 where oneDNN has no Winograd kernel here, e.g. without AVX-512).
+static void timeDepthSplitWinograd(dnnl_engine_t engine, dnnl_stream_t stream, int inChannels, int outChannels,
+                                   const int spatial[3], double seconds[KINDS]) {
+    int images = 9 * spatial[0];
+    dnnl_dims_t sourceDims = {images, inChannels, spatial[1], spatial[2]};
+    dnnl_dims_t destinationDims = {images, 3 * outChannels, spatial[1], spatial[2]};
+    dnnl_dims_t weightDims = {3 * outChannels, inChannels, 3, 3}, biasDims = {3 * outChannels};
+    dnnl_dims_t strides = {1, 1}, padding = {1, 1};
+    dnnl_memory_desc_t source, destination, weights, bias;
+    CHECK(dnnl_memory_desc_init_by_tag(&source, 4, sourceDims, dnnl_f32, dnnl_nChw16c));
+    CHECK(dnnl_memory_desc_init_by_tag(&destination, 4, destinationDims, dnnl_f32, dnnl_nChw16c));
+    CHECK(dnnl_memory_desc_init_by_tag(&weights, 4, weightDims, dnnl_f32, dnnl_format_tag_any));
+    CHECK(dnnl_memory_desc_init_by_tag(&bias, 1, biasDims, dnnl_f32, dnnl_a));
+    dnnl_primitive_desc_t pds[KINDS];
+    dnnl_convolution_desc_t forward, backwardData, backwardWeights;
+    for (int k = 0; k < KINDS; k++) seconds[k] = 0;
+    CHECK(dnnl_convolution_forward_desc_init(&forward, dnnl_forward_training, dnnl_convolution_winograd, &source, &weights,
+                                             &bias, &destination, strides, padding, padding));
+    if (dnnl_primitive_desc_create(&pds[FORWARD], &forward, NULL, engine, NULL) != dnnl_success) {
+        printf("ic%-3d oc%-3d no Winograd kernel here\n", inChannels, outChannels);
+        return;
+    }
+    CHECK(dnnl_convolution_backward_data_desc_init(&backwardData, dnnl_convolution_winograd, &source, &weights,
+                                                   &destination, strides, padding, padding));
+    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_DATA], &backwardData, NULL, engine, pds[FORWARD]));
+    CHECK(dnnl_convolution_backward_weights_desc_init(&backwardWeights, dnnl_convolution_winograd, &source, &weights,
+                                                      &bias, &destination, strides, padding, padding));
+    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_WEIGHTS], &backwardWeights, NULL, engine, pds[FORWARD]));
+    double flops = 2.0 * 9 * inChannels * outChannels * 27 * spatial[0] * spatial[1] * spatial[2];
+    for (int k = 0; k < KINDS; k++) {
+        const char *implementation;
+        seconds[k] = timePrimitive(engine, stream, pds[k], k, 6, &implementation);
+        printf("ic%-3d oc%-3d %dx%dx%d  %-13s %-16s %-22s %7.1f ms  %4.0f GFLOP/s direct-equivalent\n", inChannels, outChannels,
+               spatial[0], spatial[1], spatial[2], "depth-split", kindNames[k], implementation, seconds[k] * 1e3,
+               flops / seconds[k] / 1e9);
+        dnnl_primitive_desc_destroy(pds[k]);
+    }
+}
+
 int main(void) {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -121,6 +164,12 @@ int main(void) {
         for (int k = 0; k < KINDS; k++)
             printf("ic%-3d oc%-3d %-16s channels-last ÷ blocked: %.2f\n", layers[l].in, layers[l].out, kindNames[k],
                    channelsLast[k] / blocked[k]);
+        double winograd[KINDS];
+        timeDepthSplitWinograd(engine, stream, layers[l].in, layers[l].out, layers[l].spatial, winograd);
+        for (int k = 0; k < KINDS; k++)
+            if (winograd[k] > 0)
+                printf("ic%-3d oc%-3d %-16s direct ÷ depth-split Winograd: %.2f\n", layers[l].in, layers[l].out, kindNames[k],
+                       blocked[k] / winograd[k]);
     }
     dnnl_stream_destroy(stream);
     dnnl_engine_destroy(engine);
