@@ -74,6 +74,40 @@ static double timePrimitive(dnnl_engine_t engine, dnnl_stream_t stream, const_dn
     return seconds;
 }
 
+// Creates the forward, backward-data and backward-weights primitives of one convolution with `algorithm` and times
+// each (seconds[KINDS], 0 where not timed), printing a line per primitive named after the 3×3×3 layer (batch 9) it
+// computes, with its direct-convolution GFLOP/s. Returns the status of creating the forward primitive: anything but
+// dnnl_success means oneDNN has no kernel for the algorithm here, and nothing is timed.
+static dnnl_status_t timeTrainingPrimitives(dnnl_engine_t engine, dnnl_stream_t stream, dnnl_alg_kind_t algorithm,
+                                            dnnl_memory_desc_t *source, dnnl_memory_desc_t *weights, dnnl_memory_desc_t *bias,
+                                            dnnl_memory_desc_t *destination, const dnnl_dims_t strides,
+                                            const dnnl_dims_t padding, int inChannels, int outChannels, const int spatial[3],
+                                            const char *name, double seconds[KINDS]) {
+    double flops = 2.0 * 9 * inChannels * outChannels * 27 * spatial[0] * spatial[1] * spatial[2];
+    dnnl_primitive_desc_t pds[KINDS];
+    dnnl_convolution_desc_t forward, backwardData, backwardWeights;
+    for (int k = 0; k < KINDS; k++) seconds[k] = 0;
+    CHECK(dnnl_convolution_forward_desc_init(&forward, dnnl_forward_training, algorithm, source, weights, bias, destination,
+                                             strides, padding, padding));
+    dnnl_status_t status = dnnl_primitive_desc_create(&pds[FORWARD], &forward, NULL, engine, NULL);
+    if (status != dnnl_success) return status;
+    CHECK(dnnl_convolution_backward_data_desc_init(&backwardData, algorithm, source, weights, destination, strides, padding,
+                                                   padding));
+    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_DATA], &backwardData, NULL, engine, pds[FORWARD]));
+    CHECK(dnnl_convolution_backward_weights_desc_init(&backwardWeights, algorithm, source, weights, bias, destination, strides,
+                                                      padding, padding));
+    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_WEIGHTS], &backwardWeights, NULL, engine, pds[FORWARD]));
+    for (int k = 0; k < KINDS; k++) {
+        const char *implementation;
+        seconds[k] = timePrimitive(engine, stream, pds[k], k, 6, &implementation);
+        printf("ic%-3d oc%-3d %dx%dx%d  %-13s %-16s %-22s %7.1f ms  %4.0f GFLOP/s%s\n", inChannels, outChannels, spatial[0],
+               spatial[1], spatial[2], name, kindNames[k], implementation, seconds[k] * 1e3, flops / seconds[k] / 1e9,
+               algorithm == dnnl_convolution_direct ? "" : " direct-equivalent");
+        dnnl_primitive_desc_destroy(pds[k]);
+    }
+    return dnnl_success;
+}
+
 // Times the three primitives of one 3×3×3 "same" convolution with activations in `tag`; fills seconds[KINDS].
 static void timeConvolution(dnnl_engine_t engine, dnnl_stream_t stream, int inChannels, int outChannels,
                             const int spatial[3], dnnl_format_tag_t tag, const char *tagName, double seconds[KINDS]) {
@@ -86,25 +120,8 @@ static void timeConvolution(dnnl_engine_t engine, dnnl_stream_t stream, int inCh
     CHECK(dnnl_memory_desc_init_by_tag(&destination, 5, destinationDims, dnnl_f32, tag));
     CHECK(dnnl_memory_desc_init_by_tag(&weights, 5, weightDims, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&bias, 1, biasDims, dnnl_f32, dnnl_a));
-    dnnl_primitive_desc_t pds[KINDS];
-    dnnl_convolution_desc_t forward, backwardData, backwardWeights;
-    CHECK(dnnl_convolution_forward_desc_init(&forward, dnnl_forward_training, dnnl_convolution_direct, &source, &weights,
-                                             &bias, &destination, strides, padding, padding));
-    CHECK(dnnl_primitive_desc_create(&pds[FORWARD], &forward, NULL, engine, NULL));
-    CHECK(dnnl_convolution_backward_data_desc_init(&backwardData, dnnl_convolution_direct, &source, &weights,
-                                                   &destination, strides, padding, padding));
-    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_DATA], &backwardData, NULL, engine, pds[FORWARD]));
-    CHECK(dnnl_convolution_backward_weights_desc_init(&backwardWeights, dnnl_convolution_direct, &source, &weights,
-                                                      &bias, &destination, strides, padding, padding));
-    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_WEIGHTS], &backwardWeights, NULL, engine, pds[FORWARD]));
-    double flops = 2.0 * 9 * inChannels * outChannels * 27 * spatial[0] * spatial[1] * spatial[2];
-    for (int k = 0; k < KINDS; k++) {
-        const char *implementation;
-        seconds[k] = timePrimitive(engine, stream, pds[k], k, 6, &implementation);
-        printf("ic%-3d oc%-3d %dx%dx%d  %-13s %-16s %-22s %7.1f ms  %4.0f GFLOP/s\n", inChannels, outChannels, spatial[0],
-               spatial[1], spatial[2], tagName, kindNames[k], implementation, seconds[k] * 1e3, flops / seconds[k] / 1e9);
-        dnnl_primitive_desc_destroy(pds[k]);
-    }
+    CHECK(timeTrainingPrimitives(engine, stream, dnnl_convolution_direct, &source, &weights, &bias, &destination, strides,
+                                 padding, inChannels, outChannels, spatial, tagName, seconds));
 }
 
 // Times the 2-D Winograd convolution of the N·D depth slices of one 3×3×3 layer to 3·oc channels (nChw16c); fills
@@ -121,30 +138,9 @@ static void timeDepthSplitWinograd(dnnl_engine_t engine, dnnl_stream_t stream, i
     CHECK(dnnl_memory_desc_init_by_tag(&destination, 4, destinationDims, dnnl_f32, dnnl_nChw16c));
     CHECK(dnnl_memory_desc_init_by_tag(&weights, 4, weightDims, dnnl_f32, dnnl_format_tag_any));
     CHECK(dnnl_memory_desc_init_by_tag(&bias, 1, biasDims, dnnl_f32, dnnl_a));
-    dnnl_primitive_desc_t pds[KINDS];
-    dnnl_convolution_desc_t forward, backwardData, backwardWeights;
-    for (int k = 0; k < KINDS; k++) seconds[k] = 0;
-    CHECK(dnnl_convolution_forward_desc_init(&forward, dnnl_forward_training, dnnl_convolution_winograd, &source, &weights,
-                                             &bias, &destination, strides, padding, padding));
-    if (dnnl_primitive_desc_create(&pds[FORWARD], &forward, NULL, engine, NULL) != dnnl_success) {
+    if (timeTrainingPrimitives(engine, stream, dnnl_convolution_winograd, &source, &weights, &bias, &destination, strides,
+                               padding, inChannels, outChannels, spatial, "depth-split", seconds) != dnnl_success)
         printf("ic%-3d oc%-3d no Winograd kernel here\n", inChannels, outChannels);
-        return;
-    }
-    CHECK(dnnl_convolution_backward_data_desc_init(&backwardData, dnnl_convolution_winograd, &source, &weights,
-                                                   &destination, strides, padding, padding));
-    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_DATA], &backwardData, NULL, engine, pds[FORWARD]));
-    CHECK(dnnl_convolution_backward_weights_desc_init(&backwardWeights, dnnl_convolution_winograd, &source, &weights,
-                                                      &bias, &destination, strides, padding, padding));
-    CHECK(dnnl_primitive_desc_create(&pds[BACKWARD_WEIGHTS], &backwardWeights, NULL, engine, pds[FORWARD]));
-    double flops = 2.0 * 9 * inChannels * outChannels * 27 * spatial[0] * spatial[1] * spatial[2];
-    for (int k = 0; k < KINDS; k++) {
-        const char *implementation;
-        seconds[k] = timePrimitive(engine, stream, pds[k], k, 6, &implementation);
-        printf("ic%-3d oc%-3d %dx%dx%d  %-13s %-16s %-22s %7.1f ms  %4.0f GFLOP/s direct-equivalent\n", inChannels, outChannels,
-               spatial[0], spatial[1], spatial[2], "depth-split", kindNames[k], implementation, seconds[k] * 1e3,
-               flops / seconds[k] / 1e9);
-        dnnl_primitive_desc_destroy(pds[k]);
-    }
 }
 
 int main(void) {
