@@ -156,6 +156,11 @@ public final class DNNLMemory: @unchecked Sendable {
         try DNNLMemory(context: context, desc: DNNLLayout.plain(shape))
     }
 
+    /// Raw float storage of at least `bytes` bytes (a scratch buffer that views in other layouts are laid over).
+    static func scratch(_ context: DNNLContext, bytes: Int) throws -> DNNLMemory {
+        try plain(context, shape: [(bytes + 3) / 4])
+    }
+
     /// Copies a plain tensor in, converting to this memory's layout.
     public func write(_ tensor: Tensor) throws {
         precondition(tensor.shape == dims, "tensor shape \(tensor.shape) vs memory \(dims)")

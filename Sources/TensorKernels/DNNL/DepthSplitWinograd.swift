@@ -291,7 +291,7 @@ public final class DepthSplitScratch: @unchecked Sendable {
     func views(_ slicesDesc: dnnl_memory_desc_t, _ stackedDesc: dnnl_memory_desc_t) throws -> (slices: DNNLMemory, stacked: DNNLMemory) {
         func buffer(_ current: DNNLMemory?, _ bytes: Int) throws -> DNNLMemory {
             if let current, current.byteSize >= bytes { return current }
-            return try DNNLMemory(context: context, desc: DNNLLayout.plain([(bytes + 3) / 4]))
+            return try DNNLMemory.scratch(context, bytes: bytes)
         }
         let s = try buffer(slices, slicesBytes), t = try buffer(stacked, stackedBytes)
         if t !== stacked { stackedHolder = nil }

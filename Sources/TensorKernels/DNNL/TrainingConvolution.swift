@@ -340,10 +340,7 @@ public final class DepthPaddingScratch: @unchecked Sendable {
     /// The two buffers at their reserved sizes, allocated on first use (after every layer reserved).
     func buffers() throws -> (source: DNNLMemory, zeros: DNNLMemory) {
         if let source, let zeros, source.byteSize >= sourceBytes, zeros.byteSize >= zeroBytes { return (source, zeros) }
-        func floats(_ bytes: Int) throws -> DNNLMemory {
-            try DNNLMemory(context: context, desc: DNNLLayout.plain([(bytes + 3) / 4]))
-        }
-        let s = try floats(sourceBytes), z = try floats(zeroBytes)
+        let s = try DNNLMemory.scratch(context, bytes: sourceBytes), z = try DNNLMemory.scratch(context, bytes: zeroBytes)
         memset(z.pointer, 0, z.byteSize)
         source = s
         zeros = z
