@@ -2,8 +2,11 @@
 """nnU-Net's own trainer for one fold with a fixed seed and a short epoch, then its final validation (#25).
 
 Usage: nnunet_train.py <raw dataset folder> <work folder> <fold> <seed> <iterations> [<validation iterations>] [--timing]
+       [--epochs N]
 
 --timing: no final validation (the Dice is null) — for training_step.sh, which wants the seconds per iteration only.
+--epochs N: N epochs of <iterations> iterations instead of one (nnU-Net's poly learning rate over N epochs, as a
+trainer with num_epochs = N); the RESULT line then carries "epochs".
 
 Runs in the reference Python environment (REF_PYTHON: torch + nnunetv2 2.8.1); never used by nnseg itself.
 Plans and preprocesses once per work folder (nnUNetv2_plan_and_preprocess -c 3d_fullres), trains nnUNetTrainer for
@@ -22,6 +25,11 @@ import time
 def main():
     timing_only = "--timing" in sys.argv
     args = [a for a in sys.argv[1:] if a != "--timing"]
+    epochs = 1
+    if "--epochs" in args:
+        at = args.index("--epochs")
+        epochs = int(args[at + 1])
+        del args[at:at + 2]
     raw, work, fold, seed, iterations = args[0], args[1], args[2], int(args[3]), int(args[4])
     val_iterations = int(args[5]) if len(args) > 5 else 50
     results = os.path.join(work, f"results_seed{seed}")
@@ -47,7 +55,7 @@ def main():
     with open(os.path.join(os.environ["nnUNet_preprocessed"], name, "dataset.json")) as f:
         dataset_json = json.load(f)
     trainer = nnUNetTrainer(plans, "3d_fullres", int(fold) if fold != "all" else fold, dataset_json, device=torch.device("cpu"))
-    trainer.num_epochs = 1
+    trainer.num_epochs = epochs
     trainer.num_iterations_per_epoch = iterations
     trainer.num_val_iterations_per_epoch = val_iterations
 
@@ -76,10 +84,12 @@ def main():
             summary = json.load(f)
         dice = {label: values["Dice"] for label, values in summary["mean"].items()}
     step_times.sort()
-    print("RESULT " + json.dumps({"side": "nnU-Net", "precision": "fp32", "seed": seed, "iterations": iterations, "dice": dice,
-                                  "train_seconds": round(train_seconds, 1),
-                                  "seconds_per_iteration": round(step_times[len(step_times) // 2], 3) if step_times else None}),
-          flush=True)
+    result = {"side": "nnU-Net", "precision": "fp32", "seed": seed, "iterations": iterations}
+    if epochs != 1:
+        result["epochs"] = epochs
+    result.update(dice=dice, train_seconds=round(train_seconds, 1),
+                  seconds_per_iteration=round(step_times[len(step_times) // 2], 3) if step_times else None)
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 # nnU-Net's augmentation and export workers are spawned: they import this file again, which must not train.

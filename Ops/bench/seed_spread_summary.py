@@ -113,10 +113,11 @@ def main():
     ap.add_argument("iterations", type=int)
     ap.add_argument("--also", action="append", default=[])
     ap.add_argument("--pool-precisions", action="store_true")
+    ap.add_argument("--epochs", type=int, default=1, help="runs of this many epochs (a line without 'epochs' is one)")
     args = ap.parse_args()
     pool, dataset_file, iterations = args.pool_precisions, args.dataset, args.iterations
     runs = [json.loads(line) for f in [args.runs] + args.also for line in open(f) if line.strip()]
-    runs = [r for r in runs if r["iterations"] == iterations and r.get("dice")]
+    runs = [r for r in runs if r["iterations"] == iterations and r.get("epochs", 1) == args.epochs and r.get("dice")]
     if pool:
         latest = {}
         for r in runs:
@@ -128,7 +129,8 @@ def main():
     for r in runs:
         groups.setdefault((r["side"], r["precision"]), []).append(r)
 
-    print(f"\nvalidation Dice after 1 epoch × {iterations} iterations (mean ± sd over seeds)")
+    epochs = f"{args.epochs} epochs" if args.epochs != 1 else "1 epoch"
+    print(f"\nvalidation Dice after {epochs} × {iterations} iterations (mean ± sd over seeds)")
     header = "| side | precision | seeds | " + " | ".join(labels[k] for k in classes) + " | mean foreground |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))

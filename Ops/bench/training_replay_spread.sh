@@ -11,7 +11,10 @@
 # side "nnU-Net init, nnseg data, nnseg step". With the initial weights' law and the step shown equal, these draws
 # differ from the replayed ones in the loader alone, and from nnseg's own in the initial weights alone.
 #
-# Usage: REF_PYTHON=/tmp/ref/bin/python [SEEDS="4 5 6"] [ITERATIONS=250] [PRECISION=bf16] [WORK=/tmp/spread] \
+# EPOCHS=N: N epochs of ITERATIONS iterations (N × ITERATIONS batches, nnU-Net's poly learning rate over the N
+# epochs), the lower-variance operating point; such runs carry "epochs" in WORK/runs.jsonl.
+#
+# Usage: REF_PYTHON=/tmp/ref/bin/python [SEEDS="4 5 6"] [ITERATIONS=250] [EPOCHS=1] [PRECISION=bf16] [WORK=/tmp/spread] \
 #        [BATCHES=nnunet|nnseg] [KEEP_BATCHES=1] bash Ops/bench/training_replay_spread.sh
 # Fold 0 (what nnunet_replay.py records). PRECISION is nnseg's step: bf16 and fp32 end each draw at the same Dice
 # (within 0.003 on the seeds compared), bf16 is about twice as fast. A draw's batches take 1.3 GB; they are deleted
@@ -23,6 +26,8 @@ source Ops/env.sh
 DATASET=${DATASET:-../shared/data/Dataset004_Hippocampus}
 SEEDS=${SEEDS:-4 5 6}
 ITERATIONS=${ITERATIONS:-250}
+EPOCHS=${EPOCHS:-1}
+TOTAL=$((ITERATIONS * EPOCHS))
 PRECISION=${PRECISION:-bf16}
 WORK=${WORK:-$(mktemp -d /tmp/nnseg-replay-spread.XXXXXX)}
 [[ -n "${REF_PYTHON:-}" ]] || { echo "set REF_PYTHON to a Python with torch and nnunetv2 2.8.1 (nnU-Net's loader draws the batches)" >&2; exit 2; }
@@ -45,34 +50,37 @@ if [[ ! -d "$WORK/nnseg-pre/$name/nnUNetPlans_3d_fullres" ]]; then
   "$BIN/nnseg" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
   "$BIN/nnseg" preprocess -d "$DATASET" --output "$WORK/nnseg-pre" -c 3d_fullres > "$WORK/nnseg-preprocess.log" 2>&1
 fi
-echo "work folder: $WORK; seeds: $SEEDS; $ITERATIONS iterations; $BATCHES's batches; nnseg step $PRECISION; fold 0"
+echo "work folder: $WORK; seeds: $SEEDS; $EPOCHS × $ITERATIONS iterations; $BATCHES's batches; nnseg step $PRECISION; fold 0"
+# A 1-epoch run's line has no "epochs" key (the lines written before EPOCHS existed), a longer run's has one.
+if [[ "$EPOCHS" == 1 ]]; then RUN_KEY="\"iterations\": $ITERATIONS, \"dice\""; SUFFIX=""
+else RUN_KEY="\"iterations\": $ITERATIONS, \"epochs\": $EPOCHS,"; SUFFIX="-epochs$EPOCHS"; fi
 
 for seed in $SEEDS; do
-  grep -q "\"side\": \"$SIDE\", \"precision\": \"$PRECISION\", \"seed\": $seed, \"iterations\": $ITERATIONS," "$RUNS" && continue
-  draw="$WORK/$PREFIX/seed$seed"
+  grep -q "\"side\": \"$SIDE\", \"precision\": \"$PRECISION\", \"seed\": $seed, $RUN_KEY" "$RUNS" && continue
+  draw="$WORK/$PREFIX/seed$seed$SUFFIX"
   weights="$draw/final-nnseg-$PRECISION.pth"
   if [[ ! -f "$weights" ]]; then
-    if [[ ! -f "$draw/batches/$(printf %05d "$((ITERATIONS - 1))").target" ]]; then
+    if [[ ! -f "$draw/batches/$(printf %05d "$((TOTAL - 1))").target" ]]; then
       rm -rf "$draw"
       if [[ "$BATCHES" == nnunet ]]; then
-        echo "seed $seed: nnU-Net's initial weights and $ITERATIONS batches ($(date +%H:%M:%S))"
-        "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw" --batches-only \
-          > "$WORK/$PREFIX-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed.log" >&2; exit 1; }
+        echo "seed $seed: nnU-Net's initial weights and $TOTAL batches ($(date +%H:%M:%S))"
+        "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$TOTAL" "$draw" --batches-only \
+          > "$WORK/$PREFIX-seed$seed$SUFFIX.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed$SUFFIX.log" >&2; exit 1; }
       else
-        echo "seed $seed: nnU-Net's initial weights, nnseg's $ITERATIONS batches ($(date +%H:%M:%S))"
-        { "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$ITERATIONS" "$draw/nnunet" --init-only \
-            && "$BIN/TrainingBenchmark" dump "$WORK/nnseg-pre/$name" 0 "$seed" "$ITERATIONS" "$draw" "$draw/nnunet/init.pth"; } \
-          > "$WORK/$PREFIX-seed$seed.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed.log" >&2; exit 1; }
+        echo "seed $seed: nnU-Net's initial weights, nnseg's $TOTAL batches ($(date +%H:%M:%S))"
+        { "$REF_PYTHON" Ops/bench/nnunet_replay.py "$WORK/nnunet" "$name" "$seed" "$TOTAL" "$draw/nnunet" --init-only \
+            && "$BIN/TrainingBenchmark" dump "$WORK/nnseg-pre/$name" 0 "$seed" "$TOTAL" "$draw" "$draw/nnunet/init.pth"; } \
+          > "$WORK/$PREFIX-seed$seed$SUFFIX.log" 2>&1 || { echo "recording seed $seed failed; see $WORK/$PREFIX-seed$seed$SUFFIX.log" >&2; exit 1; }
       fi
     fi
     echo "seed $seed: nnseg's $PRECISION step on them ($(date +%H:%M:%S))"
-    "$BIN/TrainingBenchmark" replay "$draw" "$PRECISION" "$ITERATIONS" > "$WORK/$PREFIX-seed$seed-$PRECISION.log" 2>&1 \
-      || { echo "replay of seed $seed failed; see $WORK/$PREFIX-seed$seed-$PRECISION.log" >&2; exit 1; }
+    "$BIN/TrainingBenchmark" replay "$draw" "$PRECISION" "$TOTAL" "$EPOCHS" > "$WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION.log" 2>&1 \
+      || { echo "replay of seed $seed failed; see $WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION.log" >&2; exit 1; }
   fi
   [[ "${KEEP_BATCHES:-0}" == 1 ]] || rm -rf "$draw/batches" "$draw/ds"
 
   echo "seed $seed: validation of fold 0 ($(date +%H:%M:%S))"
-  results="$WORK/$PREFIX-$PRECISION-seed$seed"
+  results="$WORK/$PREFIX-$PRECISION-seed$seed$SUFFIX"
   model="$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres"
   rm -rf "$results"
   mkdir -p "$model/fold_0"
@@ -80,15 +88,18 @@ for seed in $SEEDS; do
   cp "$WORK/nnseg-pre/$name/dataset.json" "$WORK/nnseg-pre/$name/dataset_fingerprint.json" "$model/"
   cp "$weights" "$model/fold_0/checkpoint_final.pth"
   "$BIN/nnseg" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -f 0 --val \
-    > "$WORK/$PREFIX-seed$seed-$PRECISION-validation.log" 2>&1 \
-    || { echo "validation of seed $seed failed; see $WORK/$PREFIX-seed$seed-$PRECISION-validation.log" >&2; exit 1; }
-  python3 - "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" >> "$RUNS" <<'EOF'
+    > "$WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION-validation.log" 2>&1 \
+    || { echo "validation of seed $seed failed; see $WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION-validation.log" >&2; exit 1; }
+  python3 - "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" "$EPOCHS" >> "$RUNS" <<'EOF'
 import json, sys
 summary = json.load(open(sys.argv[1]))
-print(json.dumps({"side": sys.argv[2], "precision": sys.argv[3], "seed": int(sys.argv[4]), "iterations": int(sys.argv[5]),
-                  "dice": {k: v["Dice"] for k, v in summary["mean"].items()}}))
+run = {"side": sys.argv[2], "precision": sys.argv[3], "seed": int(sys.argv[4]), "iterations": int(sys.argv[5])}
+if int(sys.argv[6]) != 1:
+    run["epochs"] = int(sys.argv[6])
+run["dice"] = {k: v["Dice"] for k, v in summary["mean"].items()}
+print(json.dumps(run))
 EOF
   tail -1 "$RUNS"
 done
 
-python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS"
+python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS" --epochs "$EPOCHS"

@@ -3,7 +3,7 @@
 # live when REF_PYTHON is set, each with several seeds, then mean ± sd of the fold's final validation Dice per class
 # and the acceptance check (nnseg's mean ≥ nnU-Net's mean − 0.02 for every class, in each precision).
 #
-# Usage: [SEEDS="1 2 3"] [ITERATIONS=250] [FOLD=0] [PRECISIONS="fp32 bf16"] [REF_PYTHON=/tmp/ref/bin/python] \
+# Usage: [SEEDS="1 2 3"] [ITERATIONS=250] [EPOCHS=1] [FOLD=0] [PRECISIONS="fp32 bf16"] [REF_PYTHON=/tmp/ref/bin/python] \
 #        [WORK=/tmp/spread] bash Ops/bench/training_seed_spread.sh
 # One run = plan + preprocess once, then 1 epoch × ITERATIONS iterations (batch and patch from the plans, as
 # nnUNetv2_train with a 1-epoch trainer) and the validation of the fold's cases. On 2 AVX2 cores a 250-iteration run
@@ -14,6 +14,7 @@ source Ops/env.sh
 DATASET=${DATASET:-../shared/data/Dataset004_Hippocampus}
 SEEDS=${SEEDS:-1 2 3}
 ITERATIONS=${ITERATIONS:-250}
+EPOCHS=${EPOCHS:-1}
 FOLD=${FOLD:-0}
 PRECISIONS=${PRECISIONS:-fp32 bf16}
 WORK=${WORK:-$(mktemp -d /tmp/nnseg-seed-spread.XXXXXX)}
@@ -26,7 +27,9 @@ swift build -c release --product nnseg >/dev/null
 NNSEG="$(swift build -c release --show-bin-path)/nnseg"
 echo "work folder: $WORK (per-run logs there); seeds: $SEEDS; $ITERATIONS iterations; fold $FOLD"
 
-done_already() { grep -q "\"side\": \"$1\", \"precision\": \"$2\", \"seed\": $3, \"iterations\": $ITERATIONS," "$RUNS"; }
+# A 1-epoch run's line has no "epochs" key (the lines written before EPOCHS existed), a longer run's has one.
+if [[ "$EPOCHS" == 1 ]]; then RUN_KEY="\"iterations\": $ITERATIONS, \"dice\""; else RUN_KEY="\"iterations\": $ITERATIONS, \"epochs\": $EPOCHS,"; fi
+done_already() { grep -q "\"side\": \"$1\", \"precision\": \"$2\", \"seed\": $3, $RUN_KEY" "$RUNS"; }
 
 if [[ ! -d "$WORK/nnseg-pre" ]]; then
   "$NNSEG" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
@@ -40,12 +43,13 @@ for seed in $SEEDS; do
   for precision in $PRECISIONS; do
     [[ -n "${unavailable[$precision]:-}" ]] && continue
     done_already nnseg "$precision" "$seed" && continue
-    results="$WORK/nnseg-$precision-seed$seed"
-    log="$WORK/nnseg-$precision-seed$seed.log"
+    run="nnseg-$precision-seed$seed"; [[ "$EPOCHS" == 1 ]] || run="$run-epochs$EPOCHS"
+    results="$WORK/$run"
+    log="$WORK/$run.log"
     rm -rf "$results"
     echo "nnseg $precision seed $seed: training ($(date +%H:%M:%S))"
     start=$(date +%s.%N)
-    if ! "$NNSEG" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -c 3d_fullres -f "$FOLD" --epochs 1 \
+    if ! "$NNSEG" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -c 3d_fullres -f "$FOLD" --epochs "$EPOCHS" \
          --iterations "$ITERATIONS" --seed "$seed" --precision "$precision" > "$log" 2>&1; then
       if grep -q "need AVX-512" "$log"; then
         echo "nnseg $precision: not available on this CPU — $(grep -o 'this CPU.*' "$log" | head -1)"
@@ -57,21 +61,26 @@ for seed in $SEEDS; do
     fi
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
     python3 - "$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_$FOLD/validation/summary.json" "$precision" "$seed" \
-      "$ITERATIONS" "$seconds" >> "$RUNS" <<'EOF'
+      "$ITERATIONS" "$seconds" "$EPOCHS" >> "$RUNS" <<'EOF'
 import json, sys
 summary = json.load(open(sys.argv[1]))
-print(json.dumps({"side": "nnseg", "precision": sys.argv[2], "seed": int(sys.argv[3]), "iterations": int(sys.argv[4]),
-                  "dice": {k: v["Dice"] for k, v in summary["mean"].items()}, "command_seconds": round(float(sys.argv[5]), 1)}))
+run = {"side": "nnseg", "precision": sys.argv[2], "seed": int(sys.argv[3]), "iterations": int(sys.argv[4])}
+if int(sys.argv[6]) != 1:
+    run["epochs"] = int(sys.argv[6])
+run["dice"] = {k: v["Dice"] for k, v in summary["mean"].items()}
+run["command_seconds"] = round(float(sys.argv[5]), 1)
+print(json.dumps(run))
 EOF
     tail -1 "$RUNS"
   done
   if [[ -n "${REF_PYTHON:-}" ]] && ! done_already nnU-Net fp32 "$seed"; then
     echo "nnU-Net seed $seed: training ($(date +%H:%M:%S))"
-    "$REF_PYTHON" Ops/bench/nnunet_train.py "$DATASET" "$WORK/nnunet" "$FOLD" "$seed" "$ITERATIONS" > "$WORK/nnunet-seed$seed.log" 2>&1 \
-      || { echo "nnU-Net seed $seed failed; see $WORK/nnunet-seed$seed.log" >&2; exit 1; }
-    grep '^RESULT ' "$WORK/nnunet-seed$seed.log" | tail -1 | cut -c8- >> "$RUNS"
+    log="$WORK/nnunet-seed$seed.log"; [[ "$EPOCHS" == 1 ]] || log="$WORK/nnunet-seed$seed-epochs$EPOCHS.log"
+    "$REF_PYTHON" Ops/bench/nnunet_train.py "$DATASET" "$WORK/nnunet" "$FOLD" "$seed" "$ITERATIONS" --epochs "$EPOCHS" > "$log" 2>&1 \
+      || { echo "nnU-Net seed $seed failed; see $log" >&2; exit 1; }
+    grep '^RESULT ' "$log" | tail -1 | cut -c8- >> "$RUNS"
     tail -1 "$RUNS"
   fi
 done
 
-python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS"
+python3 Ops/bench/seed_spread_summary.py "$RUNS" "$DATASET/dataset.json" "$ITERATIONS" --epochs "$EPOCHS"

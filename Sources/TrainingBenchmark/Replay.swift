@@ -5,7 +5,7 @@ import TorchCheckpoint
 import Training
 import UNet
 
-/// `TrainingBenchmark replay <folder> [fp32|bf16] [iterations]` (#25): trains nnseg from nnU-Net's initial weights on
+/// `TrainingBenchmark replay <folder> [fp32|bf16] [iterations] [epochs]` (#25): trains nnseg from nnU-Net's initial weights on
 /// the batches nnU-Net's own loader drew, both recorded by `Ops/bench/nnunet_replay.py`, and prints nnseg's loss
 /// beside nnU-Net's at every iteration. The first loss compares the forward passes and losses on identical inputs;
 /// the curves after it compare the whole step (backward, clipping, SGD-Nesterov) — they drift apart slowly by
@@ -17,9 +17,11 @@ import UNet
 /// decides a seed's epoch; the weights file is then `final-nnseg-<precision>-init<seed>.pth`.
 /// Each iteration also prints the Dice per class of the network's prediction on the batch it trains on (before the
 /// update), and the summary its mean per window: whether a class an epoch ends without was never learnt or was lost.
+/// `epochs` > 1 splits the iterations into that many epochs with nnU-Net's poly learning rate over them (the recorded
+/// rate is the initial one), as `nnseg train --epochs <epochs> --iterations <iterations / epochs>` trains.
 func replayBenchmark(_ arguments: [String]) throws {
     guard let folderPath = arguments.first else {
-        say("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations]")
+        say("usage: TrainingBenchmark replay <folder written by Ops/bench/nnunet_replay.py> [fp32|bf16] [iterations] [epochs]")
         return
     }
     let folder = URL(fileURLWithPath: folderPath)
@@ -34,6 +36,12 @@ func replayBenchmark(_ arguments: [String]) throws {
     // Folders written with --batches-only hold batches without nnU-Net's losses: nnseg's curve alone.
     let available = record["batches"] as? Int ?? reference.count
     let iterations = min(arguments.count > 2 ? Int(arguments[2]) ?? available : available, available)
+    let epochs = arguments.count > 3 ? Int(arguments[3]) ?? 1 : 1
+    guard epochs >= 1, iterations % epochs == 0 else {
+        say("\(iterations) iterations do not split into \(epochs) epochs of equal length")
+        return
+    }
+    let iterationsPerEpoch = iterations / epochs
     let plans = try Plans(contentsOf: folder.appendingPathComponent("plans.json"))
     let configuration = try plans.configuration("3d_fullres")
     let batch = configuration.batchSize, patch = configuration.patchSize, volume = patch.reduce(1, *)
@@ -54,7 +62,8 @@ func replayBenchmark(_ arguments: [String]) throws {
                                       patch: patch, initialization: initialization, precision: precision)
     let step = TrainingStep(network: network, loss: DiceCrossEntropyLoss(numClasses: classes, batchDice: configuration.batchDice))
     step.countsTrainingPredictions = true
-    say("replay of \(iterations) batches (\(record["source"] ?? "nnU-Net's loader"), seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate), "
+    say("replay of \(iterations) batches (\(record["source"] ?? "nnU-Net's loader"), seed \(record["seed"] ?? "?")), precision \(precision.rawValue), learning rate \(learningRate)"
+          + (epochs > 1 ? " (poly over \(epochs) epochs of \(iterationsPerEpoch))" : "") + ", "
           + "batch \(batch), patch \(patch), \(origin)")
 
     var ours: [Double] = []
@@ -70,7 +79,8 @@ func replayBenchmark(_ arguments: [String]) throws {
             targetMismatches += zip(mine, theirs).filter { $0 != $1 }.count
             targetVoxels += mine.count
         }
-        let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: learningRate)
+        let rate = polyLearningRate(initial: learningRate, epoch: i / iterationsPerEpoch, maxEpochs: epochs)
+        let loss = try step.train(input: Tensor(shape: [batch, 1] + patch, data: input), labels: labels, learningRate: rate)
         ours.append(loss)
         let counts = step.lastTrainingCounts ?? (tp: [], fp: [], fn: [])
         let dice = counts.tp.indices.map { SegmentationMetrics.Counts(tp: counts.tp[$0], fp: counts.fp[$0], fn: counts.fn[$0]).dice }
@@ -94,7 +104,7 @@ func replayBenchmark(_ arguments: [String]) throws {
         say("class \(k + 1): batch Dice first averages 0.2 over ten iterations " + (learnt.map { "at iteration \($0)" } ?? "in none of the \(iterations)"))
     }
     var start = 0
-    for end in [1, 10, 50, 100, 150, 200, 250, Int.max] where start < iterations {
+    for end in [1, 10, 50, 100, 150, 200, 250, 500, 750, Int.max] where start < iterations {
         let stop = min(end, iterations)
         let a = ours[start..<stop]
         let meanA = a.reduce(0, +) / Double(a.count)

@@ -166,9 +166,20 @@ struct TrainingConvolutionTests {
                                     geometry: .same(kernel: [3, 3, 3], stride: [1, 1, 1]), bias: true, depthSplitScratch: scratch)
         }
         let split = try shapes.map { try layer($0.0, $0.1, scratch) }, direct = try shapes.map { try layer($0.0, $0.1, nil) }
+        // One sample per pass: each layer's scratch bounded to a single sample's stacked buffer (what a 128³ CT
+        // patch at batch 2 gets under the default 1 GiB).
+        let chunked = try shapes.map { shape, out in
+            try layer(shape, out, DepthSplitScratch(context: context, maximumStackedBytes: shape[2] * 3 * out * shape[3] * shape[4] * 4))
+        }
         for (conv, shape) in zip(split, shapes) {
             #expect(conv.depthSplit != nil, "\(shape): no depth-split path (\(conv.implementations))")
+            #expect(conv.depthSplit?.chunk == shape.0[0])
         }
+        for (conv, shape) in zip(chunked, shapes) {
+            #expect(conv.depthSplit?.chunk == 1, "\(shape.0): \(conv.implementations)")
+        }
+        let tooSmall = try layer(shapes[0].0, shapes[0].1, DepthSplitScratch(context: context, maximumStackedBytes: 1024))
+        #expect(tooSmall.depthSplit == nil, "a sample over the bound must keep the direct kernels")
         #expect(direct.allSatisfy { $0.depthSplit == nil })
         func random(_ shape: [Int], _ scale: Float = 1) -> Tensor {
             Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -scale...scale, using: &rng) })
@@ -179,9 +190,10 @@ struct TrainingConvolutionTests {
         func relative(_ a: [Float], _ b: [Float]) -> Float {
             zip(a, b).map { abs($0 - $1) }.max()! / max(1e-6, b.map(abs).max()!)
         }
-        // Split twice (the second run must repeat the first bit for bit: training runs are reproducible), then direct.
-        var results: [[String: [Float]]] = [[:], [:], [:]]
-        for (side, convs) in [split, split, direct].enumerated() {
+        // Split twice (the second run must repeat the first bit for bit: training runs are reproducible), then direct,
+        // then split one sample at a time.
+        var results: [[String: [Float]]] = [[:], [:], [:], [:]]
+        for (side, convs) in [split, split, direct, chunked].enumerated() {
             var sources: [DNNLMemory] = [], diffMemories: [DNNLMemory] = []
             for (i, conv) in convs.enumerated() {
                 try weights[i].data.withUnsafeBufferPointer { w in
@@ -214,13 +226,17 @@ struct TrainingConvolutionTests {
             }
         }
         #expect(results[0] == results[1], "the depth-split path gave different results in two runs")
-        var worst: Float = 0
+        var worst: Float = 0, worstChunked: Float = 0
         for key in results[2].keys.sorted() {
-            let r = relative(results[0][key]!, results[2][key]!)
+            let r = relative(results[0][key]!, results[2][key]!), c = relative(results[3][key]!, results[2][key]!)
             worst = max(worst, r)
-            #expect(r < 1e-5, "\(key) (\(shapes[Int(key.split(separator: " ").last!)!])): depth-split differs from direct by \(r) of the largest value")
+            worstChunked = max(worstChunked, c)
+            let shape = shapes[Int(key.split(separator: " ").last!)!]
+            #expect(r < 1e-5, "\(key) (\(shape)): depth-split differs from direct by \(r) of the largest value")
+            #expect(c < 1e-5, "\(key) (\(shape)): depth-split one sample at a time differs from direct by \(c) of the largest value")
         }
-        print("depth-split against direct: worst relative difference \(worst); scratch \(scratch.allocatedBytes) bytes; \(split[0].implementations)")
+        print("depth-split against direct: worst relative difference \(worst), one sample per pass \(worstChunked); scratch \(scratch.allocatedBytes) bytes; "
+              + "\(split[0].implementations); \(chunked[0].implementations)")
     }
 
     /// The layouts and implementations oneDNN picks for the Hippocampus network at batch 9 (printed for the

@@ -15,6 +15,10 @@ import Foundation
 /// backward-weights primitives give the input gradient and the stacked weight gradient. The bias rides on the centre
 /// tap's block (the others' bias is zero), whose bias gradient is the 3-D one.
 ///
+/// A batch whose stacked buffer would pass the scratch's bound is run in chunks of whole samples (the largest divisor
+/// of the batch that fits; forward and backward-data per chunk, the weight and bias gradients summed over the chunks),
+/// so a 128³ CT patch at batch 2 takes the path with a bounded buffer instead of keeping the direct kernels.
+///
 /// The network's tensors stay in oneDNN's `nCdhw16c`; the 2-D kernels want `nChw16c` over `N·D` slices, so the input
 /// (and the input gradient) are regrouped by whole `H·W·16` planes. The arithmetic differs from the direct kernel's
 /// by Winograd's rounding (relative ~1e-6 on a layer, far below bf16's), which is why this is for training only:
@@ -22,14 +26,16 @@ import Foundation
 final class DepthSplitWinograd: @unchecked Sendable {
     let context: DNNLContext
     let batch: Int, inChannels: Int, outChannels: Int, depth: Int
+    /// Samples per pass of the 2-D primitives (a divisor of `batch`).
+    let chunk: Int
     /// Floats in one slice of one channel block (`H·W·16`).
     let plane: Int
     let forward: DNNLPrimitive
     let backwardData: DNNLPrimitive?
     let backwardWeights: DNNLPrimitive
-    /// The slices of the input (and of its gradient) as `N·D` images, `nChw16c`.
+    /// The slices of one chunk's input (and of its gradient) as `chunk·D` images, `nChw16c`.
     let slicesDesc: dnnl_memory_desc_t
-    /// The stacked output (forward) and output gradient (backward): `N·D` images of `3·oc` channels, `nChw16c`.
+    /// One chunk's stacked output (forward) and output gradient (backward): `chunk·D` images of `3·oc` channels, `nChw16c`.
     let stackedDesc: dnnl_memory_desc_t
     let userWeights: DNNLMemory          // plain (3·oc, ic, 3, 3)
     let forwardWeights: DNNLMemory
@@ -40,34 +46,34 @@ final class DepthSplitWinograd: @unchecked Sendable {
     let diffBias: DNNLMemory
     let scratch: DepthSplitScratch
 
-    /// Largest stacked buffer (3× the layer's output) this path takes on; bigger layers (e.g. the full-resolution
-    /// stage of a 128³ CT patch) keep the direct kernel rather than hold gigabytes of scratch.
-    static let maximumStackedBytes = 1 << 30
-
     /// Whether the path may be used at all; `NNSEG_DNNL_WINOGRAD=0` turns it off (benchmarks time both).
     static let enabled = ProcessInfo.processInfo.environment["NNSEG_DNNL_WINOGRAD"] != "0"
 
-    /// nil where the shape does not qualify or oneDNN has no Winograd kernel here (no AVX-512, channels not in 16s).
+    /// nil where the shape does not qualify, oneDNN has no Winograd kernel here (no AVX-512, channels not in 16s), or
+    /// not even one sample's stacked buffer fits the scratch's bound.
     static func make(context: DNNLContext, inputShape: [Int], outputChannels: Int, needsDataGradient: Bool,
                      scratch: DepthSplitScratch) -> DepthSplitWinograd? {
         guard inputShape.count == 5, inputShape[1] % 16 == 0, outputChannels % 16 == 0 else { return nil }
-        let stackedBytes = inputShape[0] * inputShape[2] * 3 * outputChannels * inputShape[3] * inputShape[4] * 4
-        guard stackedBytes <= maximumStackedBytes else { return nil }
+        let sampleBytes = inputShape[2] * 3 * outputChannels * inputShape[3] * inputShape[4] * 4
+        guard let chunk = (1...inputShape[0]).reversed().first(where: {
+            inputShape[0] % $0 == 0 && $0 * sampleBytes <= scratch.maximumStackedBytes
+        }) else { return nil }
         return try? DepthSplitWinograd(context: context, inputShape: inputShape, outputChannels: outputChannels,
-                                       needsDataGradient: needsDataGradient, scratch: scratch)
+                                       needsDataGradient: needsDataGradient, scratch: scratch, chunk: chunk)
     }
 
     private init(context: DNNLContext, inputShape: [Int], outputChannels: Int, needsDataGradient: Bool,
-                 scratch: DepthSplitScratch) throws {
+                 scratch: DepthSplitScratch, chunk: Int) throws {
         self.context = context
         self.scratch = scratch
+        self.chunk = chunk
         batch = inputShape[0]
         inChannels = inputShape[1]
         outChannels = outputChannels
         depth = inputShape[2]
         let height = inputShape[3], width = inputShape[4]
         plane = height * width * 16
-        let images = batch * depth, stacked = 3 * outputChannels
+        let images = chunk * depth, stacked = 3 * outputChannels
         slicesDesc = try makeDesc([images, inChannels, height, width], tag: dnnl_nChw16c)
         stackedDesc = try makeDesc([images, stacked, height, width], tag: dnnl_nChw16c)
         let weightDims = [stacked, inChannels, 3, 3]
@@ -134,8 +140,14 @@ final class DepthSplitWinograd: @unchecked Sendable {
     }
 
     var implementations: [String] {
-        [forward.implementation, backwardData?.implementation, backwardWeights.implementation].compactMap { $0 }.map { "depth-split " + $0 }
+        let passes = batch == chunk ? "" : " (\(batch / chunk) chunks of \(chunk))"
+        return [forward.implementation, backwardData?.implementation, backwardWeights.implementation].compactMap { $0 }
+            .map { "depth-split " + $0 + passes }
     }
+
+    /// The chunks' first samples, and the offset of a sample in a network tensor of `channels` (`nCdhw16c`), in floats.
+    private var chunkStarts: StrideTo<Int> { stride(from: 0, to: batch, by: chunk) }
+    private func sampleOffset(_ n: Int, channels: Int) -> Int { n &* (channels / 16) &* depth &* plane }
 
     /// Index of 3-D weight `(o, i, kd, ·, ·)` and of its stacked 2-D place `(kd·oc + o, i, ·, ·)`, in floats.
     @inline(__always) func weightOffsets(_ o: Int, _ i: Int, _ kd: Int) -> (volume: Int, stacked: Int) {
@@ -162,33 +174,37 @@ final class DepthSplitWinograd: @unchecked Sendable {
     func runForward(source: DNNLMemory, destination: DNNLMemory) throws {
         let (slices, stacked) = try scratch.views(slicesDesc, stackedDesc)
         scratch.stackedHolder = nil
-        regroup(volume: source.pointer, slices: slices.pointer, channels: inChannels, toSlices: true)
-        try context.execute(forward, [(nnseg_dnnl_arg_src, slices), (nnseg_dnnl_arg_weights, forwardWeights),
-                                      (nnseg_dnnl_arg_dst, stacked), (nnseg_dnnl_arg_bias, bias)])
-        sumShifted(stacked: stacked.pointer, into: destination.pointer)
+        for n in chunkStarts {
+            regroup(volume: source.pointer + sampleOffset(n, channels: inChannels), slices: slices.pointer, channels: inChannels, toSlices: true)
+            try context.execute(forward, [(nnseg_dnnl_arg_src, slices), (nnseg_dnnl_arg_weights, forwardWeights),
+                                          (nnseg_dnnl_arg_dst, stacked), (nnseg_dnnl_arg_bias, bias)])
+            sumShifted(stacked: stacked.pointer, into: destination.pointer + sampleOffset(n, channels: outChannels))
+        }
     }
 
     /// Adds the weight and bias gradients (`+=`, PyTorch layout) from the forward input and the output gradient.
     func runBackwardWeights(source: DNNLMemory, diffDestination: DNNLMemory, weightGradient: UnsafeMutablePointer<Float>,
                             biasGradient: UnsafeMutablePointer<Float>?) throws {
         let (slices, stacked) = try scratch.views(slicesDesc, stackedDesc)
-        fillStacked(stacked.pointer, from: diffDestination)
-        regroup(volume: source.pointer, slices: slices.pointer, channels: inChannels, toSlices: true)
-        try context.execute(backwardWeights, [(nnseg_dnnl_arg_src, slices), (nnseg_dnnl_arg_diff_dst, stacked),
-                                              (nnseg_dnnl_arg_diff_weights, diffWeights), (nnseg_dnnl_arg_diff_bias, diffBias)])
-        try reorder(from: diffWeights, to: userDiffWeights)
-        let g = userDiffWeights.pointer
-        for o in 0..<outChannels {
-            for i in 0..<inChannels {
-                for kd in 0..<3 {
-                    let (v, s) = weightOffsets(o, i, kd)
-                    for k in 0..<9 { weightGradient[v &+ k] += g[s &+ k] }
+        for n in chunkStarts {
+            fillStacked(stacked.pointer, from: diffDestination, chunkStart: n)
+            regroup(volume: source.pointer + sampleOffset(n, channels: inChannels), slices: slices.pointer, channels: inChannels, toSlices: true)
+            try context.execute(backwardWeights, [(nnseg_dnnl_arg_src, slices), (nnseg_dnnl_arg_diff_dst, stacked),
+                                                  (nnseg_dnnl_arg_diff_weights, diffWeights), (nnseg_dnnl_arg_diff_bias, diffBias)])
+            try reorder(from: diffWeights, to: userDiffWeights)
+            let g = userDiffWeights.pointer
+            for o in 0..<outChannels {
+                for i in 0..<inChannels {
+                    for kd in 0..<3 {
+                        let (v, s) = weightOffsets(o, i, kd)
+                        for k in 0..<9 { weightGradient[v &+ k] += g[s &+ k] }
+                    }
                 }
             }
-        }
-        if let biasGradient {
-            let b = diffBias.pointer + outChannels
-            for o in 0..<outChannels { biasGradient[o] += b[o] }
+            if let biasGradient {
+                let b = diffBias.pointer + outChannels
+                for o in 0..<outChannels { biasGradient[o] += b[o] }
+            }
         }
     }
 
@@ -196,37 +212,43 @@ final class DepthSplitWinograd: @unchecked Sendable {
     func runBackwardData(diffDestination: DNNLMemory, diffSource: DNNLMemory) throws {
         guard let backwardData, let dataWeights else { preconditionFailure("built without a data gradient") }
         let (slices, stacked) = try scratch.views(slicesDesc, stackedDesc)
-        fillStacked(stacked.pointer, from: diffDestination)
-        try context.execute(backwardData, [(nnseg_dnnl_arg_diff_dst, stacked), (nnseg_dnnl_arg_weights, dataWeights),
-                                           (nnseg_dnnl_arg_diff_src, slices)])
-        regroup(volume: diffSource.pointer, slices: slices.pointer, channels: inChannels, toSlices: false)
+        // Last chunk first: after the backward-weights pass the buffer still holds the last chunk's spread.
+        for n in chunkStarts.reversed() {
+            fillStacked(stacked.pointer, from: diffDestination, chunkStart: n)
+            try context.execute(backwardData, [(nnseg_dnnl_arg_diff_dst, stacked), (nnseg_dnnl_arg_weights, dataWeights),
+                                               (nnseg_dnnl_arg_diff_src, slices)])
+            regroup(volume: diffSource.pointer + sampleOffset(n, channels: inChannels), slices: slices.pointer, channels: inChannels,
+                    toSlices: false)
+        }
     }
 
-    /// The stacked output gradient, unless the shared buffer already holds this layer's spread of `diff` (backward
-    /// weights and backward data of one layer read the same one).
-    private func fillStacked(_ stacked: UnsafeMutablePointer<Float>, from diff: DNNLMemory) {
-        let holder = (layer: ObjectIdentifier(self), diff: ObjectIdentifier(diff))
-        if let h = scratch.stackedHolder, h == holder { return }
-        spreadShifted(diff: diff.pointer, into: stacked)
+    /// The stacked output gradient of the chunk from sample `chunkStart`, unless the shared buffer already holds this
+    /// layer's spread of that chunk of `diff` (backward weights and backward data of one layer read the same one).
+    private func fillStacked(_ stacked: UnsafeMutablePointer<Float>, from diff: DNNLMemory, chunkStart: Int) {
+        let holder = DepthSplitScratch.Holder(layer: ObjectIdentifier(self), diff: ObjectIdentifier(diff), chunkStart: chunkStart)
+        if scratch.stackedHolder == holder { return }
+        spreadShifted(diff: diff.pointer + sampleOffset(chunkStart, channels: outChannels), into: stacked)
         scratch.stackedHolder = holder
     }
 
-    /// Copies between `nCdhw16c` (`(n, cb, d)` planes) and the slices' `nChw16c` over `N·D` images (`(n, d, cb)` planes).
+    /// Copies between `nCdhw16c` (`(n, cb, d)` planes, from the chunk's first sample) and the slices' `nChw16c` over the
+    /// chunk's `chunk·D` images (`(n, d, cb)` planes).
     private func regroup(volume: UnsafeMutablePointer<Float>, slices: UnsafeMutablePointer<Float>, channels: Int, toSlices: Bool) {
         let blocks = channels / 16, depth = depth, plane = plane
         nonisolated(unsafe) let (v, s) = (volume, slices)
-        DispatchQueue.concurrentPerform(iterations: batch * blocks * depth) { t in
+        DispatchQueue.concurrentPerform(iterations: chunk * blocks * depth) { t in
             let n = t / (blocks * depth), cb = (t / depth) % blocks, d = t % depth
             let volumePlane = v + t &* plane, slicePlane = s + ((n &* depth &+ d) &* blocks &+ cb) &* plane
             if toSlices { slicePlane.update(from: volumePlane, count: plane) } else { volumePlane.update(from: slicePlane, count: plane) }
         }
     }
 
-    /// `y[n, cb, d] = Σ_kd stacked[n·D + d + kd − 1, kd·ocb + cb]` over the taps inside the volume.
+    /// `y[n, cb, d] = Σ_kd stacked[n·D + d + kd − 1, kd·ocb + cb]` over the taps inside the volume, for the chunk's
+    /// samples (`destination` from its first).
     private func sumShifted(stacked: UnsafeMutablePointer<Float>, into destination: UnsafeMutablePointer<Float>) {
         let blocks = outChannels / 16, depth = depth, plane = plane
         nonisolated(unsafe) let (s, y) = (stacked, destination)
-        DispatchQueue.concurrentPerform(iterations: batch * blocks * depth) { t in
+        DispatchQueue.concurrentPerform(iterations: chunk * blocks * depth) { t in
             let n = t / (blocks * depth), cb = (t / depth) % blocks, d = t % depth
             let out = y + t &* plane
             func tap(_ kd: Int) -> UnsafeMutablePointer<Float> { s + (((n &* depth &+ d &+ kd &- 1) &* 3 &+ kd) &* blocks &+ cb) &* plane }
@@ -251,11 +273,11 @@ final class DepthSplitWinograd: @unchecked Sendable {
     }
 
     /// `stacked[n·D + s, kd·ocb + cb] = diff[n, cb, s − kd + 1]` (zero outside the volume): the gradient of each
-    /// depth tap's block of the stacked output.
+    /// depth tap's block of the stacked output, for the chunk's samples (`diff` from its first).
     private func spreadShifted(diff: UnsafeMutablePointer<Float>, into stacked: UnsafeMutablePointer<Float>) {
         let blocks = outChannels / 16, depth = depth, plane = plane
         nonisolated(unsafe) let (g, s) = (diff, stacked)
-        DispatchQueue.concurrentPerform(iterations: batch * depth * 3 * blocks) { t in
+        DispatchQueue.concurrentPerform(iterations: chunk * depth * 3 * blocks) { t in
             let n = t / (depth * 3 * blocks), slice = (t / (3 * blocks)) % depth, kd = (t / blocks) % 3, cb = t % blocks
             let target = s + t &* plane
             let d = slice - kd + 1
@@ -272,12 +294,22 @@ final class DepthSplitWinograd: @unchecked Sendable {
 /// the largest layer needs, allocated on first use. Not for concurrent use: the layers sharing one run one after another.
 public final class DepthSplitScratch: @unchecked Sendable {
     let context: DNNLContext
+    /// Largest stacked buffer (3× a chunk's output) the layers sharing this scratch may use; a layer runs its batch
+    /// in chunks of samples to stay within it, and one whose single sample needs more keeps the direct kernels.
+    public let maximumStackedBytes: Int
     private var slicesBytes = 0, stackedBytes = 0
     private var slices: DNNLMemory?, stacked: DNNLMemory?
-    /// Which layer's spread of which output gradient the stacked buffer holds (nil after a forward pass).
-    var stackedHolder: (layer: ObjectIdentifier, diff: ObjectIdentifier)?
+    struct Holder: Equatable {
+        let layer: ObjectIdentifier, diff: ObjectIdentifier, chunkStart: Int
+    }
+    /// Which layer's spread of which output gradient (and chunk of it) the stacked buffer holds (nil after a forward pass).
+    var stackedHolder: Holder?
 
-    public init(context: DNNLContext) { self.context = context }
+    /// `maximumStackedBytes`: 1 GiB by default (a 128³ patch with 32 channels is one sample per pass).
+    public init(context: DNNLContext, maximumStackedBytes: Int = 1 << 30) {
+        self.context = context
+        self.maximumStackedBytes = maximumStackedBytes
+    }
 
     /// Bytes held now (0 before the first pass through a depth-split layer).
     public var allocatedBytes: Int { (slices?.byteSize ?? 0) + (stacked?.byteSize ?? 0) }
