@@ -11,6 +11,8 @@ public struct DiceCrossEntropyLoss: Sendable {
     public let batchDice: Bool
     public let ignoreLabel: Int?
     public var smooth: Double = 1e-5
+    /// Voxels per block of a sample (the unit of parallel work, fixed so that sums do not depend on the threads).
+    var blockVoxels = 32_768
 
     public init(numClasses: Int, batchDice: Bool, ignoreLabel: Int? = nil) {
         self.numClasses = numClasses
@@ -23,44 +25,63 @@ public struct DiceCrossEntropyLoss: Sendable {
     public func callAsFunction(logits: Tensor, target: [Int16]) -> (loss: Double, gradient: Tensor) {
         let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
         precondition(K == numClasses && target.count == N * V, "logits \(logits.shape) vs \(target.count) labels")
-        var probabilities = [Float](repeating: 0, count: logits.count)
-        // Per sample: Σ −log p_y, annotated voxels, and per class I, P, G.
-        var ceSum = [Double](repeating: 0, count: N), annotated = [Double](repeating: 0, count: N)
-        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+        // The softmax goes straight into the gradient's buffer (0 at ignored voxels), which the second pass turns into
+        // the gradient in place: no second logits-sized buffer (218 MB for a 128³ CT patch with 26 classes).
+        var gradient = Tensor(shape: logits.shape, data: [Float](unsafeUninitializedCapacity: logits.count) { _, count in count = logits.count })
+        // Per sample: Σ −log p_y, annotated voxels, and per class I, P, G — summed per block of voxels in parallel
+        // (one sample of a CT patch is millions of voxels), then over the blocks in order: the same sums on any
+        // number of threads.
+        let blocks = Self.blocks(voxels: V, size: blockVoxels)
+        var partial = [Double](repeating: 0, count: N * blocks.count * (2 + 3 * K))
         let ignore = ignoreLabel.map { Int16($0) }
         logits.data.withUnsafeBufferPointer { zp in
-            probabilities.withUnsafeMutableBufferPointer { pp in
+            gradient.data.withUnsafeMutableBufferPointer { pp in
                 target.withUnsafeBufferPointer { tp in
-                    nonisolated(unsafe) let (z, p, t) = (zp.baseAddress!, pp.baseAddress!, tp.baseAddress!)
-                    nonisolated(unsafe) let (ce, ann, I, P, G) = (ceSum.withUnsafeMutableBufferPointer { $0.baseAddress! },
-                                                                  annotated.withUnsafeMutableBufferPointer { $0.baseAddress! },
-                                                                  inter.withUnsafeMutableBufferPointer { $0.baseAddress! },
-                                                                  pred.withUnsafeMutableBufferPointer { $0.baseAddress! },
-                                                                  truth.withUnsafeMutableBufferPointer { $0.baseAddress! })
-                    DispatchQueue.concurrentPerform(iterations: N) { n in
-                        let zn = z + n * K * V, pn = p + n * K * V, tn = t + n * V
-                        var ceN = 0.0, annN = 0.0
-                        var iN = [Double](repeating: 0, count: K), pN = iN, gN = iN
-                        var e = [Float](repeating: 0, count: K)
-                        for v in 0..<V {
-                            var m = zn[v]
-                            for k in 1..<K { m = max(m, zn[k &* V &+ v]) }
-                            var s: Float = 0
-                            for k in 0..<K { e[k] = exp(zn[k &* V &+ v] - m); s += e[k] }
-                            let label = tn[v]
-                            let masked = ignore != nil && label == ignore!
-                            for k in 0..<K { pn[k &* V &+ v] = e[k] / s }
-                            if masked { continue }
-                            annN += 1
-                            let y = Int(label)
-                            ceN -= Double(zn[y &* V &+ v] - m) - Double(log(s))
-                            for k in 1..<K { pN[k] += Double(pn[k &* V &+ v]) }
-                            if y > 0 { iN[y] += Double(pn[y &* V &+ v]); gN[y] += 1 }
+                    partial.withUnsafeMutableBufferPointer { sp in
+                        nonisolated(unsafe) let (z, p, t, sums) = (zp.baseAddress!, pp.baseAddress!, tp.baseAddress!, sp.baseAddress!)
+                        DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
+                            let n = task / blocks.count, range = blocks[task % blocks.count]
+                            let zn = z + n &* K &* V, pn = p + n &* K &* V, tn = t + n &* V
+                            // ce, annotated, then I, P, G per class.
+                            let out = sums + task &* (2 &+ 3 &* K)
+                            var ceN = 0.0, annN = 0.0
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: K) { e in
+                                for v in range {
+                                    var m = zn[v]
+                                    for k in 1..<K { m = max(m, zn[k &* V &+ v]) }
+                                    var s: Float = 0
+                                    for k in 0..<K { e[k] = exp(zn[k &* V &+ v] - m); s += e[k] }
+                                    let label = tn[v]
+                                    if let ignore, label == ignore {
+                                        for k in 0..<K { pn[k &* V &+ v] = 0 }
+                                        continue
+                                    }
+                                    for k in 0..<K { pn[k &* V &+ v] = e[k] / s }
+                                    annN += 1
+                                    let y = Int(label)
+                                    ceN -= Double(zn[y &* V &+ v] - m) - Double(log(s))
+                                    for k in 1..<K { out[2 &+ K &+ k] += Double(pn[k &* V &+ v]) }
+                                    if y > 0 { out[2 &+ y] += Double(pn[y &* V &+ v]); out[2 &+ 2 &* K &+ y] += 1 }
+                                }
+                            }
+                            out[0] = ceN
+                            out[1] = annN
                         }
-                        ce[n] = ceN
-                        ann[n] = annN
-                        for k in 0..<K { I[n * K + k] = iN[k]; P[n * K + k] = pN[k]; G[n * K + k] = gN[k] }
                     }
+                }
+            }
+        }
+        var ceSum = [Double](repeating: 0, count: N), annotated = [Double](repeating: 0, count: N)
+        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+        for n in 0..<N {
+            for b in 0..<blocks.count {
+                let base = (n * blocks.count + b) * (2 + 3 * K)
+                ceSum[n] += partial[base]
+                annotated[n] += partial[base + 1]
+                for k in 0..<K {
+                    inter[n * K + k] += partial[base + 2 + k]
+                    pred[n * K + k] += partial[base + 2 + K + k]
+                    truth[n * K + k] += partial[base + 2 + 2 * K + k]
                 }
             }
         }
@@ -86,36 +107,41 @@ public struct DiceCrossEntropyLoss: Sendable {
             }
         }
         let dice = -diceTotal / count
-        var gradient = Tensor(zeros: logits.shape)
         let ceScale = totalAnnotated > 0 ? Float(1 / totalAnnotated) : 0
         gradient.data.withUnsafeMutableBufferPointer { gp in
-            probabilities.withUnsafeBufferPointer { pp in
-                target.withUnsafeBufferPointer { tp in
-                    nonisolated(unsafe) let (gr, p, t) = (gp.baseAddress!, pp.baseAddress!, tp.baseAddress!)
-                    let (ca, cb) = (a.map { Float($0) }, b.map { Float($0) })
-                    DispatchQueue.concurrentPerform(iterations: N) { n in
-                        let pn = p + n * K * V, gn = gr + n * K * V, tn = t + n * V
-                        var dp = [Float](repeating: 0, count: K)
-                        for v in 0..<V {
-                            let label = tn[v]
-                            if let ignore, label == ignore { continue }
-                            let y = Int(label)
-                            var dot: Float = 0
-                            for k in 0..<K {
-                                dp[k] = k == 0 ? 0 : ca[n * K + k] * (k == y ? 1 : 0) + cb[n * K + k]
-                                dot += pn[k &* V &+ v] * dp[k]
-                            }
-                            for k in 0..<K {
-                                let pk = pn[k &* V &+ v]
-                                // CE: (p − onehot)/M; Dice through the softmax Jacobian.
-                                gn[k &* V &+ v] = ceScale * (pk - (k == y ? 1 : 0)) + pk * (dp[k] - dot)
-                            }
+            target.withUnsafeBufferPointer { tp in
+                // The buffer holds the softmax: each voxel's probabilities are read before its gradient replaces them.
+                nonisolated(unsafe) let (gr, p, t) = (gp.baseAddress!, UnsafePointer(gp.baseAddress!), tp.baseAddress!)
+                let (ca, cb) = (a.map { Float($0) }, b.map { Float($0) })
+                DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
+                    let n = task / blocks.count, range = blocks[task % blocks.count]
+                    let pn = p + n &* K &* V, gn = gr + n &* K &* V, tn = t + n &* V
+                    var dp = [Float](repeating: 0, count: K)
+                    for v in range {
+                        let label = tn[v]
+                        if let ignore, label == ignore { continue }
+                        let y = Int(label)
+                        var dot: Float = 0
+                        for k in 0..<K {
+                            dp[k] = k == 0 ? 0 : ca[n * K + k] * (k == y ? 1 : 0) + cb[n * K + k]
+                            dot += pn[k &* V &+ v] * dp[k]
+                        }
+                        for k in 0..<K {
+                            let pk = pn[k &* V &+ v]
+                            // CE: (p − onehot)/M; Dice through the softmax Jacobian.
+                            gn[k &* V &+ v] = ceScale * (pk - (k == y ? 1 : 0)) + pk * (dp[k] - dot)
                         }
                     }
                 }
             }
         }
         return (ce + dice, gradient)
+    }
+
+    /// The voxel blocks a sample's loss is computed in: fixed by the volume alone, so the sums do not depend on the
+    /// number of threads.
+    static func blocks(voxels: Int, size: Int) -> [Range<Int>] {
+        stride(from: 0, to: voxels, by: size).map { $0..<min($0 + size, voxels) }
     }
 }
 

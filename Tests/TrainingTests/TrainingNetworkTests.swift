@@ -232,4 +232,53 @@ struct TrainingNetworkTests {
         #expect(downsampleLabels([0, 1, 2, 3, 4, 5], samples: 1, from: [6], to: [3]) == [1, 3, 5])
         #expect(abs(polyLearningRate(epoch: 999, maxEpochs: 1000) - 2.0e-5) < 1e-6)
     }
+
+    /// The loss sums a sample in blocks of voxels on all threads (a CT patch is millions of voxels per sample): over
+    /// several blocks (the last one short) it must give the loss of a plain double-precision sum, and the gradient of
+    /// the same loss computed in one block.
+    @Test(arguments: [false, true]) func lossInBlocksEqualsOneBlock(batchDice: Bool) {
+        var rng = SplitMix(state: 2512)
+        let N = 2, K = 4, V = 70_001, ignore = 3
+        let logits = Tensor(shape: [N, K, V], data: (0..<(N * K * V)).map { _ in Float.random(in: -3...3, using: &rng) })
+        // Labels 0…2 and the ignore label 3 (one voxel in ten); class 2 absent from the second sample.
+        let target = (0..<(N * V)).map { i -> Int16 in
+            Int.random(in: 0..<10, using: &rng) == 0 ? Int16(ignore) : Int16(Int.random(in: 0..<(i < V ? 3 : 2), using: &rng))
+        }
+        let blocked = DiceCrossEntropyLoss(numClasses: K, batchDice: batchDice, ignoreLabel: ignore)
+        var single = blocked
+        single.blockVoxels = V
+        #expect(DiceCrossEntropyLoss.blocks(voxels: V, size: blocked.blockVoxels).count == 3)
+        let (l, g) = blocked(logits: logits, target: target), (l1, g1) = single(logits: logits, target: target)
+        // Plain reference: CE over the annotated voxels, soft Dice of classes 1…K−1 without background.
+        var ce = 0.0, annotated = 0.0
+        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+        for n in 0..<N {
+            for v in 0..<V where target[n * V + v] != Int16(ignore) {
+                let z = (0..<K).map { Double(logits.data[(n * K + $0) * V + v]) }
+                let m = z.max()!, s = z.map { exp($0 - m) }.reduce(0, +)
+                let y = Int(target[n * V + v])
+                ce -= z[y] - m - log(s)
+                annotated += 1
+                for k in 0..<K {
+                    let p = exp(z[k] - m) / s
+                    pred[n * K + k] += p
+                    if k == y { inter[n * K + k] += p; truth[n * K + k] += 1 }
+                }
+            }
+        }
+        var dice = 0.0
+        let groups = batchDice ? [Array(0..<N)] : (0..<N).map { [$0] }
+        for group in groups {
+            for k in 1..<K {
+                let i = group.map { inter[$0 * K + k] }.reduce(0, +), p = group.map { pred[$0 * K + k] }.reduce(0, +)
+                let t = group.map { truth[$0 * K + k] }.reduce(0, +)
+                dice += (2 * i + 1e-5) / (t + p + 1e-5)
+            }
+        }
+        let reference = ce / annotated - dice / Double(groups.count * (K - 1))
+        #expect(abs(l - reference) < 1e-6 * abs(reference), "blocked \(l) vs plain \(reference) (seed 2512)")
+        #expect(abs(l - l1) < 1e-9 * abs(l1))
+        let worst = zip(g.data, g1.data).map { abs($0 - $1) }.max()!, largest = g1.data.map(abs).max()!
+        #expect(worst <= 1e-6 * largest, "gradient in blocks vs one block: \(worst) of \(largest) (seed 2512)")
+    }
 }
