@@ -245,6 +245,8 @@ public struct RegionDiceBCELoss: SegmentationLoss {
     public let batchDice: Bool
     public let ignoreLabel: Int?
     public var smooth: Double = 1e-5
+    /// Voxels per block of a sample (as ``DiceCrossEntropyLoss/blockVoxels``).
+    var blockVoxels = 32_768
 
     public init(regions: [[Int]], batchDice: Bool, ignoreLabel: Int? = nil) {
         self.regions = regions
@@ -264,27 +266,65 @@ public struct RegionDiceBCELoss: SegmentationLoss {
         let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
         precondition(K == regions.count && target.count == N * V, "logits \(logits.shape) vs \(regions.count) regions, \(target.count) labels")
         let (table, maximum) = membership()
+        // Row `label + 1` of K flags: labels −1…maximum; any other label is in no region.
+        let flags = table.flatMap { $0 }
         let ignore = ignoreLabel.map { Int16($0) }
-        func member(_ label: Int16, _ k: Int) -> Bool { label >= -1 && Int(label) <= maximum && table[Int(label) + 1][k] }
-        var sigmoid = [Float](repeating: 0, count: logits.count)
+        // The sigmoid goes straight into the gradient's buffer (0 at ignored voxels), turned into the gradient in place.
+        var gradient = Tensor(shape: logits.shape, data: [Float](unsafeUninitializedCapacity: logits.count) { _, count in count = logits.count })
+        // Per block of a sample: BCE sum, annotated voxels, then I, P, G per region; summed over the blocks in order,
+        // so the sums do not depend on the number of threads (``DiceCrossEntropyLoss/blocks(voxels:size:)``).
+        let blocks = DiceCrossEntropyLoss.blocks(voxels: V, size: blockVoxels)
+        let stride = 2 + 3 * K
+        var partial = [Double](repeating: 0, count: N * blocks.count * stride)
+        logits.data.withUnsafeBufferPointer { zp in
+            gradient.data.withUnsafeMutableBufferPointer { pp in
+                target.withUnsafeBufferPointer { tp in
+                    flags.withUnsafeBufferPointer { fp in
+                        partial.withUnsafeMutableBufferPointer { sp in
+                            nonisolated(unsafe) let (z, p, t, f, sums) = (zp.baseAddress!, pp.baseAddress!, tp.baseAddress!, fp.baseAddress!, sp.baseAddress!)
+                            DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
+                                let n = task / blocks.count, range = blocks[task % blocks.count]
+                                let zn = z + n &* K &* V, pn = p + n &* K &* V, tn = t + n &* V
+                                let out = sums + task &* stride
+                                var bce = 0.0, annotated = 0.0
+                                for v in range {
+                                    let label = tn[v]
+                                    if let ignore, label == ignore {
+                                        for k in 0..<K { pn[k &* V &+ v] = 0 }
+                                        continue
+                                    }
+                                    annotated += 1
+                                    let row: UnsafePointer<Bool>? = label >= -1 && Int(label) <= maximum ? f + (Int(label) &+ 1) &* K : nil
+                                    for k in 0..<K {
+                                        let zk = zn[k &* V &+ v]
+                                        let probability = 1 / (1 + exp(-zk))
+                                        pn[k &* V &+ v] = probability
+                                        let inRegion = row?[k] ?? false
+                                        // log(1 + e^z) − y·z, computed stably.
+                                        bce += Double(max(zk, 0)) - (inRegion ? Double(zk) : 0) + Double(log1p(exp(-abs(zk))))
+                                        out[2 &+ K &+ k] += Double(probability)
+                                        if inRegion { out[2 &+ k] += Double(probability); out[2 &+ 2 &* K &+ k] += 1 }
+                                    }
+                                }
+                                out[0] = bce
+                                out[1] = annotated
+                            }
+                        }
+                    }
+                }
+            }
+        }
         var bce = 0.0, annotated = 0.0
         var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
         for n in 0..<N {
-            for v in 0..<V {
-                let label = target[n * V + v]
-                let masked = ignore != nil && label == ignore!
-                if !masked { annotated += 1 }
+            for b in 0..<blocks.count {
+                let base = (n * blocks.count + b) * stride
+                bce += partial[base]
+                annotated += partial[base + 1]
                 for k in 0..<K {
-                    let i = (n * K + k) * V + v
-                    let z = logits.data[i]
-                    let p = 1 / (1 + exp(-z))
-                    sigmoid[i] = p
-                    if masked { continue }
-                    let y: Double = member(label, k) ? 1 : 0
-                    // log(1 + e^z) − y·z, computed stably.
-                    bce += Double(max(z, 0)) - y * Double(z) + Double(log1p(exp(-abs(z))))
-                    pred[n * K + k] += Double(p)
-                    if y > 0 { inter[n * K + k] += Double(p); truth[n * K + k] += 1 }
+                    inter[n * K + k] += partial[base + 2 + k]
+                    pred[n * K + k] += partial[base + 2 + K + k]
+                    truth[n * K + k] += partial[base + 2 + 2 * K + k]
                 }
             }
         }
@@ -307,17 +347,27 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                 }
             }
         }
-        var gradient = Tensor(zeros: logits.shape)
-        for n in 0..<N {
-            for v in 0..<V {
-                let label = target[n * V + v]
-                if let ignore, label == ignore { continue }
-                for k in 0..<K {
-                    let i = (n * K + k) * V + v
-                    let p = Double(sigmoid[i])
-                    let y: Double = member(label, k) ? 1 : 0
-                    let dDice = a[n * K + k] * y + b[n * K + k]
-                    gradient.data[i] = Float((p - y) / bceDivisor + dDice * p * (1 - p))
+        gradient.data.withUnsafeMutableBufferPointer { gp in
+            target.withUnsafeBufferPointer { tp in
+                flags.withUnsafeBufferPointer { fp in
+                    // The buffer holds the sigmoid: each element's probability is read before its gradient replaces it.
+                    nonisolated(unsafe) let (g, t, f) = (gp.baseAddress!, tp.baseAddress!, fp.baseAddress!)
+                    let (a, b) = (a, b)
+                    DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
+                        let n = task / blocks.count, range = blocks[task % blocks.count]
+                        let gn = g + n &* K &* V, tn = t + n &* V
+                        for v in range {
+                            let label = tn[v]
+                            if let ignore, label == ignore { continue }
+                            let row: UnsafePointer<Bool>? = label >= -1 && Int(label) <= maximum ? f + (Int(label) &+ 1) &* K : nil
+                            for k in 0..<K {
+                                let p = Double(gn[k &* V &+ v])
+                                let y: Double = (row?[k] ?? false) ? 1 : 0
+                                let dDice = a[n &* K &+ k] * y + b[n &* K &+ k]
+                                gn[k &* V &+ v] = Float((p - y) / bceDivisor + dDice * p * (1 - p))
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -281,4 +281,57 @@ struct TrainingNetworkTests {
         let worst = zip(g.data, g1.data).map { abs($0 - $1) }.max()!, largest = g1.data.map(abs).max()!
         #expect(worst <= 1e-6 * largest, "gradient in blocks vs one block: \(worst) of \(largest) (seed 2512)")
     }
+
+    /// The region loss (sigmoid, BCE + Dice with every region scored) sums in blocks too: against a plain
+    /// double-precision loss and against one block, with and without an ignore label.
+    @Test(arguments: [false, true]) func regionLossInBlocksEqualsOneBlock(withIgnore: Bool) {
+        var rng = SplitMix(state: 2612)
+        let N = 2, V = 70_001, regions = [[1, 2], [2], [3]], K = regions.count, ignore = 4
+        let logits = Tensor(shape: [N, K, V], data: (0..<(N * K * V)).map { _ in Float.random(in: -4...4, using: &rng) })
+        // Labels 0…3; with the ignore label 4 on one voxel in ten; label 3 absent from the second sample.
+        let target = (0..<(N * V)).map { i -> Int16 in
+            withIgnore && Int.random(in: 0..<10, using: &rng) == 0 ? Int16(ignore) : Int16(Int.random(in: 0..<(i < V ? 4 : 3), using: &rng))
+        }
+        for batchDice in [false, true] {
+            let blocked = RegionDiceBCELoss(regions: regions, batchDice: batchDice, ignoreLabel: withIgnore ? ignore : nil)
+            var single = blocked
+            single.blockVoxels = V
+            let (l, g) = blocked(logits: logits, target: target), (l1, g1) = single(logits: logits, target: target)
+            var bce = 0.0, annotated = 0.0
+            var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
+            for n in 0..<N {
+                for v in 0..<V where !(withIgnore && target[n * V + v] == Int16(ignore)) {
+                    annotated += 1
+                    for k in 0..<K {
+                        let z = Double(logits.data[(n * K + k) * V + v]), p = 1 / (1 + exp(-z))
+                        let y = regions[k].contains(Int(target[n * V + v])) ? 1.0 : 0.0
+                        bce -= y * log(p) + (1 - y) * log(1 - p)
+                        pred[n * K + k] += p
+                        inter[n * K + k] += y * p
+                        truth[n * K + k] += y
+                    }
+                }
+            }
+            var dice = 0.0
+            let groups = batchDice ? [Array(0..<N)] : (0..<N).map { [$0] }
+            for group in groups {
+                for k in 0..<K {
+                    let i = group.map { inter[$0 * K + k] }.reduce(0, +), p = group.map { pred[$0 * K + k] }.reduce(0, +)
+                    let t = group.map { truth[$0 * K + k] }.reduce(0, +)
+                    dice += (2 * i + 1e-5) / (t + p + 1e-5)
+                }
+            }
+            let reference = bce / (withIgnore ? annotated : Double(N * K * V)) - dice / Double(groups.count * K)
+            #expect(abs(l - reference) < 1e-6 * abs(reference), "blocked \(l) vs plain \(reference) (seed 2612, batch Dice \(batchDice))")
+            #expect(abs(l - l1) < 1e-9 * abs(l1))
+            let worst = zip(g.data, g1.data).map { abs($0 - $1) }.max()!, largest = g1.data.map(abs).max()!
+            #expect(worst <= 1e-6 * largest, "gradient in blocks vs one block: \(worst) of \(largest) (seed 2612)")
+            // Ignored voxels get no gradient.
+            if withIgnore {
+                let masked = (0..<(N * V)).first { target[$0] == Int16(ignore) }!
+                let (n, v) = (masked / V, masked % V)
+                #expect((0..<K).allSatisfy { g.data[(n * K + $0) * V + v] == 0 })
+            }
+        }
+    }
 }
