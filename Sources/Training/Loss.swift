@@ -45,23 +45,47 @@ public struct DiceCrossEntropyLoss: Sendable {
                             // ce, annotated, then I, P, G per class.
                             let out = sums + task &* (2 &+ 3 &* K)
                             var ceN = 0.0, annN = 0.0
-                            withUnsafeTemporaryAllocation(of: Float.self, capacity: K) { e in
-                                for v in range {
-                                    var m = zn[v]
-                                    for k in 1..<K { m = max(m, zn[k &* V &+ v]) }
-                                    var s: Float = 0
-                                    for k in 0..<K { e[k] = exp(zn[k &* V &+ v] - m); s += e[k] }
-                                    let label = tn[v]
-                                    if let ignore, label == ignore {
-                                        for k in 0..<K { pn[k &* V &+ v] = 0 }
-                                        continue
+                            // Tiles of voxels, class by class (contiguous runs instead of K strided streams per voxel).
+                            // Each voxel's arithmetic and each sum's order over the voxels are those of a voxel-by-voxel
+                            // loop; adding the 0 of an ignored voxel's probability leaves a sum unchanged.
+                            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 &* Self.tileVoxels) { scratch in
+                                let m = scratch.baseAddress!, s = m + Self.tileVoxels
+                                var start = range.lowerBound
+                                while start < range.upperBound {
+                                    let tile = min(Self.tileVoxels, range.upperBound &- start)
+                                    let z0 = zn + start, labels = tn + start
+                                    for i in 0..<tile { m[i] = z0[i]; s[i] = 0 }
+                                    for k in 1..<K {
+                                        let zk = z0 + k &* V
+                                        for i in 0..<tile { m[i] = max(m[i], zk[i]) }
                                     }
-                                    for k in 0..<K { pn[k &* V &+ v] = e[k] / s }
-                                    annN += 1
-                                    let y = Int(label)
-                                    ceN -= Double(zn[y &* V &+ v] - m) - Double(log(s))
-                                    for k in 1..<K { out[2 &+ K &+ k] += Double(pn[k &* V &+ v]) }
-                                    if y > 0 { out[2 &+ y] += Double(pn[y &* V &+ v]); out[2 &+ 2 &* K &+ y] += 1 }
+                                    for k in 0..<K {
+                                        let zk = z0 + k &* V, pk = pn + (start &+ k &* V)
+                                        for i in 0..<tile { let e = exp(zk[i] - m[i]); pk[i] = e; s[i] += e }
+                                    }
+                                    for k in 0..<K {
+                                        let pk = pn + (start &+ k &* V)
+                                        if let ignore {
+                                            for i in 0..<tile { pk[i] = labels[i] == ignore ? 0 : pk[i] / s[i] }
+                                        } else {
+                                            for i in 0..<tile { pk[i] = pk[i] / s[i] }
+                                        }
+                                    }
+                                    for i in 0..<tile {
+                                        let label = labels[i]
+                                        if let ignore, label == ignore { continue }
+                                        annN += 1
+                                        let y = Int(label)
+                                        ceN -= Double(z0[y &* V &+ i] - m[i]) - Double(log(s[i]))
+                                        if y > 0 { out[2 &+ y] += Double(pn[start &+ y &* V &+ i]); out[2 &+ 2 &* K &+ y] += 1 }
+                                    }
+                                    for k in 1..<K {
+                                        let pk = pn + (start &+ k &* V)
+                                        var predicted = out[2 &+ K &+ k]
+                                        for i in 0..<tile { predicted += Double(pk[i]) }
+                                        out[2 &+ K &+ k] = predicted
+                                    }
+                                    start &+= tile
                                 }
                             }
                             out[0] = ceN
@@ -71,65 +95,47 @@ public struct DiceCrossEntropyLoss: Sendable {
                 }
             }
         }
-        var ceSum = [Double](repeating: 0, count: N), annotated = [Double](repeating: 0, count: N)
-        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
-        for n in 0..<N {
-            for b in 0..<blocks.count {
-                let base = (n * blocks.count + b) * (2 + 3 * K)
-                ceSum[n] += partial[base]
-                annotated[n] += partial[base + 1]
-                for k in 0..<K {
-                    inter[n * K + k] += partial[base + 2 + k]
-                    pred[n * K + k] += partial[base + 2 + K + k]
-                    truth[n * K + k] += partial[base + 2 + 2 * K + k]
-                }
-            }
-        }
-        let totalAnnotated = annotated.reduce(0, +)
-        let ce = totalAnnotated > 0 ? ceSum.reduce(0, +) / totalAnnotated : 0
-        // Dice terms: per (sample, class) or per class over the batch; coefficient of dL/dp.
-        let groups = batchDice ? 1 : N
-        let count = Double(groups * (K - 1))
-        var diceTotal = 0.0
-        var a = [Double](repeating: 0, count: N * K), b = a    // dL/dp_{n,k,v} = a·y + b (masked voxels 0)
-        for g in 0..<groups {
-            for k in 1..<K {
-                var i = 0.0, p = 0.0, t = 0.0
-                for n in (batchDice ? 0..<N : g..<(g + 1)) { i += inter[n * K + k]; p += pred[n * K + k]; t += truth[n * K + k] }
-                let denominator = max(t + p + smooth, 1e-8)
-                let dc = (2 * i + smooth) / denominator
-                diceTotal += dc
-                let clipped = t + p + smooth < 1e-8
-                for n in (batchDice ? 0..<N : g..<(g + 1)) {
-                    a[n * K + k] = -(1 / count) * 2 / denominator
-                    b[n * K + k] = clipped ? 0 : (1 / count) * (2 * i + smooth) / (denominator * denominator)
-                }
-            }
-        }
+        let sums = BlockSums(partial, samples: N, blocks: blocks.count, classes: K)
+        let totalAnnotated = sums.second.reduce(0, +)
+        let ce = totalAnnotated > 0 ? sums.first.reduce(0, +) / totalAnnotated : 0
+        // Dice terms of the foreground classes: per (sample, class) or per class over the batch; dL/dp = a·y + b.
+        let (diceTotal, count, a, b) = sums.softDice(scoring: 1..<K, batchDice: batchDice, smooth: smooth)
         let dice = -diceTotal / count
         let ceScale = totalAnnotated > 0 ? Float(1 / totalAnnotated) : 0
         gradient.data.withUnsafeMutableBufferPointer { gp in
             target.withUnsafeBufferPointer { tp in
                 // The buffer holds the softmax: each voxel's probabilities are read before its gradient replaces them.
-                nonisolated(unsafe) let (gr, p, t) = (gp.baseAddress!, UnsafePointer(gp.baseAddress!), tp.baseAddress!)
+                nonisolated(unsafe) let (gr, t) = (gp.baseAddress!, tp.baseAddress!)
                 let (ca, cb) = (a.map { Float($0) }, b.map { Float($0) })
                 DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
                     let n = task / blocks.count, range = blocks[task % blocks.count]
-                    let pn = p + n &* K &* V, gn = gr + n &* K &* V, tn = t + n &* V
-                    var dp = [Float](repeating: 0, count: K)
-                    for v in range {
-                        let label = tn[v]
-                        if let ignore, label == ignore { continue }
-                        let y = Int(label)
-                        var dot: Float = 0
-                        for k in 0..<K {
-                            dp[k] = k == 0 ? 0 : ca[n * K + k] * (k == y ? 1 : 0) + cb[n * K + k]
-                            dot += pn[k &* V &+ v] * dp[k]
-                        }
-                        for k in 0..<K {
-                            let pk = pn[k &* V &+ v]
-                            // CE: (p − onehot)/M; Dice through the softmax Jacobian.
-                            gn[k &* V &+ v] = ceScale * (pk - (k == y ? 1 : 0)) + pk * (dp[k] - dot)
+                    let gn = gr + n &* K &* V, tn = t + n &* V
+                    // dL/dp_k = a_k·[k = y] + b_k for k ≥ 1, 0 for the background; then CE's (p − onehot)/M and the Dice
+                    // term through the softmax Jacobian, p_k·(dL/dp_k − Σ_j p_j·dL/dp_j). Tile by tile, class by class.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.tileVoxels) { scratch in
+                        let dot = scratch.baseAddress!
+                        var start = range.lowerBound
+                        while start < range.upperBound {
+                            let tile = min(Self.tileVoxels, range.upperBound &- start)
+                            let labels = tn + start
+                            for i in 0..<tile { dot[i] = 0 }
+                            for k in 0..<K {
+                                let pk = UnsafePointer(gn + (start &+ k &* V))
+                                let (a, b) = k == 0 ? (Float(0), Float(0)) : (ca[n &* K &+ k], cb[n &* K &+ k])
+                                for i in 0..<tile { dot[i] += pk[i] * (k == 0 ? 0 : Int(labels[i]) == k ? a + b : b) }
+                            }
+                            for k in 0..<K {
+                                let gk = gn + (start &+ k &* V)
+                                let (a, b) = k == 0 ? (Float(0), Float(0)) : (ca[n &* K &+ k], cb[n &* K &+ k])
+                                for i in 0..<tile {
+                                    let label = labels[i]
+                                    if let ignore, label == ignore { continue }
+                                    let pk = gk[i], hit = Int(label) == k
+                                    let dp: Float = k == 0 ? 0 : hit ? a + b : b
+                                    gk[i] = ceScale * (pk - (hit ? 1 : 0)) + pk * (dp - dot[i])
+                                }
+                            }
+                            start &+= tile
                         }
                     }
                 }
@@ -138,10 +144,68 @@ public struct DiceCrossEntropyLoss: Sendable {
         return (ce + dice, gradient)
     }
 
+    /// Voxels per tile of a block, the run each class is swept over (K tiles of logits and probabilities stay in L2).
+    static let tileVoxels = 1024
+
     /// The voxel blocks a sample's loss is computed in: fixed by the volume alone, so the sums do not depend on the
     /// number of threads.
     static func blocks(voxels: Int, size: Int) -> [Range<Int>] {
         stride(from: 0, to: voxels, by: size).map { $0..<min($0 + size, voxels) }
+    }
+}
+
+/// The per-sample sums of a blocked loss (``DiceCrossEntropyLoss``, ``RegionDiceBCELoss``): from partial sums laid out
+/// `[sample][block][first, second, I₀…I_K−1, P₀…P_K−1, G₀…G_K−1]`, added block by block in order.
+struct BlockSums {
+    let samples: Int, classes: Int
+    /// The two scalar terms per sample (the cross-entropy sum and the annotated voxels, for instance).
+    var first: [Double], second: [Double]
+    /// Σ p·y, Σ p and Σ y per sample and class, `[n·K + k]`.
+    var inter: [Double], pred: [Double], truth: [Double]
+
+    init(_ partial: [Double], samples N: Int, blocks: Int, classes K: Int) {
+        (samples, classes) = (N, K)
+        first = [Double](repeating: 0, count: N)
+        second = first
+        inter = [Double](repeating: 0, count: N * K)
+        (pred, truth) = (inter, inter)
+        for n in 0..<N {
+            for b in 0..<blocks {
+                let base = (n * blocks + b) * (2 + 3 * K)
+                first[n] += partial[base]
+                second[n] += partial[base + 1]
+                for k in 0..<K {
+                    inter[n * K + k] += partial[base + 2 + k]
+                    pred[n * K + k] += partial[base + 2 + K + k]
+                    truth[n * K + k] += partial[base + 2 + 2 * K + k]
+                }
+            }
+        }
+    }
+
+    /// nnU-Net's soft Dice over the `scoring` classes, per sample or over the batch (`batchDice`): the sum of the Dice
+    /// coefficients, their number, and per sample and class the coefficients of its gradient, dL/dp = a·y + b with
+    /// L = −mean Dice (0 for classes not scored).
+    func softDice(scoring: Range<Int>, batchDice: Bool, smooth: Double) -> (total: Double, count: Double, a: [Double], b: [Double]) {
+        let (N, K) = (samples, classes)
+        let groups = batchDice ? 1 : N
+        let count = Double(groups * scoring.count)
+        var total = 0.0
+        var a = [Double](repeating: 0, count: N * K), b = a
+        for g in 0..<groups {
+            for k in scoring {
+                var i = 0.0, p = 0.0, t = 0.0
+                for n in (batchDice ? 0..<N : g..<(g + 1)) { i += inter[n * K + k]; p += pred[n * K + k]; t += truth[n * K + k] }
+                let denominator = max(t + p + smooth, 1e-8)
+                total += (2 * i + smooth) / denominator
+                let clipped = t + p + smooth < 1e-8
+                for n in (batchDice ? 0..<N : g..<(g + 1)) {
+                    a[n * K + k] = -(1 / count) * 2 / denominator
+                    b[n * K + k] = clipped ? 0 : (1 / count) * (2 * i + smooth) / (denominator * denominator)
+                }
+            }
+        }
+        return (total, count, a, b)
     }
 }
 
@@ -274,8 +338,8 @@ public struct RegionDiceBCELoss: SegmentationLoss {
         // Per block of a sample: BCE sum, annotated voxels, then I, P, G per region; summed over the blocks in order,
         // so the sums do not depend on the number of threads (``DiceCrossEntropyLoss/blocks(voxels:size:)``).
         let blocks = DiceCrossEntropyLoss.blocks(voxels: V, size: blockVoxels)
-        let stride = 2 + 3 * K
-        var partial = [Double](repeating: 0, count: N * blocks.count * stride)
+        let width = 2 + 3 * K
+        var partial = [Double](repeating: 0, count: N * blocks.count * width)
         logits.data.withUnsafeBufferPointer { zp in
             gradient.data.withUnsafeMutableBufferPointer { pp in
                 target.withUnsafeBufferPointer { tp in
@@ -285,26 +349,27 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                             DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
                                 let n = task / blocks.count, range = blocks[task % blocks.count]
                                 let zn = z + n &* K &* V, pn = p + n &* K &* V, tn = t + n &* V
-                                let out = sums + task &* stride
+                                let out = sums + task &* width
                                 var bce = 0.0, annotated = 0.0
-                                for v in range {
-                                    let label = tn[v]
-                                    if let ignore, label == ignore {
-                                        for k in 0..<K { pn[k &* V &+ v] = 0 }
-                                        continue
-                                    }
-                                    annotated += 1
-                                    let row: UnsafePointer<Bool>? = label >= -1 && Int(label) <= maximum ? f + (Int(label) &+ 1) &* K : nil
-                                    for k in 0..<K {
-                                        let zk = zn[k &* V &+ v]
-                                        let probability = 1 / (1 + exp(-zk))
-                                        pn[k &* V &+ v] = probability
-                                        let inRegion = row?[k] ?? false
+                                for v in range { if ignore == nil || tn[v] != ignore! { annotated += 1 } }
+                                // Class by class: contiguous runs of the block instead of K strided streams per voxel.
+                                for k in 0..<K {
+                                    let zk = zn + k &* V, pk = pn + k &* V
+                                    var bceK = 0.0, predicted = 0.0, intersection = 0.0, truth = 0.0
+                                    for v in range {
+                                        let label = tn[v]
+                                        if let ignore, label == ignore { pk[v] = 0; continue }
+                                        let inRegion = label >= -1 && Int(label) <= maximum && f[(Int(label) &+ 1) &* K &+ k]
+                                        let zv = zk[v]
+                                        let probability = 1 / (1 + exp(-zv))
+                                        pk[v] = probability
                                         // log(1 + e^z) − y·z, computed stably.
-                                        bce += Double(max(zk, 0)) - (inRegion ? Double(zk) : 0) + Double(log1p(exp(-abs(zk))))
-                                        out[2 &+ K &+ k] += Double(probability)
-                                        if inRegion { out[2 &+ k] += Double(probability); out[2 &+ 2 &* K &+ k] += 1 }
+                                        bceK += Double(max(zv, 0)) - (inRegion ? Double(zv) : 0) + Double(log1p(exp(-abs(zv))))
+                                        predicted += Double(probability)
+                                        if inRegion { intersection += Double(probability); truth += 1 }
                                     }
+                                    bce += bceK
+                                    (out[2 &+ k], out[2 &+ K &+ k], out[2 &+ 2 &* K &+ k]) = (intersection, predicted, truth)
                                 }
                                 out[0] = bce
                                 out[1] = annotated
@@ -314,39 +379,12 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                 }
             }
         }
-        var bce = 0.0, annotated = 0.0
-        var inter = [Double](repeating: 0, count: N * K), pred = inter, truth = inter
-        for n in 0..<N {
-            for b in 0..<blocks.count {
-                let base = (n * blocks.count + b) * stride
-                bce += partial[base]
-                annotated += partial[base + 1]
-                for k in 0..<K {
-                    inter[n * K + k] += partial[base + 2 + k]
-                    pred[n * K + k] += partial[base + 2 + K + k]
-                    truth[n * K + k] += partial[base + 2 + 2 * K + k]
-                }
-            }
-        }
+        let sums = BlockSums(partial, samples: N, blocks: blocks.count, classes: K)
+        let bce = sums.first.reduce(0, +), annotated = sums.second.reduce(0, +)
         // nnU-Net: mean over N·K·V elements without an ignore label; Σ over the annotated elements ÷ annotated voxels with one.
         let bceDivisor = ignoreLabel == nil ? Double(N * K * V) : max(annotated, 1e-8)
-        let groups = batchDice ? 1 : N
-        let count = Double(groups * K)
-        var diceTotal = 0.0
-        var a = [Double](repeating: 0, count: N * K), b = a    // dL/dp = a·y + b on annotated voxels
-        for g in 0..<groups {
-            for k in 0..<K {
-                var i = 0.0, p = 0.0, t = 0.0
-                for n in (batchDice ? 0..<N : g..<(g + 1)) { i += inter[n * K + k]; p += pred[n * K + k]; t += truth[n * K + k] }
-                let denominator = max(t + p + smooth, 1e-8)
-                diceTotal += (2 * i + smooth) / denominator
-                let clipped = t + p + smooth < 1e-8
-                for n in (batchDice ? 0..<N : g..<(g + 1)) {
-                    a[n * K + k] = -(1 / count) * 2 / denominator
-                    b[n * K + k] = clipped ? 0 : (1 / count) * (2 * i + smooth) / (denominator * denominator)
-                }
-            }
-        }
+        // Every region scored; dL/dp = a·y + b on annotated voxels.
+        let (diceTotal, count, a, b) = sums.softDice(scoring: 0..<K, batchDice: batchDice, smooth: smooth)
         gradient.data.withUnsafeMutableBufferPointer { gp in
             target.withUnsafeBufferPointer { tp in
                 flags.withUnsafeBufferPointer { fp in
@@ -356,15 +394,15 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                     DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
                         let n = task / blocks.count, range = blocks[task % blocks.count]
                         let gn = g + n &* K &* V, tn = t + n &* V
-                        for v in range {
-                            let label = tn[v]
-                            if let ignore, label == ignore { continue }
-                            let row: UnsafePointer<Bool>? = label >= -1 && Int(label) <= maximum ? f + (Int(label) &+ 1) &* K : nil
-                            for k in 0..<K {
-                                let p = Double(gn[k &* V &+ v])
-                                let y: Double = (row?[k] ?? false) ? 1 : 0
-                                let dDice = a[n &* K &+ k] * y + b[n &* K &+ k]
-                                gn[k &* V &+ v] = Float((p - y) / bceDivisor + dDice * p * (1 - p))
+                        for k in 0..<K {
+                            let gk = gn + k &* V
+                            let (ak, bk) = (a[n &* K &+ k], b[n &* K &+ k])
+                            for v in range {
+                                let label = tn[v]
+                                if let ignore, label == ignore { continue }
+                                let y: Double = label >= -1 && Int(label) <= maximum && f[(Int(label) &+ 1) &* K &+ k] ? 1 : 0
+                                let p = Double(gk[v])
+                                gk[v] = Float((p - y) / bceDivisor + (ak * y + bk) * p * (1 - p))
                             }
                         }
                     }

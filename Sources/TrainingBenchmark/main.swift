@@ -19,6 +19,11 @@
 //
 // times the instance-norm kernels alone (training forward, backward, inference) on one channel-blocked activation.
 //
+//   TrainingBenchmark loss [batch classes d h w [repeats]]
+//
+// times the two segmentation losses alone (Dice + CE, Dice + BCE over regions) on one output (default a CT patch's
+// full-resolution head, 1 × 26 × 128³).
+//
 //   TrainingBenchmark replay <folder> [fp32|bf16] [iterations]
 //
 // trains from nnU-Net's initial weights on the batches its loader drew (Ops/bench/nnunet_replay.py records both and
@@ -55,7 +60,7 @@ import UNet
 let arguments = CommandLine.arguments
 let subcommands: [String: ([String]) throws -> Void] = [
     "loader": loaderBenchmark, "replay": replayBenchmark, "dump": dumpBatches, "score": scoreBatches, "drawlog": logDraws,
-    "augreplay": augmentationReplay, "norm": normKernelBenchmark, "initfn": initialFunctionStatistics,
+    "augreplay": augmentationReplay, "norm": normKernelBenchmark, "initfn": initialFunctionStatistics, "loss": lossKernelBenchmark,
 ]
 if arguments.count > 1, let subcommand = subcommands[arguments[1]] {
     try subcommand(Array(arguments.dropFirst(2)))
