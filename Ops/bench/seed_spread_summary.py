@@ -19,7 +19,7 @@ where there are replayed draws, with all draws of nnU-Net's pipeline pooled; onl
 A one-epoch run either learns a class or largely misses it, so the per-seed spread is wide; the script also prints a
 permutation p-value for the difference of the means (all ways of splitting the pooled runs into groups of the same
 sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves, a 95 %
-bootstrap interval of the gap, the number of draws per side a ±0.02 interval would take at the spreads seen, and how
+bootstrap interval of the gap and a Welch t interval (wider, and honest with two or three draws a side), the number of draws per side a ±0.02 interval would take at the spreads seen, and how
 many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
 Seeds run on both the replayed and the swapped side are also compared in pairs (the same initial weights, the two
 loaders): mean paired difference, bootstrap interval and sign-flip p.
@@ -66,6 +66,27 @@ def bootstrap_interval(a, b, draws=20000, seed=25):
     gaps = sorted(statistics.mean(rng.choices(a, k=len(a))) - statistics.mean(rng.choices(b, k=len(b)))
                   for _ in range(draws))
     return gaps[int(0.025 * draws)], gaps[int(0.975 * draws) - 1]
+
+
+# Two-sided 95 % quantiles of Student's t for 1–30 degrees of freedom.
+T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def welch_interval(a, b):
+    """95 % Welch t interval of mean(a) − mean(b) (Welch–Satterthwaite degrees of freedom, rounded down), or None with
+    fewer than two draws a side. With a handful of draws the bootstrap interval is too narrow; this one is not."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    gap = statistics.mean(a) - statistics.mean(b)
+    if se == 0:
+        return gap, gap
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+    df = max(1, math.floor(df))
+    t = T95[df - 1] if df <= 30 else 1.96 + (T95[-1] - 1.96) * 30 / df
+    return gap - t * se, gap + t * se
 
 
 def draws_needed(a, b, half_width=0.02):
@@ -164,9 +185,11 @@ def main():
                 if name == references[-1][0] and side == NNSEG:
                     verdict |= 0 if ok else 1
                 low, high = bootstrap_interval(ours, theirs)
+                welch = welch_interval(ours, theirs)
+                welch_text = f", Welch t interval [{welch[0]:+.3f}, {welch[1]:+.3f}]" if welch else ""
                 print(f"{who} {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
                       f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f},"
-                      f" 95 % bootstrap interval [{low:+.3f}, {high:+.3f}]; draws per side for a ±0.02 interval at these"
+                      f" 95 % bootstrap interval [{low:+.3f}, {high:+.3f}]{welch_text}; draws per side for a ±0.02 interval at these"
                       f" spreads: {draws_needed(ours, theirs)}")
             failed_ours = sum(1 for r in rs if min(r["dice"][k] for k in classes) < FAILED)
             failed_theirs = sum(1 for r in reference if min(r["dice"][k] for k in classes) < FAILED)

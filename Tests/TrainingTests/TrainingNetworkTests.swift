@@ -233,6 +233,22 @@ struct TrainingNetworkTests {
         #expect(abs(polyLearningRate(epoch: 999, maxEpochs: 1000) - 2.0e-5) < 1e-6)
     }
 
+    /// The mean soft Dice (smooth 1e-5) of the `scoring` classes from plain per-sample sums `[n·K + k]`, per sample or
+    /// over the batch: the reference the blocked losses are checked against.
+    static func plainMeanDice(inter: [Double], pred: [Double], truth: [Double], samples N: Int, classes K: Int,
+                              scoring: Range<Int>, batchDice: Bool) -> Double {
+        let groups = batchDice ? [Array(0..<N)] : (0..<N).map { [$0] }
+        var dice = 0.0
+        for group in groups {
+            for k in scoring {
+                let i = group.map { inter[$0 * K + k] }.reduce(0, +), p = group.map { pred[$0 * K + k] }.reduce(0, +)
+                let t = group.map { truth[$0 * K + k] }.reduce(0, +)
+                dice += (2 * i + 1e-5) / (t + p + 1e-5)
+            }
+        }
+        return dice / Double(groups.count * scoring.count)
+    }
+
     /// The loss sums a sample in blocks of voxels on all threads (a CT patch is millions of voxels per sample): over
     /// several blocks (the last one short) it must give the loss of a plain double-precision sum, and the gradient of
     /// the same loss computed in one block.
@@ -266,16 +282,8 @@ struct TrainingNetworkTests {
                 }
             }
         }
-        var dice = 0.0
-        let groups = batchDice ? [Array(0..<N)] : (0..<N).map { [$0] }
-        for group in groups {
-            for k in 1..<K {
-                let i = group.map { inter[$0 * K + k] }.reduce(0, +), p = group.map { pred[$0 * K + k] }.reduce(0, +)
-                let t = group.map { truth[$0 * K + k] }.reduce(0, +)
-                dice += (2 * i + 1e-5) / (t + p + 1e-5)
-            }
-        }
-        let reference = ce / annotated - dice / Double(groups.count * (K - 1))
+        let dice = Self.plainMeanDice(inter: inter, pred: pred, truth: truth, samples: N, classes: K, scoring: 1..<K, batchDice: batchDice)
+        let reference = ce / annotated - dice
         #expect(abs(l - reference) < 1e-6 * abs(reference), "blocked \(l) vs plain \(reference) (seed 2512)")
         #expect(abs(l - l1) < 1e-9 * abs(l1))
         let worst = zip(g.data, g1.data).map { abs($0 - $1) }.max()!, largest = g1.data.map(abs).max()!
@@ -312,16 +320,8 @@ struct TrainingNetworkTests {
                     }
                 }
             }
-            var dice = 0.0
-            let groups = batchDice ? [Array(0..<N)] : (0..<N).map { [$0] }
-            for group in groups {
-                for k in 0..<K {
-                    let i = group.map { inter[$0 * K + k] }.reduce(0, +), p = group.map { pred[$0 * K + k] }.reduce(0, +)
-                    let t = group.map { truth[$0 * K + k] }.reduce(0, +)
-                    dice += (2 * i + 1e-5) / (t + p + 1e-5)
-                }
-            }
-            let reference = bce / (withIgnore ? annotated : Double(N * K * V)) - dice / Double(groups.count * K)
+            let dice = Self.plainMeanDice(inter: inter, pred: pred, truth: truth, samples: N, classes: K, scoring: 0..<K, batchDice: batchDice)
+            let reference = bce / (withIgnore ? annotated : Double(N * K * V)) - dice
             #expect(abs(l - reference) < 1e-6 * abs(reference), "blocked \(l) vs plain \(reference) (seed 2612, batch Dice \(batchDice))")
             #expect(abs(l - l1) < 1e-9 * abs(l1))
             let worst = zip(g.data, g1.data).map { abs($0 - $1) }.max()!, largest = g1.data.map(abs).max()!
