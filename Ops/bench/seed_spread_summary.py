@@ -23,6 +23,7 @@ bootstrap interval of the gap and a Welch t interval (wider, and honest with two
 many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
 Seeds run on both the replayed and the swapped side are also compared in pairs (the same initial weights, the two
 loaders): mean paired difference, bootstrap interval and sign-flip p.
+nnseg's seeds run in both precisions are compared in pairs too (bf16 − fp32: the same initial weights and batches).
 Exit status 1 when a mean is outside the acceptance. Standard library only (runs where the bench scripts run).
 """
 import argparse
@@ -216,6 +217,18 @@ def main():
             sd = statistics.stdev(differences)
             print(f"  {labels[k]}: {mean:+.3f} ± {sd:.3f} (sd of {len(seeds)} pairs), 95 % bootstrap interval [{low:+.3f}, {high:+.3f}],"
                   f" sign-flip p = {p:.2f}; pairs for a ±0.02 interval at this spread: {math.ceil((1.96 * sd / 0.02) ** 2)}")
+    # nnseg's own seeds run in both precisions (the same initial weights and batches: the seed fixes both), so the
+    # difference is what bf16 arithmetic does to the run — what `--precision auto` must not lose.
+    fp32_by_seed = {r["seed"]: r for r in groups.get((NNSEG, "fp32"), [])}
+    bf16_by_seed = {r["seed"]: r for r in groups.get((NNSEG, "bf16"), [])}
+    seeds = sorted(set(fp32_by_seed) & set(bf16_by_seed))
+    if seeds:
+        print(f"\npaired, nnseg's same seed in both precisions, bf16 − fp32, seeds {seeds}:")
+        for k in classes:
+            differences = [bf16_by_seed[s]["dice"][k] - fp32_by_seed[s]["dice"][k] for s in seeds]
+            largest = max(differences, key=abs)
+            print(f"  {labels[k]}: mean {statistics.mean(differences):+.4f}, largest {largest:+.4f} (seed "
+                  f"{seeds[differences.index(largest)]})")
     sys.exit(verdict)
 
 

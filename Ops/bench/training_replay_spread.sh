@@ -51,12 +51,10 @@ if [[ ! -d "$WORK/nnseg-pre/$name/nnUNetPlans_3d_fullres" ]]; then
   "$BIN/nnseg" preprocess -d "$DATASET" --output "$WORK/nnseg-pre" -c 3d_fullres > "$WORK/nnseg-preprocess.log" 2>&1
 fi
 echo "work folder: $WORK; seeds: $SEEDS; $EPOCHS × $ITERATIONS iterations; $BATCHES's batches; nnseg step $PRECISION; fold 0"
-# A 1-epoch run's line has no "epochs" key (the lines written before EPOCHS existed), a longer run's has one.
-if [[ "$EPOCHS" == 1 ]]; then RUN_KEY="\"iterations\": $ITERATIONS, \"dice\""; SUFFIX=""
-else RUN_KEY="\"iterations\": $ITERATIONS, \"epochs\": $EPOCHS,"; SUFFIX="-epochs$EPOCHS"; fi
+SUFFIX=""; [[ "$EPOCHS" == 1 ]] || SUFFIX="-epochs$EPOCHS"
 
 for seed in $SEEDS; do
-  grep -q "\"side\": \"$SIDE\", \"precision\": \"$PRECISION\", \"seed\": $seed, $RUN_KEY" "$RUNS" && continue
+  python3 Ops/bench/spread_runs.py has "$RUNS" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" "$EPOCHS" && continue
   draw="$WORK/$PREFIX/seed$seed$SUFFIX"
   weights="$draw/final-nnseg-$PRECISION.pth"
   if [[ ! -f "$weights" ]]; then
@@ -90,15 +88,8 @@ for seed in $SEEDS; do
   "$BIN/nnseg" train -d "$DATASET" --output "$WORK/nnseg-pre" --results "$results" -f 0 --val \
     > "$WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION-validation.log" 2>&1 \
     || { echo "validation of seed $seed failed; see $WORK/$PREFIX-seed$seed$SUFFIX-$PRECISION-validation.log" >&2; exit 1; }
-  python3 - "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" "$EPOCHS" >> "$RUNS" <<'EOF'
-import json, sys
-summary = json.load(open(sys.argv[1]))
-run = {"side": sys.argv[2], "precision": sys.argv[3], "seed": int(sys.argv[4]), "iterations": int(sys.argv[5])}
-if int(sys.argv[6]) != 1:
-    run["epochs"] = int(sys.argv[6])
-run["dice"] = {k: v["Dice"] for k, v in summary["mean"].items()}
-print(json.dumps(run))
-EOF
+  python3 Ops/bench/spread_runs.py line "$model/fold_0/validation/summary.json" "$SIDE" "$PRECISION" "$seed" "$ITERATIONS" \
+    "$EPOCHS" >> "$RUNS"
   tail -1 "$RUNS"
 done
 

@@ -27,9 +27,7 @@ swift build -c release --product nnseg >/dev/null
 NNSEG="$(swift build -c release --show-bin-path)/nnseg"
 echo "work folder: $WORK (per-run logs there); seeds: $SEEDS; $ITERATIONS iterations; fold $FOLD"
 
-# A 1-epoch run's line has no "epochs" key (the lines written before EPOCHS existed), a longer run's has one.
-if [[ "$EPOCHS" == 1 ]]; then RUN_KEY="\"iterations\": $ITERATIONS, \"dice\""; else RUN_KEY="\"iterations\": $ITERATIONS, \"epochs\": $EPOCHS,"; fi
-done_already() { grep -q "\"side\": \"$1\", \"precision\": \"$2\", \"seed\": $3, $RUN_KEY" "$RUNS"; }
+done_already() { python3 Ops/bench/spread_runs.py has "$RUNS" "$1" "$2" "$3" "$ITERATIONS" "$EPOCHS"; }
 
 if [[ ! -d "$WORK/nnseg-pre" ]]; then
   "$NNSEG" plan -d "$DATASET" --output "$WORK/nnseg-pre" > "$WORK/nnseg-plan.log" 2>&1
@@ -60,17 +58,8 @@ for seed in $SEEDS; do
       exit 1
     fi
     seconds=$(echo "$(date +%s.%N) - $start" | bc)
-    python3 - "$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_$FOLD/validation/summary.json" "$precision" "$seed" \
-      "$ITERATIONS" "$seconds" "$EPOCHS" >> "$RUNS" <<'EOF'
-import json, sys
-summary = json.load(open(sys.argv[1]))
-run = {"side": "nnseg", "precision": sys.argv[2], "seed": int(sys.argv[3]), "iterations": int(sys.argv[4])}
-if int(sys.argv[6]) != 1:
-    run["epochs"] = int(sys.argv[6])
-run["dice"] = {k: v["Dice"] for k, v in summary["mean"].items()}
-run["command_seconds"] = round(float(sys.argv[5]), 1)
-print(json.dumps(run))
-EOF
+    python3 Ops/bench/spread_runs.py line "$results/$name/nnUNetTrainer__nnUNetPlans__3d_fullres/fold_$FOLD/validation/summary.json" \
+      nnseg "$precision" "$seed" "$ITERATIONS" "$EPOCHS" --seconds "$seconds" >> "$RUNS"
     tail -1 "$RUNS"
   done
   if [[ -n "${REF_PYTHON:-}" ]] && ! done_already nnU-Net fp32 "$seed"; then
