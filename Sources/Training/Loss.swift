@@ -110,8 +110,9 @@ public struct DiceCrossEntropyLoss: Sendable {
                 DispatchQueue.concurrentPerform(iterations: N * blocks.count) { task in
                     let n = task / blocks.count, range = blocks[task % blocks.count]
                     let gn = gr + n &* K &* V, tn = t + n &* V
-                    // dL/dp_k = a_k·[k = y] + b_k for k ≥ 1, 0 for the background; then CE's (p − onehot)/M and the Dice
-                    // term through the softmax Jacobian, p_k·(dL/dp_k − Σ_j p_j·dL/dp_j). Tile by tile, class by class.
+                    // dL/dp_k = a_k·[k = y] + b_k (a and b are 0 for the background, which Dice does not score); then CE's
+                    // (p − onehot)/M and the Dice term through the softmax Jacobian, p_k·(dL/dp_k − Σ_j p_j·dL/dp_j). Tile by
+                    // tile, class by class.
                     withUnsafeTemporaryAllocation(of: Float.self, capacity: Self.tileVoxels) { scratch in
                         let dot = scratch.baseAddress!
                         var start = range.lowerBound
@@ -121,17 +122,17 @@ public struct DiceCrossEntropyLoss: Sendable {
                             for i in 0..<tile { dot[i] = 0 }
                             for k in 0..<K {
                                 let pk = UnsafePointer(gn + (start &+ k &* V))
-                                let (a, b) = k == 0 ? (Float(0), Float(0)) : (ca[n &* K &+ k], cb[n &* K &+ k])
-                                for i in 0..<tile { dot[i] += pk[i] * (k == 0 ? 0 : Int(labels[i]) == k ? a + b : b) }
+                                let (a, b) = (ca[n &* K &+ k], cb[n &* K &+ k])
+                                for i in 0..<tile { dot[i] += pk[i] * (Int(labels[i]) == k ? a + b : b) }
                             }
                             for k in 0..<K {
                                 let gk = gn + (start &+ k &* V)
-                                let (a, b) = k == 0 ? (Float(0), Float(0)) : (ca[n &* K &+ k], cb[n &* K &+ k])
+                                let (a, b) = (ca[n &* K &+ k], cb[n &* K &+ k])
                                 for i in 0..<tile {
                                     let label = labels[i]
                                     if let ignore, label == ignore { continue }
                                     let pk = gk[i], hit = Int(label) == k
-                                    let dp: Float = k == 0 ? 0 : hit ? a + b : b
+                                    let dp = hit ? a + b : b
                                     gk[i] = ceScale * (pk - (hit ? 1 : 0)) + pk * (dp - dot[i])
                                 }
                             }
