@@ -319,20 +319,25 @@ public struct RegionDiceBCELoss: SegmentationLoss {
         self.ignoreLabel = ignoreLabel
     }
 
-    /// `member[label + 1][k]`: label (−1…max) in region k.
-    func membership() -> (table: [[Bool]], maximum: Int) {
+    /// Which labels lie in which region: row `label + 1` of K flags for the labels −1…maximum, read by ``inRegion``.
+    func membership() -> (flags: [Bool], maximum: Int) {
         let maximum = max(regions.flatMap { $0 }.max() ?? 0, ignoreLabel ?? 0)
-        var table = [[Bool]](repeating: [Bool](repeating: false, count: regions.count), count: maximum + 2)
-        for (k, region) in regions.enumerated() { for value in region where value >= 0 { table[value + 1][k] = true } }
-        return (table, maximum)
+        var flags = [Bool](repeating: false, count: (maximum + 2) * regions.count)
+        for (k, region) in regions.enumerated() { for value in region where value >= 0 { flags[(value + 1) * regions.count + k] = true } }
+        return (flags, maximum)
+    }
+
+    /// Whether `label` lies in region `k`, from ``membership()``'s flags (`rows`, K per label); a label outside
+    /// −1…maximum is in no region.
+    @inline(__always)
+    static func inRegion(_ label: Int16, _ k: Int, rows: UnsafePointer<Bool>, regions K: Int, maximum: Int) -> Bool {
+        label >= -1 && Int(label) <= maximum && rows[(Int(label) &+ 1) &* K &+ k]
     }
 
     public func callAsFunction(logits: Tensor, target: [Int16]) -> (loss: Double, gradient: Tensor) {
         let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
         precondition(K == regions.count && target.count == N * V, "logits \(logits.shape) vs \(regions.count) regions, \(target.count) labels")
-        let (table, maximum) = membership()
-        // Row `label + 1` of K flags: labels −1…maximum; any other label is in no region.
-        let flags = table.flatMap { $0 }
+        let (flags, maximum) = membership()
         let ignore = ignoreLabel.map { Int16($0) }
         // The sigmoid goes straight into the gradient's buffer (0 at ignored voxels), turned into the gradient in place.
         var gradient = Tensor(shape: logits.shape, data: [Float](unsafeUninitializedCapacity: logits.count) { _, count in count = logits.count })
@@ -360,7 +365,7 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                                     for v in range {
                                         let label = tn[v]
                                         if let ignore, label == ignore { pk[v] = 0; continue }
-                                        let inRegion = label >= -1 && Int(label) <= maximum && f[(Int(label) &+ 1) &* K &+ k]
+                                        let inRegion = Self.inRegion(label, k, rows: f, regions: K, maximum: maximum)
                                         let zv = zk[v]
                                         let probability = 1 / (1 + exp(-zv))
                                         pk[v] = probability
@@ -401,7 +406,7 @@ public struct RegionDiceBCELoss: SegmentationLoss {
                             for v in range {
                                 let label = tn[v]
                                 if let ignore, label == ignore { continue }
-                                let y: Double = label >= -1 && Int(label) <= maximum && f[(Int(label) &+ 1) &* K &+ k] ? 1 : 0
+                                let y: Double = Self.inRegion(label, k, rows: f, regions: K, maximum: maximum) ? 1 : 0
                                 let p = Double(gk[v])
                                 gk[v] = Float((p - y) / bceDivisor + (ak * y + bk) * p * (1 - p))
                             }
@@ -416,17 +421,19 @@ public struct RegionDiceBCELoss: SegmentationLoss {
     /// Prediction = sigmoid > 0.5 (logit > 0) per region; every region scored.
     public func pseudoDiceCounts(logits: Tensor, labels: [Int16]) -> (tp: [Double], fp: [Double], fn: [Double]) {
         let N = logits.shape[0], K = logits.shape[1], V = logits.spatialShape.reduce(1, *)
-        let (table, maximum) = membership()
+        let (flags, maximum) = membership()
         var tp = [Double](repeating: 0, count: K), fp = tp, fn = tp
         let ignore = ignoreLabel.map { Int16($0) }
-        for n in 0..<N {
-            for v in 0..<V {
-                let label = labels[n * V + v]
-                if let ignore, label == ignore { continue }
-                for k in 0..<K {
-                    let predicted = logits.data[(n * K + k) * V + v] > 0
-                    let truth = label >= -1 && Int(label) <= maximum && table[Int(label) + 1][k]
-                    if predicted && truth { tp[k] += 1 } else if predicted { fp[k] += 1 } else if truth { fn[k] += 1 }
+        flags.withUnsafeBufferPointer { rows in
+            for n in 0..<N {
+                for v in 0..<V {
+                    let label = labels[n * V + v]
+                    if let ignore, label == ignore { continue }
+                    for k in 0..<K {
+                        let predicted = logits.data[(n * K + k) * V + v] > 0
+                        let truth = Self.inRegion(label, k, rows: rows.baseAddress!, regions: K, maximum: maximum)
+                        if predicted && truth { tp[k] += 1 } else if predicted { fp[k] += 1 } else if truth { fn[k] += 1 }
+                    }
                 }
             }
         }
