@@ -19,8 +19,10 @@ where there are replayed draws, with all draws of nnU-Net's pipeline pooled; onl
 A one-epoch run either learns a class or largely misses it, so the per-seed spread is wide; the script also prints a
 permutation p-value for the difference of the means (all ways of splitting the pooled runs into groups of the same
 sizes, or 20 000 seeded random splits), so that a gap is read against the chance a handful of seeds leaves, a 95 %
-bootstrap interval of the gap and a Welch t interval (wider, and honest with two or three draws a side), the number of draws per side a ±0.02 interval would take at the spreads seen, and how
-many epochs on each side leave a class unlearnt (Dice < 0.5) with Fisher's exact p.
+bootstrap interval of the gap and a Welch t interval (wider, and honest with two or three draws a side), the
+acceptance read as a one-sided Welch test (p of "nnseg is not worse by more than 0.02", and of the opposite), the
+number of draws per side a ±0.02 interval would take at the spreads seen, and how many epochs on each side leave a
+class unlearnt (Dice < 0.5) with Fisher's exact p.
 Seeds run on both the replayed and the swapped side are also compared in pairs (the same initial weights, the two
 loaders): mean paired difference, bootstrap interval and sign-flip p.
 nnseg's seeds run in both precisions are compared in pairs too (bf16 − fp32: the same initial weights and batches).
@@ -88,6 +90,51 @@ def welch_interval(a, b):
     df = max(1, math.floor(df))
     t = T95[df - 1] if df <= 30 else 1.96 + (T95[-1] - 1.96) * 30 / df
     return gap - t * se, gap + t * se
+
+
+def regularized_beta(a, b, x):
+    """I_x(a, b), the regularized incomplete beta function, from its continued fraction (modified Lentz), taken on
+    the side of x where it converges fast."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - regularized_beta(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 500):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * fraction
+
+
+def student_t_upper(t, df):
+    """P(T ≥ t) for Student's t with df (not necessarily whole) degrees of freedom."""
+    tail = 0.5 * regularized_beta(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def non_inferiority_p(a, b, margin=0.02):
+    """One-sided Welch t test of H0: mean(a) − mean(b) ≤ −margin against H1: it is above (a is not worse than b by
+    more than the margin) — #25's acceptance read as a test, with the spread over seeds taken into account. Its
+    complement, 1 − p, is the p of the opposite claim (a worse by more than the margin). None with fewer than two draws
+    a side or no spread."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return None
+    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+    return student_t_upper((statistics.mean(a) - statistics.mean(b) + margin) / math.sqrt(va + vb), df)
 
 
 def draws_needed(a, b, half_width=0.02):
@@ -188,6 +235,10 @@ def main():
                 low, high = bootstrap_interval(ours, theirs)
                 welch = welch_interval(ours, theirs)
                 welch_text = f", Welch t interval [{welch[0]:+.3f}, {welch[1]:+.3f}]" if welch else ""
+                margin_p = non_inferiority_p(ours, theirs)
+                if margin_p is not None:
+                    welch_text += (f"; not worse by more than 0.02: one-sided Welch p = {margin_p:.2g}"
+                                   f" (worse by more than 0.02: p = {1 - margin_p:.2g})")
                 print(f"{who} {precision} ({len(ours)} seeds) {labels[k]}: {gap:+.3f} against {name} ({len(theirs)})"
                       f" — {'within' if ok else 'OUTSIDE'} the 0.02 acceptance; permutation p = {permutation_p(ours, theirs):.2f},"
                       f" 95 % bootstrap interval [{low:+.3f}, {high:+.3f}]{welch_text}; draws per side for a ±0.02 interval at these"
