@@ -76,17 +76,27 @@ T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
-def welch_interval(a, b):
-    """95 % Welch t interval of mean(a) − mean(b) (Welch–Satterthwaite degrees of freedom, rounded down), or None with
-    fewer than two draws a side. With a handful of draws the bootstrap interval is too narrow; this one is not."""
+def welch_terms(a, b):
+    """mean(a) − mean(b), its standard error and the Welch–Satterthwaite degrees of freedom (None where the standard
+    error is 0), or None with fewer than two draws a side."""
     if len(a) < 2 or len(b) < 2:
         return None
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    se = math.sqrt(va + vb)
-    gap = statistics.mean(a) - statistics.mean(b)
+    gap, se = statistics.mean(a) - statistics.mean(b), math.sqrt(va + vb)
     if se == 0:
+        return gap, se, None
+    return gap, se, (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
+
+
+def welch_interval(a, b):
+    """95 % Welch t interval of mean(a) − mean(b) (degrees of freedom rounded down), or None with fewer than two draws
+    a side. With a handful of draws the bootstrap interval is too narrow; this one is not."""
+    terms = welch_terms(a, b)
+    if terms is None:
+        return None
+    gap, se, df = terms
+    if df is None:
         return gap, gap
-    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
     df = max(1, math.floor(df))
     t = T95[df - 1] if df <= 30 else 1.96 + (T95[-1] - 1.96) * 30 / df
     return gap - t * se, gap + t * se
@@ -128,13 +138,11 @@ def non_inferiority_p(a, b, margin=0.02):
     more than the margin) — #25's acceptance read as a test, with the spread over seeds taken into account. Its
     complement, 1 − p, is the p of the opposite claim (a worse by more than the margin). None with fewer than two draws
     a side or no spread."""
-    if len(a) < 2 or len(b) < 2:
+    terms = welch_terms(a, b)
+    if terms is None or terms[2] is None:
         return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        return None
-    df = (va + vb) ** 2 / ((va ** 2 / (len(a) - 1) if va else 0) + (vb ** 2 / (len(b) - 1) if vb else 0))
-    return student_t_upper((statistics.mean(a) - statistics.mean(b) + margin) / math.sqrt(va + vb), df)
+    gap, se, df = terms
+    return student_t_upper((gap + margin) / se, df)
 
 
 def draws_needed(a, b, half_width=0.02):
