@@ -38,6 +38,7 @@ def main():
                       nnUNet_n_proc_DA=os.environ.get("nnUNet_n_proc_DA", "2"))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from nnunet_seeded import prepare
+    from spread_runs import run_line
     name = prepare(raw, work)
     plans_file = os.path.join(os.environ["nnUNet_preprocessed"], name, "nnUNetPlans.json")
 
@@ -84,11 +85,8 @@ def main():
             summary = json.load(f)
         dice = {label: values["Dice"] for label, values in summary["mean"].items()}
     step_times.sort()
-    result = {"side": "nnU-Net", "precision": "fp32", "seed": seed, "iterations": iterations}
-    if epochs != 1:
-        result["epochs"] = epochs
-    result.update(dice=dice, train_seconds=round(train_seconds, 1),
-                  seconds_per_iteration=round(step_times[len(step_times) // 2], 3) if step_times else None)
+    result = run_line("nnU-Net", "fp32", seed, iterations, epochs, dice, train_seconds=round(train_seconds, 1),
+                      seconds_per_iteration=round(step_times[len(step_times) // 2], 3) if step_times else None)
     print("RESULT " + json.dumps(result), flush=True)
 
 

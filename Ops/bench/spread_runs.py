@@ -10,6 +10,8 @@ seed_spread_summary.py), written and looked up in one place.
   spread_runs.py has <runs.jsonl> <side> <precision> <seed> <iterations> <epochs>
       exit status 0 when the file already holds that run (with a Dice), 1 when not.
 
+nnunet_train.py (nnU-Net's trainer live, in the reference environment) builds its RESULT line with run_line too.
+
 Standard library only (runs where the bench scripts run).
 """
 import json
@@ -43,6 +45,18 @@ def cpu():
     return name + family_model + "".join(", " + f for f in features)
 
 
+def run_line(side, precision, seed, iterations, epochs, dice, **extra):
+    """One run as the summary reads it: side, precision, seed, iterations, "epochs" when not 1 (the one-epoch lines
+    were written before EPOCHS existed and have none), the Dice per class, then extra keys, then the CPU."""
+    run = {"side": side, "precision": precision, "seed": int(seed), "iterations": int(iterations)}
+    if int(epochs) != 1:
+        run["epochs"] = int(epochs)
+    run["dice"] = dice
+    run.update(extra)
+    run["cpu"] = cpu()
+    return run
+
+
 def matches(run, side, precision, seed, iterations, epochs):
     return (run.get("side") == side and run.get("precision") == precision and run.get("seed") == seed
             and run.get("iterations") == iterations and run.get("epochs", 1) == epochs and bool(run.get("dice")))
@@ -52,18 +66,15 @@ def main(argv):
     if len(argv) >= 7 and argv[0] == "line":
         summary_file, side, precision, seed, iterations, epochs = argv[1:7]
         rest = argv[7:]
-        run = {"side": side, "precision": precision, "seed": int(seed), "iterations": int(iterations)}
-        if int(epochs) != 1:
-            run["epochs"] = int(epochs)
-        with open(summary_file) as f:
-            summary = json.load(f)
-        run["dice"] = {k: v["Dice"] for k, v in summary["mean"].items()}
+        extra = {}
         if rest[:1] == ["--seconds"] and len(rest) == 2:
-            run["command_seconds"] = round(float(rest[1]), 1)
+            extra["command_seconds"] = round(float(rest[1]), 1)
         elif rest:
             sys.exit(f"spread_runs.py line: unexpected {' '.join(rest)}")
-        run["cpu"] = cpu()
-        print(json.dumps(run))
+        with open(summary_file) as f:
+            summary = json.load(f)
+        dice = {k: v["Dice"] for k, v in summary["mean"].items()}
+        print(json.dumps(run_line(side, precision, seed, iterations, epochs, dice, **extra)))
         return 0
     if len(argv) == 7 and argv[0] == "has":
         runs_file, side, precision, seed, iterations, epochs = argv[1:7]
